@@ -1,0 +1,164 @@
+//! `corral`: one binary for the management plane and its administration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use corral_server::domain::OrgRole;
+use corral_server::{bootstrap, open_store};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "corral", version, about = "Self-hostable management plane for development-environment runners")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (Connect, gRPC and gRPC-Web on one port).
+    Serve(ServeArgs),
+    /// Administer an installation directly through its store (works while the server runs).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Tools for developers of corral.
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
+}
+
+/// Where the data lives; shared by `serve` and `admin`.
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Directory for the embedded database and the server's keys.
+    #[arg(long, env = "CORRAL_DATA_DIR", default_value = "./corral-data")]
+    data_dir: PathBuf,
+    /// Database URL (e.g. sqlite:/path/corral.db); defaults to SQLite in the data dir.
+    #[arg(long, env = "CORRAL_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CORRAL_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Users of an organization.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user and print their new API token (last line of output).
+    Add {
+        #[arg(long)]
+        email: String,
+        /// Make the user an organization admin.
+        #[arg(long)]
+        admin: bool,
+        /// Organization id; defaults to the first organization.
+        #[arg(long)]
+        org: Option<Uuid>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Add an organization with its admin and print the admin's API token (last line).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Write the compiled FileDescriptorSet of corral's .proto files.
+    DescriptorSet { out: PathBuf },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            corral_server::serve(corral_server::ServeConfig {
+                listen: args.listen,
+                data_dir: args.store.data_dir,
+                database_url: args.store.database_url,
+                data_key: std::env::var("CORRAL_DATA_KEY").ok(),
+            })
+            .await
+        }
+        Command::Admin { command } => admin(command).await,
+        Command::Debug {
+            command: DebugCommand::DescriptorSet { out },
+        } => std::fs::write(&out, corral_api::DESCRIPTOR_SET)
+            .with_context(|| format!("writing {}", out.display())),
+    }
+}
+
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::User {
+            command: UserCommand::Add { email, admin, org, store },
+        } => {
+            let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+            let org_id = match org {
+                Some(id) => store.get_organization(id).await.context("no such organization")?.id,
+                None => {
+                    store
+                        .first_organization()
+                        .await?
+                        .context("the store has no organization yet; start `corral serve` once or use `corral admin org add`")?
+                        .id
+                }
+            };
+            let role = if admin { OrgRole::Admin } else { OrgRole::Member };
+            let created = bootstrap::create_user(store.as_ref(), org_id, &email, role).await?;
+            println!("user {} ({}) added to organization {org_id}", created.user.id, created.user.email);
+            println!("{}", created.token);
+        }
+        AdminCommand::Org {
+            command: OrgCommand::Add { name, admin_email, store },
+        } => {
+            let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+            let (org, admin) = bootstrap::create_organization(store.as_ref(), &name, &admin_email).await?;
+            println!("organization {} ({}) added with admin {} ({})", org.id, org.name, admin.user.id, admin.user.email);
+            println!("{}", admin.token);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,413 @@
+//! The domain model: what corral stores and reasons about, free of wire types.
+//!
+//! Conversions to and from the `gitpod.v1` messages live in `services::convert`;
+//! the store persists these types as they are.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub type Timestamp = DateTime<Utc>;
+
+/// A fresh, time-ordered id: lists sorted by id are in creation order.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Organization {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OrgRole {
+    Admin,
+    Member,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum UserStatus {
+    Active,
+    Suspended,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub status: UserStatus,
+    pub created_at: Timestamp,
+}
+
+/// The groups every organization has, kept by the system.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SystemGroup {
+    Admins,
+    Members,
+}
+
+impl SystemGroup {
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemGroup::Admins => "admins",
+            SystemGroup::Members => "members",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Group {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub system: Option<SystemGroup>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Membership {
+    pub id: Uuid,
+    pub group_id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: Timestamp,
+}
+
+/// A membership with the member's display data, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberView {
+    pub membership: Membership,
+    pub user: User,
+}
+
+/// An organization member with their role, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgMember {
+    pub user: User,
+    pub role: OrgRole,
+    pub member_since: Timestamp,
+}
+
+/// Who did something or owns something.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Subject {
+    User(Uuid),
+    Runner(Uuid),
+}
+
+impl Subject {
+    pub fn id(self) -> Uuid {
+        match self {
+            Subject::User(id) | Subject::Runner(id) => id,
+        }
+    }
+}
+
+/// The kinds of bearer token; the kind is also the token's visible prefix.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A user's API token (personal access token or one issued by the CLI).
+    Personal,
+    /// A runner's access token, obtained by exchange.
+    RunnerAccess,
+    /// One-time token that becomes a runner access token.
+    Exchange,
+}
+
+impl TokenKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::Personal => "crl_pat_",
+            TokenKind::RunnerAccess => "crl_rt_",
+            TokenKind::Exchange => "crl_ex_",
+        }
+    }
+}
+
+/// A bearer token as stored: only its hash, never the token itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub kind: TokenKind,
+    pub hash: String,
+    pub org_id: Uuid,
+    /// Whom the token authenticates.
+    pub subject: Subject,
+    /// Who created it (differs from the subject for runner tokens).
+    pub creator: Subject,
+    pub description: String,
+    pub read_only: bool,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used: Option<Timestamp>,
+    /// Exchange tokens only: when it was traded in.
+    pub used_at: Option<Timestamp>,
+}
+
+impl ApiToken {
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RunnerKind {
+    Local,
+    Remote,
+    LocalConfiguration,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RunnerProvider {
+    AwsEc2,
+    LinuxHost,
+    DesktopMac,
+    Managed,
+    Gcp,
+    DevAgent,
+}
+
+impl RunnerProvider {
+    /// Cloud providers run remote runners; the rest run on a user's or team's host.
+    pub fn kind(self) -> RunnerKind {
+        match self {
+            RunnerProvider::AwsEc2 | RunnerProvider::Gcp | RunnerProvider::Managed => {
+                RunnerKind::Remote
+            }
+            RunnerProvider::LinuxHost | RunnerProvider::DesktopMac | RunnerProvider::DevAgent => {
+                RunnerKind::Local
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum RunnerPhase {
+    #[default]
+    Unspecified,
+    Created,
+    Inactive,
+    Active,
+    Deleting,
+    Deleted,
+    Degraded,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    #[default]
+    Unspecified,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum ReleaseChannel {
+    #[default]
+    Unspecified,
+    Stable,
+    Latest,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum RunnerVariant {
+    #[default]
+    Unspecified,
+    Standard,
+    Enterprise,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub url: String,
+    pub username: String,
+    /// Encrypted with the server's data key; never returned.
+    pub password_encrypted: Option<Vec<u8>>,
+    pub managed_metrics_enabled: bool,
+    pub include_verbose_metrics: bool,
+}
+
+/// Hours (UTC, 0-23) in which the runner may update itself.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpdateWindow {
+    pub start_hour: u32,
+    pub end_hour: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunnerConfig {
+    pub region: String,
+    pub release_channel: ReleaseChannel,
+    pub auto_update: bool,
+    pub metrics: MetricsConfig,
+    pub log_level: LogLevel,
+    pub devcontainer_image_cache_enabled: bool,
+    pub update_window: Option<UpdateWindow>,
+    /// Encrypted with the server's data key.
+    pub honeycomb_api_key_encrypted: Option<Vec<u8>>,
+    pub continuous_profiling: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunnerSpec {
+    pub desired_phase: RunnerPhase,
+    pub config: RunnerConfig,
+    pub variant: RunnerVariant,
+}
+
+/// What the runner reports about itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunnerStatus {
+    pub phase: RunnerPhase,
+    pub message: String,
+    pub version: String,
+    pub system_details: String,
+    pub region: String,
+    pub log_url: String,
+    pub support_bundle_url: String,
+    /// Capability numbers as the runner reported them.
+    pub capabilities: Vec<i32>,
+    pub additional_info: Vec<(String, String)>,
+    /// The runner's X25519 public key (32 bytes) once it has signed up.
+    pub public_key: Option<Vec<u8>>,
+    pub updated_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Runner {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub kind: RunnerKind,
+    pub provider: Option<RunnerProvider>,
+    pub creator: Subject,
+    pub runner_manager_id: Option<Uuid>,
+    pub spec: RunnerSpec,
+    pub status: RunnerStatus,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RunnerRole {
+    /// May see and use the runner.
+    User,
+    /// May also change, delete and configure it.
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunnerPolicy {
+    pub runner_id: Uuid,
+    pub group_id: Uuid,
+    pub role: RunnerRole,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum HostTokenSource {
+    OAuth,
+    Pat,
+}
+
+/// A user's credential for one SCM host on one runner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostToken {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub runner_id: Uuid,
+    pub user_id: Uuid,
+    pub host: String,
+    pub source: Option<HostTokenSource>,
+    /// Encrypted with the server's data key.
+    pub token_encrypted: Vec<u8>,
+    pub refresh_token_encrypted: Option<Vec<u8>>,
+    pub expires_at: Option<Timestamp>,
+    pub integration_id: Option<Uuid>,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OAuthApp {
+    pub client_id: String,
+    /// Sealed to the runner's public key: only the runner can open it.
+    pub encrypted_client_secret: Vec<u8>,
+    pub issuer_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScmIntegration {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub runner_id: Uuid,
+    pub scm_id: String,
+    pub host: String,
+    pub oauth: Option<OAuthApp>,
+    pub pat: bool,
+    pub virtual_directory: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnvironmentClass {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub runner_id: Uuid,
+    pub display_name: String,
+    pub description: String,
+    pub configuration: Vec<(String, String)>,
+    pub enabled: bool,
+    pub created_at: Timestamp,
+}
+
+/// One page of a list: the items and where the next page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The id after which the next page starts; `None` on the last page.
+    pub next_after: Option<Uuid>,
+}
+
+/// Which page to read: items with ids after `after`, at most `limit` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<Uuid>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunnerFilter {
+    pub creator_ids: Vec<Uuid>,
+    pub kinds: Vec<RunnerKind>,
+    pub providers: Vec<RunnerProvider>,
+    /// When set, only the runners the caller may see.
+    pub visible: Option<Visibility>,
+}
+
+/// The runners a non-admin may see: those they created and those granted to them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Visibility {
+    pub creator: Option<Uuid>,
+    pub runner_ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostTokenFilter {
+    pub runner_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvironmentClassFilter {
+    pub runner_ids: Vec<Uuid>,
+    pub enabled: Option<bool>,
+}

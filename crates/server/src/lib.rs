@@ -1,0 +1,122 @@
+//! The corral management plane.
+//!
+//! `serve` opens the store, bootstraps an empty installation, and serves the
+//! `gitpod.v1` services over Connect, gRPC and gRPC-Web on one port. The pieces:
+//! `services` (one module per service, wire types only at this edge), `auth`
+//! (who is calling) and `authz` (what they may do), `store` (persistence behind
+//! one trait), `crypto` (tokens, secrets at rest, sealing), `domain` (the model).
+
+pub mod auth;
+pub mod authz;
+pub mod bootstrap;
+pub mod crypto;
+pub mod domain;
+pub mod errors;
+pub mod pagination;
+pub mod services;
+pub mod state;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+
+use crate::crypto::{DataKey, LogsTokenSigner};
+use crate::pagination::QueryPaging;
+use crate::state::{AppState, SharedState};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+
+/// Requests larger than this are rejected before they are decoded.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    /// Base64 data key from the environment; otherwise a file in the data dir.
+    pub data_key: Option<String>,
+}
+
+/// Opens the store named by `database_url`, or the embedded SQLite file in `data_dir`.
+pub async fn open_store(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    match database_url {
+        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("corral.db")).await?)),
+        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open_url(url).await?)),
+        Some(url) => anyhow::bail!(
+            "unsupported database URL {:?}: this build stores data in SQLite (sqlite:PATH)",
+            url.split(':').next().unwrap_or_default()
+        ),
+    }
+}
+
+pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
+    let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
+    Ok(Arc::new(AppState {
+        store,
+        data_key: DataKey::load(&config.data_dir, config.data_key.as_deref())?,
+        logs_signer: LogsTokenSigner::load(&config.data_dir)?,
+    }))
+}
+
+/// The HTTP application: every service at the root and again under `/api`
+/// (where the SDKs' base URL points), plus `/healthz`.
+pub fn app(state: SharedState) -> axum::Router {
+    let rpc = services::router(state.clone())
+        .into_axum_service()
+        .with_limits(
+            connectrpc::Limits::default()
+                .with_max_request_body_size(MAX_REQUEST_BYTES)
+                .with_max_message_size(MAX_REQUEST_BYTES),
+        )
+        .with_interceptor(errors::ValidationMessages)
+        .with_interceptor(auth::Authenticator::new(state.store.clone()));
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest_service("/api", rpc.clone())
+        .fallback_service(rpc)
+        .layer(axum::middleware::from_fn(paging_from_query))
+}
+
+/// Hands query-string paging (`?token=…&pageSize=…`) to the list handlers.
+async fn paging_from_query(mut request: Request, next: Next) -> Response {
+    if let Some(query) = request.uri().query() {
+        let paging = QueryPaging::parse(query);
+        request.extensions_mut().insert(paging);
+    }
+    next.run(request).await
+}
+
+/// Runs the server until the process is told to stop.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let state = build_state(&config).await?;
+    bootstrap::bootstrap_if_empty(state.store.as_ref(), &config.data_dir).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "corral is serving");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,887 @@
+//! The embedded SQLite store: one file in the data directory, WAL mode so the
+//! CLI can write while the server runs, migrations applied on open.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use uuid::Uuid;
+
+use super::{Mutation, Store, StoreError, StoreResult};
+use crate::domain::*;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        Self::connect(options).await
+    }
+
+    /// Opens a `sqlite:` URL, e.g. `sqlite:/var/lib/corral/corral.db`.
+    pub async fn open_url(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("invalid SQLite URL {url}"))?
+            .create_if_missing(true);
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> anyhow::Result<Self> {
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .context("opening the SQLite database")?;
+        MIGRATOR.run(&pool).await.context("migrating the SQLite database")?;
+        Ok(Self { pool })
+    }
+}
+
+fn internal(e: impl Into<anyhow::Error>) -> StoreError {
+    StoreError::Internal(e.into())
+}
+
+/// Maps a unique-constraint violation to `AlreadyExists` with `what`.
+fn on_unique(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::AlreadyExists(what.to_string())
+        }
+        _ => internal(e),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(internal)
+}
+
+fn from_json<T: DeserializeOwned>(data: &str) -> StoreResult<T> {
+    serde_json::from_str(data).map_err(internal)
+}
+
+fn enum_name<T: Serialize>(value: &T) -> StoreResult<String> {
+    Ok(to_json(value)?.trim_matches('"').to_string())
+}
+
+/// `?, ?, ?` for `n` values.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+impl SqliteStore {
+    async fn fetch_data<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        binds: &[String],
+        what: &'static str,
+    ) -> StoreResult<T> {
+        self.fetch_optional(sql, binds)
+            .await?
+            .ok_or(StoreError::NotFound(what))
+    }
+
+    async fn fetch_optional<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        binds: &[String],
+    ) -> StoreResult<Option<T>> {
+        let mut query = sqlx::query(AssertSqlSafe(sql.to_string()));
+        for b in binds {
+            query = query.bind(b.clone());
+        }
+        let row = query.fetch_optional(&self.pool).await.map_err(internal)?;
+        row.map(|r| from_json(r.get::<&str, _>("data"))).transpose()
+    }
+
+    /// Reads one page of `table` rows matching `condition` (with `binds`), in id order.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        condition: &str,
+        mut binds: Vec<String>,
+        page: PageRequest,
+    ) -> StoreResult<Page<T>> {
+        let mut sql = format!("SELECT id, data FROM {table} WHERE {condition}");
+        if let Some(after) = page.after {
+            sql.push_str(" AND id > ?");
+            binds.push(after.to_string());
+        }
+        sql.push_str(" ORDER BY id LIMIT ?");
+        let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
+        for b in &binds {
+            query = query.bind(b.clone());
+        }
+        let rows = query
+            .bind((page.limit + 1) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last_id = None;
+        for row in rows.iter().take(page.limit) {
+            items.push(from_json(row.get::<&str, _>("data"))?);
+            last_id = Some(row.get::<String, _>("id"));
+        }
+        let next_after = if rows.len() > page.limit {
+            last_id.map(|id| Uuid::parse_str(&id).map_err(internal)).transpose()?
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    /// Applies `change` to the record with `id` in one write transaction and
+    /// stores it back, refreshing the indexed columns named by `columns`.
+    async fn mutate<T: Serialize + DeserializeOwned + Send>(
+        &self,
+        table: &str,
+        id: Uuid,
+        what: &'static str,
+        change: Mutation<T>,
+        columns: fn(&T) -> StoreResult<Vec<(&'static str, String)>>,
+    ) -> StoreResult<T> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(internal)?;
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT data FROM {table} WHERE id = ?")))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound(what))?;
+        let mut value: T = from_json(row.get::<&str, _>("data"))?;
+        change(&mut value)?;
+        let cols = columns(&value)?;
+        let mut sql = format!("UPDATE {table} SET data = ?");
+        for (name, _) in &cols {
+            sql.push_str(&format!(", {name} = ?"));
+        }
+        sql.push_str(" WHERE id = ?");
+        let mut query = sqlx::query(AssertSqlSafe(sql.clone())).bind(to_json(&value)?);
+        for (_, v) in &cols {
+            query = query.bind(v);
+        }
+        query
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique(what))?;
+        tx.commit().await.map_err(internal)?;
+        Ok(value)
+    }
+
+    async fn delete_by_id(&self, table: &str, id: Uuid, what: &'static str) -> StoreResult<()> {
+        let done = sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE id = ?")))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(what));
+        }
+        Ok(())
+    }
+
+    async fn insert_group(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        group: &Group,
+    ) -> StoreResult<()> {
+        let system = group.system.map(|s| enum_name(&s)).transpose()?;
+        sqlx::query("INSERT INTO groups (id, org_id, name, system, data) VALUES (?, ?, ?, ?, ?)")
+            .bind(group.id.to_string())
+            .bind(group.org_id.to_string())
+            .bind(&group.name)
+            .bind(system)
+            .bind(to_json(group)?)
+            .execute(conn)
+            .await
+            .map_err(on_unique("a group with this name already exists"))?;
+        Ok(())
+    }
+
+    async fn insert_membership(
+        conn: &mut sqlx::SqliteConnection,
+        membership: &Membership,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO memberships (id, group_id, user_id, data) VALUES (?, ?, ?, ?)")
+            .bind(membership.id.to_string())
+            .bind(membership.group_id.to_string())
+            .bind(membership.user_id.to_string())
+            .bind(to_json(membership)?)
+            .execute(conn)
+            .await
+            .map_err(on_unique("the subject is already a member of this group"))?;
+        Ok(())
+    }
+
+    async fn insert_token(conn: &mut sqlx::SqliteConnection, token: &ApiToken) -> StoreResult<()> {
+        sqlx::query("INSERT INTO api_tokens (id, hash, kind, subject_id, data) VALUES (?, ?, ?, ?, ?)")
+            .bind(token.id.to_string())
+            .bind(&token.hash)
+            .bind(enum_name(&token.kind)?)
+            .bind(token.subject.id().to_string())
+            .bind(to_json(token)?)
+            .execute(conn)
+            .await
+            .map_err(on_unique("token already exists"))?;
+        Ok(())
+    }
+
+    async fn system_group_id(
+        conn: &mut sqlx::SqliteConnection,
+        org_id: Uuid,
+        which: SystemGroup,
+    ) -> StoreResult<Uuid> {
+        let row = sqlx::query("SELECT id FROM groups WHERE org_id = ? AND system = ?")
+            .bind(org_id.to_string())
+            .bind(enum_name(&which)?)
+            .fetch_optional(conn)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("system group"))?;
+        Uuid::parse_str(row.get::<&str, _>("id")).map_err(internal)
+    }
+}
+
+fn uuid_strings(ids: &[Uuid]) -> Vec<String> {
+    ids.iter().map(Uuid::to_string).collect()
+}
+
+fn no_columns<T>(_: &T) -> StoreResult<Vec<(&'static str, String)>> {
+    Ok(Vec::new())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_organization(&self, org: &Organization) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        sqlx::query("INSERT INTO organizations (id, data) VALUES (?, ?)")
+            .bind(org.id.to_string())
+            .bind(to_json(org)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique("organization already exists"))?;
+        for which in [SystemGroup::Admins, SystemGroup::Members] {
+            let group = Group {
+                id: new_id(),
+                org_id: org.id,
+                name: which.name().to_string(),
+                description: match which {
+                    SystemGroup::Admins => "Administrators of the organization".into(),
+                    SystemGroup::Members => "Every member of the organization".into(),
+                },
+                system: Some(which),
+                created_at: org.created_at,
+                updated_at: org.created_at,
+            };
+            self.insert_group(&mut tx, &group).await?;
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn get_organization(&self, id: Uuid) -> StoreResult<Organization> {
+        self.fetch_data("SELECT data FROM organizations WHERE id = ?", &[id.to_string()], "organization")
+            .await
+    }
+
+    async fn first_organization(&self) -> StoreResult<Option<Organization>> {
+        self.fetch_optional("SELECT data FROM organizations ORDER BY id LIMIT 1", &[])
+            .await
+    }
+
+    async fn create_user(&self, user: &User, role: OrgRole) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        sqlx::query("INSERT INTO users (id, org_id, email, data) VALUES (?, ?, ?, ?)")
+            .bind(user.id.to_string())
+            .bind(user.org_id.to_string())
+            .bind(&user.email)
+            .bind(to_json(user)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique("a user with this email already exists in the organization"))?;
+        let mut groups = vec![SystemGroup::Members];
+        if role == OrgRole::Admin {
+            groups.push(SystemGroup::Admins);
+        }
+        for which in groups {
+            let group_id = Self::system_group_id(&mut tx, user.org_id, which).await?;
+            let membership = Membership {
+                id: new_id(),
+                group_id,
+                user_id: user.id,
+                created_at: user.created_at,
+            };
+            Self::insert_membership(&mut tx, &membership).await?;
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn get_user(&self, id: Uuid) -> StoreResult<User> {
+        self.fetch_data("SELECT data FROM users WHERE id = ?", &[id.to_string()], "user")
+            .await
+    }
+
+    async fn org_role(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<OrgRole>> {
+        let rows = sqlx::query(
+            "SELECT g.system FROM memberships m JOIN groups g ON g.id = m.group_id \
+             WHERE g.org_id = ? AND m.user_id = ? AND g.system IS NOT NULL",
+        )
+        .bind(org_id.to_string())
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(internal)?;
+        let systems: Vec<String> = rows.iter().map(|r| r.get("system")).collect();
+        let admins = enum_name(&SystemGroup::Admins)?;
+        Ok(if systems.contains(&admins) {
+            Some(OrgRole::Admin)
+        } else if systems.is_empty() {
+            None
+        } else {
+            Some(OrgRole::Member)
+        })
+    }
+
+    async fn set_org_role(&self, org_id: Uuid, user_id: Uuid, role: OrgRole) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(internal)?;
+        let admins = Self::system_group_id(&mut tx, org_id, SystemGroup::Admins).await?;
+        match role {
+            OrgRole::Admin => {
+                let existing: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM memberships WHERE group_id = ? AND user_id = ?",
+                )
+                .bind(admins.to_string())
+                .bind(user_id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(internal)?;
+                if existing == 0 {
+                    let membership = Membership {
+                        id: new_id(),
+                        group_id: admins,
+                        user_id,
+                        created_at: chrono::Utc::now(),
+                    };
+                    Self::insert_membership(&mut tx, &membership).await?;
+                }
+            }
+            OrgRole::Member => {
+                let remaining: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM memberships WHERE group_id = ? AND user_id != ?",
+                )
+                .bind(admins.to_string())
+                .bind(user_id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(internal)?;
+                if remaining == 0 {
+                    return Err(StoreError::Conflict(
+                        "the organization must keep at least one admin".into(),
+                    ));
+                }
+                sqlx::query("DELETE FROM memberships WHERE group_id = ? AND user_id = ?")
+                    .bind(admins.to_string())
+                    .bind(user_id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+            }
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn list_org_members(&self, org_id: Uuid, page: PageRequest) -> StoreResult<Page<OrgMember>> {
+        let users: Page<User> = self
+            .page("users", "org_id = ?", vec![org_id.to_string()], page)
+            .await?;
+        let mut items = Vec::with_capacity(users.items.len());
+        for user in users.items {
+            let role = self.org_role(org_id, user.id).await?.unwrap_or(OrgRole::Member);
+            items.push(OrgMember {
+                member_since: user.created_at,
+                user,
+                role,
+            });
+        }
+        Ok(Page {
+            items,
+            next_after: users.next_after,
+        })
+    }
+
+    async fn create_group(&self, group: &Group) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        self.insert_group(&mut conn, group).await
+    }
+
+    async fn get_group(&self, id: Uuid) -> StoreResult<Group> {
+        self.fetch_data("SELECT data FROM groups WHERE id = ?", &[id.to_string()], "group")
+            .await
+    }
+
+    async fn get_group_by_name(&self, org_id: Uuid, name: &str) -> StoreResult<Group> {
+        self.fetch_data(
+            "SELECT data FROM groups WHERE org_id = ? AND name = ?",
+            &[org_id.to_string(), name.to_string()],
+            "group",
+        )
+        .await
+    }
+
+    async fn system_group(&self, org_id: Uuid, which: SystemGroup) -> StoreResult<Group> {
+        self.fetch_data(
+            "SELECT data FROM groups WHERE org_id = ? AND system = ?",
+            &[org_id.to_string(), enum_name(&which)?],
+            "group",
+        )
+        .await
+    }
+
+    async fn list_groups(&self, org_id: Uuid, page: PageRequest) -> StoreResult<Page<Group>> {
+        self.page("groups", "org_id = ?", vec![org_id.to_string()], page)
+            .await
+    }
+
+    async fn update_group(&self, id: Uuid, change: Mutation<Group>) -> StoreResult<Group> {
+        self.mutate("groups", id, "group", change, |g| Ok(vec![("name", g.name.clone())]))
+            .await
+    }
+
+    async fn delete_group(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("groups", id, "group").await
+    }
+
+    async fn count_members(&self, group_id: Uuid) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE group_id = ?")
+            .bind(group_id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(internal)
+    }
+
+    async fn create_membership(&self, membership: &Membership) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        Self::insert_membership(&mut conn, membership).await
+    }
+
+    async fn get_membership(&self, id: Uuid) -> StoreResult<Membership> {
+        self.fetch_data("SELECT data FROM memberships WHERE id = ?", &[id.to_string()], "membership")
+            .await
+    }
+
+    async fn find_membership(&self, group_id: Uuid, user_id: Uuid) -> StoreResult<Option<Membership>> {
+        self.fetch_optional(
+            "SELECT data FROM memberships WHERE group_id = ? AND user_id = ?",
+            &[group_id.to_string(), user_id.to_string()],
+        )
+        .await
+    }
+
+    async fn delete_membership(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("memberships", id, "membership").await
+    }
+
+    async fn list_memberships(&self, group_id: Uuid, page: PageRequest) -> StoreResult<Page<MemberView>> {
+        let memberships: Page<Membership> = self
+            .page("memberships", "group_id = ?", vec![group_id.to_string()], page)
+            .await?;
+        let mut items = Vec::with_capacity(memberships.items.len());
+        for membership in memberships.items {
+            let user = self.get_user(membership.user_id).await?;
+            items.push(MemberView { membership, user });
+        }
+        Ok(Page {
+            items,
+            next_after: memberships.next_after,
+        })
+    }
+
+    async fn groups_of_user(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query("SELECT group_id FROM memberships WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
+        rows.iter()
+            .map(|r| Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal))
+            .collect()
+    }
+
+    async fn create_token(&self, token: &ApiToken) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        Self::insert_token(&mut conn, token).await
+    }
+
+    async fn find_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
+        self.fetch_optional("SELECT data FROM api_tokens WHERE hash = ?", &[hash.to_string()])
+            .await
+    }
+
+    async fn get_token(&self, id: Uuid) -> StoreResult<ApiToken> {
+        self.fetch_data("SELECT data FROM api_tokens WHERE id = ?", &[id.to_string()], "token")
+            .await
+    }
+
+    async fn list_user_tokens(&self, user_ids: &[Uuid], page: PageRequest) -> StoreResult<Page<ApiToken>> {
+        let condition = format!(
+            "kind = ? AND subject_id IN ({})",
+            placeholders(user_ids.len())
+        );
+        let mut binds = vec![enum_name(&TokenKind::Personal)?];
+        binds.extend(uuid_strings(user_ids));
+        self.page("api_tokens", &condition, binds, page).await
+    }
+
+    async fn delete_token(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("api_tokens", id, "token").await
+    }
+
+    async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE api_tokens SET data = json_set(data, '$.last_used', ?) WHERE id = ?")
+            .bind(to_json(&at)?.trim_matches('"').to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    async fn redeem_exchange_token(&self, exchange_id: Uuid, access: &ApiToken, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(internal)?;
+        let row = sqlx::query("SELECT data FROM api_tokens WHERE id = ?")
+            .bind(exchange_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("exchange token"))?;
+        let mut exchange: ApiToken = from_json(row.get::<&str, _>("data"))?;
+        if exchange.used_at.is_some() {
+            return Err(StoreError::Conflict("the exchange token was already used".into()));
+        }
+        if exchange.is_expired(now) {
+            return Err(StoreError::Conflict("the exchange token has expired".into()));
+        }
+        exchange.used_at = Some(now);
+        sqlx::query("UPDATE api_tokens SET data = ? WHERE id = ?")
+            .bind(to_json(&exchange)?)
+            .bind(exchange_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        sqlx::query("DELETE FROM api_tokens WHERE kind = ? AND subject_id = ?")
+            .bind(enum_name(&TokenKind::RunnerAccess)?)
+            .bind(access.subject.id().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        Self::insert_token(&mut tx, access).await?;
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn create_runner(&self, runner: &Runner, policies: &[RunnerPolicy]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        sqlx::query(
+            "INSERT INTO runners (id, org_id, creator_id, kind, provider, data) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(runner.id.to_string())
+        .bind(runner.org_id.to_string())
+        .bind(runner.creator.id().to_string())
+        .bind(enum_name(&runner.kind)?)
+        .bind(runner.provider.map(|p| enum_name(&p)).transpose()?)
+        .bind(to_json(runner)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(on_unique("runner already exists"))?;
+        for policy in policies {
+            sqlx::query("INSERT INTO runner_policies (runner_id, group_id, role) VALUES (?, ?, ?)")
+                .bind(policy.runner_id.to_string())
+                .bind(policy.group_id.to_string())
+                .bind(enum_name(&policy.role)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn get_runner(&self, id: Uuid) -> StoreResult<Runner> {
+        self.fetch_data("SELECT data FROM runners WHERE id = ?", &[id.to_string()], "runner")
+            .await
+    }
+
+    async fn list_runners(&self, org_id: Uuid, filter: &RunnerFilter, page: PageRequest) -> StoreResult<Page<Runner>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !filter.creator_ids.is_empty() {
+            condition.push_str(&format!(" AND creator_id IN ({})", placeholders(filter.creator_ids.len())));
+            binds.extend(uuid_strings(&filter.creator_ids));
+        }
+        if !filter.kinds.is_empty() {
+            condition.push_str(&format!(" AND kind IN ({})", placeholders(filter.kinds.len())));
+            for kind in &filter.kinds {
+                binds.push(enum_name(kind)?);
+            }
+        }
+        if !filter.providers.is_empty() {
+            condition.push_str(&format!(" AND provider IN ({})", placeholders(filter.providers.len())));
+            for provider in &filter.providers {
+                binds.push(enum_name(provider)?);
+            }
+        }
+        if let Some(visible) = &filter.visible {
+            condition.push_str(&format!(
+                " AND (creator_id = ? OR id IN ({}))",
+                placeholders(visible.runner_ids.len())
+            ));
+            binds.push(visible.creator.map(|c| c.to_string()).unwrap_or_default());
+            binds.extend(uuid_strings(&visible.runner_ids));
+        }
+        self.page("runners", &condition, binds, page).await
+    }
+
+    async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner> {
+        self.mutate("runners", id, "runner", change, no_columns).await
+    }
+
+    async fn delete_runner(&self, id: Uuid) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        sqlx::query("DELETE FROM api_tokens WHERE subject_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        let done = sqlx::query("DELETE FROM runners WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("runner"));
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn list_runner_policies(&self, runner_id: Uuid) -> StoreResult<Vec<RunnerPolicy>> {
+        let rows = sqlx::query("SELECT group_id, role FROM runner_policies WHERE runner_id = ? ORDER BY group_id")
+            .bind(runner_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunnerPolicy {
+                    runner_id,
+                    group_id: Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal)?,
+                    role: from_json(&format!("\"{}\"", r.get::<&str, _>("role")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()> {
+        sqlx::query("INSERT INTO runner_policies (runner_id, group_id, role) VALUES (?, ?, ?)")
+            .bind(policy.runner_id.to_string())
+            .bind(policy.group_id.to_string())
+            .bind(enum_name(&policy.role)?)
+            .execute(&self.pool)
+            .await
+            .map_err(on_unique("the group already has a policy on this runner"))?;
+        Ok(())
+    }
+
+    async fn update_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE runner_policies SET role = ? WHERE runner_id = ? AND group_id = ?")
+            .bind(enum_name(&policy.role)?)
+            .bind(policy.runner_id.to_string())
+            .bind(policy.group_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("runner policy"));
+        }
+        Ok(())
+    }
+
+    async fn delete_runner_policy(&self, runner_id: Uuid, group_id: Uuid) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM runner_policies WHERE runner_id = ? AND group_id = ?")
+            .bind(runner_id.to_string())
+            .bind(group_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("runner policy"));
+        }
+        Ok(())
+    }
+
+    async fn runners_granted_to_groups(&self, group_ids: &[Uuid]) -> StoreResult<Vec<RunnerPolicy>> {
+        if group_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT runner_id, group_id, role FROM runner_policies WHERE group_id IN ({})",
+            placeholders(group_ids.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
+        for id in group_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(internal)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunnerPolicy {
+                    runner_id: Uuid::parse_str(r.get::<&str, _>("runner_id")).map_err(internal)?,
+                    group_id: Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal)?,
+                    role: from_json(&format!("\"{}\"", r.get::<&str, _>("role")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_host_token(&self, token: &HostToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO host_tokens (id, org_id, runner_id, user_id, host, data) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.to_string())
+        .bind(token.org_id.to_string())
+        .bind(token.runner_id.to_string())
+        .bind(token.user_id.to_string())
+        .bind(&token.host)
+        .bind(to_json(token)?)
+        .execute(&self.pool)
+        .await
+        .map_err(on_unique("the user already has a token for this host on this runner"))?;
+        Ok(())
+    }
+
+    async fn get_host_token(&self, id: Uuid) -> StoreResult<HostToken> {
+        self.fetch_data("SELECT data FROM host_tokens WHERE id = ?", &[id.to_string()], "host authentication token")
+            .await
+    }
+
+    async fn list_host_tokens(&self, org_id: Uuid, filter: &HostTokenFilter, page: PageRequest) -> StoreResult<Page<HostToken>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if let Some(runner_id) = filter.runner_id {
+            condition.push_str(" AND runner_id = ?");
+            binds.push(runner_id.to_string());
+        }
+        if let Some(user_id) = filter.user_id {
+            condition.push_str(" AND user_id = ?");
+            binds.push(user_id.to_string());
+        }
+        self.page("host_tokens", &condition, binds, page).await
+    }
+
+    async fn update_host_token(&self, id: Uuid, change: Mutation<HostToken>) -> StoreResult<HostToken> {
+        self.mutate("host_tokens", id, "host authentication token", change, no_columns)
+            .await
+    }
+
+    async fn delete_host_token(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("host_tokens", id, "host authentication token").await
+    }
+
+    async fn create_scm_integration(&self, integration: &ScmIntegration) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO scm_integrations (id, org_id, runner_id, host, data) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(integration.id.to_string())
+        .bind(integration.org_id.to_string())
+        .bind(integration.runner_id.to_string())
+        .bind(&integration.host)
+        .bind(to_json(integration)?)
+        .execute(&self.pool)
+        .await
+        .map_err(on_unique("the runner already has an SCM integration for this host"))?;
+        Ok(())
+    }
+
+    async fn get_scm_integration(&self, id: Uuid) -> StoreResult<ScmIntegration> {
+        self.fetch_data("SELECT data FROM scm_integrations WHERE id = ?", &[id.to_string()], "SCM integration")
+            .await
+    }
+
+    async fn list_scm_integrations(&self, org_id: Uuid, runner_ids: &[Uuid], page: PageRequest) -> StoreResult<Page<ScmIntegration>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !runner_ids.is_empty() {
+            condition.push_str(&format!(" AND runner_id IN ({})", placeholders(runner_ids.len())));
+            binds.extend(uuid_strings(runner_ids));
+        }
+        self.page("scm_integrations", &condition, binds, page).await
+    }
+
+    async fn update_scm_integration(&self, id: Uuid, change: Mutation<ScmIntegration>) -> StoreResult<ScmIntegration> {
+        self.mutate("scm_integrations", id, "SCM integration", change, no_columns)
+            .await
+    }
+
+    async fn delete_scm_integration(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("scm_integrations", id, "SCM integration").await
+    }
+
+    async fn create_environment_class(&self, class: &EnvironmentClass) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO environment_classes (id, org_id, runner_id, enabled, data) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(class.id.to_string())
+        .bind(class.org_id.to_string())
+        .bind(class.runner_id.to_string())
+        .bind(class.enabled)
+        .bind(to_json(class)?)
+        .execute(&self.pool)
+        .await
+        .map_err(internal)?;
+        Ok(())
+    }
+
+    async fn get_environment_class(&self, id: Uuid) -> StoreResult<EnvironmentClass> {
+        self.fetch_data("SELECT data FROM environment_classes WHERE id = ?", &[id.to_string()], "environment class")
+            .await
+    }
+
+    async fn list_environment_classes(&self, org_id: Uuid, filter: &EnvironmentClassFilter, page: PageRequest) -> StoreResult<Page<EnvironmentClass>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !filter.runner_ids.is_empty() {
+            condition.push_str(&format!(" AND runner_id IN ({})", placeholders(filter.runner_ids.len())));
+            binds.extend(uuid_strings(&filter.runner_ids));
+        }
+        if let Some(enabled) = filter.enabled {
+            condition.push_str(if enabled { " AND enabled = 1" } else { " AND enabled = 0" });
+        }
+        self.page("environment_classes", &condition, binds, page).await
+    }
+
+    async fn update_environment_class(&self, id: Uuid, change: Mutation<EnvironmentClass>) -> StoreResult<EnvironmentClass> {
+        self.mutate("environment_classes", id, "environment class", change, |c| {
+            Ok(vec![("enabled", if c.enabled { "1".into() } else { "0".into() })])
+        })
+        .await
+    }
+}
