@@ -11,7 +11,6 @@ import urllib.parse
 
 import httpx
 import pytest
-from google.protobuf.json_format import MessageToDict
 
 from helpers import Api, Code, ConnectError, expect_error, gp, ip, list_all, new_name, random_uuid, rc, rp, up
 
@@ -90,7 +89,7 @@ def test_plain_json_without_connect_header(http, admin):
 
 def test_json_empty_body_as_empty_message(http, admin):
     resp = http.post(
-        f"/api/gitpod.v1.IdentityService/GetAuthenticatedIdentity",
+        "/api/gitpod.v1.IdentityService/GetAuthenticatedIdentity",
         content=b"{}",
         headers=_hdrs(admin.token),
     )
@@ -432,3 +431,26 @@ def test_oversized_proto_body_rejected_via_sdk(admin, server):
 
 def test_healthz(http):
     assert http.get("/healthz").status_code == 200
+
+
+# -- the SDK's own high-level entry point ----------------------------------------------------
+
+
+def test_ona_sdk_client(server, admin):
+    from ona_sdk import create_client
+
+    ona = create_client(api_key=admin.token, base_url=server.api_url, timeout=30.0)
+    ident = ona.services.identity.get_authenticated_identity(ip.GetAuthenticatedIdentityRequest())
+    assert ident.subject.id == admin.user_id
+    created = ona.services.runner.create_runner(
+        rp.CreateRunnerRequest(name=new_name("ona"), provider=rc.RUNNER_PROVIDER_MANAGED)
+    )
+    assert created.runner.kind == rc.RUNNER_KIND_REMOTE
+    got = ona.services.runner.get_runner(rp.GetRunnerRequest(runner_id=created.runner.runner_id), use_get=True)
+    assert got.runner.name == created.runner.name
+    classes = ona.services.runner_configuration.list_environment_classes(
+        rc.ListEnvironmentClassesRequest(
+            filter=rc.ListEnvironmentClassesRequest.Filter(runner_ids=[created.runner.runner_id])
+        )
+    )
+    assert list(classes.environment_classes) == []

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from helpers import Code, ConnectError, expect_error, ip, list_all, new_name, random_uuid, rc
+from helpers import Code, ConnectError, expect_error, list_all, random_uuid, rc
 
 SECRET_MARK = "s3cr3t-"
 

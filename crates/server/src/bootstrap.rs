@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::crypto;
 use crate::domain::*;
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 
 /// A new user and the API token issued for them (shown once).
 pub struct NewUser {
@@ -71,22 +71,46 @@ pub async fn issue_personal_token(
     description: &str,
     expires_at: Option<Timestamp>,
 ) -> anyhow::Result<String> {
-    let token = crypto::new_token(TokenKind::Personal);
-    store
-        .create_token(&ApiToken {
-            id: new_id(),
-            kind: TokenKind::Personal,
-            hash: crypto::token_hash(&token),
-            org_id: user.org_id,
-            subject: Subject::User(user.id),
-            creator,
-            description: description.to_string(),
-            read_only: false,
-            created_at: Utc::now(),
-            expires_at,
-            last_used: None,
-            used_at: None,
-        })
-        .await?;
+    let spec = PersonalTokenSpec {
+        description,
+        read_only: false,
+        expires_at,
+    };
+    let (_, token) = create_personal_token(store, user, creator, &spec).await?;
     Ok(token)
+}
+
+/// What a new personal access token says about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct PersonalTokenSpec<'a> {
+    pub description: &'a str,
+    pub read_only: bool,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Stores a new personal access token for `user`; returns its record and the
+/// token itself, which exists nowhere else (only its hash is stored).
+pub async fn create_personal_token(
+    store: &dyn Store,
+    user: &User,
+    creator: Subject,
+    spec: &PersonalTokenSpec<'_>,
+) -> StoreResult<(ApiToken, String)> {
+    let token = crypto::new_token(TokenKind::Personal);
+    let record = ApiToken {
+        id: new_id(),
+        kind: TokenKind::Personal,
+        hash: crypto::token_hash(&token),
+        org_id: user.org_id,
+        subject: Subject::User(user.id),
+        creator,
+        description: spec.description.to_string(),
+        read_only: spec.read_only,
+        created_at: Utc::now(),
+        expires_at: spec.expires_at,
+        last_used: None,
+        used_at: None,
+    };
+    store.create_token(&record).await?;
+    Ok((record, token))
 }

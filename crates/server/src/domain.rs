@@ -411,3 +411,37 @@ pub struct EnvironmentClassFilter {
     pub runner_ids: Vec<Uuid>,
     pub enabled: Option<bool>,
 }
+
+/// Which groups of an organization to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupFilter {
+    /// Case-insensitive substring of the name; empty matches every group.
+    pub search: String,
+    /// When not empty, only these groups.
+    pub group_ids: Vec<Uuid>,
+    /// When set, only system-managed (`true`) or only other groups (`false`).
+    pub system: Option<bool>,
+}
+
+/// Which members of a group to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MembershipFilter {
+    /// Case-insensitive substring of the member's name or email; empty matches all.
+    pub search: String,
+}
+
+/// Which members of an organization to list. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrgMemberFilter {
+    /// Case-insensitive substring of the name or email.
+    pub search: String,
+    /// Case-insensitive exact email.
+    pub email: String,
+    pub user_ids: Vec<Uuid>,
+    pub roles: Vec<OrgRole>,
+    pub statuses: Vec<UserStatus>,
+    /// Users in none of these groups.
+    pub exclude_group_ids: Vec<Uuid>,
+    /// Users in no group other than the system-managed ones.
+    pub exclude_members_in_any_team: bool,
+}

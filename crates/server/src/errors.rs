@@ -39,6 +39,22 @@ impl Interceptor for ValidationMessages {
     }
 }
 
+/// Plain words for the rules our schema uses (the wire detail names the rule).
+fn rule_text(rule_id: &str) -> &'static str {
+    match rule_id {
+        "string.min_len" => "is too short",
+        "string.max_len" => "is too long",
+        "string.uuid" | "string.uuid_empty" => "must be a valid UUID",
+        "string.uri" | "string.uri_empty" => "must be an absolute URI",
+        "enum.defined_only" => "must be one of the defined enum values",
+        "repeated.min_items" => "has too few items",
+        "repeated.max_items" => "has too many items",
+        "required" => "is required",
+        r if r.starts_with("int32.") || r.starts_with("duration.") => "is out of range",
+        _ => "is invalid",
+    }
+}
+
 fn describe_violations(mut err: ConnectError) -> ConnectError {
     if err.code != ErrorCode::InvalidArgument {
         return err;
@@ -58,10 +74,13 @@ fn describe_violations(mut err: ConnectError) -> ConnectError {
                             .join(".")
                     })
                     .unwrap_or_default();
-                parts.push(format!(
-                    "{path}: {}",
-                    v.message.clone().unwrap_or_else(|| "is invalid".into())
-                ));
+                let rule = v.rule_id.clone().unwrap_or_default();
+                let why = v
+                    .message
+                    .clone()
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| rule_text(&rule).to_string());
+                parts.push(format!("{path}: {why} ({rule})"));
             }
         }
     }

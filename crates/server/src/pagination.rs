@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use buffa::MessageField;
+use buffa::{MessageField, ProtoBox};
 use connectrpc::{ConnectError, RequestContext};
 use corral_api::gitpod::v1 as api;
 use uuid::Uuid;
@@ -40,10 +40,10 @@ impl QueryPaging {
 /// The page a list request asks for.
 pub fn page_request(
     ctx: &RequestContext,
-    pagination: &MessageField<api::PaginationRequest>,
+    pagination: Option<&api::PaginationRequest>,
 ) -> Result<PageRequest, ConnectError> {
     let query = ctx.extensions().get::<QueryPaging>().cloned().unwrap_or_default();
-    let (mut size, mut token) = match pagination.as_option() {
+    let (mut size, mut token) = match pagination {
         Some(p) => (p.page_size, p.token.clone()),
         None => (0, String::new()),
     };
@@ -75,7 +75,9 @@ fn decode_token(token: &str) -> Result<Uuid, ConnectError> {
 }
 
 /// The response's pagination: the token of the next page, empty on the last.
-pub fn page_response(next_after: Option<Uuid>) -> MessageField<api::PaginationResponse> {
+pub fn page_response<P: ProtoBox<api::PaginationResponse>>(
+    next_after: Option<Uuid>,
+) -> MessageField<api::PaginationResponse, P> {
     MessageField::some(api::PaginationResponse {
         next_token: next_after
             .map(|id| URL_SAFE_NO_PAD.encode(id.as_bytes()))
@@ -88,32 +90,36 @@ pub fn page_response(next_after: Option<Uuid>) -> MessageField<api::PaginationRe
 mod tests {
     use super::*;
 
-    fn request(size: i32, token: &str) -> MessageField<api::PaginationRequest> {
-        MessageField::some(api::PaginationRequest {
+    fn request(size: i32, token: &str) -> Option<api::PaginationRequest> {
+        Some(api::PaginationRequest {
             page_size: size,
             token: token.into(),
             ..Default::default()
         })
     }
 
+    fn next_token(next: Option<Uuid>) -> String {
+        let response: MessageField<api::PaginationResponse> = page_response(next);
+        response.as_option().unwrap().next_token.clone()
+    }
+
     #[test]
     fn zero_means_default_and_tokens_round_trip() {
         let ctx = RequestContext::new(Default::default());
-        let page = page_request(&ctx, &request(0, "")).unwrap();
+        let page = page_request(&ctx, request(0, "").as_ref()).unwrap();
         assert_eq!(page, PageRequest { after: None, limit: 25 });
         let id = Uuid::now_v7();
-        let next = page_response(Some(id));
-        let page = page_request(&ctx, &request(10, &next.as_option().unwrap().next_token)).unwrap();
+        let page = page_request(&ctx, request(10, &next_token(Some(id))).as_ref()).unwrap();
         assert_eq!(page, PageRequest { after: Some(id), limit: 10 });
-        assert_eq!(page_response(None).as_option().unwrap().next_token, "");
+        assert_eq!(next_token(None), "");
     }
 
     #[test]
     fn out_of_range_sizes_and_foreign_tokens_are_invalid() {
         let ctx = RequestContext::new(Default::default());
-        assert!(page_request(&ctx, &request(101, "")).is_err());
-        assert!(page_request(&ctx, &request(-1, "")).is_err());
-        assert!(page_request(&ctx, &request(5, "garbage!")).is_err());
+        assert!(page_request(&ctx, request(101, "").as_ref()).is_err());
+        assert!(page_request(&ctx, request(-1, "").as_ref()).is_err());
+        assert!(page_request(&ctx, request(5, "garbage!").as_ref()).is_err());
     }
 
     #[test]
@@ -123,7 +129,7 @@ mod tests {
         let mut ctx = RequestContext::new(Default::default());
         ctx.extensions_mut()
             .insert(QueryPaging::parse(&format!("token={token}&pageSize=7")));
-        let page = page_request(&ctx, &MessageField::none()).unwrap();
+        let page = page_request(&ctx, None).unwrap();
         assert_eq!(page, PageRequest { after: Some(id), limit: 7 });
     }
 }

@@ -453,3 +453,39 @@ pub fn personal_access_token(t: &domain::ApiToken) -> api::PersonalAccessToken {
         ..Default::default()
     }
 }
+
+/// The role named in a request; UNSPECIFIED and unknown numbers are rejected.
+pub fn org_role_from(field: &str, role: EnumValue<api::OrganizationRole>) -> Result<domain::OrgRole, ConnectError> {
+    match role.as_known() {
+        Some(api::OrganizationRole::ORGANIZATION_ROLE_ADMIN) => Ok(domain::OrgRole::Admin),
+        Some(api::OrganizationRole::ORGANIZATION_ROLE_MEMBER) => Ok(domain::OrgRole::Member),
+        _ => Err(invalid_field(
+            field,
+            "must be ORGANIZATION_ROLE_ADMIN or ORGANIZATION_ROLE_MEMBER",
+        )),
+    }
+}
+
+/// The status a list filter names, if corral has it (it has no LEFT users).
+pub fn user_status_from(status: EnumValue<api::UserStatus>) -> Option<domain::UserStatus> {
+    match status.as_known() {
+        Some(api::UserStatus::USER_STATUS_ACTIVE) => Some(domain::UserStatus::Active),
+        Some(api::UserStatus::USER_STATUS_SUSPENDED) => Some(domain::UserStatus::Suspended),
+        _ => None,
+    }
+}
+
+/// The user a request's `subject` names; subjects that are not users are rejected.
+pub fn user_subject(field: &str, s: Option<&api::Subject>) -> Result<Uuid, ConnectError> {
+    let s = s.ok_or_else(|| invalid_field(field, "value is required"))?;
+    if s.principal.as_known() != Some(api::Principal::PRINCIPAL_USER) {
+        return Err(invalid_field(
+            &format!("{field}.principal"),
+            "only users (PRINCIPAL_USER) can be group members",
+        ));
+    }
+    if s.id.is_empty() {
+        return Err(invalid_field(&format!("{field}.id"), "value is required"));
+    }
+    parse_id(&format!("{field}.id"), &s.id)
+}

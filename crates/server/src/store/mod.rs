@@ -42,13 +42,13 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user(&self, id: Uuid) -> StoreResult<User>;
     async fn org_role(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<OrgRole>>;
     async fn set_org_role(&self, org_id: Uuid, user_id: Uuid, role: OrgRole) -> StoreResult<()>;
-    async fn list_org_members(&self, org_id: Uuid, page: PageRequest) -> StoreResult<Page<OrgMember>>;
+    async fn list_org_members(&self, org_id: Uuid, filter: &OrgMemberFilter, page: PageRequest) -> StoreResult<Page<OrgMember>>;
 
     async fn create_group(&self, group: &Group) -> StoreResult<()>;
     async fn get_group(&self, id: Uuid) -> StoreResult<Group>;
     async fn get_group_by_name(&self, org_id: Uuid, name: &str) -> StoreResult<Group>;
     async fn system_group(&self, org_id: Uuid, which: SystemGroup) -> StoreResult<Group>;
-    async fn list_groups(&self, org_id: Uuid, page: PageRequest) -> StoreResult<Page<Group>>;
+    async fn list_groups(&self, org_id: Uuid, filter: &GroupFilter, page: PageRequest) -> StoreResult<Page<Group>>;
     async fn update_group(&self, id: Uuid, change: Mutation<Group>) -> StoreResult<Group>;
     async fn delete_group(&self, id: Uuid) -> StoreResult<()>;
     async fn count_members(&self, group_id: Uuid) -> StoreResult<i64>;
@@ -57,7 +57,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_membership(&self, id: Uuid) -> StoreResult<Membership>;
     async fn find_membership(&self, group_id: Uuid, user_id: Uuid) -> StoreResult<Option<Membership>>;
     async fn delete_membership(&self, id: Uuid) -> StoreResult<()>;
-    async fn list_memberships(&self, group_id: Uuid, page: PageRequest) -> StoreResult<Page<MemberView>>;
+    async fn list_memberships(&self, group_id: Uuid, filter: &MembershipFilter, page: PageRequest) -> StoreResult<Page<MemberView>>;
     async fn groups_of_user(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>>;
 
     // Tokens.

@@ -267,6 +267,11 @@ fn no_columns<T>(_: &T) -> StoreResult<Vec<(&'static str, String)>> {
     Ok(Vec::new())
 }
 
+/// A condition on `users` rows: the name (in the JSON `data`) or the email
+/// contains the search term, case-insensitively. Binds the term twice.
+const USER_MATCHES: &str =
+    "(instr(lower(json_extract(data, '$.name')), lower(?)) > 0 OR instr(lower(email), lower(?)) > 0)";
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_organization(&self, org: &Organization) -> StoreResult<()> {
@@ -409,10 +414,54 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn list_org_members(&self, org_id: Uuid, page: PageRequest) -> StoreResult<Page<OrgMember>> {
-        let users: Page<User> = self
-            .page("users", "org_id = ?", vec![org_id.to_string()], page)
-            .await?;
+    async fn list_org_members(&self, org_id: Uuid, filter: &OrgMemberFilter, page: PageRequest) -> StoreResult<Page<OrgMember>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !filter.search.is_empty() {
+            condition.push_str(&format!(" AND {USER_MATCHES}"));
+            binds.extend([filter.search.clone(), filter.search.clone()]);
+        }
+        if !filter.email.is_empty() {
+            condition.push_str(" AND lower(email) = lower(?)");
+            binds.push(filter.email.clone());
+        }
+        if !filter.user_ids.is_empty() {
+            condition.push_str(&format!(" AND id IN ({})", placeholders(filter.user_ids.len())));
+            binds.extend(uuid_strings(&filter.user_ids));
+        }
+        if !filter.statuses.is_empty() {
+            condition.push_str(&format!(
+                " AND json_extract(data, '$.status') IN ({})",
+                placeholders(filter.statuses.len())
+            ));
+            for status in &filter.statuses {
+                binds.push(enum_name(status)?);
+            }
+        }
+        let admins = filter.roles.contains(&OrgRole::Admin);
+        let members = filter.roles.contains(&OrgRole::Member);
+        if admins != members {
+            condition.push_str(&format!(
+                " AND id {} (SELECT m.user_id FROM memberships m JOIN groups g ON g.id = m.group_id \
+                 WHERE g.org_id = ? AND g.system = ?)",
+                if admins { "IN" } else { "NOT IN" }
+            ));
+            binds.extend([org_id.to_string(), enum_name(&SystemGroup::Admins)?]);
+        }
+        if !filter.exclude_group_ids.is_empty() {
+            condition.push_str(&format!(
+                " AND id NOT IN (SELECT user_id FROM memberships WHERE group_id IN ({}))",
+                placeholders(filter.exclude_group_ids.len())
+            ));
+            binds.extend(uuid_strings(&filter.exclude_group_ids));
+        }
+        if filter.exclude_members_in_any_team {
+            condition.push_str(
+                " AND id NOT IN (SELECT m.user_id FROM memberships m JOIN groups g ON g.id = m.group_id \
+                 WHERE g.system IS NULL)",
+            );
+        }
+        let users: Page<User> = self.page("users", &condition, binds, page).await?;
         let mut items = Vec::with_capacity(users.items.len());
         for user in users.items {
             let role = self.org_role(org_id, user.id).await?.unwrap_or(OrgRole::Member);
@@ -456,9 +505,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_groups(&self, org_id: Uuid, page: PageRequest) -> StoreResult<Page<Group>> {
-        self.page("groups", "org_id = ?", vec![org_id.to_string()], page)
-            .await
+    async fn list_groups(&self, org_id: Uuid, filter: &GroupFilter, page: PageRequest) -> StoreResult<Page<Group>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !filter.search.is_empty() {
+            condition.push_str(" AND instr(lower(name), lower(?)) > 0");
+            binds.push(filter.search.clone());
+        }
+        if !filter.group_ids.is_empty() {
+            condition.push_str(&format!(" AND id IN ({})", placeholders(filter.group_ids.len())));
+            binds.extend(uuid_strings(&filter.group_ids));
+        }
+        match filter.system {
+            Some(true) => condition.push_str(" AND system IS NOT NULL"),
+            Some(false) => condition.push_str(" AND system IS NULL"),
+            None => {}
+        }
+        self.page("groups", &condition, binds, page).await
     }
 
     async fn update_group(&self, id: Uuid, change: Mutation<Group>) -> StoreResult<Group> {
@@ -500,10 +563,16 @@ impl Store for SqliteStore {
         self.delete_by_id("memberships", id, "membership").await
     }
 
-    async fn list_memberships(&self, group_id: Uuid, page: PageRequest) -> StoreResult<Page<MemberView>> {
-        let memberships: Page<Membership> = self
-            .page("memberships", "group_id = ?", vec![group_id.to_string()], page)
-            .await?;
+    async fn list_memberships(&self, group_id: Uuid, filter: &MembershipFilter, page: PageRequest) -> StoreResult<Page<MemberView>> {
+        let mut condition = String::from("group_id = ?");
+        let mut binds = vec![group_id.to_string()];
+        if !filter.search.is_empty() {
+            condition.push_str(&format!(
+                " AND user_id IN (SELECT id FROM users WHERE {USER_MATCHES})"
+            ));
+            binds.extend([filter.search.clone(), filter.search.clone()]);
+        }
+        let memberships: Page<Membership> = self.page("memberships", &condition, binds, page).await?;
         let mut items = Vec::with_capacity(memberships.items.len());
         for membership in memberships.items {
             let user = self.get_user(membership.user_id).await?;

@@ -1,0 +1,692 @@
+//! `gitpod.v1.RunnerService`: runners, their tokens and policies, and the SCM
+//! requests that a connected runner answers.
+
+use buffa::MessageField;
+use chrono::Utc;
+use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
+use corral_api::gitpod::v1 as api;
+use uuid::Uuid;
+
+use super::convert;
+use crate::auth::{Caller, caller};
+use crate::authz::{runner_for, runner_visibility};
+use crate::crypto::{self, LogsGrant};
+use crate::domain::*;
+use crate::errors::{invalid_field, store_error};
+use crate::pagination::{page_request, page_response};
+use crate::state::SharedState;
+
+/// How long a runner may take to trade in its exchange token.
+const EXCHANGE_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+/// How long a logs token lets its bearer read a runner's logs.
+const LOGS_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::minutes(15);
+
+pub struct Runners {
+    state: SharedState,
+}
+
+impl Runners {
+    pub fn new(state: SharedState) -> Self {
+        Self { state }
+    }
+
+    /// Issues a one-time exchange token for `runner`, valid for 24 hours.
+    async fn issue_exchange_token(&self, runner: &Runner, creator: Subject) -> Result<String, ConnectError> {
+        let token = crypto::new_token(TokenKind::Exchange);
+        let now = Utc::now();
+        self.state
+            .store
+            .create_token(&ApiToken {
+                id: new_id(),
+                kind: TokenKind::Exchange,
+                hash: crypto::token_hash(&token),
+                org_id: runner.org_id,
+                subject: Subject::Runner(runner.id),
+                creator,
+                description: "runner exchange token".into(),
+                read_only: false,
+                created_at: now,
+                expires_at: Some(now + EXCHANGE_TOKEN_LIFETIME),
+                last_used: None,
+                used_at: None,
+            })
+            .await
+            .map_err(store_error)?;
+        Ok(token)
+    }
+
+    /// Why an SCM request cannot be served: the named runner must exist and be
+    /// usable by the caller, and it must be connected, which no runner can be
+    /// until the runner protocol exists.
+    async fn runner_unavailable(&self, caller: &Caller, runner_id: &str) -> ConnectError {
+        let runner_id = match convert::parse_id("runner_id", runner_id) {
+            Ok(id) => id,
+            Err(err) => return err,
+        };
+        match runner_for(self.state.store.as_ref(), caller, runner_id, RunnerRole::User).await {
+            Ok(runner) => ConnectError::unavailable(format!(
+                "runner {} ({}) is not connected; start it and try again",
+                runner.id, runner.name
+            )),
+            Err(err) => err,
+        }
+    }
+}
+
+/// Checks an update window and fills in the default end (start + 2 hours).
+pub fn update_window(start: Option<u32>, end: Option<u32>) -> Result<Option<UpdateWindow>, ConnectError> {
+    let field = "spec.configuration.update_window";
+    let Some(start) = start else {
+        if end.is_some() {
+            return Err(invalid_field(&format!("{field}.start_hour"), "is required when end_hour is set"));
+        }
+        return Ok(None);
+    };
+    if start > 23 {
+        return Err(invalid_field(&format!("{field}.start_hour"), "must be between 0 and 23"));
+    }
+    let end = end.unwrap_or((start + 2) % 24);
+    if end > 23 {
+        return Err(invalid_field(&format!("{field}.end_hour"), "must be between 0 and 23"));
+    }
+    // Windows may wrap past midnight (22 to 2 is four hours long).
+    let length = (end + 24 - start) % 24;
+    if length < 2 {
+        return Err(invalid_field(
+            &format!("{field}.end_hour"),
+            "the window must be at least 2 hours long",
+        ));
+    }
+    Ok(Some(UpdateWindow { start_hour: start, end_hour: end }))
+}
+
+fn known<E: buffa::Enumeration + Copy>(field: &str, value: buffa::EnumValue<E>) -> Result<E, ConnectError> {
+    value
+        .as_known()
+        .ok_or_else(|| invalid_field(field, "value must be one of the defined enum values"))
+}
+
+/// The desired phases an admin may ask for; deletion goes through DeleteRunner.
+fn desired_phase(value: buffa::EnumValue<api::RunnerPhase>) -> Result<RunnerPhase, ConnectError> {
+    let phase = convert::runner_phase_from(known("spec.desired_phase", value)?);
+    match phase {
+        RunnerPhase::Active | RunnerPhase::Inactive | RunnerPhase::Unspecified => Ok(phase),
+        _ => Err(invalid_field(
+            "spec.desired_phase",
+            "may be RUNNER_PHASE_ACTIVE or RUNNER_PHASE_INACTIVE; use DeleteRunner to delete",
+        )),
+    }
+}
+
+/// The configuration given at creation.
+fn initial_config(state: &SharedState, spec: Option<&api::RunnerSpec>) -> Result<(RunnerConfig, RunnerVariant), ConnectError> {
+    let mut config = RunnerConfig {
+        release_channel: ReleaseChannel::Stable,
+        auto_update: true,
+        log_level: LogLevel::Info,
+        ..Default::default()
+    };
+    let Some(spec) = spec else {
+        return Ok((config, RunnerVariant::Standard));
+    };
+    let variant = convert::variant_from(known("spec.variant", spec.variant)?);
+    if let Some(c) = spec.configuration.as_option() {
+        config.region = c.region.clone();
+        let channel = convert::release_channel_from(known("spec.configuration.release_channel", c.release_channel)?);
+        if channel != ReleaseChannel::Unspecified {
+            config.release_channel = channel;
+        }
+        config.auto_update = c.auto_update;
+        let level = convert::log_level_from(known("spec.configuration.log_level", c.log_level)?);
+        if level != LogLevel::Unspecified {
+            config.log_level = level;
+        }
+        config.devcontainer_image_cache_enabled = c.devcontainer_image_cache_enabled;
+        config.continuous_profiling = c.continuous_profiling;
+        if let Some(m) = c.metrics.as_option() {
+            config.metrics = MetricsConfig {
+                enabled: m.enabled,
+                url: m.url.clone(),
+                username: m.username.clone(),
+                password_encrypted: (!m.password.is_empty())
+                    .then(|| state.data_key.encrypt(m.password.as_bytes())),
+                managed_metrics_enabled: m.managed_metrics_enabled,
+                include_verbose_metrics: m.include_verbose_metrics,
+            };
+        }
+        if let Some(w) = c.update_window.as_option() {
+            config.update_window = update_window(w.start_hour, w.end_hour)?;
+        }
+    }
+    Ok((config, variant))
+}
+
+/// Applies the fields present in an UpdateRunner configuration.
+fn apply_config_update(
+    state: &SharedState,
+    config: &mut RunnerConfig,
+    update: &api::update_runner_request::RunnerConfiguration,
+) -> Result<(), ConnectError> {
+    if let Some(channel) = update.release_channel {
+        config.release_channel =
+            convert::release_channel_from(known("spec.configuration.release_channel", channel)?);
+    }
+    if let Some(auto_update) = update.auto_update {
+        config.auto_update = auto_update;
+    }
+    if let Some(level) = update.log_level {
+        config.log_level = convert::log_level_from(known("spec.configuration.log_level", level)?);
+    }
+    if let Some(enabled) = update.devcontainer_image_cache_enabled {
+        config.devcontainer_image_cache_enabled = enabled;
+    }
+    if let Some(profiling) = update.continuous_profiling {
+        config.continuous_profiling = profiling;
+    }
+    if let Some(key) = &update.honeycomb_api_key {
+        config.honeycomb_api_key_encrypted =
+            (!key.is_empty()).then(|| state.data_key.encrypt(key.as_bytes()));
+    }
+    if let Some(w) = update.update_window.as_option() {
+        config.update_window = update_window(w.start_hour, w.end_hour)?;
+    }
+    if let Some(m) = update.metrics.as_option() {
+        let metrics = &mut config.metrics;
+        if let Some(enabled) = m.enabled {
+            metrics.enabled = enabled;
+        }
+        if let Some(url) = &m.url {
+            metrics.url = url.clone();
+        }
+        if let Some(username) = &m.username {
+            metrics.username = username.clone();
+        }
+        if let Some(password) = &m.password {
+            metrics.password_encrypted =
+                (!password.is_empty()).then(|| state.data_key.encrypt(password.as_bytes()));
+        }
+        if let Some(managed) = m.managed_metrics_enabled {
+            metrics.managed_metrics_enabled = managed;
+        }
+        if let Some(verbose) = m.include_verbose_metrics {
+            metrics.include_verbose_metrics = verbose;
+        }
+    }
+    Ok(())
+}
+
+/// Kind and provider of a new runner: the kind follows from the provider.
+fn kind_and_provider(
+    kind: buffa::EnumValue<api::RunnerKind>,
+    provider: buffa::EnumValue<api::RunnerProvider>,
+) -> Result<(RunnerKind, Option<RunnerProvider>), ConnectError> {
+    let kind = convert::runner_kind_from(known("kind", kind)?);
+    let provider = convert::runner_provider_from(known("provider", provider)?);
+    match (kind, provider) {
+        (Some(_), Some(_)) => Err(invalid_field(
+            "kind",
+            "give either kind or provider, not both: the kind follows from the provider",
+        )),
+        (None, Some(provider)) => Ok((provider.kind(), Some(provider))),
+        (Some(kind), None) => Ok((kind, None)),
+        (None, None) => Ok((RunnerKind::Local, Some(RunnerProvider::LinuxHost))),
+    }
+}
+
+#[protovalidate_buffa::connect_impl]
+impl api::RunnerService for Runners {
+    #[allow(refining_impl_trait)]
+    async fn create_runner(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::CreateRunnerRequest>,
+    ) -> ServiceResult<api::CreateRunnerResponse> {
+        let user = caller(&ctx)?.user()?;
+        let req = request.to_owned_message();
+        let (kind, provider) = kind_and_provider(req.kind, req.provider)?;
+        if kind == RunnerKind::Remote && user.role != OrgRole::Admin {
+            return Err(ConnectError::permission_denied(
+                "only organization admins may create remote runners",
+            ));
+        }
+        let runner_manager_id = if req.runner_manager_id.is_empty() {
+            None
+        } else {
+            Some(convert::parse_id("runner_manager_id", &req.runner_manager_id)?)
+        };
+        let (config, variant) = initial_config(&self.state, req.spec.as_option())?;
+        let now = Utc::now();
+        let runner = Runner {
+            id: new_id(),
+            org_id: user.org_id,
+            name: req.name.clone(),
+            kind,
+            provider,
+            creator: Subject::User(user.user.id),
+            runner_manager_id,
+            spec: RunnerSpec {
+                desired_phase: RunnerPhase::Active,
+                config,
+                variant,
+            },
+            status: RunnerStatus {
+                phase: RunnerPhase::Created,
+                ..Default::default()
+            },
+            created_at: now,
+            updated_at: now,
+        };
+        // Remote runners serve the whole organization unless an admin restricts them.
+        let mut policies = Vec::new();
+        if kind == RunnerKind::Remote {
+            let members = self
+                .state
+                .store
+                .system_group(user.org_id, SystemGroup::Members)
+                .await
+                .map_err(store_error)?;
+            policies.push(RunnerPolicy {
+                runner_id: runner.id,
+                group_id: members.id,
+                role: RunnerRole::User,
+            });
+        }
+        self.state
+            .store
+            .create_runner(&runner, &policies)
+            .await
+            .map_err(store_error)?;
+        let exchange_token = self.issue_exchange_token(&runner, Subject::User(user.user.id)).await?;
+        Response::ok(api::CreateRunnerResponse {
+            runner: MessageField::some(convert::runner(&runner)),
+            exchange_token,
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn get_runner(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::GetRunnerRequest>,
+    ) -> ServiceResult<api::GetRunnerResponse> {
+        let caller = caller(&ctx)?;
+        let id = convert::parse_id("runner_id", request.runner_id)?;
+        let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::User).await?;
+        Response::ok(api::GetRunnerResponse {
+            runner: MessageField::some(convert::runner(&runner)),
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn list_runners(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::ListRunnersRequest>,
+    ) -> ServiceResult<api::ListRunnersResponse> {
+        let caller = caller(&ctx)?;
+        let req = request.to_owned_message();
+        let page = page_request(&ctx, req.pagination.as_option())?;
+        let mut filter = RunnerFilter::default();
+        if let Some(f) = req.filter.as_option() {
+            for id in &f.creator_ids {
+                filter.creator_ids.push(convert::parse_id("filter.creator_ids", id)?);
+            }
+            for kind in &f.kinds {
+                filter.kinds.extend(convert::runner_kind_from(known("filter.kinds", *kind)?));
+            }
+            for provider in &f.providers {
+                filter
+                    .providers
+                    .extend(convert::runner_provider_from(known("filter.providers", *provider)?));
+            }
+        }
+        filter.visible = runner_visibility(self.state.store.as_ref(), caller).await?;
+        let runners = self
+            .state
+            .store
+            .list_runners(caller.org_id(), &filter, page)
+            .await
+            .map_err(store_error)?;
+        Response::ok(api::ListRunnersResponse {
+            pagination: page_response(runners.next_after),
+            runners: runners.items.iter().map(convert::runner).collect(),
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn update_runner(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::UpdateRunnerRequest>,
+    ) -> ServiceResult<api::UpdateRunnerResponse> {
+        let caller = caller(&ctx)?;
+        let req = request.to_owned_message();
+        let id = convert::parse_id("runner_id", &req.runner_id)?;
+        runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
+        // Check everything before changing anything: bad input changes nothing.
+        let mut probe = RunnerConfig::default();
+        let spec = req.spec.as_option().cloned();
+        let desired = match spec.as_ref().and_then(|s| s.desired_phase) {
+            Some(phase) => Some(desired_phase(phase)?),
+            None => None,
+        };
+        if let Some(config) = spec.as_ref().and_then(|s| s.configuration.as_option()) {
+            apply_config_update(&self.state, &mut probe, config)?;
+        }
+        let state = self.state.clone();
+        let name = req.name.clone();
+        self.state
+            .store
+            .update_runner(
+                id,
+                Box::new(move |runner: &mut Runner| {
+                    if let Some(name) = name {
+                        runner.name = name;
+                    }
+                    if let Some(phase) = desired.filter(|p| *p != RunnerPhase::Unspecified) {
+                        runner.spec.desired_phase = phase;
+                    }
+                    if let Some(config) = spec.as_ref().and_then(|s| s.configuration.as_option()) {
+                        apply_config_update(&state, &mut runner.spec.config, config)
+                            .map_err(|e| crate::store::StoreError::Conflict(e.message.unwrap_or_default()))?;
+                    }
+                    runner.updated_at = Utc::now();
+                    Ok(())
+                }),
+            )
+            .await
+            .map_err(store_error)?;
+        Response::ok(api::UpdateRunnerResponse::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn delete_runner(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::DeleteRunnerRequest>,
+    ) -> ServiceResult<api::DeleteRunnerResponse> {
+        let caller = caller(&ctx)?;
+        let id = convert::parse_id("runner_id", request.runner_id)?;
+        let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
+        let never_connected = runner.status.updated_at.is_none();
+        if request.force || never_connected {
+            self.state.store.delete_runner(id).await.map_err(store_error)?;
+        } else {
+            // A connected runner is asked to clean up; it confirms, then it is removed.
+            self.state
+                .store
+                .update_runner(
+                    id,
+                    Box::new(|runner: &mut Runner| {
+                        runner.spec.desired_phase = RunnerPhase::Deleted;
+                        runner.status.phase = RunnerPhase::Deleting;
+                        runner.updated_at = Utc::now();
+                        Ok(())
+                    }),
+                )
+                .await
+                .map_err(store_error)?;
+        }
+        Response::ok(api::DeleteRunnerResponse::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn create_runner_token(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::CreateRunnerTokenRequest>,
+    ) -> ServiceResult<api::CreateRunnerTokenResponse> {
+        let caller = caller(&ctx)?;
+        caller.user()?;
+        let id = convert::parse_id("runner_id", request.runner_id)?;
+        let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
+        let exchange_token = self.issue_exchange_token(&runner, caller.subject()).await?;
+        Response::ok(api::CreateRunnerTokenResponse {
+            exchange_token,
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn create_runner_logs_token(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::CreateRunnerLogsTokenRequest>,
+    ) -> ServiceResult<api::CreateRunnerLogsTokenResponse> {
+        let caller = caller(&ctx)?;
+        caller.user()?;
+        let id = convert::parse_id("runner_id", request.runner_id)?;
+        let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
+        let access_token = self.state.logs_signer.sign(&LogsGrant {
+            runner_id: runner.id,
+            subject_id: caller.subject().id(),
+            expires_at: Utc::now() + LOGS_TOKEN_LIFETIME,
+        });
+        Response::ok(api::CreateRunnerLogsTokenResponse {
+            access_token,
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn parse_context_url(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::ParseContextURLRequest>,
+    ) -> ServiceResult<api::ParseContextURLResponse> {
+        let caller = caller(&ctx)?;
+        if request.context_url.is_empty() {
+            return Err(invalid_field("context_url", "is required"));
+        }
+        if request.runner_id.is_empty() {
+            return Err(ConnectError::unavailable(
+                "no connected runner can serve this context URL; name a runner with runner_id once one is connected",
+            ));
+        }
+        Err(self.runner_unavailable(caller, request.runner_id).await)
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn search_repositories(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::SearchRepositoriesRequest>,
+    ) -> ServiceResult<api::SearchRepositoriesResponse> {
+        let caller = caller(&ctx)?;
+        page_request(&ctx, request.to_owned_message().pagination.as_option())?;
+        Err(self.runner_unavailable(caller, request.runner_id).await)
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn list_scm_organizations(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::ListSCMOrganizationsRequest>,
+    ) -> ServiceResult<api::ListSCMOrganizationsResponse> {
+        let caller = caller(&ctx)?;
+        page_request(&ctx, request.to_owned_message().pagination.as_option())?;
+        Err(self.runner_unavailable(caller, request.runner_id).await)
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn check_authentication_for_host(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::CheckAuthenticationForHostRequest>,
+    ) -> ServiceResult<api::CheckAuthenticationForHostResponse> {
+        let caller = caller(&ctx)?;
+        if request.host.trim().is_empty() {
+            return Err(invalid_field("host", "is required"));
+        }
+        Err(self.runner_unavailable(caller, request.runner_id).await)
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn check_repository_access(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::CheckRepositoryAccessRequest>,
+    ) -> ServiceResult<api::CheckRepositoryAccessResponse> {
+        let caller = caller(&ctx)?;
+        if request.repository_url.is_empty() {
+            return Err(invalid_field("repository_url", "is required"));
+        }
+        Err(self.runner_unavailable(caller, request.runner_id).await)
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn list_runner_policies(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::ListRunnerPoliciesRequest>,
+    ) -> ServiceResult<api::ListRunnerPoliciesResponse> {
+        let caller = caller(&ctx)?;
+        let req = request.to_owned_message();
+        let page = page_request(&ctx, req.pagination.as_option())?;
+        let id = convert::parse_id("runner_id", &req.runner_id)?;
+        let store = self.state.store.as_ref();
+        runner_for(store, caller, id, RunnerRole::User).await?;
+        // Policies are few per runner; page over the group ids in order.
+        let policies = store.list_runner_policies(id).await.map_err(store_error)?;
+        let remaining: Vec<_> = policies
+            .into_iter()
+            .filter(|p| page.after.is_none_or(|after| p.group_id > after))
+            .collect();
+        let next_after = (remaining.len() > page.limit).then(|| remaining[page.limit - 1].group_id);
+        Response::ok(api::ListRunnerPoliciesResponse {
+            pagination: page_response(next_after),
+            policies: remaining.iter().take(page.limit).map(convert::runner_policy).collect(),
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn create_runner_policy(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::CreateRunnerPolicyRequest>,
+    ) -> ServiceResult<api::CreateRunnerPolicyResponse> {
+        let policy = self.policy_change(&ctx, request.runner_id, request.group_id, Some(request.role)).await?;
+        self.state
+            .store
+            .create_runner_policy(&policy)
+            .await
+            .map_err(store_error)?;
+        Response::ok(api::CreateRunnerPolicyResponse {
+            policy: MessageField::some(convert::runner_policy(&policy)),
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn update_runner_policy(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::UpdateRunnerPolicyRequest>,
+    ) -> ServiceResult<api::UpdateRunnerPolicyResponse> {
+        let policy = self.policy_change(&ctx, request.runner_id, request.group_id, Some(request.role)).await?;
+        self.state
+            .store
+            .update_runner_policy(&policy)
+            .await
+            .map_err(store_error)?;
+        Response::ok(api::UpdateRunnerPolicyResponse {
+            policy: MessageField::some(convert::runner_policy(&policy)),
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn delete_runner_policy(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, api::DeleteRunnerPolicyRequest>,
+    ) -> ServiceResult<api::DeleteRunnerPolicyResponse> {
+        let policy = self.policy_change(&ctx, request.runner_id, request.group_id, None).await?;
+        self.state
+            .store
+            .delete_runner_policy(policy.runner_id, policy.group_id)
+            .await
+            .map_err(store_error)?;
+        Response::ok(api::DeleteRunnerPolicyResponse::default())
+    }
+}
+
+impl Runners {
+    /// Checks a policy change: the caller is ADMIN on the runner and the group
+    /// belongs to the runner's organization. Without a role, USER is assumed
+    /// (deletions need none).
+    async fn policy_change(
+        &self,
+        ctx: &RequestContext,
+        runner_id: &str,
+        group_id: &str,
+        role: Option<buffa::EnumValue<api::RunnerRole>>,
+    ) -> Result<RunnerPolicy, ConnectError> {
+        let caller = caller(ctx)?;
+        let runner_id: Uuid = convert::parse_id("runner_id", runner_id)?;
+        let group_id: Uuid = convert::parse_id("group_id", group_id)?;
+        let role = role.map(|r| convert::runner_role_from("role", r)).transpose()?;
+        let store = self.state.store.as_ref();
+        let runner = runner_for(store, caller, runner_id, RunnerRole::Admin).await?;
+        match store.get_group(group_id).await {
+            Ok(group) if group.org_id == runner.org_id => {}
+            Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {
+                return Err(ConnectError::not_found(format!("group {group_id} not found")));
+            }
+            Err(err) => return Err(store_error(err)),
+        }
+        Ok(RunnerPolicy {
+            runner_id,
+            group_id,
+            role: role.unwrap_or(RunnerRole::User),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_window_defaults_and_bounds() {
+        assert_eq!(update_window(None, None).unwrap(), None);
+        assert_eq!(
+            update_window(Some(3), None).unwrap(),
+            Some(UpdateWindow { start_hour: 3, end_hour: 5 })
+        );
+        assert_eq!(
+            update_window(Some(23), None).unwrap(),
+            Some(UpdateWindow { start_hour: 23, end_hour: 1 })
+        );
+        assert_eq!(
+            update_window(Some(22), Some(4)).unwrap(),
+            Some(UpdateWindow { start_hour: 22, end_hour: 4 })
+        );
+        assert!(update_window(Some(24), None).is_err());
+        assert!(update_window(Some(3), Some(4)).is_err());
+        assert!(update_window(Some(3), Some(3)).is_err());
+        assert!(update_window(Some(3), Some(24)).is_err());
+        assert!(update_window(None, Some(4)).is_err());
+    }
+
+    #[test]
+    fn kind_follows_provider() {
+        use api::{RunnerKind as K, RunnerProvider as P};
+        use buffa::EnumValue::Known;
+        let unspecified_kind = Known(K::RUNNER_KIND_UNSPECIFIED);
+        assert_eq!(
+            kind_and_provider(unspecified_kind, Known(P::RUNNER_PROVIDER_AWS_EC2)).unwrap(),
+            (RunnerKind::Remote, Some(RunnerProvider::AwsEc2))
+        );
+        assert_eq!(
+            kind_and_provider(unspecified_kind, Known(P::RUNNER_PROVIDER_LINUX_HOST)).unwrap(),
+            (RunnerKind::Local, Some(RunnerProvider::LinuxHost))
+        );
+        assert!(kind_and_provider(Known(K::RUNNER_KIND_LOCAL), Known(P::RUNNER_PROVIDER_GCP)).is_err());
+        assert!(kind_and_provider(unspecified_kind, buffa::EnumValue::Unknown(99)).is_err());
+    }
+}
