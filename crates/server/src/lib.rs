@@ -47,8 +47,15 @@ pub struct ServeConfig {
 
 /// Opens the store named by `database_url`, or the embedded SQLite file in `data_dir`.
 pub async fn open_store(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    if !data_dir.exists() {
+        // The data dir holds keys and the database: owner-only from the start.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    }
     match database_url {
         None => Ok(Arc::new(SqliteStore::open(&data_dir.join("corral.db")).await?)),
         Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open_url(url).await?)),

@@ -954,3 +954,160 @@ impl Store for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    const ALL: PageRequest = PageRequest { after: None, limit: 100 };
+
+    async fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("corral.db")).await.unwrap();
+        (dir, store)
+    }
+
+    async fn org(store: &SqliteStore, name: &str) -> Organization {
+        let now = Utc::now();
+        let org = Organization { id: new_id(), name: name.into(), created_at: now, updated_at: now };
+        store.create_organization(&org).await.unwrap();
+        org
+    }
+
+    async fn user(store: &SqliteStore, org_id: Uuid, name: &str, role: OrgRole) -> User {
+        let user = User {
+            id: new_id(),
+            org_id,
+            name: name.into(),
+            email: format!("{name}@Example.com"),
+            status: UserStatus::Active,
+            created_at: Utc::now(),
+        };
+        store.create_user(&user, role).await.unwrap();
+        user
+    }
+
+    async fn group(store: &SqliteStore, org_id: Uuid, name: &str) -> Group {
+        let now = Utc::now();
+        let group = Group {
+            id: new_id(),
+            org_id,
+            name: name.into(),
+            description: String::new(),
+            system: None,
+            created_at: now,
+            updated_at: now,
+        };
+        store.create_group(&group).await.unwrap();
+        group
+    }
+
+    async fn join(store: &SqliteStore, group: &Group, user: &User) {
+        let membership = Membership { id: new_id(), group_id: group.id, user_id: user.id, created_at: Utc::now() };
+        store.create_membership(&membership).await.unwrap();
+    }
+
+    fn names<T>(page: &Page<T>, name: impl Fn(&T) -> &str) -> Vec<String> {
+        page.items.iter().map(|i| name(i).to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn groups_filter_by_search_ids_and_system_within_the_org() {
+        let (_dir, store) = open().await;
+        let a = org(&store, "a").await;
+        let b = org(&store, "b").await;
+        let ops = group(&store, a.id, "Platform Ops").await;
+        let dev = group(&store, a.id, "developers").await;
+        group(&store, b.id, "ops elsewhere").await;
+
+        let list = |filter: GroupFilter| {
+            let store = &store;
+            async move { store.list_groups(a.id, &filter, ALL).await.unwrap() }
+        };
+        let all = list(GroupFilter::default()).await;
+        assert_eq!(names(&all, |g| &g.name), ["admins", "members", "Platform Ops", "developers"]);
+        let search = list(GroupFilter { search: "OPS".into(), ..Default::default() }).await;
+        assert_eq!(names(&search, |g| &g.name), ["Platform Ops"]);
+        let by_id = list(GroupFilter { group_ids: vec![dev.id, ops.id], ..Default::default() }).await;
+        assert_eq!(names(&by_id, |g| &g.name), ["Platform Ops", "developers"]);
+        let system = list(GroupFilter { system: Some(true), ..Default::default() }).await;
+        assert_eq!(names(&system, |g| &g.name), ["admins", "members"]);
+        let other = list(GroupFilter { system: Some(false), search: "e".into(), ..Default::default() }).await;
+        assert_eq!(names(&other, |g| &g.name), ["developers"]);
+
+        // Filtering happens before paging: pages hold only matches.
+        let filter = GroupFilter { system: Some(false), ..Default::default() };
+        let first = store.list_groups(a.id, &filter, PageRequest { after: None, limit: 1 }).await.unwrap();
+        assert_eq!(names(&first, |g| &g.name), ["Platform Ops"]);
+        let second = store
+            .list_groups(a.id, &filter, PageRequest { after: first.next_after, limit: 1 })
+            .await
+            .unwrap();
+        assert_eq!(names(&second, |g| &g.name), ["developers"]);
+        assert_eq!(second.next_after, None);
+    }
+
+    #[tokio::test]
+    async fn memberships_filter_by_member_name_or_email() {
+        let (_dir, store) = open().await;
+        let a = org(&store, "a").await;
+        let team = group(&store, a.id, "team").await;
+        let alice = user(&store, a.id, "alice", OrgRole::Member).await;
+        let bob = user(&store, a.id, "bob", OrgRole::Member).await;
+        join(&store, &team, &alice).await;
+        join(&store, &team, &bob).await;
+
+        let search = |s: &str| MembershipFilter { search: s.into() };
+        let all = store.list_memberships(team.id, &search(""), ALL).await.unwrap();
+        assert_eq!(names(&all, |m| &m.user.name), ["alice", "bob"]);
+        let by_name = store.list_memberships(team.id, &search("ALI"), ALL).await.unwrap();
+        assert_eq!(names(&by_name, |m| &m.user.name), ["alice"]);
+        let by_email = store.list_memberships(team.id, &search("bob@example"), ALL).await.unwrap();
+        assert_eq!(names(&by_email, |m| &m.user.name), ["bob"]);
+    }
+
+    #[tokio::test]
+    async fn org_members_filter_by_role_email_search_and_groups() {
+        let (_dir, store) = open().await;
+        let a = org(&store, "a").await;
+        let b = org(&store, "b").await;
+        let root = user(&store, a.id, "root", OrgRole::Admin).await;
+        let alice = user(&store, a.id, "alice", OrgRole::Member).await;
+        let bob = user(&store, a.id, "bob", OrgRole::Member).await;
+        user(&store, b.id, "alice", OrgRole::Admin).await;
+        let team = group(&store, a.id, "team").await;
+        join(&store, &team, &alice).await;
+
+        let list = |filter: OrgMemberFilter| {
+            let store = &store;
+            async move { store.list_org_members(a.id, &filter, ALL).await.unwrap() }
+        };
+        let all = list(OrgMemberFilter::default()).await;
+        assert_eq!(names(&all, |m| &m.user.name), ["root", "alice", "bob"]);
+        assert_eq!(all.items[0].role, OrgRole::Admin);
+        assert_eq!(all.items[1].role, OrgRole::Member);
+
+        let admins = list(OrgMemberFilter { roles: vec![OrgRole::Admin], ..Default::default() }).await;
+        assert_eq!(names(&admins, |m| &m.user.name), ["root"]);
+        let members = list(OrgMemberFilter { roles: vec![OrgRole::Member], ..Default::default() }).await;
+        assert_eq!(names(&members, |m| &m.user.name), ["alice", "bob"]);
+        let both = list(OrgMemberFilter { roles: vec![OrgRole::Admin, OrgRole::Member], ..Default::default() }).await;
+        assert_eq!(both.items.len(), 3);
+
+        let email = list(OrgMemberFilter { email: "BOB@example.com".into(), ..Default::default() }).await;
+        assert_eq!(names(&email, |m| &m.user.name), ["bob"]);
+        let search = list(OrgMemberFilter { search: "O".into(), ..Default::default() }).await;
+        assert_eq!(names(&search, |m| &m.user.name), ["root", "bob"]);
+        let ids = list(OrgMemberFilter { user_ids: vec![bob.id, root.id], ..Default::default() }).await;
+        assert_eq!(names(&ids, |m| &m.user.name), ["root", "bob"]);
+        let suspended = list(OrgMemberFilter { statuses: vec![UserStatus::Suspended], ..Default::default() }).await;
+        assert!(suspended.items.is_empty());
+
+        let not_in_team = list(OrgMemberFilter { exclude_group_ids: vec![team.id], ..Default::default() }).await;
+        assert_eq!(names(&not_in_team, |m| &m.user.name), ["root", "bob"]);
+        let no_team = list(OrgMemberFilter { exclude_members_in_any_team: true, ..Default::default() }).await;
+        assert_eq!(names(&no_team, |m| &m.user.name), ["root", "bob"]);
+    }
+}
