@@ -4,7 +4,14 @@
 //! live in `corral-server` and are converted at the protocol edge.
 
 /// The public Ona-compatible API (`gitpod.v1`).
-#[allow(clippy::all, missing_docs, non_camel_case_types, dead_code, unused_imports, unused_comparisons)]
+#[allow(
+    clippy::all,
+    missing_docs,
+    non_camel_case_types,
+    dead_code,
+    unused_imports,
+    unused_comparisons
+)]
 pub mod gitpod {
     pub mod v1 {
         // The validators name enums by their full path from the crate root.
@@ -14,6 +21,24 @@ pub mod gitpod {
     }
 }
 
+/// corral's own runner-facing API (`corral.v1`).
+#[allow(
+    clippy::all,
+    missing_docs,
+    non_camel_case_types,
+    dead_code,
+    unused_imports,
+    unused_comparisons
+)]
+pub mod corral {
+    pub mod v1 {
+        use crate::gitpod;
+        include!(concat!(env!("OUT_DIR"), "/corral.v1.mod.rs"));
+        include!(concat!(env!("OUT_DIR"), "/corral.v1.validate.rs"));
+    }
+}
+
 /// The compiled `FileDescriptorSet` of every file in `proto/` (with imports),
 /// used to compare our schema with the published one.
-pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/corral_descriptor_set.bin"));
+pub const DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/corral_descriptor_set.bin"));

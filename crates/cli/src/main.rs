@@ -10,7 +10,11 @@ use corral_server::{bootstrap, open_store};
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "corral", version, about = "Self-hostable management plane for development-environment runners")]
+#[command(
+    name = "corral",
+    version,
+    about = "Self-hostable management plane for development-environment runners"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,6 +53,9 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CORRAL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// A runner silent for this long becomes INACTIVE (e.g. 90s, 2m).
+    #[arg(long, env = "CORRAL_RUNNER_GRACE", default_value = "90s", value_parser = humantime::parse_duration)]
+    runner_grace: std::time::Duration,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -119,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
                 data_dir: args.store.data_dir,
                 database_url: args.store.database_url,
                 data_key: std::env::var("CORRAL_DATA_KEY").ok(),
+                runner_grace: args.runner_grace,
             })
             .await
         }
@@ -133,7 +141,13 @@ async fn main() -> anyhow::Result<()> {
 async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::User {
-            command: UserCommand::Add { email, admin, org, store },
+            command:
+                UserCommand::Add {
+                    email,
+                    admin,
+                    org,
+                    store,
+                },
         } => {
             let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
             let org_id = match org {
@@ -146,17 +160,33 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                         .id
                 }
             };
-            let role = if admin { OrgRole::Admin } else { OrgRole::Member };
+            let role = if admin {
+                OrgRole::Admin
+            } else {
+                OrgRole::Member
+            };
             let created = bootstrap::create_user(store.as_ref(), org_id, &email, role).await?;
-            println!("user {} ({}) added to organization {org_id}", created.user.id, created.user.email);
+            println!(
+                "user {} ({}) added to organization {org_id}",
+                created.user.id, created.user.email
+            );
             println!("{}", created.token);
         }
         AdminCommand::Org {
-            command: OrgCommand::Add { name, admin_email, store },
+            command:
+                OrgCommand::Add {
+                    name,
+                    admin_email,
+                    store,
+                },
         } => {
             let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
-            let (org, admin) = bootstrap::create_organization(store.as_ref(), &name, &admin_email).await?;
-            println!("organization {} ({}) added with admin {} ({})", org.id, org.name, admin.user.id, admin.user.email);
+            let (org, admin) =
+                bootstrap::create_organization(store.as_ref(), &name, &admin_email).await?;
+            println!(
+                "organization {} ({}) added with admin {} ({})",
+                org.id, org.name, admin.user.id, admin.user.email
+            );
             println!("{}", admin.token);
         }
     }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use connectrpc::interceptor::{UnaryRequest, UnaryResponse};
-use connectrpc::{ConnectError, Interceptor, Next, RequestContext};
+use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, UnaryResponse};
+use connectrpc::{ConnectError, Interceptor, Next, NextStream, PayloadStream, RequestContext};
 use uuid::Uuid;
 
 use crate::crypto;
@@ -13,6 +13,9 @@ use crate::store::Store;
 
 /// RPCs that need no token: they authenticate with what they carry.
 const PUBLIC_PROCEDURES: &[&str] = &["/gitpod.v1.IdentityService/ExchangeToken"];
+
+/// The runner-facing service: runner access tokens only.
+const RUNNER_SERVICE_PREFIX: &str = "/corral.v1.RunnerInteractionService/";
 
 /// Who is calling, resolved from the bearer token.
 #[derive(Debug, Clone)]
@@ -117,7 +120,11 @@ impl Authenticator {
         }
         match stored.subject {
             Subject::User(user_id) => {
-                let user = self.store.get_user(user_id).await.map_err(|_| unauthenticated())?;
+                let user = self
+                    .store
+                    .get_user(user_id)
+                    .await
+                    .map_err(|_| unauthenticated())?;
                 let role = self
                     .store
                     .org_role(user.org_id, user.id)
@@ -154,6 +161,27 @@ fn bearer_token(ctx: &RequestContext) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+impl Authenticator {
+    /// Puts the caller into the request, or refuses it.
+    async fn attach_caller(&self, ctx: &mut RequestContext) -> Result<(), ConnectError> {
+        let path = ctx.path().unwrap_or_default().to_string();
+        if PUBLIC_PROCEDURES.iter().any(|p| path.ends_with(p)) {
+            return Ok(());
+        }
+        let token = bearer_token(ctx)
+            .ok_or_else(|| ConnectError::unauthenticated("missing bearer token"))?;
+        let caller = self.authenticate(token).await?;
+        let runner_rpc = path.contains(RUNNER_SERVICE_PREFIX);
+        if runner_rpc && !matches!(caller, Caller::Runner(_)) {
+            return Err(ConnectError::permission_denied(
+                "the runner interaction service takes a runner access token",
+            ));
+        }
+        ctx.extensions_mut().insert(caller);
+        Ok(())
+    }
+}
+
 #[connectrpc::async_trait]
 impl Interceptor for Authenticator {
     async fn intercept_unary(
@@ -161,13 +189,17 @@ impl Interceptor for Authenticator {
         mut req: UnaryRequest,
         next: Next<'_>,
     ) -> Result<UnaryResponse, ConnectError> {
-        let path = req.ctx.path().unwrap_or_default().to_string();
-        if !PUBLIC_PROCEDURES.iter().any(|p| path.ends_with(p)) {
-            let token = bearer_token(&req.ctx)
-                .ok_or_else(|| ConnectError::unauthenticated("missing bearer token"))?;
-            let caller = self.authenticate(token).await?;
-            req.ctx.extensions_mut().insert(caller);
-        }
+        self.attach_caller(&mut req.ctx).await?;
         next.run(req).await
+    }
+
+    async fn intercept_streaming(
+        &self,
+        mut req: StreamRequest,
+        inbound: PayloadStream,
+        next: NextStream<'_>,
+    ) -> Result<StreamResponse, ConnectError> {
+        self.attach_caller(&mut req.ctx).await?;
+        next.run(req, inbound).await
     }
 }

@@ -20,7 +20,10 @@ pub struct NewUser {
 /// On an empty store: creates the first organization and its admin, and writes
 /// the admin's API token to `<data-dir>/admin-token` (0600). Does nothing when
 /// an organization exists.
-pub async fn bootstrap_if_empty(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Option<NewUser>> {
+pub async fn bootstrap_if_empty(
+    store: &dyn Store,
+    data_dir: &Path,
+) -> anyhow::Result<Option<NewUser>> {
     if store.first_organization().await?.is_some() {
         return Ok(None);
     }
@@ -32,7 +35,11 @@ pub async fn bootstrap_if_empty(store: &dyn Store, data_dir: &Path) -> anyhow::R
 }
 
 /// Creates an organization (with its system groups) and its first admin.
-pub async fn create_organization(store: &dyn Store, name: &str, admin_email: &str) -> anyhow::Result<(Organization, NewUser)> {
+pub async fn create_organization(
+    store: &dyn Store,
+    name: &str,
+    admin_email: &str,
+) -> anyhow::Result<(Organization, NewUser)> {
     let now = Utc::now();
     let org = Organization {
         id: new_id(),
@@ -40,13 +47,21 @@ pub async fn create_organization(store: &dyn Store, name: &str, admin_email: &st
         created_at: now,
         updated_at: now,
     };
-    store.create_organization(&org).await.context("creating the organization")?;
+    store
+        .create_organization(&org)
+        .await
+        .context("creating the organization")?;
     let admin = create_user(store, org.id, admin_email, OrgRole::Admin).await?;
     Ok((org, admin))
 }
 
 /// Adds a user to an organization and issues them an API token.
-pub async fn create_user(store: &dyn Store, org_id: Uuid, email: &str, role: OrgRole) -> anyhow::Result<NewUser> {
+pub async fn create_user(
+    store: &dyn Store,
+    org_id: Uuid,
+    email: &str,
+    role: OrgRole,
+) -> anyhow::Result<NewUser> {
     let email = email.trim();
     anyhow::ensure!(email.contains('@'), "{email:?} is not an email address");
     let now = Utc::now();
@@ -58,8 +73,18 @@ pub async fn create_user(store: &dyn Store, org_id: Uuid, email: &str, role: Org
         status: UserStatus::Active,
         created_at: now,
     };
-    store.create_user(&user, role).await.context("creating the user")?;
-    let token = issue_personal_token(store, &user, Subject::User(user.id), "issued by corral admin", None).await?;
+    store
+        .create_user(&user, role)
+        .await
+        .context("creating the user")?;
+    let token = issue_personal_token(
+        store,
+        &user,
+        Subject::User(user.id),
+        "issued by corral admin",
+        None,
+    )
+    .await?;
     Ok(NewUser { user, token })
 }
 

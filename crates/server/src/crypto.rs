@@ -34,9 +34,13 @@ pub fn token_hash(token: &str) -> String {
 
 /// The token kind named by a token's prefix.
 pub fn token_kind(token: &str) -> Option<TokenKind> {
-    [TokenKind::Personal, TokenKind::RunnerAccess, TokenKind::Exchange]
-        .into_iter()
-        .find(|kind| token.starts_with(kind.prefix()))
+    [
+        TokenKind::Personal,
+        TokenKind::RunnerAccess,
+        TokenKind::Exchange,
+    ]
+    .into_iter()
+    .find(|kind| token.starts_with(kind.prefix()))
 }
 
 /// Writes `contents` to `path` readable by the owner only.
@@ -57,9 +61,10 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 /// Reads a 32-byte key (base64) from `path`, creating a random one if absent.
 fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     if path.exists() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        return decode_key(text.trim()).with_context(|| format!("invalid key in {}", path.display()));
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return decode_key(text.trim())
+            .with_context(|| format!("invalid key in {}", path.display()));
     }
     let mut key = [0u8; 32];
     OsRng.fill_bytes(&mut key);
@@ -177,7 +182,9 @@ pub fn verify_logs_token(
 ) -> anyhow::Result<LogsGrant> {
     let body = token.strip_prefix("crl_lt_").context("not a logs token")?;
     let (payload, signature) = body.split_once('.').context("malformed logs token")?;
-    let payload = URL_SAFE_NO_PAD.decode(payload).context("malformed logs token")?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .context("malformed logs token")?;
     let signature: [u8; 64] = URL_SAFE_NO_PAD
         .decode(signature)
         .context("malformed logs token")?
@@ -229,7 +236,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = DataKey::load(dir.path(), None).unwrap();
         let sealed = first.encrypt(b"x");
-        let mode = std::fs::metadata(dir.path().join("data-key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("data-key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let again = DataKey::load(dir.path(), None).unwrap();
         assert_eq!(again.decrypt(&sealed).unwrap(), b"x");
@@ -255,7 +265,10 @@ mod tests {
             expires_at: now + chrono::Duration::minutes(5),
         };
         let token = signer.sign(&grant);
-        assert_eq!(verify_logs_token(&signer.public_key(), &token, now).unwrap(), grant);
+        assert_eq!(
+            verify_logs_token(&signer.public_key(), &token, now).unwrap(),
+            grant
+        );
         let later = now + chrono::Duration::minutes(6);
         assert!(verify_logs_token(&signer.public_key(), &token, later).is_err());
         let other = SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes();

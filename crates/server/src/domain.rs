@@ -293,8 +293,19 @@ pub struct Runner {
     pub runner_manager_id: Option<Uuid>,
     pub spec: RunnerSpec,
     pub status: RunnerStatus,
+    /// The configuration schema the runner published, encoded as it sent it
+    /// (a `gitpod.v1.RunnerConfigurationSchema`); `None` until it does.
+    #[serde(default)]
+    pub config_schema: Option<Vec<u8>>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl Runner {
+    /// Whether the runner ever reported in.
+    pub fn has_connected(&self) -> bool {
+        self.status.updated_at.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]

@@ -12,7 +12,9 @@ pub mod bootstrap;
 pub mod crypto;
 pub mod domain;
 pub mod errors;
+pub mod liveness;
 pub mod pagination;
+pub mod runner_hub;
 pub mod services;
 pub mod state;
 pub mod store;
@@ -43,10 +45,31 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     /// Base64 data key from the environment; otherwise a file in the data dir.
     pub data_key: Option<String>,
+    /// A runner with no report for this long becomes INACTIVE.
+    pub runner_grace: std::time::Duration,
 }
 
+impl ServeConfig {
+    /// Defaults for everything but where to listen and keep data.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            database_url: None,
+            data_key: None,
+            runner_grace: DEFAULT_RUNNER_GRACE,
+        }
+    }
+}
+
+/// How long a runner may stay silent before it is INACTIVE.
+pub const DEFAULT_RUNNER_GRACE: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// Opens the store named by `database_url`, or the embedded SQLite file in `data_dir`.
-pub async fn open_store(data_dir: &Path, database_url: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Arc<dyn Store>> {
     if !data_dir.exists() {
         // The data dir holds keys and the database: owner-only from the start.
         use std::os::unix::fs::DirBuilderExt;
@@ -57,7 +80,9 @@ pub async fn open_store(data_dir: &Path, database_url: Option<&str>) -> anyhow::
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     }
     match database_url {
-        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("corral.db")).await?)),
+        None => Ok(Arc::new(
+            SqliteStore::open(&data_dir.join("corral.db")).await?,
+        )),
         Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open_url(url).await?)),
         Some(url) => anyhow::bail!(
             "unsupported database URL {:?}: this build stores data in SQLite (sqlite:PATH)",
@@ -72,6 +97,8 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
         store,
         data_key: DataKey::load(&config.data_dir, config.data_key.as_deref())?,
         logs_signer: LogsTokenSigner::load(&config.data_dir)?,
+        hub: runner_hub::RunnerHub::default(),
+        runner_grace: config.runner_grace,
     }))
 }
 
@@ -107,6 +134,7 @@ async fn paging_from_query(mut request: Request, next: Next) -> Response {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
     bootstrap::bootstrap_if_empty(state.store.as_ref(), &config.data_dir).await?;
+    tokio::spawn(liveness::mark_silent_runners_inactive(state.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -42,7 +42,11 @@ pub fn page_request(
     ctx: &RequestContext,
     pagination: Option<&api::PaginationRequest>,
 ) -> Result<PageRequest, ConnectError> {
-    let query = ctx.extensions().get::<QueryPaging>().cloned().unwrap_or_default();
+    let query = ctx
+        .extensions()
+        .get::<QueryPaging>()
+        .cloned()
+        .unwrap_or_default();
     let (mut size, mut token) = match pagination {
         Some(p) => (p.page_size, p.token.clone()),
         None => (0, String::new()),
@@ -59,7 +63,11 @@ pub fn page_request(
             format!("value must be between 0 and {MAX_PAGE_SIZE}"),
         ));
     }
-    let limit = if size == 0 { DEFAULT_PAGE_SIZE } else { size as usize };
+    let limit = if size == 0 {
+        DEFAULT_PAGE_SIZE
+    } else {
+        size as usize
+    };
     let after = if token.is_empty() {
         None
     } else {
@@ -107,10 +115,22 @@ mod tests {
     fn zero_means_default_and_tokens_round_trip() {
         let ctx = RequestContext::new(Default::default());
         let page = page_request(&ctx, request(0, "").as_ref()).unwrap();
-        assert_eq!(page, PageRequest { after: None, limit: 25 });
+        assert_eq!(
+            page,
+            PageRequest {
+                after: None,
+                limit: 25
+            }
+        );
         let id = Uuid::now_v7();
         let page = page_request(&ctx, request(10, &next_token(Some(id))).as_ref()).unwrap();
-        assert_eq!(page, PageRequest { after: Some(id), limit: 10 });
+        assert_eq!(
+            page,
+            PageRequest {
+                after: Some(id),
+                limit: 10
+            }
+        );
         assert_eq!(next_token(None), "");
     }
 
@@ -130,6 +150,12 @@ mod tests {
         ctx.extensions_mut()
             .insert(QueryPaging::parse(&format!("token={token}&pageSize=7")));
         let page = page_request(&ctx, None).unwrap();
-        assert_eq!(page, PageRequest { after: Some(id), limit: 7 });
+        assert_eq!(
+            page,
+            PageRequest {
+                after: Some(id),
+                limit: 7
+            }
+        );
     }
 }

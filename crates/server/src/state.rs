@@ -1,14 +1,27 @@
-//! What every service shares: the store and the server's keys.
+//! What every service shares: the store, the server's keys, and the runners
+//! connected to this server.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::crypto::{DataKey, LogsTokenSigner};
+use crate::runner_hub::RunnerHub;
 use crate::store::Store;
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub data_key: DataKey,
     pub logs_signer: LogsTokenSigner,
+    pub hub: RunnerHub,
+    /// A runner with no report for this long is INACTIVE.
+    pub runner_grace: Duration,
+}
+
+impl AppState {
+    /// How often runners report in: three reports fit in the grace period.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.runner_grace / 3).max(Duration::from_secs(1))
+    }
 }
 
 pub type SharedState = Arc<AppState>;

@@ -10,7 +10,14 @@ use buffa::MessageField;
 use corral_api::gitpod::v1 as api;
 use corral_api::gitpod::v1::runner_configuration_schema::{self as schema, field::Type};
 
-fn int_field(id: &str, name: &str, description: &str, default: i32, min: i32, max: i32) -> schema::Field {
+fn int_field(
+    id: &str,
+    name: &str,
+    description: &str,
+    default: i32,
+    min: i32,
+    max: i32,
+) -> schema::Field {
     schema::Field {
         id: id.into(),
         name: name.into(),
@@ -33,7 +40,13 @@ fn enum_value(title: &str) -> schema::enum_field::Value {
     }
 }
 
-fn scm(id: &str, name: &str, hosts: &[&str], pat_docs: &str, pat_description: &str) -> schema::SCMConfigSchema {
+fn scm(
+    id: &str,
+    name: &str,
+    hosts: &[&str],
+    pat_docs: &str,
+    pat_description: &str,
+) -> schema::SCMConfigSchema {
     schema::SCMConfigSchema {
         scm_id: id.into(),
         name: name.into(),
@@ -100,12 +113,48 @@ pub fn linux_host_schema() -> api::RunnerConfigurationSchema {
             privileged,
         ],
         scm: vec![
-            scm("github", "GitHub", &["github.com"], "https://docs.github.com/en/authentication/keeping-your-account-and-data-secure/managing-your-personal-access-tokens", "A classic or fine-grained token with the repo scope"),
-            scm("gitlab", "GitLab", &["gitlab.com"], "https://docs.gitlab.com/user/profile/personal_access_tokens/", "A token with the api and read_repository scopes"),
-            scm("bitbucket", "Bitbucket", &["bitbucket.org"], "https://support.atlassian.com/bitbucket-cloud/docs/api-tokens/", "An API token with repository read access"),
-            scm("bitbucket-server", "Bitbucket Data Center", &[], "https://confluence.atlassian.com/bitbucketserver/http-access-tokens-939515499.html", "An HTTP access token with repository read access"),
-            scm("azure-devops", "Azure DevOps", &["dev.azure.com"], "https://learn.microsoft.com/en-us/azure/devops/organizations/accounts/use-personal-access-tokens-to-authenticate", "A token with the Code (Read) scope"),
-            scm("gitea", "Gitea / Forgejo", &["gitea.com", "codeberg.org"], "https://docs.gitea.com/development/api-usage", "A token with read:repository scope"),
+            scm(
+                "github",
+                "GitHub",
+                &["github.com"],
+                "https://docs.github.com/en/authentication/keeping-your-account-and-data-secure/managing-your-personal-access-tokens",
+                "A classic or fine-grained token with the repo scope",
+            ),
+            scm(
+                "gitlab",
+                "GitLab",
+                &["gitlab.com"],
+                "https://docs.gitlab.com/user/profile/personal_access_tokens/",
+                "A token with the api and read_repository scopes",
+            ),
+            scm(
+                "bitbucket",
+                "Bitbucket",
+                &["bitbucket.org"],
+                "https://support.atlassian.com/bitbucket-cloud/docs/api-tokens/",
+                "An API token with repository read access",
+            ),
+            scm(
+                "bitbucket-server",
+                "Bitbucket Data Center",
+                &[],
+                "https://confluence.atlassian.com/bitbucketserver/http-access-tokens-939515499.html",
+                "An HTTP access token with repository read access",
+            ),
+            scm(
+                "azure-devops",
+                "Azure DevOps",
+                &["dev.azure.com"],
+                "https://learn.microsoft.com/en-us/azure/devops/organizations/accounts/use-personal-access-tokens-to-authenticate",
+                "A token with the Code (Read) scope",
+            ),
+            scm(
+                "gitea",
+                "Gitea / Forgejo",
+                &["gitea.com", "codeberg.org"],
+                "https://docs.gitea.com/development/api-usage",
+                "A token with read:repository scope",
+            ),
         ],
         ..Default::default()
     }
@@ -129,7 +178,10 @@ pub fn check_environment_class(
             continue;
         }
         match fields.get(key.as_str()) {
-            None => errors.push((key.clone(), "is not a setting this runner knows".to_string())),
+            None => errors.push((
+                key.clone(),
+                "is not a setting this runner knows".to_string(),
+            )),
             Some(field) => {
                 if let Some(problem) = check_value(field, value) {
                     errors.push((key.clone(), problem));
@@ -165,7 +217,9 @@ fn check_value(field: &schema::Field, value: &str) -> Option<String> {
             match regex::Regex::new(&s.pattern) {
                 Ok(re) if re.is_match(value) => None,
                 Ok(_) => Some(format!("must match {}", s.pattern)),
-                Err(_) => Some("the runner's schema has an invalid pattern for this setting".into()),
+                Err(_) => {
+                    Some("the runner's schema has an invalid pattern for this setting".into())
+                }
             }
         }
         Type::Enum(e) => {
@@ -182,7 +236,10 @@ fn check_value(field: &schema::Field, value: &str) -> Option<String> {
 }
 
 /// The SCM entry of the schema with `scm_id`.
-pub fn scm_entry<'a>(schema: &'a api::RunnerConfigurationSchema, scm_id: &str) -> Option<&'a schema::SCMConfigSchema> {
+pub fn scm_entry<'a>(
+    schema: &'a api::RunnerConfigurationSchema,
+    scm_id: &str,
+) -> Option<&'a schema::SCMConfigSchema> {
     schema.scm.iter().find(|s| s.scm_id == scm_id)
 }
 
@@ -191,23 +248,51 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn valid_configuration_passes() {
         let schema = linux_host_schema();
-        let config = pairs(&[("cpu", "4"), ("memory", "8"), ("disk", "50"), ("architecture", "arm64"), ("host_label", "gpu-1"), ("privileged", "true")]);
+        let config = pairs(&[
+            ("cpu", "4"),
+            ("memory", "8"),
+            ("disk", "50"),
+            ("architecture", "arm64"),
+            ("host_label", "gpu-1"),
+            ("privileged", "true"),
+        ]);
         assert_eq!(check_environment_class(&schema, &config), vec![]);
     }
 
     #[test]
     fn each_kind_of_problem_is_reported_per_key() {
         let schema = linux_host_schema();
-        let config = pairs(&[("cpu", "many"), ("memory", "1024"), ("colour", "red"), ("host_label", "Not OK"), ("privileged", "yes"), ("architecture", "sparc")]);
+        let config = pairs(&[
+            ("cpu", "many"),
+            ("memory", "1024"),
+            ("colour", "red"),
+            ("host_label", "Not OK"),
+            ("privileged", "yes"),
+            ("architecture", "sparc"),
+        ]);
         let errors = check_environment_class(&schema, &config);
         let keys: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, ["cpu", "memory", "colour", "host_label", "privileged", "architecture", "disk"]);
+        assert_eq!(
+            keys,
+            [
+                "cpu",
+                "memory",
+                "colour",
+                "host_label",
+                "privileged",
+                "architecture",
+                "disk"
+            ]
+        );
         assert!(errors[0].1.contains("whole number"));
         assert!(errors[1].1.contains("between 1 and 512"));
         assert!(errors[6].1.contains("required"));

@@ -18,7 +18,9 @@ pub fn timestamp<P: ProtoBox<WireTimestamp>>(at: Timestamp) -> MessageField<Wire
     })
 }
 
-pub fn optional_timestamp<P: ProtoBox<WireTimestamp>>(at: Option<Timestamp>) -> MessageField<WireTimestamp, P> {
+pub fn optional_timestamp<P: ProtoBox<WireTimestamp>>(
+    at: Option<Timestamp>,
+) -> MessageField<WireTimestamp, P> {
     at.map(timestamp).unwrap_or_default()
 }
 
@@ -182,11 +184,17 @@ pub fn runner_role(role: domain::RunnerRole) -> api::RunnerRole {
 }
 
 /// The role named in a request; UNSPECIFIED and unknown numbers are rejected.
-pub fn runner_role_from(field: &str, role: EnumValue<api::RunnerRole>) -> Result<domain::RunnerRole, ConnectError> {
+pub fn runner_role_from(
+    field: &str,
+    role: EnumValue<api::RunnerRole>,
+) -> Result<domain::RunnerRole, ConnectError> {
     match role.as_known() {
         Some(api::RunnerRole::RUNNER_ROLE_ADMIN) => Ok(domain::RunnerRole::Admin),
         Some(api::RunnerRole::RUNNER_ROLE_USER) => Ok(domain::RunnerRole::User),
-        _ => Err(invalid_field(field, "must be RUNNER_ROLE_ADMIN or RUNNER_ROLE_USER")),
+        _ => Err(invalid_field(
+            field,
+            "must be RUNNER_ROLE_ADMIN or RUNNER_ROLE_USER",
+        )),
     }
 }
 
@@ -241,7 +249,10 @@ pub fn runner(r: &domain::Runner) -> api::Runner {
                 .map(runner_provider)
                 .unwrap_or(api::RunnerProvider::RUNNER_PROVIDER_UNSPECIFIED),
         ),
-        runner_manager_id: r.runner_manager_id.map(|id| id.to_string()).unwrap_or_default(),
+        runner_manager_id: r
+            .runner_manager_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         ..Default::default()
     }
 }
@@ -302,7 +313,9 @@ pub fn host_token_source(s: Option<domain::HostTokenSource>) -> api::HostAuthent
     }
 }
 
-pub fn host_token_source_from(s: api::HostAuthenticationTokenSource) -> Option<domain::HostTokenSource> {
+pub fn host_token_source_from(
+    s: api::HostAuthenticationTokenSource,
+) -> Option<domain::HostTokenSource> {
     match s {
         api::HostAuthenticationTokenSource::HOST_AUTHENTICATION_TOKEN_SOURCE_UNSPECIFIED => None,
         api::HostAuthenticationTokenSource::HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH => {
@@ -323,7 +336,10 @@ pub fn host_token(t: &domain::HostToken) -> api::HostAuthenticationToken {
         host: t.host.clone(),
         source: EnumValue::Known(host_token_source(t.source)),
         expires_at: optional_timestamp(t.expires_at),
-        integration_id: t.integration_id.map(|id| id.to_string()).unwrap_or_default(),
+        integration_id: t
+            .integration_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         scopes: t.scopes.clone(),
         subject: subject(Subject::User(t.user_id)),
         ..Default::default()
@@ -455,7 +471,10 @@ pub fn personal_access_token(t: &domain::ApiToken) -> api::PersonalAccessToken {
 }
 
 /// The role named in a request; UNSPECIFIED and unknown numbers are rejected.
-pub fn org_role_from(field: &str, role: EnumValue<api::OrganizationRole>) -> Result<domain::OrgRole, ConnectError> {
+pub fn org_role_from(
+    field: &str,
+    role: EnumValue<api::OrganizationRole>,
+) -> Result<domain::OrgRole, ConnectError> {
     match role.as_known() {
         Some(api::OrganizationRole::ORGANIZATION_ROLE_ADMIN) => Ok(domain::OrgRole::Admin),
         Some(api::OrganizationRole::ORGANIZATION_ROLE_MEMBER) => Ok(domain::OrgRole::Member),

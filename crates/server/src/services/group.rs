@@ -21,16 +21,15 @@ use crate::pagination::{page_request, page_response};
 use crate::state::SharedState;
 use crate::store::{Store, StoreError};
 
-const SYSTEM_MEMBERS: &str =
-    "members of system-managed groups follow the organization role; use OrganizationService.SetRole";
+const SYSTEM_MEMBERS: &str = "members of system-managed groups follow the organization role; use OrganizationService.SetRole";
 
 /// A group of organization `org_id`; groups of other organizations are not found.
 async fn org_group(store: &dyn Store, org_id: Uuid, group_id: Uuid) -> Result<Group, ConnectError> {
     match store.get_group(group_id).await {
         Ok(group) if group.org_id == org_id => Ok(group),
-        Ok(_) | Err(StoreError::NotFound(_)) => {
-            Err(ConnectError::not_found(format!("group {group_id} not found")))
-        }
+        Ok(_) | Err(StoreError::NotFound(_)) => Err(ConnectError::not_found(format!(
+            "group {group_id} not found"
+        ))),
         Err(err) => Err(store_error(err)),
     }
 }
@@ -38,9 +37,9 @@ async fn org_group(store: &dyn Store, org_id: Uuid, group_id: Uuid) -> Result<Gr
 /// Name clashes get a message that names the group.
 fn name_taken(err: StoreError) -> ConnectError {
     match err {
-        StoreError::AlreadyExists(_) => {
-            ConnectError::already_exists("a group with this name already exists in the organization")
-        }
+        StoreError::AlreadyExists(_) => ConnectError::already_exists(
+            "a group with this name already exists in the organization",
+        ),
         other => store_error(other),
     }
 }
@@ -91,7 +90,10 @@ impl api::GroupService for Groups {
             created_at: now,
             updated_at: now,
         };
-        self.store().create_group(&group).await.map_err(name_taken)?;
+        self.store()
+            .create_group(&group)
+            .await
+            .map_err(name_taken)?;
         Response::ok(api::CreateGroupResponse {
             group: MessageField::some(convert::group(&group, 0)),
             ..Default::default()
@@ -306,7 +308,11 @@ impl api::GroupService for Groups {
         let user_id = convert::user_subject("subject", request.subject.as_option())?;
         let store = self.store();
         let group = org_group(store, me.org_id, group_id).await?;
-        let not_member = || ConnectError::not_found(format!("user {user_id} is not a member of group {group_id}"));
+        let not_member = || {
+            ConnectError::not_found(format!(
+                "user {user_id} is not a member of group {group_id}"
+            ))
+        };
         let membership = store
             .find_membership(group.id, user_id)
             .await

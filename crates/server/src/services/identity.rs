@@ -45,7 +45,8 @@ impl api::IdentityService for Identity {
         request: ServiceRequest<'_, api::ExchangeTokenRequest>,
     ) -> ServiceResult<api::ExchangeTokenResponse> {
         let presented = request.exchange_token.trim();
-        let rejected = || ConnectError::unauthenticated("exchange token is invalid, already used or expired");
+        let rejected =
+            || ConnectError::unauthenticated("exchange token is invalid, already used or expired");
         if crypto::token_kind(presented) != Some(TokenKind::Exchange) {
             return Err(rejected());
         }
@@ -79,7 +80,9 @@ impl api::IdentityService for Identity {
             .redeem_exchange_token(exchange.id, &access, now)
             .await
             .map_err(|err| match err {
-                crate::store::StoreError::Conflict(_) | crate::store::StoreError::NotFound(_) => rejected(),
+                crate::store::StoreError::Conflict(_) | crate::store::StoreError::NotFound(_) => {
+                    rejected()
+                }
                 other => store_error(other),
             })?;
         Response::ok(api::ExchangeTokenResponse {

@@ -1,4 +1,5 @@
-//! The `gitpod.v1` services, one module each. Handlers convert wire messages
+//! The `gitpod.v1` services, one module each, and the runner-facing
+//! `corral.v1.RunnerInteractionService`. Handlers convert wire messages
 //! with `convert`, check access with `authz`, and call the store.
 
 mod config_schema;
@@ -8,13 +9,16 @@ mod identity;
 mod organization;
 mod runner;
 mod runner_configuration;
+mod runner_interaction;
 mod user;
 
 use std::sync::Arc;
 
 use connectrpc::Router;
-use corral_api::gitpod::v1::{IdentityServiceExt, RunnerConfigurationServiceExt, RunnerServiceExt};
 use corral_api::gitpod::v1::{GroupServiceExt, OrganizationServiceExt, UserServiceExt};
+use corral_api::gitpod::v1::{IdentityServiceExt, RunnerConfigurationServiceExt, RunnerServiceExt};
+
+use corral_api::corral::v1::RunnerInteractionServiceExt;
 
 use crate::state::SharedState;
 
@@ -26,5 +30,9 @@ pub fn router(state: SharedState) -> Router {
     let router = Arc::new(group::Groups::new(state.clone())).register(router);
     let router = Arc::new(organization::Organizations::new(state.clone())).register(router);
     let router = Arc::new(runner::Runners::new(state.clone())).register(router);
-    Arc::new(runner_configuration::RunnerConfiguration::new(state.clone())).register(router)
+    let router = Arc::new(runner_configuration::RunnerConfiguration::new(
+        state.clone(),
+    ))
+    .register(router);
+    Arc::new(runner_interaction::RunnerInteraction::new(state)).register(router)
 }

@@ -15,7 +15,11 @@ use crate::state::SharedState;
 use crate::store::{Store, StoreError};
 
 /// A user of organization `org_id`; users of other organizations are not found.
-pub(super) async fn org_user(store: &dyn Store, org_id: Uuid, user_id: Uuid) -> Result<User, ConnectError> {
+pub(super) async fn org_user(
+    store: &dyn Store,
+    org_id: Uuid,
+    user_id: Uuid,
+) -> Result<User, ConnectError> {
     match store.get_user(user_id).await {
         Ok(user) if user.org_id == org_id => Ok(user),
         Ok(_) | Err(StoreError::NotFound(_)) => {
@@ -29,7 +33,9 @@ pub(super) async fn org_user(store: &dyn Store, org_id: Uuid, user_id: Uuid) -> 
 pub(super) fn own_org(caller_org: Uuid, field: &str, value: &str) -> Result<Uuid, ConnectError> {
     let id = parse_id(field, value)?;
     if id != caller_org {
-        return Err(ConnectError::not_found(format!("organization {id} not found")));
+        return Err(ConnectError::not_found(format!(
+            "organization {id} not found"
+        )));
     }
     Ok(id)
 }
@@ -86,7 +92,9 @@ impl api::OrganizationService for Organizations {
         let page = page_request(&ctx, request.pagination.as_option())?;
         let mut filter = OrgMemberFilter::default();
         if let Some(f) = request.filter.as_option() {
-            let roles = known(&f.roles, |r| convert::org_role_from("filter.roles", *r).ok());
+            let roles = known(&f.roles, |r| {
+                convert::org_role_from("filter.roles", *r).ok()
+            });
             let statuses = known(&f.statuses, |s| convert::user_status_from(*s));
             let (Some(roles), Some(statuses)) = (roles, statuses) else {
                 return Response::ok(api::ListMembersResponse {

@@ -8,6 +8,7 @@ use corral_api::gitpod::v1 as api;
 use uuid::Uuid;
 
 use super::convert;
+use super::runner_interaction::{delete_request, spec_request};
 use crate::auth::{Caller, caller};
 use crate::authz::{runner_for, runner_visibility};
 use crate::crypto::{self, LogsGrant};
@@ -31,7 +32,11 @@ impl Runners {
     }
 
     /// Issues a one-time exchange token for `runner`, valid for 24 hours.
-    async fn issue_exchange_token(&self, runner: &Runner, creator: Subject) -> Result<String, ConnectError> {
+    async fn issue_exchange_token(
+        &self,
+        runner: &Runner,
+        creator: Subject,
+    ) -> Result<String, ConnectError> {
         let token = crypto::new_token(TokenKind::Exchange);
         let now = Utc::now();
         self.state
@@ -63,7 +68,14 @@ impl Runners {
             Ok(id) => id,
             Err(err) => return err,
         };
-        match runner_for(self.state.store.as_ref(), caller, runner_id, RunnerRole::User).await {
+        match runner_for(
+            self.state.store.as_ref(),
+            caller,
+            runner_id,
+            RunnerRole::User,
+        )
+        .await
+        {
             Ok(runner) => ConnectError::unavailable(format!(
                 "runner {} ({}) is not connected; start it and try again",
                 runner.id, runner.name
@@ -74,20 +86,32 @@ impl Runners {
 }
 
 /// Checks an update window and fills in the default end (start + 2 hours).
-pub fn update_window(start: Option<u32>, end: Option<u32>) -> Result<Option<UpdateWindow>, ConnectError> {
+pub fn update_window(
+    start: Option<u32>,
+    end: Option<u32>,
+) -> Result<Option<UpdateWindow>, ConnectError> {
     let field = "spec.configuration.update_window";
     let Some(start) = start else {
         if end.is_some() {
-            return Err(invalid_field(&format!("{field}.start_hour"), "is required when end_hour is set"));
+            return Err(invalid_field(
+                &format!("{field}.start_hour"),
+                "is required when end_hour is set",
+            ));
         }
         return Ok(None);
     };
     if start > 23 {
-        return Err(invalid_field(&format!("{field}.start_hour"), "must be between 0 and 23"));
+        return Err(invalid_field(
+            &format!("{field}.start_hour"),
+            "must be between 0 and 23",
+        ));
     }
     let end = end.unwrap_or((start + 2) % 24);
     if end > 23 {
-        return Err(invalid_field(&format!("{field}.end_hour"), "must be between 0 and 23"));
+        return Err(invalid_field(
+            &format!("{field}.end_hour"),
+            "must be between 0 and 23",
+        ));
     }
     // Windows may wrap past midnight (22 to 2 is four hours long).
     let length = (end + 24 - start) % 24;
@@ -97,10 +121,16 @@ pub fn update_window(start: Option<u32>, end: Option<u32>) -> Result<Option<Upda
             "the window must be at least 2 hours long",
         ));
     }
-    Ok(Some(UpdateWindow { start_hour: start, end_hour: end }))
+    Ok(Some(UpdateWindow {
+        start_hour: start,
+        end_hour: end,
+    }))
 }
 
-fn known<E: buffa::Enumeration + Copy>(field: &str, value: buffa::EnumValue<E>) -> Result<E, ConnectError> {
+fn known<E: buffa::Enumeration + Copy>(
+    field: &str,
+    value: buffa::EnumValue<E>,
+) -> Result<E, ConnectError> {
     value
         .as_known()
         .ok_or_else(|| invalid_field(field, "value must be one of the defined enum values"))
@@ -119,7 +149,10 @@ fn desired_phase(value: buffa::EnumValue<api::RunnerPhase>) -> Result<RunnerPhas
 }
 
 /// The configuration given at creation.
-fn initial_config(state: &SharedState, spec: Option<&api::RunnerSpec>) -> Result<(RunnerConfig, RunnerVariant), ConnectError> {
+fn initial_config(
+    state: &SharedState,
+    spec: Option<&api::RunnerSpec>,
+) -> Result<(RunnerConfig, RunnerVariant), ConnectError> {
     let mut config = RunnerConfig {
         release_channel: ReleaseChannel::Stable,
         auto_update: true,
@@ -132,7 +165,10 @@ fn initial_config(state: &SharedState, spec: Option<&api::RunnerSpec>) -> Result
     let variant = convert::variant_from(known("spec.variant", spec.variant)?);
     if let Some(c) = spec.configuration.as_option() {
         config.region = c.region.clone();
-        let channel = convert::release_channel_from(known("spec.configuration.release_channel", c.release_channel)?);
+        let channel = convert::release_channel_from(known(
+            "spec.configuration.release_channel",
+            c.release_channel,
+        )?);
         if channel != ReleaseChannel::Unspecified {
             config.release_channel = channel;
         }
@@ -252,7 +288,10 @@ impl api::RunnerService for Runners {
         let runner_manager_id = if req.runner_manager_id.is_empty() {
             None
         } else {
-            Some(convert::parse_id("runner_manager_id", &req.runner_manager_id)?)
+            Some(convert::parse_id(
+                "runner_manager_id",
+                &req.runner_manager_id,
+            )?)
         };
         let (config, variant) = initial_config(&self.state, req.spec.as_option())?;
         let now = Utc::now();
@@ -273,6 +312,7 @@ impl api::RunnerService for Runners {
                 phase: RunnerPhase::Created,
                 ..Default::default()
             },
+            config_schema: None,
             created_at: now,
             updated_at: now,
         };
@@ -296,7 +336,9 @@ impl api::RunnerService for Runners {
             .create_runner(&runner, &policies)
             .await
             .map_err(store_error)?;
-        let exchange_token = self.issue_exchange_token(&runner, Subject::User(user.user.id)).await?;
+        let exchange_token = self
+            .issue_exchange_token(&runner, Subject::User(user.user.id))
+            .await?;
         Response::ok(api::CreateRunnerResponse {
             runner: MessageField::some(convert::runner(&runner)),
             exchange_token,
@@ -331,15 +373,20 @@ impl api::RunnerService for Runners {
         let mut filter = RunnerFilter::default();
         if let Some(f) = req.filter.as_option() {
             for id in &f.creator_ids {
-                filter.creator_ids.push(convert::parse_id("filter.creator_ids", id)?);
+                filter
+                    .creator_ids
+                    .push(convert::parse_id("filter.creator_ids", id)?);
             }
             for kind in &f.kinds {
-                filter.kinds.extend(convert::runner_kind_from(known("filter.kinds", *kind)?));
+                filter
+                    .kinds
+                    .extend(convert::runner_kind_from(known("filter.kinds", *kind)?));
             }
             for provider in &f.providers {
-                filter
-                    .providers
-                    .extend(convert::runner_provider_from(known("filter.providers", *provider)?));
+                filter.providers.extend(convert::runner_provider_from(known(
+                    "filter.providers",
+                    *provider,
+                )?));
             }
         }
         filter.visible = runner_visibility(self.state.store.as_ref(), caller).await?;
@@ -378,7 +425,8 @@ impl api::RunnerService for Runners {
         }
         let state = self.state.clone();
         let name = req.name.clone();
-        self.state
+        let updated = self
+            .state
             .store
             .update_runner(
                 id,
@@ -390,8 +438,9 @@ impl api::RunnerService for Runners {
                         runner.spec.desired_phase = phase;
                     }
                     if let Some(config) = spec.as_ref().and_then(|s| s.configuration.as_option()) {
-                        apply_config_update(&state, &mut runner.spec.config, config)
-                            .map_err(|e| crate::store::StoreError::Conflict(e.message.unwrap_or_default()))?;
+                        apply_config_update(&state, &mut runner.spec.config, config).map_err(
+                            |e| crate::store::StoreError::Conflict(e.message.unwrap_or_default()),
+                        )?;
                     }
                     runner.updated_at = Utc::now();
                     Ok(())
@@ -399,6 +448,9 @@ impl api::RunnerService for Runners {
             )
             .await
             .map_err(store_error)?;
+        // A connected runner learns of the change at once; one that is not
+        // gets its spec when it next connects.
+        self.state.hub.notify(id, spec_request(&updated));
         Response::ok(api::UpdateRunnerResponse::default())
     }
 
@@ -411,11 +463,16 @@ impl api::RunnerService for Runners {
         let caller = caller(&ctx)?;
         let id = convert::parse_id("runner_id", request.runner_id)?;
         let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
-        let never_connected = runner.status.updated_at.is_none();
-        if request.force || never_connected {
-            self.state.store.delete_runner(id).await.map_err(store_error)?;
+        if request.force || !runner.has_connected() {
+            // Tell a connected runner to clean up, but do not wait for it.
+            self.state.hub.notify(id, delete_request());
+            self.state
+                .store
+                .delete_runner(id)
+                .await
+                .map_err(store_error)?;
         } else {
-            // A connected runner is asked to clean up; it confirms, then it is removed.
+            // The runner is asked to clean up; it confirms, then it is removed.
             self.state
                 .store
                 .update_runner(
@@ -429,6 +486,7 @@ impl api::RunnerService for Runners {
                 )
                 .await
                 .map_err(store_error)?;
+            self.state.hub.notify(id, delete_request());
         }
         Response::ok(api::DeleteRunnerResponse::default())
     }
@@ -558,7 +616,11 @@ impl api::RunnerService for Runners {
         let next_after = (remaining.len() > page.limit).then(|| remaining[page.limit - 1].group_id);
         Response::ok(api::ListRunnerPoliciesResponse {
             pagination: page_response(next_after),
-            policies: remaining.iter().take(page.limit).map(convert::runner_policy).collect(),
+            policies: remaining
+                .iter()
+                .take(page.limit)
+                .map(convert::runner_policy)
+                .collect(),
             ..Default::default()
         })
     }
@@ -569,7 +631,14 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateRunnerPolicyRequest>,
     ) -> ServiceResult<api::CreateRunnerPolicyResponse> {
-        let policy = self.policy_change(&ctx, request.runner_id, request.group_id, Some(request.role)).await?;
+        let policy = self
+            .policy_change(
+                &ctx,
+                request.runner_id,
+                request.group_id,
+                Some(request.role),
+            )
+            .await?;
         self.state
             .store
             .create_runner_policy(&policy)
@@ -587,7 +656,14 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::UpdateRunnerPolicyRequest>,
     ) -> ServiceResult<api::UpdateRunnerPolicyResponse> {
-        let policy = self.policy_change(&ctx, request.runner_id, request.group_id, Some(request.role)).await?;
+        let policy = self
+            .policy_change(
+                &ctx,
+                request.runner_id,
+                request.group_id,
+                Some(request.role),
+            )
+            .await?;
         self.state
             .store
             .update_runner_policy(&policy)
@@ -605,7 +681,9 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::DeleteRunnerPolicyRequest>,
     ) -> ServiceResult<api::DeleteRunnerPolicyResponse> {
-        let policy = self.policy_change(&ctx, request.runner_id, request.group_id, None).await?;
+        let policy = self
+            .policy_change(&ctx, request.runner_id, request.group_id, None)
+            .await?;
         self.state
             .store
             .delete_runner_policy(policy.runner_id, policy.group_id)
@@ -629,13 +707,17 @@ impl Runners {
         let caller = caller(ctx)?;
         let runner_id: Uuid = convert::parse_id("runner_id", runner_id)?;
         let group_id: Uuid = convert::parse_id("group_id", group_id)?;
-        let role = role.map(|r| convert::runner_role_from("role", r)).transpose()?;
+        let role = role
+            .map(|r| convert::runner_role_from("role", r))
+            .transpose()?;
         let store = self.state.store.as_ref();
         let runner = runner_for(store, caller, runner_id, RunnerRole::Admin).await?;
         match store.get_group(group_id).await {
             Ok(group) if group.org_id == runner.org_id => {}
             Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {
-                return Err(ConnectError::not_found(format!("group {group_id} not found")));
+                return Err(ConnectError::not_found(format!(
+                    "group {group_id} not found"
+                )));
             }
             Err(err) => return Err(store_error(err)),
         }
@@ -656,15 +738,24 @@ mod tests {
         assert_eq!(update_window(None, None).unwrap(), None);
         assert_eq!(
             update_window(Some(3), None).unwrap(),
-            Some(UpdateWindow { start_hour: 3, end_hour: 5 })
+            Some(UpdateWindow {
+                start_hour: 3,
+                end_hour: 5
+            })
         );
         assert_eq!(
             update_window(Some(23), None).unwrap(),
-            Some(UpdateWindow { start_hour: 23, end_hour: 1 })
+            Some(UpdateWindow {
+                start_hour: 23,
+                end_hour: 1
+            })
         );
         assert_eq!(
             update_window(Some(22), Some(4)).unwrap(),
-            Some(UpdateWindow { start_hour: 22, end_hour: 4 })
+            Some(UpdateWindow {
+                start_hour: 22,
+                end_hour: 4
+            })
         );
         assert!(update_window(Some(24), None).is_err());
         assert!(update_window(Some(3), Some(4)).is_err());
@@ -686,7 +777,9 @@ mod tests {
             kind_and_provider(unspecified_kind, Known(P::RUNNER_PROVIDER_LINUX_HOST)).unwrap(),
             (RunnerKind::Local, Some(RunnerProvider::LinuxHost))
         );
-        assert!(kind_and_provider(Known(K::RUNNER_KIND_LOCAL), Known(P::RUNNER_PROVIDER_GCP)).is_err());
+        assert!(
+            kind_and_provider(Known(K::RUNNER_KIND_LOCAL), Known(P::RUNNER_PROVIDER_GCP)).is_err()
+        );
         assert!(kind_and_provider(unspecified_kind, buffa::EnumValue::Unknown(99)).is_err());
     }
 }

@@ -27,16 +27,29 @@ impl RunnerConfiguration {
         Self { state }
     }
 
-    /// The schema that governs `runner`'s configuration.
-    fn schema_for(&self, _runner: &Runner) -> api::RunnerConfigurationSchema {
-        linux_host_schema()
+    /// The schema that governs `runner`'s configuration: the one it published,
+    /// or, before it has, the schema of `corral runner`.
+    fn schema_for(&self, runner: &Runner) -> api::RunnerConfigurationSchema {
+        use buffa::Message;
+        runner
+            .config_schema
+            .as_deref()
+            .and_then(|bytes| match api::RunnerConfigurationSchema::decode_from_slice(bytes) {
+                Ok(schema) => Some(schema),
+                Err(err) => {
+                    tracing::warn!(runner_id = %runner.id, %err, "stored configuration schema is unreadable; using the default");
+                    None
+                }
+            })
+            .unwrap_or_else(linux_host_schema)
     }
 
     /// A host token the calling user may manage: their own, or any in their
     /// organization for an org admin. Anything else does not exist for them.
     async fn host_token_for(&self, user: &UserCaller, id: &str) -> Result<HostToken, ConnectError> {
         let id = convert::parse_id("id", id)?;
-        let not_found = || ConnectError::not_found(format!("host authentication token {id} not found"));
+        let not_found =
+            || ConnectError::not_found(format!("host authentication token {id} not found"));
         let token = match self.state.store.get_host_token(id).await {
             Ok(token) => token,
             Err(StoreError::NotFound(_)) => return Err(not_found()),
@@ -44,42 +57,69 @@ impl RunnerConfiguration {
         };
         let own = token.user_id == user.user.id;
         let admin = user.role == OrgRole::Admin && token.org_id == user.org_id;
-        if own || admin { Ok(token) } else { Err(not_found()) }
+        if own || admin {
+            Ok(token)
+        } else {
+            Err(not_found())
+        }
     }
 
     /// An SCM integration on a runner the caller holds at least `needed` on.
-    async fn integration_for(&self, caller: &Caller, id: &str, needed: RunnerRole) -> Result<ScmIntegration, ConnectError> {
+    async fn integration_for(
+        &self,
+        caller: &Caller,
+        id: &str,
+        needed: RunnerRole,
+    ) -> Result<ScmIntegration, ConnectError> {
         let id = convert::parse_id("id", id)?;
         let integration = match self.state.store.get_scm_integration(id).await {
             Ok(i) if i.org_id == caller.org_id() => i,
             Ok(_) | Err(StoreError::NotFound(_)) => {
-                return Err(ConnectError::not_found(format!("SCM integration {id} not found")));
+                return Err(ConnectError::not_found(format!(
+                    "SCM integration {id} not found"
+                )));
             }
             Err(err) => return Err(store_error(err)),
         };
-        runner_for(self.state.store.as_ref(), caller, integration.runner_id, needed)
-            .await
-            .map_err(|err| match err.code {
-                connectrpc::ErrorCode::NotFound => ConnectError::not_found(format!("SCM integration {id} not found")),
-                _ => err,
-            })?;
+        runner_for(
+            self.state.store.as_ref(),
+            caller,
+            integration.runner_id,
+            needed,
+        )
+        .await
+        .map_err(|err| match err.code {
+            connectrpc::ErrorCode::NotFound => {
+                ConnectError::not_found(format!("SCM integration {id} not found"))
+            }
+            _ => err,
+        })?;
         Ok(integration)
     }
 
     /// An environment class on a runner the caller holds at least `needed` on.
-    async fn class_for(&self, caller: &Caller, id: &str, needed: RunnerRole) -> Result<EnvironmentClass, ConnectError> {
+    async fn class_for(
+        &self,
+        caller: &Caller,
+        id: &str,
+        needed: RunnerRole,
+    ) -> Result<EnvironmentClass, ConnectError> {
         let id = convert::parse_id("environment_class_id", id)?;
         let class = match self.state.store.get_environment_class(id).await {
             Ok(c) if c.org_id == caller.org_id() => c,
             Ok(_) | Err(StoreError::NotFound(_)) => {
-                return Err(ConnectError::not_found(format!("environment class {id} not found")));
+                return Err(ConnectError::not_found(format!(
+                    "environment class {id} not found"
+                )));
             }
             Err(err) => return Err(store_error(err)),
         };
         runner_for(self.state.store.as_ref(), caller, class.runner_id, needed)
             .await
             .map_err(|err| match err.code {
-                connectrpc::ErrorCode::NotFound => ConnectError::not_found(format!("environment class {id} not found")),
+                connectrpc::ErrorCode::NotFound => {
+                    ConnectError::not_found(format!("environment class {id} not found"))
+                }
                 _ => err,
             })?;
         Ok(class)
@@ -87,18 +127,33 @@ impl RunnerConfiguration {
 
     /// Runner ids the caller may see among `requested` (all visible ones when
     /// empty); `None` means no restriction (an org admin asking for all).
-    async fn visible_runner_ids(&self, caller: &Caller, requested: &[Uuid], filter: RunnerFilter) -> Result<Option<Vec<Uuid>>, ConnectError> {
+    async fn visible_runner_ids(
+        &self,
+        caller: &Caller,
+        requested: &[Uuid],
+        filter: RunnerFilter,
+    ) -> Result<Option<Vec<Uuid>>, ConnectError> {
         let store = self.state.store.as_ref();
         let visibility = runner_visibility(store, caller).await?;
-        let restricted = visibility.is_some() || !filter.kinds.is_empty() || !filter.providers.is_empty();
+        let restricted =
+            visibility.is_some() || !filter.kinds.is_empty() || !filter.providers.is_empty();
         if !restricted {
             return Ok((!requested.is_empty()).then(|| requested.to_vec()));
         }
-        let filter = RunnerFilter { visible: visibility, ..filter };
+        let filter = RunnerFilter {
+            visible: visibility,
+            ..filter
+        };
         let mut ids = Vec::new();
-        let mut page = PageRequest { after: None, limit: 500 };
+        let mut page = PageRequest {
+            after: None,
+            limit: 500,
+        };
         loop {
-            let runners = store.list_runners(caller.org_id(), &filter, page).await.map_err(store_error)?;
+            let runners = store
+                .list_runners(caller.org_id(), &filter, page)
+                .await
+                .map_err(store_error)?;
             ids.extend(runners.items.iter().map(|r| r.id));
             match runners.next_after {
                 Some(after) => page.after = Some(after),
@@ -118,8 +173,9 @@ impl RunnerConfiguration {
                 runner.id
             ))
         })?;
-        crypto::seal_to_runner(key, secret.as_bytes())
-            .map_err(|err| ConnectError::failed_precondition(format!("cannot seal to the runner's key: {err}")))
+        crypto::seal_to_runner(key, secret.as_bytes()).map_err(|err| {
+            ConnectError::failed_precondition(format!("cannot seal to the runner's key: {err}"))
+        })
     }
 }
 
@@ -133,13 +189,19 @@ fn normalize_host(field: &str, host: &str) -> Result<String, ConnectError> {
         return Err(invalid_field(field, "is required"));
     }
     if host.contains(char::is_whitespace) {
-        return Err(invalid_field(field, "must be a host name, optionally with scheme and port"));
+        return Err(invalid_field(
+            field,
+            "must be a host name, optionally with scheme and port",
+        ));
     }
     Ok(host)
 }
 
 fn pairs(values: &[api::FieldValue]) -> Vec<(String, String)> {
-    values.iter().map(|v| (v.key.clone(), v.value.clone())).collect()
+    values
+        .iter()
+        .map(|v| (v.key.clone(), v.value.clone()))
+        .collect()
 }
 
 fn configuration_error(errors: &[(String, String)]) -> ConnectError {
@@ -159,7 +221,10 @@ fn check_scm_integration(
     let mut result = api::SCMIntegrationValidationResult::default();
     if scm_entry(schema, scm_id).is_none() {
         let known: Vec<&str> = schema.scm.iter().map(|s| s.scm_id.as_str()).collect();
-        result.scm_id_error = Some(format!("unknown SCM {scm_id:?}; this runner supports {}", known.join(", ")));
+        result.scm_id_error = Some(format!(
+            "unknown SCM {scm_id:?}; this runner supports {}",
+            known.join(", ")
+        ));
     }
     if normalize_host("host", host).is_err() {
         result.host_error = Some("host is required and must be a host name".into());
@@ -214,7 +279,9 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         };
         if owner != user.user.id {
             if user.role != OrgRole::Admin {
-                return Err(ConnectError::permission_denied("you may only keep host tokens for yourself"));
+                return Err(ConnectError::permission_denied(
+                    "you may only keep host tokens for yourself",
+                ));
             }
             match store.get_user(owner).await {
                 Ok(u) if u.org_id == user.org_id => {}
@@ -227,7 +294,12 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             let id = convert::parse_id("integration_id", &req.integration_id)?;
             match store.get_scm_integration(id).await {
                 Ok(i) if i.runner_id == runner.id => Some(id),
-                _ => return Err(ConnectError::not_found(format!("SCM integration {id} not found on runner {}", runner.id))),
+                _ => {
+                    return Err(ConnectError::not_found(format!(
+                        "SCM integration {id} not found on runner {}",
+                        runner.id
+                    )));
+                }
             }
         };
         let expires_at = req
@@ -241,7 +313,10 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             runner_id: runner.id,
             user_id: owner,
             host: normalize_host("host", &req.host)?,
-            source: req.source.as_known().and_then(convert::host_token_source_from),
+            source: req
+                .source
+                .as_known()
+                .and_then(convert::host_token_source_from),
             token_encrypted: self.state.data_key.encrypt(req.token.as_bytes()),
             refresh_token_encrypted: (!req.refresh_token.is_empty())
                 .then(|| self.state.data_key.encrypt(req.refresh_token.as_bytes())),
@@ -394,8 +469,17 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         let caller = caller(&ctx)?;
         let req = request.to_owned_message();
         let runner_id = convert::parse_id("runner_id", &req.runner_id)?;
-        let runner = runner_for(self.state.store.as_ref(), caller, runner_id, RunnerRole::Admin).await?;
-        let secret = req.oauth_plaintext_client_secret.clone().filter(|s| !s.is_empty());
+        let runner = runner_for(
+            self.state.store.as_ref(),
+            caller,
+            runner_id,
+            RunnerRole::Admin,
+        )
+        .await?;
+        let secret = req
+            .oauth_plaintext_client_secret
+            .clone()
+            .filter(|s| !s.is_empty());
         let check = check_scm_integration(
             &self.schema_for(&runner),
             &req.scm_id,
@@ -444,7 +528,9 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         request: ServiceRequest<'_, api::GetSCMIntegrationRequest>,
     ) -> ServiceResult<api::GetSCMIntegrationResponse> {
         let caller = caller(&ctx)?;
-        let integration = self.integration_for(caller, request.id, RunnerRole::User).await?;
+        let integration = self
+            .integration_for(caller, request.id, RunnerRole::User)
+            .await?;
         Response::ok(api::GetSCMIntegrationResponse {
             integration: MessageField::some(convert::scm_integration(&integration)),
             ..Default::default()
@@ -464,7 +550,9 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             Some(f) => parse_ids("filter.runner_ids", &f.runner_ids)?,
             None => Vec::new(),
         };
-        let runner_ids = self.visible_runner_ids(caller, &requested, RunnerFilter::default()).await?;
+        let runner_ids = self
+            .visible_runner_ids(caller, &requested, RunnerFilter::default())
+            .await?;
         let page = match &runner_ids {
             Some(ids) if ids.is_empty() => {
                 return Response::ok(api::ListSCMIntegrationsResponse {
@@ -482,7 +570,11 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             .map_err(store_error)?;
         Response::ok(api::ListSCMIntegrationsResponse {
             pagination: page_response(integrations.next_after),
-            integrations: integrations.items.iter().map(convert::scm_integration).collect(),
+            integrations: integrations
+                .items
+                .iter()
+                .map(convert::scm_integration)
+                .collect(),
             ..Default::default()
         })
     }
@@ -495,8 +587,15 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
     ) -> ServiceResult<api::UpdateSCMIntegrationResponse> {
         let caller = caller(&ctx)?;
         let req = request.to_owned_message();
-        let current = self.integration_for(caller, &req.id, RunnerRole::Admin).await?;
-        let runner = self.state.store.get_runner(current.runner_id).await.map_err(store_error)?;
+        let current = self
+            .integration_for(caller, &req.id, RunnerRole::Admin)
+            .await?;
+        let runner = self
+            .state
+            .store
+            .get_runner(current.runner_id)
+            .await
+            .map_err(store_error)?;
         // Work out the result first and check it: bad input changes nothing.
         let mut updated = current.clone();
         if let Some(pat) = req.pat {
@@ -518,7 +617,10 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         let sealed = match &req.oauth_plaintext_client_secret {
             Some(secret) if !secret.is_empty() => Some(Self::seal_client_secret(&runner, secret)?),
             Some(_) => None,
-            None => updated.oauth.as_ref().map(|o| o.encrypted_client_secret.clone()),
+            None => updated
+                .oauth
+                .as_ref()
+                .map(|o| o.encrypted_client_secret.clone()),
         };
         updated.oauth = match (client_id.is_empty(), sealed) {
             (false, Some(encrypted_client_secret)) => Some(OAuthApp {
@@ -562,7 +664,9 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         request: ServiceRequest<'_, api::DeleteSCMIntegrationRequest>,
     ) -> ServiceResult<api::DeleteSCMIntegrationResponse> {
         let caller = caller(&ctx)?;
-        let integration = self.integration_for(caller, request.id, RunnerRole::Admin).await?;
+        let integration = self
+            .integration_for(caller, request.id, RunnerRole::Admin)
+            .await?;
         self.state
             .store
             .delete_scm_integration(integration.id)
@@ -580,7 +684,13 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         let caller = caller(&ctx)?;
         let req = request.to_owned_message();
         let runner_id = convert::parse_id("runner_id", &req.runner_id)?;
-        let runner = runner_for(self.state.store.as_ref(), caller, runner_id, RunnerRole::Admin).await?;
+        let runner = runner_for(
+            self.state.store.as_ref(),
+            caller,
+            runner_id,
+            RunnerRole::Admin,
+        )
+        .await?;
         let configuration = pairs(&req.configuration);
         let errors = check_environment_class(&self.schema_for(&runner), &configuration);
         if !errors.is_empty() {
@@ -614,7 +724,9 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         request: ServiceRequest<'_, api::GetEnvironmentClassRequest>,
     ) -> ServiceResult<api::GetEnvironmentClassResponse> {
         let caller = caller(&ctx)?;
-        let class = self.class_for(caller, request.environment_class_id, RunnerRole::User).await?;
+        let class = self
+            .class_for(caller, request.environment_class_id, RunnerRole::User)
+            .await?;
         Response::ok(api::GetEnvironmentClassResponse {
             environment_class: MessageField::some(convert::environment_class(&class)),
             ..Default::default()
@@ -639,17 +751,31 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             for kind in &f.runner_kinds {
                 match kind.as_known() {
                     Some(k) => runner_filter.kinds.extend(convert::runner_kind_from(k)),
-                    None => return Err(invalid_field("filter.runner_kinds", "value must be one of the defined enum values")),
+                    None => {
+                        return Err(invalid_field(
+                            "filter.runner_kinds",
+                            "value must be one of the defined enum values",
+                        ));
+                    }
                 }
             }
             for provider in &f.runner_providers {
                 match provider.as_known() {
-                    Some(p) => runner_filter.providers.extend(convert::runner_provider_from(p)),
-                    None => return Err(invalid_field("filter.runner_providers", "value must be one of the defined enum values")),
+                    Some(p) => runner_filter
+                        .providers
+                        .extend(convert::runner_provider_from(p)),
+                    None => {
+                        return Err(invalid_field(
+                            "filter.runner_providers",
+                            "value must be one of the defined enum values",
+                        ));
+                    }
                 }
             }
         }
-        let runner_ids = self.visible_runner_ids(caller, &requested, runner_filter).await?;
+        let runner_ids = self
+            .visible_runner_ids(caller, &requested, runner_filter)
+            .await?;
         if let Some(ids) = &runner_ids {
             if ids.is_empty() {
                 return Response::ok(api::ListEnvironmentClassesResponse {
@@ -667,7 +793,11 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             .map_err(store_error)?;
         Response::ok(api::ListEnvironmentClassesResponse {
             pagination: page_response(classes.next_after),
-            environment_classes: classes.items.iter().map(convert::environment_class).collect(),
+            environment_classes: classes
+                .items
+                .iter()
+                .map(convert::environment_class)
+                .collect(),
             ..Default::default()
         })
     }
@@ -680,7 +810,9 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
     ) -> ServiceResult<api::UpdateEnvironmentClassResponse> {
         let caller = caller(&ctx)?;
         let req = request.to_owned_message();
-        let class = self.class_for(caller, &req.environment_class_id, RunnerRole::Admin).await?;
+        let class = self
+            .class_for(caller, &req.environment_class_id, RunnerRole::Admin)
+            .await?;
         self.state
             .store
             .update_environment_class(
@@ -715,10 +847,21 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         let caller = caller(&ctx)?;
         let req = request.to_owned_message();
         let runner_id = convert::parse_id("runner_id", &req.runner_id)?;
-        let runner = runner_for(self.state.store.as_ref(), caller, runner_id, RunnerRole::User).await?;
+        let runner = runner_for(
+            self.state.store.as_ref(),
+            caller,
+            runner_id,
+            RunnerRole::User,
+        )
+        .await?;
         let schema = self.schema_for(&runner);
         let result = match req.config {
-            None => return Err(invalid_field("config", "give an environment_class or an scm_integration to validate")),
+            None => {
+                return Err(invalid_field(
+                    "config",
+                    "give an environment_class or an scm_integration to validate",
+                ));
+            }
             Some(Config::EnvironmentClass(class)) => {
                 let mut result = api::EnvironmentClassValidationResult::default();
                 let name_len = class.display_name.chars().count();
@@ -729,14 +872,15 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                 if !(3..=200).contains(&description_len) {
                     result.description_error = Some("must be between 3 and 200 characters".into());
                 }
-                result.configuration_errors = check_environment_class(&schema, &pairs(&class.configuration))
-                    .into_iter()
-                    .map(|(key, error)| api::FieldValidationError {
-                        key,
-                        error,
-                        ..Default::default()
-                    })
-                    .collect();
+                result.configuration_errors =
+                    check_environment_class(&schema, &pairs(&class.configuration))
+                        .into_iter()
+                        .map(|(key, error)| api::FieldValidationError {
+                            key,
+                            error,
+                            ..Default::default()
+                        })
+                        .collect();
                 result.valid = result.display_name_error.is_none()
                     && result.description_error.is_none()
                     && result.configuration_errors.is_empty();

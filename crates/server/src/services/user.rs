@@ -57,7 +57,9 @@ impl Users {
 }
 
 /// The lifetime a create request asks for: unset or zero means the default.
-fn validity(valid_for: Option<&buffa_types::google::protobuf::Duration>) -> Result<TimeDelta, ConnectError> {
+fn validity(
+    valid_for: Option<&buffa_types::google::protobuf::Duration>,
+) -> Result<TimeDelta, ConnectError> {
     let Some(d) = valid_for else {
         return Ok(DEFAULT_VALIDITY);
     };
@@ -72,7 +74,11 @@ fn validity(valid_for: Option<&buffa_types::google::protobuf::Duration>) -> Resu
     if span > MAX_VALIDITY {
         return Err(too_long());
     }
-    Ok(if span.is_zero() { DEFAULT_VALIDITY } else { span })
+    Ok(if span.is_zero() {
+        DEFAULT_VALIDITY
+    } else {
+        span
+    })
 }
 
 #[protovalidate_buffa::connect_impl]
@@ -213,7 +219,11 @@ impl api::UserService for Users {
             .map_err(store_error)?;
         Response::ok(api::ListPersonalAccessTokensResponse {
             pagination: page_response(tokens.next_after),
-            personal_access_tokens: tokens.items.iter().map(convert::personal_access_token).collect(),
+            personal_access_tokens: tokens
+                .items
+                .iter()
+                .map(convert::personal_access_token)
+                .collect(),
             ..Default::default()
         })
     }

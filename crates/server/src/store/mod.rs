@@ -42,42 +42,77 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user(&self, id: Uuid) -> StoreResult<User>;
     async fn org_role(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<OrgRole>>;
     async fn set_org_role(&self, org_id: Uuid, user_id: Uuid, role: OrgRole) -> StoreResult<()>;
-    async fn list_org_members(&self, org_id: Uuid, filter: &OrgMemberFilter, page: PageRequest) -> StoreResult<Page<OrgMember>>;
+    async fn list_org_members(
+        &self,
+        org_id: Uuid,
+        filter: &OrgMemberFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<OrgMember>>;
 
     async fn create_group(&self, group: &Group) -> StoreResult<()>;
     async fn get_group(&self, id: Uuid) -> StoreResult<Group>;
     async fn get_group_by_name(&self, org_id: Uuid, name: &str) -> StoreResult<Group>;
     async fn system_group(&self, org_id: Uuid, which: SystemGroup) -> StoreResult<Group>;
-    async fn list_groups(&self, org_id: Uuid, filter: &GroupFilter, page: PageRequest) -> StoreResult<Page<Group>>;
+    async fn list_groups(
+        &self,
+        org_id: Uuid,
+        filter: &GroupFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Group>>;
     async fn update_group(&self, id: Uuid, change: Mutation<Group>) -> StoreResult<Group>;
     async fn delete_group(&self, id: Uuid) -> StoreResult<()>;
     async fn count_members(&self, group_id: Uuid) -> StoreResult<i64>;
 
     async fn create_membership(&self, membership: &Membership) -> StoreResult<()>;
     async fn get_membership(&self, id: Uuid) -> StoreResult<Membership>;
-    async fn find_membership(&self, group_id: Uuid, user_id: Uuid) -> StoreResult<Option<Membership>>;
+    async fn find_membership(
+        &self,
+        group_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<Membership>>;
     async fn delete_membership(&self, id: Uuid) -> StoreResult<()>;
-    async fn list_memberships(&self, group_id: Uuid, filter: &MembershipFilter, page: PageRequest) -> StoreResult<Page<MemberView>>;
+    async fn list_memberships(
+        &self,
+        group_id: Uuid,
+        filter: &MembershipFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<MemberView>>;
     async fn groups_of_user(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>>;
 
     // Tokens.
     async fn create_token(&self, token: &ApiToken) -> StoreResult<()>;
     async fn find_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>>;
     async fn get_token(&self, id: Uuid) -> StoreResult<ApiToken>;
-    async fn list_user_tokens(&self, user_ids: &[Uuid], page: PageRequest) -> StoreResult<Page<ApiToken>>;
+    async fn list_user_tokens(
+        &self,
+        user_ids: &[Uuid],
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiToken>>;
     async fn delete_token(&self, id: Uuid) -> StoreResult<()>;
     async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()>;
     /// Trades an unused, unexpired exchange token for a runner access token in
     /// one transaction: the exchange token is marked used, the runner's other
     /// access tokens are revoked, and `access` is stored.
-    async fn redeem_exchange_token(&self, exchange_id: Uuid, access: &ApiToken, now: Timestamp) -> StoreResult<()>;
+    async fn redeem_exchange_token(
+        &self,
+        exchange_id: Uuid,
+        access: &ApiToken,
+        now: Timestamp,
+    ) -> StoreResult<()>;
 
     // Runners.
     /// Creates the runner with its initial policies.
     async fn create_runner(&self, runner: &Runner, policies: &[RunnerPolicy]) -> StoreResult<()>;
     async fn get_runner(&self, id: Uuid) -> StoreResult<Runner>;
-    async fn list_runners(&self, org_id: Uuid, filter: &RunnerFilter, page: PageRequest) -> StoreResult<Page<Runner>>;
+    async fn list_runners(
+        &self,
+        org_id: Uuid,
+        filter: &RunnerFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Runner>>;
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner>;
+    /// Runners reported ACTIVE or DEGRADED whose last report is older than `cutoff`.
+    async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>>;
     /// Removes the runner and everything that belongs to it, tokens included.
     async fn delete_runner(&self, id: Uuid) -> StoreResult<()>;
 
@@ -86,23 +121,51 @@ pub trait Store: Send + Sync + 'static {
     async fn update_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()>;
     async fn delete_runner_policy(&self, runner_id: Uuid, group_id: Uuid) -> StoreResult<()>;
     /// Runners on which any of `group_ids` holds a role, with the best role.
-    async fn runners_granted_to_groups(&self, group_ids: &[Uuid]) -> StoreResult<Vec<RunnerPolicy>>;
+    async fn runners_granted_to_groups(&self, group_ids: &[Uuid])
+    -> StoreResult<Vec<RunnerPolicy>>;
 
     // Runner configuration.
     async fn create_host_token(&self, token: &HostToken) -> StoreResult<()>;
     async fn get_host_token(&self, id: Uuid) -> StoreResult<HostToken>;
-    async fn list_host_tokens(&self, org_id: Uuid, filter: &HostTokenFilter, page: PageRequest) -> StoreResult<Page<HostToken>>;
-    async fn update_host_token(&self, id: Uuid, change: Mutation<HostToken>) -> StoreResult<HostToken>;
+    async fn list_host_tokens(
+        &self,
+        org_id: Uuid,
+        filter: &HostTokenFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<HostToken>>;
+    async fn update_host_token(
+        &self,
+        id: Uuid,
+        change: Mutation<HostToken>,
+    ) -> StoreResult<HostToken>;
     async fn delete_host_token(&self, id: Uuid) -> StoreResult<()>;
 
     async fn create_scm_integration(&self, integration: &ScmIntegration) -> StoreResult<()>;
     async fn get_scm_integration(&self, id: Uuid) -> StoreResult<ScmIntegration>;
-    async fn list_scm_integrations(&self, org_id: Uuid, runner_ids: &[Uuid], page: PageRequest) -> StoreResult<Page<ScmIntegration>>;
-    async fn update_scm_integration(&self, id: Uuid, change: Mutation<ScmIntegration>) -> StoreResult<ScmIntegration>;
+    async fn list_scm_integrations(
+        &self,
+        org_id: Uuid,
+        runner_ids: &[Uuid],
+        page: PageRequest,
+    ) -> StoreResult<Page<ScmIntegration>>;
+    async fn update_scm_integration(
+        &self,
+        id: Uuid,
+        change: Mutation<ScmIntegration>,
+    ) -> StoreResult<ScmIntegration>;
     async fn delete_scm_integration(&self, id: Uuid) -> StoreResult<()>;
 
     async fn create_environment_class(&self, class: &EnvironmentClass) -> StoreResult<()>;
     async fn get_environment_class(&self, id: Uuid) -> StoreResult<EnvironmentClass>;
-    async fn list_environment_classes(&self, org_id: Uuid, filter: &EnvironmentClassFilter, page: PageRequest) -> StoreResult<Page<EnvironmentClass>>;
-    async fn update_environment_class(&self, id: Uuid, change: Mutation<EnvironmentClass>) -> StoreResult<EnvironmentClass>;
+    async fn list_environment_classes(
+        &self,
+        org_id: Uuid,
+        filter: &EnvironmentClassFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EnvironmentClass>>;
+    async fn update_environment_class(
+        &self,
+        id: Uuid,
+        change: Mutation<EnvironmentClass>,
+    ) -> StoreResult<EnvironmentClass>;
 }

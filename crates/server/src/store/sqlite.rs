@@ -49,7 +49,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .context("opening the SQLite database")?;
-        MIGRATOR.run(&pool).await.context("migrating the SQLite database")?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("migrating the SQLite database")?;
         Ok(Self { pool })
     }
 }
@@ -140,7 +143,9 @@ impl SqliteStore {
             last_id = Some(row.get::<String, _>("id"));
         }
         let next_after = if rows.len() > page.limit {
-            last_id.map(|id| Uuid::parse_str(&id).map_err(internal)).transpose()?
+            last_id
+                .map(|id| Uuid::parse_str(&id).map_err(internal))
+                .transpose()?
         } else {
             None
         };
@@ -157,13 +162,19 @@ impl SqliteStore {
         change: Mutation<T>,
         columns: fn(&T) -> StoreResult<Vec<(&'static str, String)>>,
     ) -> StoreResult<T> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(internal)?;
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT data FROM {table} WHERE id = ?")))
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(internal)?
-            .ok_or(StoreError::NotFound(what))?;
+            .map_err(internal)?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT data FROM {table} WHERE id = ?"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(internal)?
+        .ok_or(StoreError::NotFound(what))?;
         let mut value: T = from_json(row.get::<&str, _>("data"))?;
         change(&mut value)?;
         let cols = columns(&value)?;
@@ -231,15 +242,17 @@ impl SqliteStore {
     }
 
     async fn insert_token(conn: &mut sqlx::SqliteConnection, token: &ApiToken) -> StoreResult<()> {
-        sqlx::query("INSERT INTO api_tokens (id, hash, kind, subject_id, data) VALUES (?, ?, ?, ?, ?)")
-            .bind(token.id.to_string())
-            .bind(&token.hash)
-            .bind(enum_name(&token.kind)?)
-            .bind(token.subject.id().to_string())
-            .bind(to_json(token)?)
-            .execute(conn)
-            .await
-            .map_err(on_unique("token already exists"))?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, hash, kind, subject_id, data) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.to_string())
+        .bind(&token.hash)
+        .bind(enum_name(&token.kind)?)
+        .bind(token.subject.id().to_string())
+        .bind(to_json(token)?)
+        .execute(conn)
+        .await
+        .map_err(on_unique("token already exists"))?;
         Ok(())
     }
 
@@ -263,14 +276,26 @@ fn uuid_strings(ids: &[Uuid]) -> Vec<String> {
     ids.iter().map(Uuid::to_string).collect()
 }
 
+/// Liveness columns, kept in step with the runner's status. RFC 3339 in UTC
+/// with a fixed format, so text order is time order.
+fn runner_columns(runner: &Runner) -> StoreResult<Vec<(&'static str, String)>> {
+    let mut cols = vec![("phase", enum_name(&runner.status.phase)?)];
+    if let Some(at) = runner.status.updated_at {
+        cols.push((
+            "last_seen",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        ));
+    }
+    Ok(cols)
+}
+
 fn no_columns<T>(_: &T) -> StoreResult<Vec<(&'static str, String)>> {
     Ok(Vec::new())
 }
 
 /// A condition on `users` rows: the name (in the JSON `data`) or the email
 /// contains the search term, case-insensitively. Binds the term twice.
-const USER_MATCHES: &str =
-    "(instr(lower(json_extract(data, '$.name')), lower(?)) > 0 OR instr(lower(email), lower(?)) > 0)";
+const USER_MATCHES: &str = "(instr(lower(json_extract(data, '$.name')), lower(?)) > 0 OR instr(lower(email), lower(?)) > 0)";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -302,8 +327,12 @@ impl Store for SqliteStore {
     }
 
     async fn get_organization(&self, id: Uuid) -> StoreResult<Organization> {
-        self.fetch_data("SELECT data FROM organizations WHERE id = ?", &[id.to_string()], "organization")
-            .await
+        self.fetch_data(
+            "SELECT data FROM organizations WHERE id = ?",
+            &[id.to_string()],
+            "organization",
+        )
+        .await
     }
 
     async fn first_organization(&self) -> StoreResult<Option<Organization>> {
@@ -320,7 +349,9 @@ impl Store for SqliteStore {
             .bind(to_json(user)?)
             .execute(&mut *tx)
             .await
-            .map_err(on_unique("a user with this email already exists in the organization"))?;
+            .map_err(on_unique(
+                "a user with this email already exists in the organization",
+            ))?;
         let mut groups = vec![SystemGroup::Members];
         if role == OrgRole::Admin {
             groups.push(SystemGroup::Admins);
@@ -340,8 +371,12 @@ impl Store for SqliteStore {
     }
 
     async fn get_user(&self, id: Uuid) -> StoreResult<User> {
-        self.fetch_data("SELECT data FROM users WHERE id = ?", &[id.to_string()], "user")
-            .await
+        self.fetch_data(
+            "SELECT data FROM users WHERE id = ?",
+            &[id.to_string()],
+            "user",
+        )
+        .await
     }
 
     async fn org_role(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<OrgRole>> {
@@ -366,7 +401,11 @@ impl Store for SqliteStore {
     }
 
     async fn set_org_role(&self, org_id: Uuid, user_id: Uuid, role: OrgRole) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(internal)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(internal)?;
         let admins = Self::system_group_id(&mut tx, org_id, SystemGroup::Admins).await?;
         match role {
             OrgRole::Admin => {
@@ -414,7 +453,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn list_org_members(&self, org_id: Uuid, filter: &OrgMemberFilter, page: PageRequest) -> StoreResult<Page<OrgMember>> {
+    async fn list_org_members(
+        &self,
+        org_id: Uuid,
+        filter: &OrgMemberFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<OrgMember>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
         if !filter.search.is_empty() {
@@ -426,7 +470,10 @@ impl Store for SqliteStore {
             binds.push(filter.email.clone());
         }
         if !filter.user_ids.is_empty() {
-            condition.push_str(&format!(" AND id IN ({})", placeholders(filter.user_ids.len())));
+            condition.push_str(&format!(
+                " AND id IN ({})",
+                placeholders(filter.user_ids.len())
+            ));
             binds.extend(uuid_strings(&filter.user_ids));
         }
         if !filter.statuses.is_empty() {
@@ -464,7 +511,10 @@ impl Store for SqliteStore {
         let users: Page<User> = self.page("users", &condition, binds, page).await?;
         let mut items = Vec::with_capacity(users.items.len());
         for user in users.items {
-            let role = self.org_role(org_id, user.id).await?.unwrap_or(OrgRole::Member);
+            let role = self
+                .org_role(org_id, user.id)
+                .await?
+                .unwrap_or(OrgRole::Member);
             items.push(OrgMember {
                 member_since: user.created_at,
                 user,
@@ -483,8 +533,12 @@ impl Store for SqliteStore {
     }
 
     async fn get_group(&self, id: Uuid) -> StoreResult<Group> {
-        self.fetch_data("SELECT data FROM groups WHERE id = ?", &[id.to_string()], "group")
-            .await
+        self.fetch_data(
+            "SELECT data FROM groups WHERE id = ?",
+            &[id.to_string()],
+            "group",
+        )
+        .await
     }
 
     async fn get_group_by_name(&self, org_id: Uuid, name: &str) -> StoreResult<Group> {
@@ -505,7 +559,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_groups(&self, org_id: Uuid, filter: &GroupFilter, page: PageRequest) -> StoreResult<Page<Group>> {
+    async fn list_groups(
+        &self,
+        org_id: Uuid,
+        filter: &GroupFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Group>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
         if !filter.search.is_empty() {
@@ -513,7 +572,10 @@ impl Store for SqliteStore {
             binds.push(filter.search.clone());
         }
         if !filter.group_ids.is_empty() {
-            condition.push_str(&format!(" AND id IN ({})", placeholders(filter.group_ids.len())));
+            condition.push_str(&format!(
+                " AND id IN ({})",
+                placeholders(filter.group_ids.len())
+            ));
             binds.extend(uuid_strings(&filter.group_ids));
         }
         match filter.system {
@@ -525,8 +587,10 @@ impl Store for SqliteStore {
     }
 
     async fn update_group(&self, id: Uuid, change: Mutation<Group>) -> StoreResult<Group> {
-        self.mutate("groups", id, "group", change, |g| Ok(vec![("name", g.name.clone())]))
-            .await
+        self.mutate("groups", id, "group", change, |g| {
+            Ok(vec![("name", g.name.clone())])
+        })
+        .await
     }
 
     async fn delete_group(&self, id: Uuid) -> StoreResult<()> {
@@ -547,11 +611,19 @@ impl Store for SqliteStore {
     }
 
     async fn get_membership(&self, id: Uuid) -> StoreResult<Membership> {
-        self.fetch_data("SELECT data FROM memberships WHERE id = ?", &[id.to_string()], "membership")
-            .await
+        self.fetch_data(
+            "SELECT data FROM memberships WHERE id = ?",
+            &[id.to_string()],
+            "membership",
+        )
+        .await
     }
 
-    async fn find_membership(&self, group_id: Uuid, user_id: Uuid) -> StoreResult<Option<Membership>> {
+    async fn find_membership(
+        &self,
+        group_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<Membership>> {
         self.fetch_optional(
             "SELECT data FROM memberships WHERE group_id = ? AND user_id = ?",
             &[group_id.to_string(), user_id.to_string()],
@@ -563,7 +635,12 @@ impl Store for SqliteStore {
         self.delete_by_id("memberships", id, "membership").await
     }
 
-    async fn list_memberships(&self, group_id: Uuid, filter: &MembershipFilter, page: PageRequest) -> StoreResult<Page<MemberView>> {
+    async fn list_memberships(
+        &self,
+        group_id: Uuid,
+        filter: &MembershipFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<MemberView>> {
         let mut condition = String::from("group_id = ?");
         let mut binds = vec![group_id.to_string()];
         if !filter.search.is_empty() {
@@ -572,7 +649,8 @@ impl Store for SqliteStore {
             ));
             binds.extend([filter.search.clone(), filter.search.clone()]);
         }
-        let memberships: Page<Membership> = self.page("memberships", &condition, binds, page).await?;
+        let memberships: Page<Membership> =
+            self.page("memberships", &condition, binds, page).await?;
         let mut items = Vec::with_capacity(memberships.items.len());
         for membership in memberships.items {
             let user = self.get_user(membership.user_id).await?;
@@ -601,16 +679,27 @@ impl Store for SqliteStore {
     }
 
     async fn find_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
-        self.fetch_optional("SELECT data FROM api_tokens WHERE hash = ?", &[hash.to_string()])
-            .await
+        self.fetch_optional(
+            "SELECT data FROM api_tokens WHERE hash = ?",
+            &[hash.to_string()],
+        )
+        .await
     }
 
     async fn get_token(&self, id: Uuid) -> StoreResult<ApiToken> {
-        self.fetch_data("SELECT data FROM api_tokens WHERE id = ?", &[id.to_string()], "token")
-            .await
+        self.fetch_data(
+            "SELECT data FROM api_tokens WHERE id = ?",
+            &[id.to_string()],
+            "token",
+        )
+        .await
     }
 
-    async fn list_user_tokens(&self, user_ids: &[Uuid], page: PageRequest) -> StoreResult<Page<ApiToken>> {
+    async fn list_user_tokens(
+        &self,
+        user_ids: &[Uuid],
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiToken>> {
         let condition = format!(
             "kind = ? AND subject_id IN ({})",
             placeholders(user_ids.len())
@@ -634,8 +723,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn redeem_exchange_token(&self, exchange_id: Uuid, access: &ApiToken, now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(internal)?;
+    async fn redeem_exchange_token(
+        &self,
+        exchange_id: Uuid,
+        access: &ApiToken,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(internal)?;
         let row = sqlx::query("SELECT data FROM api_tokens WHERE id = ?")
             .bind(exchange_id.to_string())
             .fetch_optional(&mut *tx)
@@ -644,10 +742,14 @@ impl Store for SqliteStore {
             .ok_or(StoreError::NotFound("exchange token"))?;
         let mut exchange: ApiToken = from_json(row.get::<&str, _>("data"))?;
         if exchange.used_at.is_some() {
-            return Err(StoreError::Conflict("the exchange token was already used".into()));
+            return Err(StoreError::Conflict(
+                "the exchange token was already used".into(),
+            ));
         }
         if exchange.is_expired(now) {
-            return Err(StoreError::Conflict("the exchange token has expired".into()));
+            return Err(StoreError::Conflict(
+                "the exchange token has expired".into(),
+            ));
         }
         exchange.used_at = Some(now);
         sqlx::query("UPDATE api_tokens SET data = ? WHERE id = ?")
@@ -670,13 +772,21 @@ impl Store for SqliteStore {
     async fn create_runner(&self, runner: &Runner, policies: &[RunnerPolicy]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(internal)?;
         sqlx::query(
-            "INSERT INTO runners (id, org_id, creator_id, kind, provider, data) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runners (id, org_id, creator_id, kind, provider, phase, last_seen, data) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(runner.id.to_string())
         .bind(runner.org_id.to_string())
         .bind(runner.creator.id().to_string())
         .bind(enum_name(&runner.kind)?)
         .bind(runner.provider.map(|p| enum_name(&p)).transpose()?)
+        .bind(enum_name(&runner.status.phase)?)
+        .bind(
+            runner
+                .status
+                .updated_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        )
         .bind(to_json(runner)?)
         .execute(&mut *tx)
         .await
@@ -695,25 +805,43 @@ impl Store for SqliteStore {
     }
 
     async fn get_runner(&self, id: Uuid) -> StoreResult<Runner> {
-        self.fetch_data("SELECT data FROM runners WHERE id = ?", &[id.to_string()], "runner")
-            .await
+        self.fetch_data(
+            "SELECT data FROM runners WHERE id = ?",
+            &[id.to_string()],
+            "runner",
+        )
+        .await
     }
 
-    async fn list_runners(&self, org_id: Uuid, filter: &RunnerFilter, page: PageRequest) -> StoreResult<Page<Runner>> {
+    async fn list_runners(
+        &self,
+        org_id: Uuid,
+        filter: &RunnerFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Runner>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
         if !filter.creator_ids.is_empty() {
-            condition.push_str(&format!(" AND creator_id IN ({})", placeholders(filter.creator_ids.len())));
+            condition.push_str(&format!(
+                " AND creator_id IN ({})",
+                placeholders(filter.creator_ids.len())
+            ));
             binds.extend(uuid_strings(&filter.creator_ids));
         }
         if !filter.kinds.is_empty() {
-            condition.push_str(&format!(" AND kind IN ({})", placeholders(filter.kinds.len())));
+            condition.push_str(&format!(
+                " AND kind IN ({})",
+                placeholders(filter.kinds.len())
+            ));
             for kind in &filter.kinds {
                 binds.push(enum_name(kind)?);
             }
         }
         if !filter.providers.is_empty() {
-            condition.push_str(&format!(" AND provider IN ({})", placeholders(filter.providers.len())));
+            condition.push_str(&format!(
+                " AND provider IN ({})",
+                placeholders(filter.providers.len())
+            ));
             for provider in &filter.providers {
                 binds.push(enum_name(provider)?);
             }
@@ -730,7 +858,23 @@ impl Store for SqliteStore {
     }
 
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner> {
-        self.mutate("runners", id, "runner", change, no_columns).await
+        self.mutate("runners", id, "runner", change, runner_columns)
+            .await
+    }
+
+    async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT id FROM runners WHERE phase IN (?, ?) AND (last_seen IS NULL OR last_seen < ?)",
+        )
+        .bind(enum_name(&RunnerPhase::Active)?)
+        .bind(enum_name(&RunnerPhase::Degraded)?)
+        .bind(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(internal)?;
+        rows.iter()
+            .map(|r| Uuid::parse_str(r.get::<&str, _>("id")).map_err(internal))
+            .collect()
     }
 
     async fn delete_runner(&self, id: Uuid) -> StoreResult<()> {
@@ -753,11 +897,13 @@ impl Store for SqliteStore {
     }
 
     async fn list_runner_policies(&self, runner_id: Uuid) -> StoreResult<Vec<RunnerPolicy>> {
-        let rows = sqlx::query("SELECT group_id, role FROM runner_policies WHERE runner_id = ? ORDER BY group_id")
-            .bind(runner_id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(internal)?;
+        let rows = sqlx::query(
+            "SELECT group_id, role FROM runner_policies WHERE runner_id = ? ORDER BY group_id",
+        )
+        .bind(runner_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(internal)?;
         rows.iter()
             .map(|r| {
                 Ok(RunnerPolicy {
@@ -781,13 +927,14 @@ impl Store for SqliteStore {
     }
 
     async fn update_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE runner_policies SET role = ? WHERE runner_id = ? AND group_id = ?")
-            .bind(enum_name(&policy.role)?)
-            .bind(policy.runner_id.to_string())
-            .bind(policy.group_id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(internal)?;
+        let done =
+            sqlx::query("UPDATE runner_policies SET role = ? WHERE runner_id = ? AND group_id = ?")
+                .bind(enum_name(&policy.role)?)
+                .bind(policy.runner_id.to_string())
+                .bind(policy.group_id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(internal)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("runner policy"));
         }
@@ -807,7 +954,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn runners_granted_to_groups(&self, group_ids: &[Uuid]) -> StoreResult<Vec<RunnerPolicy>> {
+    async fn runners_granted_to_groups(
+        &self,
+        group_ids: &[Uuid],
+    ) -> StoreResult<Vec<RunnerPolicy>> {
         if group_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -848,11 +998,20 @@ impl Store for SqliteStore {
     }
 
     async fn get_host_token(&self, id: Uuid) -> StoreResult<HostToken> {
-        self.fetch_data("SELECT data FROM host_tokens WHERE id = ?", &[id.to_string()], "host authentication token")
-            .await
+        self.fetch_data(
+            "SELECT data FROM host_tokens WHERE id = ?",
+            &[id.to_string()],
+            "host authentication token",
+        )
+        .await
     }
 
-    async fn list_host_tokens(&self, org_id: Uuid, filter: &HostTokenFilter, page: PageRequest) -> StoreResult<Page<HostToken>> {
+    async fn list_host_tokens(
+        &self,
+        org_id: Uuid,
+        filter: &HostTokenFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<HostToken>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
         if let Some(runner_id) = filter.runner_id {
@@ -866,13 +1025,24 @@ impl Store for SqliteStore {
         self.page("host_tokens", &condition, binds, page).await
     }
 
-    async fn update_host_token(&self, id: Uuid, change: Mutation<HostToken>) -> StoreResult<HostToken> {
-        self.mutate("host_tokens", id, "host authentication token", change, no_columns)
-            .await
+    async fn update_host_token(
+        &self,
+        id: Uuid,
+        change: Mutation<HostToken>,
+    ) -> StoreResult<HostToken> {
+        self.mutate(
+            "host_tokens",
+            id,
+            "host authentication token",
+            change,
+            no_columns,
+        )
+        .await
     }
 
     async fn delete_host_token(&self, id: Uuid) -> StoreResult<()> {
-        self.delete_by_id("host_tokens", id, "host authentication token").await
+        self.delete_by_id("host_tokens", id, "host authentication token")
+            .await
     }
 
     async fn create_scm_integration(&self, integration: &ScmIntegration) -> StoreResult<()> {
@@ -891,27 +1061,50 @@ impl Store for SqliteStore {
     }
 
     async fn get_scm_integration(&self, id: Uuid) -> StoreResult<ScmIntegration> {
-        self.fetch_data("SELECT data FROM scm_integrations WHERE id = ?", &[id.to_string()], "SCM integration")
-            .await
+        self.fetch_data(
+            "SELECT data FROM scm_integrations WHERE id = ?",
+            &[id.to_string()],
+            "SCM integration",
+        )
+        .await
     }
 
-    async fn list_scm_integrations(&self, org_id: Uuid, runner_ids: &[Uuid], page: PageRequest) -> StoreResult<Page<ScmIntegration>> {
+    async fn list_scm_integrations(
+        &self,
+        org_id: Uuid,
+        runner_ids: &[Uuid],
+        page: PageRequest,
+    ) -> StoreResult<Page<ScmIntegration>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
         if !runner_ids.is_empty() {
-            condition.push_str(&format!(" AND runner_id IN ({})", placeholders(runner_ids.len())));
+            condition.push_str(&format!(
+                " AND runner_id IN ({})",
+                placeholders(runner_ids.len())
+            ));
             binds.extend(uuid_strings(runner_ids));
         }
         self.page("scm_integrations", &condition, binds, page).await
     }
 
-    async fn update_scm_integration(&self, id: Uuid, change: Mutation<ScmIntegration>) -> StoreResult<ScmIntegration> {
-        self.mutate("scm_integrations", id, "SCM integration", change, no_columns)
-            .await
+    async fn update_scm_integration(
+        &self,
+        id: Uuid,
+        change: Mutation<ScmIntegration>,
+    ) -> StoreResult<ScmIntegration> {
+        self.mutate(
+            "scm_integrations",
+            id,
+            "SCM integration",
+            change,
+            no_columns,
+        )
+        .await
     }
 
     async fn delete_scm_integration(&self, id: Uuid) -> StoreResult<()> {
-        self.delete_by_id("scm_integrations", id, "SCM integration").await
+        self.delete_by_id("scm_integrations", id, "SCM integration")
+            .await
     }
 
     async fn create_environment_class(&self, class: &EnvironmentClass) -> StoreResult<()> {
@@ -930,27 +1123,57 @@ impl Store for SqliteStore {
     }
 
     async fn get_environment_class(&self, id: Uuid) -> StoreResult<EnvironmentClass> {
-        self.fetch_data("SELECT data FROM environment_classes WHERE id = ?", &[id.to_string()], "environment class")
-            .await
+        self.fetch_data(
+            "SELECT data FROM environment_classes WHERE id = ?",
+            &[id.to_string()],
+            "environment class",
+        )
+        .await
     }
 
-    async fn list_environment_classes(&self, org_id: Uuid, filter: &EnvironmentClassFilter, page: PageRequest) -> StoreResult<Page<EnvironmentClass>> {
+    async fn list_environment_classes(
+        &self,
+        org_id: Uuid,
+        filter: &EnvironmentClassFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EnvironmentClass>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
         if !filter.runner_ids.is_empty() {
-            condition.push_str(&format!(" AND runner_id IN ({})", placeholders(filter.runner_ids.len())));
+            condition.push_str(&format!(
+                " AND runner_id IN ({})",
+                placeholders(filter.runner_ids.len())
+            ));
             binds.extend(uuid_strings(&filter.runner_ids));
         }
         if let Some(enabled) = filter.enabled {
-            condition.push_str(if enabled { " AND enabled = 1" } else { " AND enabled = 0" });
+            condition.push_str(if enabled {
+                " AND enabled = 1"
+            } else {
+                " AND enabled = 0"
+            });
         }
-        self.page("environment_classes", &condition, binds, page).await
+        self.page("environment_classes", &condition, binds, page)
+            .await
     }
 
-    async fn update_environment_class(&self, id: Uuid, change: Mutation<EnvironmentClass>) -> StoreResult<EnvironmentClass> {
-        self.mutate("environment_classes", id, "environment class", change, |c| {
-            Ok(vec![("enabled", if c.enabled { "1".into() } else { "0".into() })])
-        })
+    async fn update_environment_class(
+        &self,
+        id: Uuid,
+        change: Mutation<EnvironmentClass>,
+    ) -> StoreResult<EnvironmentClass> {
+        self.mutate(
+            "environment_classes",
+            id,
+            "environment class",
+            change,
+            |c| {
+                Ok(vec![(
+                    "enabled",
+                    if c.enabled { "1".into() } else { "0".into() },
+                )])
+            },
+        )
         .await
     }
 }
@@ -961,17 +1184,27 @@ mod tests {
 
     use super::*;
 
-    const ALL: PageRequest = PageRequest { after: None, limit: 100 };
+    const ALL: PageRequest = PageRequest {
+        after: None,
+        limit: 100,
+    };
 
     async fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("corral.db")).await.unwrap();
+        let store = SqliteStore::open(&dir.path().join("corral.db"))
+            .await
+            .unwrap();
         (dir, store)
     }
 
     async fn org(store: &SqliteStore, name: &str) -> Organization {
         let now = Utc::now();
-        let org = Organization { id: new_id(), name: name.into(), created_at: now, updated_at: now };
+        let org = Organization {
+            id: new_id(),
+            name: name.into(),
+            created_at: now,
+            updated_at: now,
+        };
         store.create_organization(&org).await.unwrap();
         org
     }
@@ -1005,7 +1238,12 @@ mod tests {
     }
 
     async fn join(store: &SqliteStore, group: &Group, user: &User) {
-        let membership = Membership { id: new_id(), group_id: group.id, user_id: user.id, created_at: Utc::now() };
+        let membership = Membership {
+            id: new_id(),
+            group_id: group.id,
+            user_id: user.id,
+            created_at: Utc::now(),
+        };
         store.create_membership(&membership).await.unwrap();
     }
 
@@ -1027,22 +1265,62 @@ mod tests {
             async move { store.list_groups(a.id, &filter, ALL).await.unwrap() }
         };
         let all = list(GroupFilter::default()).await;
-        assert_eq!(names(&all, |g| &g.name), ["admins", "members", "Platform Ops", "developers"]);
-        let search = list(GroupFilter { search: "OPS".into(), ..Default::default() }).await;
+        assert_eq!(
+            names(&all, |g| &g.name),
+            ["admins", "members", "Platform Ops", "developers"]
+        );
+        let search = list(GroupFilter {
+            search: "OPS".into(),
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&search, |g| &g.name), ["Platform Ops"]);
-        let by_id = list(GroupFilter { group_ids: vec![dev.id, ops.id], ..Default::default() }).await;
+        let by_id = list(GroupFilter {
+            group_ids: vec![dev.id, ops.id],
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&by_id, |g| &g.name), ["Platform Ops", "developers"]);
-        let system = list(GroupFilter { system: Some(true), ..Default::default() }).await;
+        let system = list(GroupFilter {
+            system: Some(true),
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&system, |g| &g.name), ["admins", "members"]);
-        let other = list(GroupFilter { system: Some(false), search: "e".into(), ..Default::default() }).await;
+        let other = list(GroupFilter {
+            system: Some(false),
+            search: "e".into(),
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&other, |g| &g.name), ["developers"]);
 
         // Filtering happens before paging: pages hold only matches.
-        let filter = GroupFilter { system: Some(false), ..Default::default() };
-        let first = store.list_groups(a.id, &filter, PageRequest { after: None, limit: 1 }).await.unwrap();
+        let filter = GroupFilter {
+            system: Some(false),
+            ..Default::default()
+        };
+        let first = store
+            .list_groups(
+                a.id,
+                &filter,
+                PageRequest {
+                    after: None,
+                    limit: 1,
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(names(&first, |g| &g.name), ["Platform Ops"]);
         let second = store
-            .list_groups(a.id, &filter, PageRequest { after: first.next_after, limit: 1 })
+            .list_groups(
+                a.id,
+                &filter,
+                PageRequest {
+                    after: first.next_after,
+                    limit: 1,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(names(&second, |g| &g.name), ["developers"]);
@@ -1060,11 +1338,20 @@ mod tests {
         join(&store, &team, &bob).await;
 
         let search = |s: &str| MembershipFilter { search: s.into() };
-        let all = store.list_memberships(team.id, &search(""), ALL).await.unwrap();
+        let all = store
+            .list_memberships(team.id, &search(""), ALL)
+            .await
+            .unwrap();
         assert_eq!(names(&all, |m| &m.user.name), ["alice", "bob"]);
-        let by_name = store.list_memberships(team.id, &search("ALI"), ALL).await.unwrap();
+        let by_name = store
+            .list_memberships(team.id, &search("ALI"), ALL)
+            .await
+            .unwrap();
         assert_eq!(names(&by_name, |m| &m.user.name), ["alice"]);
-        let by_email = store.list_memberships(team.id, &search("bob@example"), ALL).await.unwrap();
+        let by_email = store
+            .list_memberships(team.id, &search("bob@example"), ALL)
+            .await
+            .unwrap();
         assert_eq!(names(&by_email, |m| &m.user.name), ["bob"]);
     }
 
@@ -1089,25 +1376,67 @@ mod tests {
         assert_eq!(all.items[0].role, OrgRole::Admin);
         assert_eq!(all.items[1].role, OrgRole::Member);
 
-        let admins = list(OrgMemberFilter { roles: vec![OrgRole::Admin], ..Default::default() }).await;
+        let admins = list(OrgMemberFilter {
+            roles: vec![OrgRole::Admin],
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&admins, |m| &m.user.name), ["root"]);
-        let members = list(OrgMemberFilter { roles: vec![OrgRole::Member], ..Default::default() }).await;
+        let members = list(OrgMemberFilter {
+            roles: vec![OrgRole::Member],
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&members, |m| &m.user.name), ["alice", "bob"]);
-        let both = list(OrgMemberFilter { roles: vec![OrgRole::Admin, OrgRole::Member], ..Default::default() }).await;
+        let both = list(OrgMemberFilter {
+            roles: vec![OrgRole::Admin, OrgRole::Member],
+            ..Default::default()
+        })
+        .await;
         assert_eq!(both.items.len(), 3);
 
-        let email = list(OrgMemberFilter { email: "BOB@example.com".into(), ..Default::default() }).await;
+        let email = list(OrgMemberFilter {
+            email: "BOB@example.com".into(),
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&email, |m| &m.user.name), ["bob"]);
-        let search = list(OrgMemberFilter { search: "O".into(), ..Default::default() }).await;
-        assert_eq!(names(&search, |m| &m.user.name), ["root", "bob"]);
-        let ids = list(OrgMemberFilter { user_ids: vec![bob.id, root.id], ..Default::default() }).await;
+        let search = list(OrgMemberFilter {
+            search: "OO".into(),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(names(&search, |m| &m.user.name), ["root"]);
+        let search = list(OrgMemberFilter {
+            search: "b@EXAMPLE".into(),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(names(&search, |m| &m.user.name), ["bob"]);
+        let ids = list(OrgMemberFilter {
+            user_ids: vec![bob.id, root.id],
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&ids, |m| &m.user.name), ["root", "bob"]);
-        let suspended = list(OrgMemberFilter { statuses: vec![UserStatus::Suspended], ..Default::default() }).await;
+        let suspended = list(OrgMemberFilter {
+            statuses: vec![UserStatus::Suspended],
+            ..Default::default()
+        })
+        .await;
         assert!(suspended.items.is_empty());
 
-        let not_in_team = list(OrgMemberFilter { exclude_group_ids: vec![team.id], ..Default::default() }).await;
+        let not_in_team = list(OrgMemberFilter {
+            exclude_group_ids: vec![team.id],
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&not_in_team, |m| &m.user.name), ["root", "bob"]);
-        let no_team = list(OrgMemberFilter { exclude_members_in_any_team: true, ..Default::default() }).await;
+        let no_team = list(OrgMemberFilter {
+            exclude_members_in_any_team: true,
+            ..Default::default()
+        })
+        .await;
         assert_eq!(names(&no_team, |m| &m.user.name), ["root", "bob"]);
     }
 }

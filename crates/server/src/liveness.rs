@@ -1,0 +1,62 @@
+//! Runners that stop reporting become INACTIVE once the grace period passes.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::domain::{Runner, RunnerPhase};
+use crate::state::SharedState;
+
+/// Runs for the life of the server, checking several times per grace period.
+pub async fn mark_silent_runners_inactive(state: SharedState) {
+    let period =
+        (state.runner_grace / 10).clamp(Duration::from_millis(200), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(err) = sweep(&state).await {
+            tracing::warn!(error = %err, "checking runner liveness failed");
+        }
+    }
+}
+
+/// Marks every runner silent for longer than the grace period INACTIVE.
+pub async fn sweep(state: &SharedState) -> anyhow::Result<usize> {
+    let grace = chrono::Duration::from_std(state.runner_grace)?;
+    let cutoff = Utc::now() - grace;
+    let stale = state.store.stale_runners(cutoff).await?;
+    let mut marked = 0;
+    for runner_id in stale {
+        let result = state
+            .store
+            .update_runner(
+                runner_id,
+                Box::new(move |runner: &mut Runner| {
+                    // Re-check inside the transaction: a report may have just arrived.
+                    let silent = runner.status.updated_at.is_none_or(|at| at < cutoff);
+                    if silent
+                        && matches!(
+                            runner.status.phase,
+                            RunnerPhase::Active | RunnerPhase::Degraded
+                        )
+                    {
+                        runner.status.phase = RunnerPhase::Inactive;
+                        runner.status.message =
+                            "no report from the runner within the grace period".into();
+                    }
+                    Ok(())
+                }),
+            )
+            .await;
+        match result {
+            Ok(runner) if runner.status.phase == RunnerPhase::Inactive => {
+                tracing::info!(%runner_id, "runner went silent; now INACTIVE");
+                marked += 1;
+            }
+            Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(marked)
+}

@@ -1,0 +1,358 @@
+//! `corral.v1.RunnerInteractionService`: what runners call. Every RPC acts on
+//! the calling runner itself (its access token names it).
+
+use buffa::Message;
+use chrono::Utc;
+use connectrpc::{
+    ConnectError, RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream,
+};
+use corral_api::corral::v1 as runner_api;
+use uuid::Uuid;
+
+use super::convert;
+use crate::auth::{Caller, caller};
+use crate::domain::*;
+use crate::errors::{invalid_field, store_error};
+use crate::state::SharedState;
+
+pub struct RunnerInteraction {
+    state: SharedState,
+}
+
+impl RunnerInteraction {
+    pub fn new(state: SharedState) -> Self {
+        Self { state }
+    }
+}
+
+fn calling_runner(ctx: &RequestContext) -> Result<Uuid, ConnectError> {
+    match caller(ctx)? {
+        Caller::Runner(r) => Ok(r.runner_id),
+        Caller::User(_) => Err(ConnectError::permission_denied(
+            "runner access token required",
+        )),
+    }
+}
+
+/// What the stream sends a runner first, and after every change of its spec.
+pub fn spec_request(runner: &Runner) -> runner_api::RunnerRequest {
+    let spec = convert::runner(runner)
+        .spec
+        .into_option()
+        .unwrap_or_default();
+    runner_api::RunnerRequest {
+        kind: Some(runner_api::runner_request::Kind::Spec(Box::new(spec))),
+        ..Default::default()
+    }
+}
+
+pub fn delete_request() -> runner_api::RunnerRequest {
+    runner_api::RunnerRequest {
+        kind: Some(runner_api::runner_request::Kind::Delete(Box::default())),
+        ..Default::default()
+    }
+}
+
+async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, ConnectError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = crate::store::StoreResult<Page<T>>>,
+{
+    let mut items = Vec::new();
+    let mut page = PageRequest {
+        after: None,
+        limit: 500,
+    };
+    loop {
+        let batch = fetch(page).await.map_err(store_error)?;
+        items.extend(batch.items);
+        match batch.next_after {
+            Some(after) => page.after = Some(after),
+            None => return Ok(items),
+        }
+    }
+}
+
+#[protovalidate_buffa::connect_impl]
+impl runner_api::RunnerInteractionService for RunnerInteraction {
+    #[allow(refining_impl_trait)]
+    async fn sign_up(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, runner_api::SignUpRequest>,
+    ) -> ServiceResult<runner_api::SignUpResponse> {
+        let runner_id = calling_runner(&ctx)?;
+        if request.public_key.len() != 32 {
+            return Err(invalid_field(
+                "public_key",
+                "must be a 32-byte X25519 public key",
+            ));
+        }
+        let key = request.public_key.to_vec();
+        self.state
+            .store
+            .update_runner(
+                runner_id,
+                Box::new(move |runner: &mut Runner| {
+                    runner.status.public_key = Some(key);
+                    Ok(())
+                }),
+            )
+            .await
+            .map_err(store_error)?;
+        Response::ok(runner_api::SignUpResponse {
+            runner_id: runner_id.to_string(),
+            logs_token_public_key: self.state.logs_signer.public_key().to_vec(),
+            heartbeat_interval_seconds: self.state.heartbeat_interval().as_secs() as u32,
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn update_configuration_schema(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, runner_api::UpdateConfigurationSchemaRequest>,
+    ) -> ServiceResult<runner_api::UpdateConfigurationSchemaResponse> {
+        let runner_id = calling_runner(&ctx)?;
+        let schema = request
+            .to_owned_message()
+            .schema
+            .into_option()
+            .ok_or_else(|| invalid_field("schema", "is required"))?;
+        let encoded = schema.encode_to_vec();
+        self.state
+            .store
+            .update_runner(
+                runner_id,
+                Box::new(move |runner: &mut Runner| {
+                    runner.config_schema = Some(encoded);
+                    Ok(())
+                }),
+            )
+            .await
+            .map_err(store_error)?;
+        Response::ok(runner_api::UpdateConfigurationSchemaResponse::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn report_status(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, runner_api::ReportStatusRequest>,
+    ) -> ServiceResult<runner_api::ReportStatusResponse> {
+        let runner_id = calling_runner(&ctx)?;
+        let report = request.to_owned_message();
+        let updated = self
+            .state
+            .store
+            .update_runner(
+                runner_id,
+                Box::new(move |runner: &mut Runner| {
+                    let status = &mut runner.status;
+                    status.version = report.version;
+                    status.region = report.region;
+                    status.system_details = report.system_details;
+                    status.capabilities = report.capabilities.iter().map(|c| c.to_i32()).collect();
+                    status.log_url = report.log_url;
+                    status.support_bundle_url = report.support_bundle_url;
+                    status.additional_info = report
+                        .additional_info
+                        .into_iter()
+                        .map(|f| (f.key, f.value))
+                        .collect();
+                    status.message = report.message;
+                    // A runner being deleted stays DELETING until it confirms.
+                    if status.phase != RunnerPhase::Deleting {
+                        status.phase = if report.healthy {
+                            RunnerPhase::Active
+                        } else {
+                            RunnerPhase::Degraded
+                        };
+                    }
+                    status.updated_at = Some(Utc::now());
+                    Ok(())
+                }),
+            )
+            .await
+            .map_err(store_error)?;
+        if updated.status.phase == RunnerPhase::Deleting {
+            self.state.hub.notify(runner_id, delete_request());
+        }
+        Response::ok(runner_api::ReportStatusResponse {
+            heartbeat_interval_seconds: self.state.heartbeat_interval().as_secs() as u32,
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn watch_requests(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::WatchRequestsRequest>,
+    ) -> ServiceResult<ServiceStream<runner_api::RunnerRequest>> {
+        let runner_id = calling_runner(&ctx)?;
+        let runner = self
+            .state
+            .store
+            .get_runner(runner_id)
+            .await
+            .map_err(store_error)?;
+        let (connection, mut inbox) = self.state.hub.connect(runner_id);
+        let mut first = vec![spec_request(&runner)];
+        if runner.status.phase == RunnerPhase::Deleting {
+            first.push(delete_request());
+        }
+        let state = self.state.clone();
+        let stream = async_stream::stream! {
+            // Unregisters the stream however it ends (runner gone, server stopping).
+            let _guard = DisconnectGuard { state: state.clone(), runner_id, connection };
+            for request in first {
+                yield Ok(request);
+            }
+            while let Some(request) = inbox.recv().await {
+                yield Ok(request);
+            }
+        };
+        Response::stream_ok(stream)
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn respond(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, runner_api::RespondRequest>,
+    ) -> ServiceResult<runner_api::RespondResponse> {
+        let runner_id = calling_runner(&ctx)?;
+        let answer = match request.failure.as_option() {
+            Some(f) => Err((f.code.to_string(), f.message.to_string())),
+            None => Ok(()),
+        };
+        if !self
+            .state
+            .hub
+            .respond(runner_id, request.request_id, answer)
+        {
+            return Err(ConnectError::not_found(format!(
+                "no request {} is waiting for an answer",
+                request.request_id
+            )));
+        }
+        Response::ok(runner_api::RespondResponse::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn confirm_deletion(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::ConfirmDeletionRequest>,
+    ) -> ServiceResult<runner_api::ConfirmDeletionResponse> {
+        let runner_id = calling_runner(&ctx)?;
+        let runner = self
+            .state
+            .store
+            .get_runner(runner_id)
+            .await
+            .map_err(store_error)?;
+        if runner.status.phase != RunnerPhase::Deleting {
+            return Err(ConnectError::failed_precondition(
+                "the runner is not being deleted",
+            ));
+        }
+        self.state
+            .store
+            .delete_runner(runner_id)
+            .await
+            .map_err(store_error)?;
+        tracing::info!(%runner_id, "runner confirmed its deletion and was removed");
+        Response::ok(runner_api::ConfirmDeletionResponse::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn disconnect(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::DisconnectRequest>,
+    ) -> ServiceResult<runner_api::DisconnectResponse> {
+        let runner_id = calling_runner(&ctx)?;
+        self.state
+            .store
+            .update_runner(
+                runner_id,
+                Box::new(|runner: &mut Runner| {
+                    if matches!(
+                        runner.status.phase,
+                        RunnerPhase::Active | RunnerPhase::Degraded
+                    ) {
+                        runner.status.phase = RunnerPhase::Inactive;
+                        runner.status.message = "the runner stopped".into();
+                    }
+                    Ok(())
+                }),
+            )
+            .await
+            .map_err(store_error)?;
+        Response::ok(runner_api::DisconnectResponse::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn list_environment_classes(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::ListEnvironmentClassesRequest>,
+    ) -> ServiceResult<runner_api::ListEnvironmentClassesResponse> {
+        let runner_id = calling_runner(&ctx)?;
+        let org_id = caller(&ctx)?.org_id();
+        let store = self.state.store.clone();
+        let filter = EnvironmentClassFilter {
+            runner_ids: vec![runner_id],
+            enabled: None,
+        };
+        let classes = all_pages(|page| {
+            let store = store.clone();
+            let filter = filter.clone();
+            async move { store.list_environment_classes(org_id, &filter, page).await }
+        })
+        .await?;
+        Response::ok(runner_api::ListEnvironmentClassesResponse {
+            environment_classes: classes.iter().map(convert::environment_class).collect(),
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn list_scm_integrations(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::ListSCMIntegrationsRequest>,
+    ) -> ServiceResult<runner_api::ListSCMIntegrationsResponse> {
+        let runner_id = calling_runner(&ctx)?;
+        let org_id = caller(&ctx)?.org_id();
+        let store = self.state.store.clone();
+        let integrations = all_pages(|page| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_scm_integrations(org_id, &[runner_id], page)
+                    .await
+            }
+        })
+        .await?;
+        Response::ok(runner_api::ListSCMIntegrationsResponse {
+            integrations: integrations.iter().map(convert::scm_integration).collect(),
+            ..Default::default()
+        })
+    }
+}
+
+struct DisconnectGuard {
+    state: SharedState,
+    runner_id: Uuid,
+    connection: u64,
+}
+
+impl Drop for DisconnectGuard {
+    fn drop(&mut self) {
+        self.state.hub.disconnect(self.runner_id, self.connection);
+    }
+}
