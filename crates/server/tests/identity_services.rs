@@ -459,21 +459,21 @@ async fn groups_and_memberships() {
             json!({"filter": {"systemManaged": false}}),
         )
         .await;
-    assert_eq!(ids(&custom, "groups"), [group_id.clone()]);
+    assert_eq!(ids(&custom, "groups"), [group_id.as_str()]);
     let search = member
         .ok(
             "GroupService/ListGroups",
             json!({"filter": {"search": "platf"}}),
         )
         .await;
-    assert_eq!(ids(&search, "groups"), [group_id.clone()]);
+    assert_eq!(ids(&search, "groups"), [group_id.as_str()]);
     let by_ids = member
         .ok(
             "GroupService/ListGroups",
             json!({"filter": {"groupIds": [group_id]}}),
         )
         .await;
-    assert_eq!(ids(&by_ids, "groups"), [group_id.clone()]);
+    assert_eq!(ids(&by_ids, "groups"), [group_id.as_str()]);
     let paged = member
         .ok(
             "GroupService/ListGroups",
@@ -578,7 +578,7 @@ async fn groups_and_memberships() {
     let listed = member
         .ok("GroupService/ListMemberships", json!({"groupId": group_id}))
         .await;
-    assert_eq!(ids(&listed, "members"), [membership_id.clone()]);
+    assert_eq!(ids(&listed, "members"), [membership_id.as_str()]);
     let searched = member
         .ok(
             "GroupService/ListMemberships",

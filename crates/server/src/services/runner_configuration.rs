@@ -7,7 +7,7 @@ use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, Service
 use corral_api::gitpod::v1 as api;
 use uuid::Uuid;
 
-use super::config_schema::{check_environment_class, linux_host_schema, scm_entry};
+use super::config_schema::{check_environment_class, linux_host_schema, scm_entry, with_defaults};
 use super::convert;
 use crate::auth::{Caller, UserCaller, caller};
 use crate::authz::{runner_for, runner_visibility};
@@ -229,11 +229,10 @@ fn check_scm_integration(
     if normalize_host("host", host).is_err() {
         result.host_error = Some("host is required and must be a host name".into());
     }
+    // A client id alone is kept (the secret can follow); a secret needs its id.
     let client_id = oauth_client_id.unwrap_or_default();
     if has_secret && client_id.is_empty() {
         result.oauth_error = Some("an OAuth client secret needs an OAuth client id".into());
-    } else if !client_id.is_empty() && !has_secret {
-        result.oauth_error = Some("an OAuth client id needs its client secret".into());
     }
     if !pat && client_id.is_empty() {
         result.pat_error = Some("enable personal access tokens or configure an OAuth app".into());
@@ -491,13 +490,18 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         if !check.valid {
             return Err(scm_validation_error(&check));
         }
-        let oauth = match secret {
-            Some(secret) => Some(OAuthApp {
-                client_id: req.oauth_client_id.clone().unwrap_or_default(),
-                encrypted_client_secret: Self::seal_client_secret(&runner, &secret)?,
+        let client_id = req.oauth_client_id.clone().unwrap_or_default();
+        let oauth = if client_id.is_empty() {
+            None
+        } else {
+            Some(OAuthApp {
+                client_id,
+                encrypted_client_secret: match secret {
+                    Some(secret) => Self::seal_client_secret(&runner, &secret)?,
+                    None => Vec::new(),
+                },
                 issuer_url: req.issuer_url.clone().unwrap_or_default(),
-            }),
-            None => None,
+            })
         };
         let integration = ScmIntegration {
             id: new_id(),
@@ -615,28 +619,27 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             .or_else(|| updated.oauth.as_ref().map(|o| o.issuer_url.clone()))
             .unwrap_or_default();
         let sealed = match &req.oauth_plaintext_client_secret {
-            Some(secret) if !secret.is_empty() => Some(Self::seal_client_secret(&runner, secret)?),
-            Some(_) => None,
+            Some(secret) if !secret.is_empty() => Self::seal_client_secret(&runner, secret)?,
+            Some(_) => Vec::new(),
             None => updated
                 .oauth
                 .as_ref()
-                .map(|o| o.encrypted_client_secret.clone()),
+                .map(|o| o.encrypted_client_secret.clone())
+                .unwrap_or_default(),
         };
-        updated.oauth = match (client_id.is_empty(), sealed) {
-            (false, Some(encrypted_client_secret)) => Some(OAuthApp {
-                client_id: client_id.clone(),
-                encrypted_client_secret,
-                issuer_url,
-            }),
-            _ => None,
-        };
+        let has_secret = !sealed.is_empty();
+        updated.oauth = (!client_id.is_empty()).then(|| OAuthApp {
+            client_id: client_id.clone(),
+            encrypted_client_secret: sealed,
+            issuer_url,
+        });
         let check = check_scm_integration(
             &self.schema_for(&runner),
             &updated.scm_id,
             &updated.host,
             updated.pat,
             Some(&client_id),
-            updated.oauth.is_some(),
+            has_secret,
         );
         if !check.valid {
             return Err(scm_validation_error(&check));
@@ -691,11 +694,13 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             RunnerRole::Admin,
         )
         .await?;
+        let schema = self.schema_for(&runner);
         let configuration = pairs(&req.configuration);
-        let errors = check_environment_class(&self.schema_for(&runner), &configuration);
+        let errors = check_environment_class(&schema, &configuration);
         if !errors.is_empty() {
             return Err(configuration_error(&errors));
         }
+        let configuration = with_defaults(&schema, configuration);
         let class = EnvironmentClass {
             id: new_id(),
             org_id: runner.org_id,

@@ -57,6 +57,9 @@ impl SqliteStore {
     }
 }
 
+/// Reads the indexed columns (name, value) of a record, to keep them in step with `data`.
+type IndexedColumns<T> = fn(&T) -> StoreResult<Vec<(&'static str, String)>>;
+
 fn internal(e: impl Into<anyhow::Error>) -> StoreError {
     StoreError::Internal(e.into())
 }
@@ -160,7 +163,7 @@ impl SqliteStore {
         id: Uuid,
         what: &'static str,
         change: Mutation<T>,
-        columns: fn(&T) -> StoreResult<Vec<(&'static str, String)>>,
+        columns: IndexedColumns<T>,
     ) -> StoreResult<T> {
         let mut tx = self
             .pool
