@@ -218,7 +218,7 @@ def error_text(err: ConnectError) -> str:
                 continue
             for viol in v.violations:
                 path = ".".join(el.field_name for el in viol.field.elements)
-                parts.append(f"{path} [{viol.rule_id}] {viol.message}")
+                parts.append(f"{path} [{viol.constraint_id}] {viol.message}")
     return " | ".join(parts)
 
 

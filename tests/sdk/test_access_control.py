@@ -184,9 +184,22 @@ def test_creator_is_admin_of_own_runner(admin, make_user):
     expect_error(Code.NOT_FOUND, admin.runners.get_runner, rp.GetRunnerRequest(runner_id=r.runner_id))
 
 
+def test_only_admins_create_remote_runners(admin, make_user):
+    # docs/design.md: any member may create local runners; only org admins remote ones.
+    user = make_user()
+    before = admin.runner_ids()
+    expect_error(
+        Code.PERMISSION_DENIED,
+        user.runners.create_runner,
+        rp.CreateRunnerRequest(name=new_name("remote"), provider=rc.RUNNER_PROVIDER_AWS_EC2),
+    )
+    assert admin.runner_ids() == before
+    assert user.create_runner(provider=rc.RUNNER_PROVIDER_LINUX_HOST).runner.kind == rc.RUNNER_KIND_LOCAL
+
+
 def test_org_admin_manages_members_runner(admin, make_user):
     user = make_user()
-    r = user.create_runner(provider=rc.RUNNER_PROVIDER_AWS_EC2).runner
+    r = user.create_runner(provider=rc.RUNNER_PROVIDER_LINUX_HOST).runner
     admin.runners.update_runner(rp.UpdateRunnerRequest(runner_id=r.runner_id, name="admin-renamed"))
     assert _get(user, r.runner_id).name == "admin-renamed"
     admin.runners.delete_runner(rp.DeleteRunnerRequest(runner_id=r.runner_id, force=True))

@@ -45,7 +45,7 @@ def test_restart_keeps_data(own_server):
     ec = admin.config.create_environment_class(
         rc.CreateEnvironmentClassRequest(
             runner_id=r2.runner_id, display_name="Persisted", description="survives restart",
-            configuration=[rc.FieldValue(key="k", value="v")],
+            configuration=[rc.FieldValue(key="cpu", value="4")],
         )
     ).id
     scm = admin.config.create_scm_integration(
@@ -81,6 +81,7 @@ def test_restart_keeps_data(own_server):
     org2_token = srv.add_org("Second Persisted Org", "persist-org2@example.com")
     org2 = Actor(srv, org2_token)
 
+    before_ec = admin.config.get_environment_class(rc.GetEnvironmentClassRequest(environment_class_id=ec)).environment_class
     before_runners = {r.runner_id: r for r in admin.all_runners()}
     before_policies = admin.runners.list_runner_policies(rp.ListRunnerPoliciesRequest(runner_id=r2.runner_id)).policies
 
@@ -108,7 +109,8 @@ def test_restart_keeps_data(own_server):
     assert list(admin2.runners.list_runner_policies(rp.ListRunnerPoliciesRequest(runner_id=r2.runner_id)).policies) == list(before_policies)
 
     ecl = admin2.config.get_environment_class(rc.GetEnvironmentClassRequest(environment_class_id=ec)).environment_class
-    assert ecl.display_name == "Persisted" and [(f.key, f.value) for f in ecl.configuration] == [("k", "v")]
+    assert ecl.display_name == "Persisted" and ("cpu", "4") in [(f.key, f.value) for f in ecl.configuration]
+    assert ecl == before_ec
     s = admin2.config.get_scm_integration(rc.GetSCMIntegrationRequest(id=scm)).integration
     assert s.host == "github.example.org" and s.pat
     t = admin2.config.get_host_authentication_token(rc.GetHostAuthenticationTokenRequest(id=tok)).token

@@ -454,3 +454,90 @@ def test_ona_sdk_client(server, admin):
         )
     )
     assert list(classes.environment_classes) == []
+
+
+# -- every NO_SIDE_EFFECTS RPC we serve: POST/proto, GET/proto and GET/JSON agree -------------
+
+
+@pytest.fixture(scope="module")
+def readables(admin, member):
+    from google.protobuf.duration_pb2 import Duration
+
+    r = admin.create_runner(provider=rc.RUNNER_PROVIDER_AWS_EC2).runner
+    tok = admin.config.create_host_authentication_token(
+        rc.CreateHostAuthenticationTokenRequest(
+            runner_id=r.runner_id, host="get.example.com", token="x", source=rc.HOST_AUTHENTICATION_TOKEN_SOURCE_PAT
+        )
+    ).token.id
+    scm = admin.config.create_scm_integration(
+        rc.CreateSCMIntegrationRequest(runner_id=r.runner_id, scm_id="github", host="github.com", pat=True)
+    ).id
+    ec = admin.config.create_environment_class(
+        rc.CreateEnvironmentClassRequest(runner_id=r.runner_id, display_name="GET class", description="for GET")
+    ).id
+    admin.users.create_personal_access_token(
+        up.CreatePersonalAccessTokenRequest(user_id=admin.user_id, description="get-pat", valid_for=Duration(seconds=600))
+    )
+    pat = [p for p in admin.users.list_personal_access_tokens(
+        up.ListPersonalAccessTokensRequest(filter=up.ListPersonalAccessTokensRequest.Filter(user_ids=[admin.user_id]))
+    ).personal_access_tokens if p.description == "get-pat"][0].id
+    members = admin.system_group("members")
+    subject = ip.Subject(id=member.user_id, principal=ip.PRINCIPAL_USER)
+    from helpers import op
+
+    return [
+        ("runners", "get_runner", rp.GetRunnerRequest(runner_id=r.runner_id)),
+        ("runners", "list_runners", rp.ListRunnersRequest(filter=rp.ListRunnersRequest.Filter(creator_ids=[admin.user_id]))),
+        ("runners", "list_runner_policies", rp.ListRunnerPoliciesRequest(runner_id=r.runner_id)),
+        ("config", "get_host_authentication_token", rc.GetHostAuthenticationTokenRequest(id=tok)),
+        ("config", "list_host_authentication_tokens", rc.ListHostAuthenticationTokensRequest(
+            filter=rc.ListHostAuthenticationTokensRequest.Filter(runner_id=r.runner_id))),
+        ("config", "get_runner_configuration_schema", rc.GetRunnerConfigurationSchemaRequest(runner_id=r.runner_id)),
+        ("config", "get_scm_integration", rc.GetSCMIntegrationRequest(id=scm)),
+        ("config", "list_scm_integrations", rc.ListSCMIntegrationsRequest(
+            filter=rc.ListSCMIntegrationsRequest.Filter(runner_ids=[r.runner_id]))),
+        ("config", "get_environment_class", rc.GetEnvironmentClassRequest(environment_class_id=ec)),
+        ("config", "list_environment_classes", rc.ListEnvironmentClassesRequest(
+            filter=rc.ListEnvironmentClassesRequest.Filter(runner_ids=[r.runner_id]))),
+        ("identity", "get_authenticated_identity", ip.GetAuthenticatedIdentityRequest()),
+        ("users", "get_authenticated_user", up.GetAuthenticatedUserRequest()),
+        ("users", "get_user", up.GetUserRequest(user_id=member.user_id)),
+        ("users", "get_personal_access_token", up.GetPersonalAccessTokenRequest(personal_access_token_id=pat)),
+        ("users", "list_personal_access_tokens", up.ListPersonalAccessTokensRequest(
+            filter=up.ListPersonalAccessTokensRequest.Filter(user_ids=[admin.user_id]))),
+        ("groups", "get_group", gp.GetGroupRequest(id=members.id)),
+        ("groups", "list_groups", gp.ListGroupsRequest(filter=gp.ListGroupsRequest.Filter(system_managed=True))),
+        ("groups", "get_membership", gp.GetMembershipRequest(group_id=members.id, subject=subject)),
+        ("groups", "list_memberships", gp.ListMembershipsRequest(group_id=members.id, pagination={"page_size": 100})),
+        ("orgs", "get_organization", op.GetOrganizationRequest(organization_id=admin.org_id)),
+        ("orgs", "list_members", op.ListMembersRequest(organization_id=admin.org_id, pagination={"page_size": 100})),
+    ]
+
+
+GET_RPCS = [
+    "get_runner", "list_runners", "list_runner_policies", "get_host_authentication_token",
+    "list_host_authentication_tokens", "get_runner_configuration_schema", "get_scm_integration",
+    "list_scm_integrations", "get_environment_class", "list_environment_classes", "get_authenticated_identity",
+    "get_authenticated_user", "get_user", "get_personal_access_token", "list_personal_access_tokens", "get_group",
+    "list_groups", "get_membership", "list_memberships", "get_organization", "list_members",
+]
+
+
+def _strip_volatile(msg):
+    # last_used of a PAT changes with every call made with it
+    for p in getattr(msg, "personal_access_tokens", []):
+        p.ClearField("last_used")
+    if msg.DESCRIPTOR.name == "GetPersonalAccessTokenResponse":
+        msg.pat.ClearField("last_used")
+    return msg
+
+
+@pytest.mark.parametrize("rpc", GET_RPCS)
+def test_get_matches_post(admin, readables, rpc):
+    service, method, req = next(x for x in readables if x[1] == rpc)
+    post = _strip_volatile(getattr(getattr(admin.api(), service), method)(req))
+    get_proto = _strip_volatile(getattr(getattr(admin.api(use_get=True), service), method)(req))
+    get_json = _strip_volatile(getattr(getattr(admin.api(use_get=True, codec="json"), service), method)(req))
+    assert post == get_proto, f"{rpc}: GET (proto) differs from POST"
+    assert post == get_json, f"{rpc}: GET (json) differs from POST"
+    assert post.ByteSize() > 0, f"{rpc}: empty response"

@@ -242,7 +242,8 @@ def _list_classes(actor, **flt):
 
 def test_environment_class_lifecycle(admin):
     runner = admin.create_runner(provider=rc.RUNNER_PROVIDER_AWS_EC2).runner
-    cfg = [rc.FieldValue(key="instanceType", value="m6i.large"), rc.FieldValue(key="diskSize", value="50")]
+    # keys from the built-in schema of a runner that has not connected yet (docs/design.md)
+    cfg = [rc.FieldValue(key="cpu", value="8"), rc.FieldValue(key="memory", value="16")]
     created = admin.config.create_environment_class(
         rc.CreateEnvironmentClassRequest(
             runner_id=runner.runner_id, display_name="Large", description="Big machine", configuration=cfg
@@ -254,7 +255,10 @@ def test_environment_class_lifecycle(admin):
     assert ec.runner_id == runner.runner_id
     assert ec.display_name == "Large"
     assert ec.description == "Big machine"
-    assert {(f.key, f.value) for f in ec.configuration} == {("instanceType", "m6i.large"), ("diskSize", "50")}
+    stored = {(f.key, f.value) for f in ec.configuration}
+    assert {("cpu", "8"), ("memory", "16")} <= stored, stored
+    # settings left out are stored with their defaults, if at all: never a key twice
+    assert len({k for k, _ in stored}) == len(ec.configuration)
 
     second = admin.config.create_environment_class(
         rc.CreateEnvironmentClassRequest(runner_id=runner.runner_id, display_name="Small", description="Small one")
@@ -283,6 +287,46 @@ def test_environment_class_lifecycle(admin):
     )
     ec4 = admin.config.get_environment_class(rc.GetEnvironmentClassRequest(environment_class_id=created.id)).environment_class
     assert ec4.enabled is True and ec4.description == "Back again"
+
+
+def test_environment_class_configuration_checked_against_schema(admin):
+    runner = admin.create_runner(provider=rc.RUNNER_PROVIDER_AWS_EC2).runner
+    schema = admin.config.get_runner_configuration_schema(
+        rc.GetRunnerConfigurationSchemaRequest(runner_id=runner.runner_id)
+    ).schema
+    cpu = next(f for f in schema.environment_classes if f.id == "cpu")
+    assert cpu.WhichOneof("type") == "int" and cpu.int.max >= 1
+
+    def classes():
+        return _list_classes(admin, runner_ids=[runner.runner_id])
+
+    for bad, key in [
+        ([rc.FieldValue(key="no_such_setting", value="1")], "no_such_setting"),
+        ([rc.FieldValue(key="cpu", value=str(cpu.int.max + 1))], "cpu"),
+        ([rc.FieldValue(key="cpu", value="lots")], "cpu"),
+    ]:
+        err = expect_error(
+            Code.INVALID_ARGUMENT,
+            admin.config.create_environment_class,
+            rc.CreateEnvironmentClassRequest(
+                runner_id=runner.runner_id, display_name="Bad config", description="Bad config", configuration=bad
+            ),
+        )
+        assert key in err.message, err.message
+        assert classes() == []
+
+    # the same checks through ValidateRunnerConfiguration: reported, not raised
+    res = admin.config.validate_runner_configuration(
+        rc.ValidateRunnerConfigurationRequest(
+            runner_id=runner.runner_id,
+            environment_class=rc.EnvironmentClass(
+                display_name="Fine name", description="Fine description",
+                configuration=[rc.FieldValue(key="no_such_setting", value="1")],
+            ),
+        )
+    ).environment_class
+    assert res.valid is False
+    assert "no_such_setting" in [e.key for e in res.configuration_errors]
 
 
 def test_environment_class_filters_by_runner(admin):

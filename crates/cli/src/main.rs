@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Serve the API (Connect, gRPC and gRPC-Web on one port).
     Serve(ServeArgs),
+    /// Run a runner agent on this host: dial out to a management plane.
+    Runner(RunnerArgs),
     /// Administer an installation directly through its store (works while the server runs).
     Admin {
         #[command(subcommand)]
@@ -58,6 +60,25 @@ struct ServeArgs {
     runner_grace: std::time::Duration,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+#[derive(Args)]
+struct RunnerArgs {
+    /// Base URL of the management plane (e.g. http://127.0.0.1:8080); remembered in the data dir.
+    #[arg(long, env = "CORRAL_SERVER")]
+    server: Option<String>,
+    /// One-time token from CreateRunner or CreateRunnerToken; needed only the first time.
+    #[arg(long, env = "CORRAL_EXCHANGE_TOKEN", hide_env_values = true)]
+    exchange_token: Option<String>,
+    /// Directory for the runner's credentials and key.
+    #[arg(long, env = "CORRAL_RUNNER_DATA_DIR", default_value = "./corral-runner-data")]
+    data_dir: PathBuf,
+    /// Address of the runner's own HTTP server (logs, support bundle); port 0 picks one.
+    #[arg(long, env = "CORRAL_RUNNER_LISTEN", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Region to report.
+    #[arg(long, env = "CORRAL_REGION", default_value = "")]
+    region: String,
 }
 
 #[derive(Subcommand)]
@@ -112,6 +133,10 @@ enum DebugCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Runner(args) = cli.command {
+        runner(args).await
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
@@ -119,7 +144,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
+        Command::Runner(_) => unreachable!("handled above"),
         Command::Serve(args) => {
             corral_server::serve(corral_server::ServeConfig {
                 listen: args.listen,
@@ -135,6 +161,36 @@ async fn main() -> anyhow::Result<()> {
             command: DebugCommand::DescriptorSet { out },
         } => std::fs::write(&out, corral_api::DESCRIPTOR_SET)
             .with_context(|| format!("writing {}", out.display())),
+    }
+}
+
+/// Runs the runner agent; exits 0 when stopped or deleted, else with the
+/// error's exit code (3 when it needs new credentials).
+async fn runner(args: RunnerArgs) -> ! {
+    let logging = match corral_runner::Logging::init() {
+        Ok(logging) => logging,
+        Err(e) => {
+            eprintln!("corral runner: {e}");
+            std::process::exit(1);
+        }
+    };
+    let config = corral_runner::Config {
+        server: args.server,
+        exchange_token: args.exchange_token,
+        data_dir: args.data_dir,
+        listen: args.listen,
+        region: args.region,
+    };
+    match corral_runner::run(config, logging).await {
+        Ok(outcome) => {
+            tracing::info!("runner ended: {outcome:?}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("corral runner: {e}");
+            std::process::exit(e.exit_code())
+        }
     }
 }
 

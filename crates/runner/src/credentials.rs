@@ -33,6 +33,11 @@ pub struct Credentials {
     pub runner_id: Option<String>,
     /// The runner access token (`crl_rt_…`).
     pub access_token: String,
+    /// Fingerprint (truncated SHA-512, hex) of the exchange token this access
+    /// token came from, so that restarting with the same flag does not try to
+    /// exchange a used token again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchanged_token: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -41,6 +46,7 @@ impl std::fmt::Debug for Credentials {
             .field("server_url", &self.server_url)
             .field("runner_id", &self.runner_id)
             .field("access_token", &"<redacted>")
+            .field("exchanged_token", &self.exchanged_token)
             .finish()
     }
 }
@@ -98,7 +104,8 @@ impl DataDir {
 
     /// Writes the credentials (mode 0600), replacing earlier ones.
     pub fn save_credentials(&self, credentials: &Credentials) -> Result<(), Error> {
-        let mut json = serde_json::to_vec_pretty(credentials).expect("credentials always serialize");
+        let mut json =
+            serde_json::to_vec_pretty(credentials).expect("credentials always serialize");
         json.push(b'\n');
         write_private(&self.credentials_path(), &json)
     }
@@ -113,7 +120,10 @@ impl DataDir {
         };
         let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| Error::Corrupt {
             path,
-            reason: format!("an X25519 secret key is 32 bytes, this file has {}", b.len()),
+            reason: format!(
+                "an X25519 secret key is 32 bytes, this file has {}",
+                b.len()
+            ),
         })?;
         Ok(Some(SecretKey::from(bytes)))
     }
@@ -146,7 +156,12 @@ impl DataDir {
     pub fn probe_writable(&self) -> Result<(), Error> {
         let path = self.path.join(PROBE_FILE);
         let result = fs::write(&path, b"probe\n").and_then(|()| fs::remove_file(&path));
-        result.map_err(|e| Error::io(format!("data dir {} is not writable", self.path.display()), e))
+        result.map_err(|e| {
+            Error::io(
+                format!("data dir {} is not writable", self.path.display()),
+                e,
+            )
+        })
     }
 }
 
@@ -191,6 +206,7 @@ mod tests {
             server_url: "http://127.0.0.1:8080".into(),
             runner_id: None,
             access_token: "crl_rt_secret".into(),
+            exchanged_token: None,
         };
         dir.save_credentials(&credentials).unwrap();
         assert_eq!(mode(&dir.credentials_path()), 0o600);
@@ -225,6 +241,7 @@ mod tests {
             server_url: "http://x".into(),
             runner_id: None,
             access_token: "t".into(),
+            exchanged_token: Some("ab".into()),
         })
         .unwrap();
         dir.load_or_create_secret_key().unwrap();
@@ -260,7 +277,10 @@ mod tests {
 
     fn is_root() -> bool {
         fs::read_to_string("/proc/self/status")
-            .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
             .unwrap_or(false)
     }
 }

@@ -98,7 +98,9 @@ pub fn redact_tokens(line: &str) -> String {
         let secret = &candidate[kind_len + 1..];
         let secret_len = secret
             .bytes()
-            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=' | b'+' | b'/'))
+            .take_while(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=' | b'+' | b'/')
+            })
             .count();
         if secret_len > 0 {
             out.push_str("[redacted]");
@@ -180,7 +182,8 @@ impl Logging {
     /// the level in `CORRAL_LOG` (default `info`) until the spec says otherwise.
     /// Fails if a global subscriber is already installed.
     pub fn init() -> Result<Self, crate::Error> {
-        let initial = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+        let initial =
+            EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
         let (filter, handle) = reload::Layer::new(initial);
         let buffer = LogBuffer::new(LOG_CAPACITY);
         tracing_subscriber::registry()
@@ -256,9 +259,14 @@ pub fn verify_logs_token(
     runner_id: &str,
     now: DateTime<Utc>,
 ) -> Result<LogsGrant, TokenRejection> {
-    let body = token.trim().strip_prefix("crl_lt_").ok_or(TokenRejection::NotALogsToken)?;
+    let body = token
+        .trim()
+        .strip_prefix("crl_lt_")
+        .ok_or(TokenRejection::NotALogsToken)?;
     let (payload, signature) = body.split_once('.').ok_or(TokenRejection::Malformed)?;
-    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenRejection::Malformed)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenRejection::Malformed)?;
     let signature: [u8; 64] = URL_SAFE_NO_PAD
         .decode(signature)
         .ok()
@@ -266,8 +274,10 @@ pub fn verify_logs_token(
         .ok_or(TokenRejection::Malformed)?;
     key.verify_strict(&payload, &Signature::from_bytes(&signature))
         .map_err(|_| TokenRejection::BadSignature)?;
-    let grant: LogsGrant = serde_json::from_slice(&payload).map_err(|_| TokenRejection::Malformed)?;
-    let expires_at = DateTime::parse_from_rfc3339(&grant.expires_at).map_err(|_| TokenRejection::Malformed)?;
+    let grant: LogsGrant =
+        serde_json::from_slice(&payload).map_err(|_| TokenRejection::Malformed)?;
+    let expires_at =
+        DateTime::parse_from_rfc3339(&grant.expires_at).map_err(|_| TokenRejection::Malformed)?;
     if expires_at <= now {
         return Err(TokenRejection::Expired);
     }
@@ -289,36 +299,51 @@ fn presented_token(headers: &HeaderMap, query: &TokenQuery) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
         });
-    from_header.or_else(|| query.token.clone()).filter(|t| !t.is_empty())
+    from_header
+        .or_else(|| query.token.clone())
+        .filter(|t| !t.is_empty())
 }
 
-fn authorize(shared: &Shared, headers: &HeaderMap, query: &TokenQuery) -> Result<LogsGrant, Response> {
-    let result = (|| {
-        let token = presented_token(headers, query).ok_or(TokenRejection::Missing)?;
-        let (key, runner_id) = shared.logs_verifier().ok_or(TokenRejection::NotSignedUp)?;
-        verify_logs_token(&key, &token, &runner_id, Utc::now())
-    })();
-    result.map_err(|rejection| {
-        tracing::info!("refused a logs request: {rejection}");
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            format!("{rejection}\n"),
-        )
-            .into_response()
-    })
+fn authorize(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<LogsGrant, TokenRejection> {
+    let token = presented_token(headers, query).ok_or(TokenRejection::Missing)?;
+    let (key, runner_id) = shared.logs_verifier().ok_or(TokenRejection::NotSignedUp)?;
+    verify_logs_token(&key, &token, &runner_id, Utc::now())
 }
 
-async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(query): Query<TokenQuery>) -> Response {
+/// 401 with the reason as the body.
+fn unauthorized(rejection: TokenRejection) -> Response {
+    tracing::info!("refused a logs request: {rejection}");
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        format!("{rejection}\n"),
+    )
+        .into_response()
+}
+
+async fn logs(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+) -> Response {
     let grant = match authorize(&shared, &headers, &query) {
         Ok(grant) => grant,
-        Err(response) => return response,
+        Err(rejection) => return unauthorized(rejection),
     };
     tracing::debug!(subject = %grant.subject_id, "serving logs");
     (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         shared.logs.text(),
     )
         .into_response()
@@ -331,7 +356,7 @@ async fn support_bundle(
 ) -> Response {
     let grant = match authorize(&shared, &headers, &query) {
         Ok(grant) => grant,
-        Err(response) => return response,
+        Err(rejection) => return unauthorized(rejection),
     };
     tracing::info!(subject = %grant.subject_id, "serving a support bundle");
     match bundle::support_bundle(&shared.bundle_contents()) {
@@ -352,7 +377,11 @@ async fn support_bundle(
         }
         Err(e) => {
             tracing::error!("could not build a support bundle: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "could not build the support bundle\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not build the support bundle\n",
+            )
+                .into_response()
         }
     }
 }
@@ -404,13 +433,25 @@ mod tests {
         assert_eq!(grant.subject_id, "0190a000-0000-7000-8000-0000000000aa");
 
         let expired = sign(&key, &payload(RUNNER, now - chrono::Duration::seconds(1)));
-        assert_eq!(verify_logs_token(&public, &expired, RUNNER, now), Err(TokenRejection::Expired));
+        assert_eq!(
+            verify_logs_token(&public, &expired, RUNNER, now),
+            Err(TokenRejection::Expired)
+        );
 
-        let other_runner = sign(&key, &payload("0190a000-0000-7000-8000-000000000002", later));
-        assert_eq!(verify_logs_token(&public, &other_runner, RUNNER, now), Err(TokenRejection::WrongRunner));
+        let other_runner = sign(
+            &key,
+            &payload("0190a000-0000-7000-8000-000000000002", later),
+        );
+        assert_eq!(
+            verify_logs_token(&public, &other_runner, RUNNER, now),
+            Err(TokenRejection::WrongRunner)
+        );
 
         let forged = sign(&SigningKey::from_bytes(&[8; 32]), &payload(RUNNER, later));
-        assert_eq!(verify_logs_token(&public, &forged, RUNNER, now), Err(TokenRejection::BadSignature));
+        assert_eq!(
+            verify_logs_token(&public, &forged, RUNNER, now),
+            Err(TokenRejection::BadSignature)
+        );
 
         // The signature covers the payload: swapping payloads breaks it.
         let (_, signature) = good.split_once('.').unwrap();
@@ -418,13 +459,28 @@ mod tests {
             "crl_lt_{}.{signature}",
             URL_SAFE_NO_PAD.encode(payload(RUNNER, later + chrono::Duration::days(365)))
         );
-        assert_eq!(verify_logs_token(&public, &tampered, RUNNER, now), Err(TokenRejection::BadSignature));
+        assert_eq!(
+            verify_logs_token(&public, &tampered, RUNNER, now),
+            Err(TokenRejection::BadSignature)
+        );
 
-        assert_eq!(verify_logs_token(&public, "crl_pat_abc", RUNNER, now), Err(TokenRejection::NotALogsToken));
-        assert_eq!(verify_logs_token(&public, "crl_lt_abc", RUNNER, now), Err(TokenRejection::Malformed));
-        assert_eq!(verify_logs_token(&public, "crl_lt_!!.??", RUNNER, now), Err(TokenRejection::Malformed));
+        assert_eq!(
+            verify_logs_token(&public, "crl_pat_abc", RUNNER, now),
+            Err(TokenRejection::NotALogsToken)
+        );
+        assert_eq!(
+            verify_logs_token(&public, "crl_lt_abc", RUNNER, now),
+            Err(TokenRejection::Malformed)
+        );
+        assert_eq!(
+            verify_logs_token(&public, "crl_lt_!!.??", RUNNER, now),
+            Err(TokenRejection::Malformed)
+        );
         let not_json = sign(&key, "hello");
-        assert_eq!(verify_logs_token(&public, &not_json, RUNNER, now), Err(TokenRejection::Malformed));
+        assert_eq!(
+            verify_logs_token(&public, &not_json, RUNNER, now),
+            Err(TokenRejection::Malformed)
+        );
     }
 
     #[test]
@@ -435,9 +491,15 @@ mod tests {
         let query = TokenQuery {
             token: Some("crl_lt_q".into()),
         };
-        assert_eq!(presented_token(&headers, &query).as_deref(), Some("crl_lt_q"));
+        assert_eq!(
+            presented_token(&headers, &query).as_deref(),
+            Some("crl_lt_q")
+        );
         headers.insert(header::AUTHORIZATION, "Bearer crl_lt_h".parse().unwrap());
-        assert_eq!(presented_token(&headers, &query).as_deref(), Some("crl_lt_h"));
+        assert_eq!(
+            presented_token(&headers, &query).as_deref(),
+            Some("crl_lt_h")
+        );
     }
 
     #[test]
@@ -467,13 +529,20 @@ mod tests {
             tracing::warn!(attempt = 3, "server unreachable");
         });
         let text = buffer.text();
-        assert!(text.contains(" WARN corral_runner::logs::tests: server unreachable attempt=3"), "{text}");
+        assert!(
+            text.contains(" WARN corral_runner::logs::tests: server unreachable attempt=3"),
+            "{text}"
+        );
     }
 
     #[test]
     fn spec_levels_map_to_filters() {
         assert_eq!(filter_directives(LogLevel::LOG_LEVEL_WARN), Some("warn"));
-        assert!(filter_directives(LogLevel::LOG_LEVEL_DEBUG).unwrap().contains("corral_runner=debug"));
+        assert!(
+            filter_directives(LogLevel::LOG_LEVEL_DEBUG)
+                .unwrap()
+                .contains("corral_runner=debug")
+        );
         assert_eq!(filter_directives(LogLevel::LOG_LEVEL_UNSPECIFIED), None);
     }
 }

@@ -30,7 +30,8 @@ pub fn linux_host_schema() -> RunnerConfigurationSchema {
 }
 
 fn environment_class_fields() -> Vec<Field> {
-    // (id, name, description, default, min, max); all required.
+    // (id, name, description, default, min, max). None is required: a class
+    // that leaves a setting out gets its default.
     let sizes: [(&str, &str, &str, i32, i32, i32); 3] = [
         ("cpu", "CPUs", "Number of CPU cores", 2, 1, 64),
         ("memory", "Memory (GiB)", "Memory in GiB", 4, 1, 512),
@@ -45,7 +46,7 @@ fn environment_class_fields() -> Vec<Field> {
                 max,
                 ..Default::default()
             };
-            field(id, name, description, true, Type::Int(Box::new(int)))
+            field(id, name, description, false, Type::Int(Box::new(int)))
         })
         .collect();
 
@@ -187,20 +188,44 @@ mod tests {
     fn schema_lists_the_linux_host_settings_and_scms() {
         let schema = linux_host_schema();
         assert_eq!(schema.version, SCHEMA_VERSION);
-        let ids: Vec<&str> = schema.environment_classes.iter().map(|f| f.id.as_str()).collect();
-        assert_eq!(ids, ["cpu", "memory", "disk", "architecture", "host_label", "privileged"]);
+        let ids: Vec<&str> = schema
+            .environment_classes
+            .iter()
+            .map(|f| f.id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "cpu",
+                "memory",
+                "disk",
+                "architecture",
+                "host_label",
+                "privileged"
+            ]
+        );
         let required: Vec<&str> = schema
             .environment_classes
             .iter()
             .filter(|f| f.required)
             .map(|f| f.id.as_str())
             .collect();
-        assert_eq!(required, ["cpu", "memory", "disk"]);
+        assert!(required.is_empty(), "{required:?}");
         match schema.environment_classes[2].r#type.as_ref() {
             Some(Type::Int(disk)) => assert_eq!((disk.min, disk.max), (10, 2000)),
             other => panic!("disk is not an int field: {other:?}"),
         }
         let scms: Vec<&str> = schema.scm.iter().map(|s| s.scm_id.as_str()).collect();
-        assert_eq!(scms, ["github", "gitlab", "bitbucket", "bitbucket-server", "azure-devops", "gitea"]);
+        assert_eq!(
+            scms,
+            [
+                "github",
+                "gitlab",
+                "bitbucket",
+                "bitbucket-server",
+                "azure-devops",
+                "gitea"
+            ]
+        );
     }
 }

@@ -19,7 +19,10 @@ pub fn system_details() -> String {
         }
     }
     parts.push(format!("{} {}", std::env::consts::ARCH, cpus()));
-    if let Some(kib) = fs::read_to_string("/proc/meminfo").ok().and_then(|s| mem_total_kib(&s)) {
+    if let Some(kib) = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| mem_total_kib(&s))
+    {
         parts.push(format!("{:.1} GiB memory", kib as f64 / (1024.0 * 1024.0)));
     }
     parts.join("; ")
@@ -67,10 +70,19 @@ mod tests {
     #[test]
     fn parses_os_release_and_meminfo() {
         let release = "NAME=\"Debian GNU/Linux\"\nVERSION=\"13 (trixie)\"\nPRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n";
-        assert_eq!(os_name(release).as_deref(), Some("Debian GNU/Linux 13 (trixie)"));
-        assert_eq!(os_name("NAME=Alpine\nVERSION=3.20\n").as_deref(), Some("Alpine 3.20"));
+        assert_eq!(
+            os_name(release).as_deref(),
+            Some("Debian GNU/Linux 13 (trixie)")
+        );
+        assert_eq!(
+            os_name("NAME=Alpine\nVERSION=3.20\n").as_deref(),
+            Some("Alpine 3.20")
+        );
         assert_eq!(os_name("ID=x\n"), None);
-        assert_eq!(mem_total_kib("MemTotal:       16303476 kB\nMemFree: 1 kB\n"), Some(16303476));
+        assert_eq!(
+            mem_total_kib("MemTotal:       16303476 kB\nMemFree: 1 kB\n"),
+            Some(16303476)
+        );
         assert_eq!(mem_total_kib("MemFree: 1 kB\n"), None);
     }
 

@@ -236,33 +236,6 @@ fn check_value(field: &schema::Field, value: &str) -> Option<String> {
     }
 }
 
-/// `configuration` with the schema's default for every setting left out.
-pub fn with_defaults(
-    schema: &api::RunnerConfigurationSchema,
-    mut configuration: Vec<(String, String)>,
-) -> Vec<(String, String)> {
-    for field in &schema.environment_classes {
-        if configuration.iter().any(|(k, _)| *k == field.id) {
-            continue;
-        }
-        let default = match field.r#type.as_ref() {
-            Some(Type::Int(i)) => Some(i.default.to_string()),
-            Some(Type::Bool(b)) => Some(b.default.to_string()),
-            Some(Type::String(s)) if !s.default.is_empty() => Some(s.default.clone()),
-            Some(Type::Enum(e)) => e
-                .default_value
-                .as_option()
-                .map(|v| v.title.clone())
-                .or_else(|| (!e.default.is_empty()).then(|| e.default.clone())),
-            _ => None,
-        };
-        if let Some(value) = default {
-            configuration.push((field.id.clone(), value));
-        }
-    }
-    configuration
-}
-
 /// The SCM entry of the schema with `scm_id`.
 pub fn scm_entry<'a>(
     schema: &'a api::RunnerConfigurationSchema,
@@ -325,22 +298,5 @@ mod tests {
         assert!(errors[0].1.contains("whole number"));
         assert!(errors[1].1.contains("between 1 and 512"));
         assert!(errors[6].1.contains("required"));
-    }
-
-    #[test]
-    fn defaults_fill_in_what_is_left_out() {
-        let schema = linux_host_schema();
-        let filled = with_defaults(&schema, pairs(&[("cpu", "8")]));
-        assert_eq!(
-            filled,
-            pairs(&[
-                ("cpu", "8"),
-                ("memory", "4"),
-                ("disk", "30"),
-                ("architecture", "x86_64"),
-                ("privileged", "false")
-            ])
-        );
-        assert_eq!(check_environment_class(&schema, &filled), vec![]);
     }
 }

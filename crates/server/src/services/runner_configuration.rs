@@ -7,7 +7,7 @@ use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, Service
 use corral_api::gitpod::v1 as api;
 use uuid::Uuid;
 
-use super::config_schema::{check_environment_class, linux_host_schema, scm_entry, with_defaults};
+use super::config_schema::{check_environment_class, linux_host_schema, scm_entry};
 use super::convert;
 use crate::auth::{Caller, UserCaller, caller};
 use crate::authz::{runner_for, runner_visibility};
@@ -700,7 +700,6 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         if !errors.is_empty() {
             return Err(configuration_error(&errors));
         }
-        let configuration = with_defaults(&schema, configuration);
         let class = EnvironmentClass {
             id: new_id(),
             org_id: runner.org_id,

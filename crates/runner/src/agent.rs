@@ -1,0 +1,773 @@
+//! The agent's life: get credentials, sign up, publish the schema, report
+//! status, then heartbeat and watch for work until told to stop or to delete
+//! itself.
+//!
+//! ```text
+//! credentials (exchange or stored) ─► HTTP server for logs ─► register
+//!   register = SignUp ─► UpdateConfigurationSchema ─► ReportStatus ─► ListSCMIntegrations
+//!   then, concurrently until one ends:
+//!     heartbeats: ReportStatus every heartbeat_interval_seconds
+//!     watch:      WatchRequests; on error back off, reconnect and register again
+//!     shutdown:   SIGTERM/SIGINT ─► Disconnect ─► exit 0
+//!   a `delete` request: remove credentials ─► ConfirmDeletion ─► exit 0
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use buffa::MessageField;
+use connectrpc::{ConnectError, ErrorCode};
+use corral_api::corral::v1::{
+    ConfirmDeletionRequest, DisconnectRequest, Failure, ListSCMIntegrationsRequest,
+    ReportStatusRequest, RespondRequest, RunnerRequest, SignUpRequest,
+    UpdateConfigurationSchemaRequest, WatchRequestsRequest, runner_request::Kind,
+};
+use corral_api::gitpod::v1::{LogLevel, RunnerCapability, RunnerSpec};
+use crypto_box::SecretKey;
+use ed25519_dalek::VerifyingKey;
+use serde_json::json;
+use sha2::{Digest, Sha512};
+use tracing::{debug, error, info, warn};
+
+use crate::bundle::{self, BundleContents};
+use crate::connection::{self, Backoff, Connection, is_exchange_rejection, is_rejection};
+use crate::credentials::{Credentials, DataDir};
+use crate::logs::{LogBuffer, Logging};
+use crate::{Error, open_sealed_secret, schema, system};
+
+/// The runner's version, reported to the management plane.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Heartbeat interval until the management plane names one.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// What this runner can do beyond the basics.
+const CAPABILITIES: &[RunnerCapability] =
+    &[RunnerCapability::RUNNER_CAPABILITY_FETCH_LOCAL_SCM_INTEGRATIONS];
+
+/// How the agent is started (the `corral runner` flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URL of the management plane; may be omitted when stored credentials name it.
+    pub server: Option<String>,
+    /// One-time token from CreateRunner / CreateRunnerToken.
+    pub exchange_token: Option<String>,
+    pub data_dir: PathBuf,
+    /// Address of the logs server (port 0 picks a free one).
+    pub listen: SocketAddr,
+    pub region: String,
+}
+
+/// How the agent ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped by a signal (or the caller's shutdown future) after disconnecting.
+    Stopped,
+    /// The management plane deleted the runner; its credentials are gone.
+    Deleted,
+}
+
+/// A summary of one SCM integration, for the support bundle (no secrets).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScmIntegrationSummary {
+    pub id: String,
+    pub scm_id: String,
+    pub host: String,
+    pub pat: bool,
+    pub oauth_client_id: Option<String>,
+    /// Whether the sealed OAuth client secret opens with this runner's key.
+    pub oauth_client_secret_opens: Option<bool>,
+}
+
+/// State shared between the agent and its logs server.
+pub struct Shared {
+    pub(crate) logs: LogBuffer,
+    region: String,
+    server_url: String,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    runner_id: Option<String>,
+    logs_key: Option<VerifyingKey>,
+    spec: Option<RunnerSpec>,
+    scm_integrations: Vec<ScmIntegrationSummary>,
+    heartbeat: Option<Duration>,
+    healthy: Option<bool>,
+}
+
+impl Shared {
+    fn new(logs: LogBuffer, region: String, server_url: String) -> Self {
+        Self {
+            logs,
+            region,
+            server_url,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn runner_id(&self) -> Option<String> {
+        self.state().runner_id.clone()
+    }
+
+    /// The key that signs logs tokens and this runner's id, once signed up.
+    pub fn logs_verifier(&self) -> Option<(VerifyingKey, String)> {
+        let state = self.state();
+        Some((state.logs_key?, state.runner_id.clone()?))
+    }
+
+    pub fn latest_spec(&self) -> Option<RunnerSpec> {
+        self.state().spec.clone()
+    }
+
+    fn heartbeat_interval(&self) -> Duration {
+        self.state().heartbeat.unwrap_or(DEFAULT_HEARTBEAT)
+    }
+
+    fn set_heartbeat_interval(&self, seconds: u32) {
+        if seconds > 0 {
+            self.state().heartbeat = Some(Duration::from_secs(seconds.into()));
+        }
+    }
+
+    /// What goes into a support bundle right now.
+    pub fn bundle_contents(&self) -> BundleContents {
+        let state = self.state();
+        let versions = format!(
+            "corral-runner {VERSION}\nprotocol corral.v1.RunnerInteractionService\nconfiguration schema {}\nsystem {}\n",
+            schema::SCHEMA_VERSION,
+            system::system_details()
+        );
+        let extra = json!({
+            "region": self.region,
+            "server_url": self.server_url,
+            "heartbeat_interval_seconds": state.heartbeat.unwrap_or(DEFAULT_HEARTBEAT).as_secs(),
+            "healthy": state.healthy,
+            "scm_integrations": state.scm_integrations,
+        });
+        BundleContents {
+            versions,
+            configuration: bundle::configuration_json(
+                state.runner_id.as_deref(),
+                state.spec.as_ref(),
+                extra,
+            ),
+            logs: self.logs.text(),
+        }
+    }
+}
+
+/// Runs the agent until SIGTERM/SIGINT, deletion, or a fatal error.
+pub async fn run(config: Config, logging: Logging) -> Result<Outcome, Error> {
+    run_until(config, logging, shutdown_signal()).await
+}
+
+/// Runs the agent until `shutdown` completes (then it disconnects), deletion,
+/// or a fatal error.
+pub async fn run_until(
+    config: Config,
+    logging: Logging,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Outcome, Error> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let dir = DataDir::create(&config.data_dir)?;
+    let credentials = tokio::select! {
+        credentials = obtain_credentials(&config, &dir) => credentials?,
+        () = &mut shutdown => return Ok(Outcome::Stopped),
+    };
+    let server = connection::server_uri(&credentials.server_url)?;
+    let key = dir.load_or_create_secret_key()?;
+    let shared = Arc::new(Shared::new(
+        logging.buffer().clone(),
+        config.region.clone(),
+        credentials.server_url.clone(),
+    ));
+    if let Some(id) = &credentials.runner_id {
+        shared.state().runner_id = Some(id.clone());
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the logs server address", e))?;
+    let base_url = public_base_url(addr);
+    info!("serving logs at {base_url}/logs and a support bundle at {base_url}/support-bundle");
+    let router = crate::logs::router(shared.clone());
+    let http = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            error!("logs server stopped: {e}");
+        }
+    });
+
+    let agent = Agent {
+        conn: Connection::new(&server, &credentials.access_token),
+        dir,
+        key: Arc::new(key),
+        shared,
+        logging,
+        credentials: Arc::new(Mutex::new(credentials)),
+        log_url: format!("{base_url}/logs"),
+        support_bundle_url: format!("{base_url}/support-bundle"),
+        region: config.region,
+    };
+    let outcome = tokio::select! {
+        outcome = agent.main_loop() => outcome,
+        () = &mut shutdown => {
+            info!("stopping: telling the management plane");
+            agent.disconnect().await;
+            Ok(Outcome::Stopped)
+        }
+    };
+    http.abort();
+    outcome
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                warn!("cannot watch for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = terminate.recv() => info!("received SIGTERM"),
+        _ = tokio::signal::ctrl_c() => info!("received SIGINT"),
+    }
+}
+
+/// The URL under which the logs server is reachable: the bound address, with
+/// the host name in place of an unspecified (all-interfaces) address.
+fn public_base_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("http://{host}:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn token_fingerprint(token: &str) -> String {
+    Sha512::digest(token.trim().as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Credentials from the exchange token if given, else from the data dir.
+///
+/// An exchange token this data dir already exchanged (same fingerprint) is not
+/// exchanged again, so a service unit that keeps `--exchange-token` restarts.
+async fn obtain_credentials(config: &Config, dir: &DataDir) -> Result<Credentials, Error> {
+    let stored = dir.load_credentials()?;
+    let server_url = match (&config.server, &stored) {
+        (Some(url), _) => url.trim().trim_end_matches('/').to_string(),
+        (None, Some(stored)) => stored.server_url.clone(),
+        (None, None) => return Err(Error::NotRegistered(dir.path().to_path_buf())),
+    };
+    let server = connection::server_uri(&server_url)?;
+
+    if let Some(exchange_token) = &config.exchange_token {
+        let fingerprint = token_fingerprint(exchange_token);
+        if let Some(stored) = stored.as_ref().filter(|c| {
+            c.exchanged_token.as_deref() == Some(fingerprint.as_str()) && c.server_url == server_url
+        }) {
+            info!(
+                "this exchange token was already exchanged; resuming with the stored credentials"
+            );
+            return Ok(stored.clone());
+        }
+        let mut backoff = Backoff::new();
+        let access_token = loop {
+            match connection::exchange_token(&server, exchange_token).await {
+                Ok(token) => break token,
+                Err(e) if is_exchange_rejection(&e) => {
+                    return Err(Error::ExchangeRejected(describe(&e)));
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    warn!(
+                        "could not exchange the token at {server_url} ({}); retrying in {delay:?}",
+                        describe(&e)
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        let credentials = Credentials {
+            server_url,
+            runner_id: None,
+            access_token,
+            exchanged_token: Some(fingerprint),
+        };
+        dir.save_credentials(&credentials)?;
+        info!(
+            "exchanged the token; credentials stored in {}",
+            dir.credentials_path().display()
+        );
+        return Ok(credentials);
+    }
+
+    match stored {
+        Some(mut credentials) => {
+            if credentials.server_url != server_url {
+                credentials.server_url = server_url;
+                dir.save_credentials(&credentials)?;
+            }
+            info!(
+                "resuming with the credentials in {}",
+                dir.credentials_path().display()
+            );
+            Ok(credentials)
+        }
+        None => Err(Error::NotRegistered(dir.path().to_path_buf())),
+    }
+}
+
+/// A ConnectError as one line (code and message).
+fn describe(e: &ConnectError) -> String {
+    match &e.message {
+        Some(message) => format!("{}: {message}", e.code.as_str()),
+        None => e.code.as_str().to_string(),
+    }
+}
+
+#[derive(Clone)]
+struct Agent {
+    conn: Connection,
+    dir: DataDir,
+    key: Arc<SecretKey>,
+    shared: Arc<Shared>,
+    logging: Logging,
+    credentials: Arc<Mutex<Credentials>>,
+    log_url: String,
+    support_bundle_url: String,
+    region: String,
+}
+
+impl Agent {
+    async fn main_loop(&self) -> Result<Outcome, Error> {
+        let mut backoff = Backoff::new();
+        loop {
+            match self.register().await {
+                Ok(()) => break,
+                Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    warn!(
+                        "could not sign up with the management plane ({}); retrying in {delay:?}",
+                        describe(&e)
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        tokio::select! {
+            outcome = self.heartbeat_loop() => outcome,
+            outcome = self.watch_loop() => outcome,
+        }
+    }
+
+    /// SignUp, UpdateConfigurationSchema, ReportStatus, then a look at the
+    /// SCM integrations.
+    async fn register(&self) -> Result<(), ConnectError> {
+        let response = self
+            .conn
+            .client
+            .sign_up(SignUpRequest {
+                public_key: self.key.public_key().as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .await?
+            .into_owned();
+        let logs_key = <[u8; 32]>::try_from(response.logs_token_public_key.as_slice())
+            .ok()
+            .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok());
+        if logs_key.is_none() {
+            warn!("the management plane sent no valid logs token key; logs cannot be served");
+        }
+        {
+            let mut state = self.shared.state();
+            state.runner_id = Some(response.runner_id.clone());
+            state.logs_key = logs_key;
+        }
+        self.shared
+            .set_heartbeat_interval(response.heartbeat_interval_seconds);
+        self.remember_runner_id(&response.runner_id);
+        info!(
+            "signed up as runner {} (heartbeat every {}s)",
+            response.runner_id,
+            self.shared.heartbeat_interval().as_secs()
+        );
+
+        let schema = UpdateConfigurationSchemaRequest {
+            schema: MessageField::some(schema::linux_host_schema()),
+            ..Default::default()
+        };
+        match self.conn.client.update_configuration_schema(schema).await {
+            Ok(_) => debug!("configuration schema {} uploaded", schema::SCHEMA_VERSION),
+            Err(e) if e.code == ErrorCode::Unimplemented => {
+                warn!("the management plane does not take configuration schemas")
+            }
+            Err(e) => return Err(e),
+        }
+        self.report_status().await?;
+        let agent = self.clone();
+        tokio::spawn(async move { agent.check_scm_integrations().await });
+        Ok(())
+    }
+
+    fn remember_runner_id(&self, runner_id: &str) {
+        let mut credentials = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
+        if credentials.runner_id.as_deref() == Some(runner_id) {
+            return;
+        }
+        credentials.runner_id = Some(runner_id.to_string());
+        if let Err(e) = self.dir.save_credentials(&credentials) {
+            warn!("could not store the runner id: {e}");
+        }
+    }
+
+    /// One status report; also the heartbeat. Checks that the data dir is
+    /// writable and reports unhealthy (DEGRADED) if not.
+    async fn report_status(&self) -> Result<(), ConnectError> {
+        let (healthy, message) = match self.dir.probe_writable() {
+            Ok(()) => (true, String::new()),
+            Err(e) => (false, e.to_string()),
+        };
+        let was_healthy = self.shared.state().healthy.replace(healthy);
+        match (was_healthy, healthy) {
+            (Some(true) | None, false) => warn!("reporting unhealthy: {message}"),
+            (Some(false), true) => info!("healthy again"),
+            _ => {}
+        }
+        let request = ReportStatusRequest {
+            version: VERSION.into(),
+            region: self.region.clone(),
+            system_details: system::system_details(),
+            capabilities: CAPABILITIES.iter().map(|c| (*c).into()).collect(),
+            log_url: self.log_url.clone(),
+            support_bundle_url: self.support_bundle_url.clone(),
+            healthy,
+            message,
+            ..Default::default()
+        };
+        let response = self.conn.client.report_status(request).await?.into_owned();
+        self.shared
+            .set_heartbeat_interval(response.heartbeat_interval_seconds);
+        Ok(())
+    }
+
+    /// Reports status every heartbeat interval; ends only on a rejection.
+    async fn heartbeat_loop(&self) -> Result<Outcome, Error> {
+        loop {
+            tokio::time::sleep(self.shared.heartbeat_interval()).await;
+            match self.report_status().await {
+                Ok(()) => debug!("heartbeat sent"),
+                Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
+                Err(e) => warn!("heartbeat failed: {}", describe(&e)),
+            }
+        }
+    }
+
+    /// Keeps WatchRequests open, reconnecting (and registering again) with
+    /// backoff after errors; ends on deletion or a rejection.
+    async fn watch_loop(&self) -> Result<Outcome, Error> {
+        let mut backoff = Backoff::new();
+        let mut reconnecting = false;
+        loop {
+            if reconnecting {
+                match self.register().await {
+                    Ok(()) => info!("reconnected to the management plane"),
+                    Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        warn!(
+                            "could not reconnect ({}); retrying in {delay:?}",
+                            describe(&e)
+                        );
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                }
+            }
+            reconnecting = true;
+            match self
+                .conn
+                .stream_client
+                .watch_requests(WatchRequestsRequest::default())
+                .await
+            {
+                Ok(mut stream) => {
+                    debug!("watching for requests");
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(message)) => {
+                                backoff.reset();
+                                let request: RunnerRequest = message.to_owned_message();
+                                if let Some(outcome) = self.handle(request).await {
+                                    return Ok(outcome);
+                                }
+                            }
+                            Ok(None) => {
+                                info!("the management plane closed the request stream");
+                                break;
+                            }
+                            Err(e) if is_rejection(&e) => {
+                                return Err(Error::AccessRejected(describe(&e)));
+                            }
+                            Err(e) => {
+                                warn!("request stream broke: {}", describe(&e));
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
+                Err(e) => warn!("could not open the request stream: {}", describe(&e)),
+            }
+            let delay = backoff.next_delay();
+            debug!("reconnecting in {delay:?}");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Handles one request from the stream; `Some` ends the agent.
+    async fn handle(&self, request: RunnerRequest) -> Option<Outcome> {
+        let request_id = request.request_id;
+        match request.kind {
+            Some(Kind::Spec(spec)) => {
+                self.apply_spec(*spec);
+                if !request_id.is_empty() {
+                    self.respond(request_id, None).await;
+                }
+                let agent = self.clone();
+                tokio::spawn(async move { agent.check_scm_integrations().await });
+                None
+            }
+            Some(Kind::Ping(_)) => {
+                debug!("ping {request_id}");
+                self.respond(request_id, None).await;
+                None
+            }
+            Some(Kind::Delete(_)) => {
+                self.delete().await;
+                Some(Outcome::Deleted)
+            }
+            None => {
+                if request_id.is_empty() {
+                    debug!("ignoring a request of a kind this runner does not know");
+                } else {
+                    info!(
+                        "request {request_id} is of a kind this runner does not know; answering unimplemented"
+                    );
+                    let failure = Failure {
+                        code: "unimplemented".into(),
+                        message: format!("corral-runner {VERSION} does not implement this request"),
+                        ..Default::default()
+                    };
+                    self.respond(request_id, Some(failure)).await;
+                }
+                None
+            }
+        }
+    }
+
+    fn apply_spec(&self, spec: RunnerSpec) {
+        let level = spec
+            .configuration
+            .as_option()
+            .and_then(|c| c.log_level.as_known())
+            .unwrap_or(LogLevel::LOG_LEVEL_UNSPECIFIED);
+        self.logging.set_level(level);
+        info!(
+            "received spec: desired phase {:?}, log level {level:?}",
+            spec.desired_phase.as_known()
+        );
+        self.shared.state().spec = Some(spec);
+    }
+
+    async fn respond(&self, request_id: String, failure: Option<Failure>) {
+        let request = RespondRequest {
+            request_id: request_id.clone(),
+            failure: failure.map(MessageField::some).unwrap_or_default(),
+            ..Default::default()
+        };
+        if let Err(e) = self.conn.client.respond(request).await {
+            warn!("could not answer request {request_id}: {}", describe(&e));
+        }
+    }
+
+    /// The management plane deleted this runner: forget the credentials and confirm.
+    async fn delete(&self) {
+        info!("the runner was deleted: removing its credentials");
+        if let Err(e) = self.dir.remove_credentials() {
+            error!("could not remove the credentials: {e}");
+        }
+        let mut backoff = Backoff::new();
+        for attempt in 1..=5 {
+            match self
+                .conn
+                .client
+                .confirm_deletion(ConfirmDeletionRequest::default())
+                .await
+            {
+                Ok(_) => {
+                    info!("deletion confirmed");
+                    return;
+                }
+                Err(e) if attempt == 5 || is_rejection(&e) => {
+                    warn!("could not confirm the deletion: {}", describe(&e));
+                    return;
+                }
+                Err(e) => {
+                    debug!(
+                        "confirming the deletion failed ({}); retrying",
+                        describe(&e)
+                    );
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// Tells the management plane the runner stops (INACTIVE at once).
+    async fn disconnect(&self) {
+        let call = self.conn.client.disconnect(DisconnectRequest::default());
+        match tokio::time::timeout(Duration::from_secs(5), call).await {
+            Ok(Ok(_)) => info!("disconnected"),
+            Ok(Err(e)) => warn!("could not disconnect cleanly: {}", describe(&e)),
+            Err(_) => warn!("could not disconnect cleanly: timed out"),
+        }
+    }
+
+    /// Lists the runner's SCM integrations and opens their sealed OAuth client
+    /// secrets, proving the management plane sealed them to this runner's key.
+    async fn check_scm_integrations(&self) {
+        let response = match self
+            .conn
+            .client
+            .list_scm_integrations(ListSCMIntegrationsRequest::default())
+            .await
+        {
+            Ok(response) => response.into_owned(),
+            Err(e) if e.code == ErrorCode::Unimplemented => {
+                debug!("the management plane does not list SCM integrations to runners");
+                return;
+            }
+            Err(e) => {
+                warn!("could not list SCM integrations: {}", describe(&e));
+                return;
+            }
+        };
+        let mut summaries = Vec::new();
+        for integration in response.integrations {
+            let oauth = integration.oauth.as_option();
+            let opens = oauth
+                .map(|o| o.encrypted_client_secret.as_slice())
+                .filter(|sealed| !sealed.is_empty())
+                .map(|sealed| open_sealed_secret(&self.key, sealed).is_ok());
+            match opens {
+                Some(true) => debug!(
+                    "SCM integration {}: OAuth client secret opens",
+                    integration.host
+                ),
+                Some(false) => warn!(
+                    "SCM integration {}: the OAuth client secret was not sealed to this runner's key",
+                    integration.host
+                ),
+                None => {}
+            }
+            summaries.push(ScmIntegrationSummary {
+                id: integration.id.clone(),
+                scm_id: integration.scm_id.clone(),
+                host: integration.host.clone(),
+                pat: integration.pat,
+                oauth_client_id: oauth.map(|o| o.client_id.clone()),
+                oauth_client_secret_opens: opens,
+            });
+        }
+        info!("{} SCM integration(s) configured", summaries.len());
+        self.shared.state().scm_integrations = summaries;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_names_a_reachable_host() {
+        assert_eq!(
+            public_base_url("127.0.0.1:4000".parse().unwrap()),
+            "http://127.0.0.1:4000"
+        );
+        assert_eq!(
+            public_base_url("[::1]:4000".parse().unwrap()),
+            "http://[::1]:4000"
+        );
+        let any = public_base_url("0.0.0.0:4000".parse().unwrap());
+        assert!(
+            any.starts_with("http://") && any.ends_with(":4000") && !any.contains("0.0.0.0"),
+            "{any}"
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_do_not_reveal_the_token() {
+        let a = token_fingerprint("crl_ex_abc");
+        assert_eq!(a, token_fingerprint(" crl_ex_abc\n"));
+        assert_ne!(a, token_fingerprint("crl_ex_abd"));
+        assert_eq!(a.len(), 32);
+        assert!(!a.contains("abc"));
+    }
+
+    #[tokio::test]
+    async fn starting_without_credentials_or_token_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = Config {
+            server: Some("http://127.0.0.1:9".into()),
+            exchange_token: None,
+            data_dir: tmp.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            region: String::new(),
+        };
+        let result = run_until(config, Logging::detached(), std::future::pending()).await;
+        let error = result.unwrap_err();
+        assert!(matches!(error, Error::NotRegistered(_)));
+        assert_eq!(error.exit_code(), 3);
+    }
+
+    #[test]
+    fn bundle_contents_carry_no_credentials() {
+        let shared = Shared::new(
+            LogBuffer::new(10),
+            "eu".into(),
+            "http://127.0.0.1:8080".into(),
+        );
+        shared.state().runner_id = Some("r-1".into());
+        let contents = shared.bundle_contents();
+        assert!(contents.versions.contains(VERSION));
+        assert_eq!(contents.configuration["runner_id"], "r-1");
+        assert_eq!(contents.configuration["region"], "eu");
+        let text = contents.configuration.to_string();
+        assert!(!text.contains("access_token") && !text.contains("crl_"));
+    }
+}

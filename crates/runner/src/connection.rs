@@ -1,0 +1,209 @@
+//! Talking to the management plane: the Connect clients, the token exchange,
+//! which errors are worth retrying, and the reconnect backoff.
+
+use std::time::Duration;
+
+use connectrpc::client::{ClientConfig, HttpClient};
+use connectrpc::{ConnectError, ErrorCode};
+use corral_api::corral::v1::RunnerInteractionServiceClient;
+use corral_api::gitpod::v1::{ExchangeTokenRequest, IdentityServiceClient};
+use http::Uri;
+use rand::Rng;
+
+use crate::Error;
+
+/// Deadline of every unary call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub type RunnerClient = RunnerInteractionServiceClient<HttpClient>;
+
+/// Parses and checks the management plane's base URL (`http://host:port`,
+/// optionally with a path prefix such as `/api`).
+pub fn server_uri(url: &str) -> Result<Uri, Error> {
+    let bad = |reason: &str| Error::ServerUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: Uri = url
+        .trim()
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(bad(
+                "https is not supported yet; use http:// (e.g. behind a TLS-terminating proxy on the same host)",
+            ));
+        }
+        _ => return Err(bad("must start with http://")),
+    }
+    if uri.authority().is_none() {
+        return Err(bad("has no host"));
+    }
+    Ok(uri)
+}
+
+/// Clients for the runner-facing service, authenticated with the access token.
+#[derive(Clone)]
+pub struct Connection {
+    /// For unary calls, with [`CALL_TIMEOUT`].
+    pub client: RunnerClient,
+    /// For the long-lived `WatchRequests` stream: no deadline.
+    pub stream_client: RunnerClient,
+}
+
+impl Connection {
+    pub fn new(server: &Uri, access_token: &str) -> Self {
+        let http = HttpClient::plaintext();
+        let config = ClientConfig::new(server.clone())
+            .with_default_header("authorization", format!("Bearer {access_token}"));
+        Self {
+            client: RunnerClient::new(
+                http.clone(),
+                config.clone().with_default_timeout(CALL_TIMEOUT),
+            ),
+            stream_client: RunnerClient::new(http, config),
+        }
+    }
+}
+
+/// Trades a one-time exchange token for the runner's access token.
+pub async fn exchange_token(server: &Uri, exchange_token: &str) -> Result<String, ConnectError> {
+    let client = IdentityServiceClient::new(
+        HttpClient::plaintext(),
+        ClientConfig::new(server.clone()).with_default_timeout(CALL_TIMEOUT),
+    );
+    let response = client
+        .exchange_token(ExchangeTokenRequest {
+            exchange_token: exchange_token.to_string(),
+            ..Default::default()
+        })
+        .await?
+        .into_owned();
+    Ok(response.access_token)
+}
+
+/// Errors that retrying cannot fix: the management plane does not accept our
+/// credentials.
+pub fn is_rejection(error: &ConnectError) -> bool {
+    matches!(
+        error.code,
+        ErrorCode::Unauthenticated | ErrorCode::PermissionDenied
+    )
+}
+
+/// Errors from the token exchange that retrying cannot fix (used, expired or
+/// unknown token; malformed request).
+pub fn is_exchange_rejection(error: &ConnectError) -> bool {
+    is_rejection(error)
+        || matches!(
+            error.code,
+            ErrorCode::InvalidArgument
+                | ErrorCode::NotFound
+                | ErrorCode::FailedPrecondition
+                | ErrorCode::AlreadyExists
+        )
+}
+
+/// Exponential backoff with jitter: each delay is drawn from `[base/2, base]`,
+/// where `base` starts at [`Backoff::INITIAL`] and doubles up to [`Backoff::MAX`].
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backoff {
+    pub const INITIAL: Duration = Duration::from_millis(200);
+    pub const MAX: Duration = Duration::from_secs(5);
+
+    pub fn new() -> Self {
+        Self {
+            base: Self::INITIAL,
+        }
+    }
+
+    /// The next delay to wait; each call (until the cap) doubles the next base.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.base;
+        self.base = (self.base * 2).min(Self::MAX);
+        let half = base / 2;
+        half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+    }
+
+    /// Back to the initial delay (after a success).
+    pub fn reset(&mut self) {
+        self.base = Self::INITIAL;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter_and_resets() {
+        let mut backoff = Backoff::new();
+        let first = backoff.next_delay();
+        assert!(
+            first >= Duration::from_millis(100) && first <= Duration::from_millis(200),
+            "{first:?}"
+        );
+        let second = backoff.next_delay();
+        assert!(
+            second >= Duration::from_millis(200) && second <= Duration::from_millis(400),
+            "{second:?}"
+        );
+        for _ in 0..4 {
+            assert!(backoff.next_delay() <= Backoff::MAX);
+        }
+        // From here on the base is capped: delays stay within [MAX/2, MAX].
+        let delays: Vec<Duration> = (0..50).map(|_| backoff.next_delay()).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d <= Backoff::MAX && *d >= Backoff::MAX / 2),
+            "{delays:?}"
+        );
+        assert!(
+            delays.windows(2).any(|w| w[0] != w[1]),
+            "jitter varies the delays"
+        );
+        backoff.reset();
+        assert!(backoff.next_delay() <= Backoff::INITIAL);
+    }
+
+    #[test]
+    fn server_urls_are_checked() {
+        assert!(server_uri("http://127.0.0.1:8080").is_ok());
+        assert_eq!(
+            server_uri("http://corral.internal/api").unwrap().path(),
+            "/api"
+        );
+        assert!(server_uri("https://corral.example.com").is_err());
+        assert!(server_uri("corral.example.com").is_err());
+        assert!(server_uri("ftp://x").is_err());
+    }
+
+    #[test]
+    fn rejections_are_told_apart_from_outages() {
+        let unauthenticated = ConnectError::new(ErrorCode::Unauthenticated, "token used");
+        let unavailable = ConnectError::new(ErrorCode::Unavailable, "connection refused");
+        assert!(is_rejection(&unauthenticated));
+        assert!(!is_rejection(&unavailable));
+        assert!(is_exchange_rejection(&ConnectError::new(
+            ErrorCode::InvalidArgument,
+            "bad"
+        )));
+        assert!(!is_exchange_rejection(&unavailable));
+        assert!(!is_exchange_rejection(&ConnectError::new(
+            ErrorCode::Internal,
+            "oops"
+        )));
+    }
+}
