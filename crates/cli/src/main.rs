@@ -71,7 +71,11 @@ struct RunnerArgs {
     #[arg(long, env = "CORRAL_EXCHANGE_TOKEN", hide_env_values = true)]
     exchange_token: Option<String>,
     /// Directory for the runner's credentials and key.
-    #[arg(long, env = "CORRAL_RUNNER_DATA_DIR", default_value = "./corral-runner-data")]
+    #[arg(
+        long,
+        env = "CORRAL_RUNNER_DATA_DIR",
+        default_value = "./corral-runner-data"
+    )]
     data_dir: PathBuf,
     /// Address of the runner's own HTTP server (logs, support bundle); port 0 picks one.
     #[arg(long, env = "CORRAL_RUNNER_LISTEN", default_value = "127.0.0.1:0")]

@@ -71,7 +71,7 @@ pub enum Outcome {
 }
 
 /// A summary of one SCM integration, for the support bundle (no secrets).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ScmIntegrationSummary {
     pub id: String,
     pub scm_id: String,
@@ -480,7 +480,12 @@ impl Agent {
         loop {
             tokio::time::sleep(self.shared.heartbeat_interval()).await;
             match self.report_status().await {
-                Ok(()) => debug!("heartbeat sent"),
+                Ok(()) => {
+                    debug!("heartbeat sent");
+                    // Integrations change without a new spec: look again.
+                    let agent = self.clone();
+                    tokio::spawn(async move { agent.check_scm_integrations().await });
+                }
                 Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
                 Err(e) => warn!("heartbeat failed: {}", describe(&e)),
             }
@@ -684,17 +689,6 @@ impl Agent {
                 .map(|o| o.encrypted_client_secret.as_slice())
                 .filter(|sealed| !sealed.is_empty())
                 .map(|sealed| open_sealed_secret(&self.key, sealed).is_ok());
-            match opens {
-                Some(true) => debug!(
-                    "SCM integration {}: OAuth client secret opens",
-                    integration.host
-                ),
-                Some(false) => warn!(
-                    "SCM integration {}: the OAuth client secret was not sealed to this runner's key",
-                    integration.host
-                ),
-                None => {}
-            }
             summaries.push(ScmIntegrationSummary {
                 id: integration.id.clone(),
                 scm_id: integration.scm_id.clone(),
@@ -704,8 +698,30 @@ impl Agent {
                 oauth_client_secret_opens: opens,
             });
         }
-        info!("{} SCM integration(s) configured", summaries.len());
-        self.shared.state().scm_integrations = summaries;
+        let mut state = self.shared.state();
+        if state.scm_integrations == summaries {
+            return;
+        }
+        for summary in summaries
+            .iter()
+            .filter(|s| s.oauth_client_secret_opens == Some(false))
+        {
+            warn!(
+                "SCM integration {}: the OAuth client secret was not sealed to this runner's key",
+                summary.host
+            );
+        }
+        let hosts: Vec<&str> = summaries.iter().map(|s| s.host.as_str()).collect();
+        info!(
+            "{} SCM integration(s) configured: [{}]; sealed client secrets open: {}",
+            summaries.len(),
+            hosts.join(", "),
+            summaries
+                .iter()
+                .filter(|s| s.oauth_client_secret_opens == Some(true))
+                .count()
+        );
+        state.scm_integrations = summaries;
     }
 }
 

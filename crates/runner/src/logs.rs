@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -188,7 +189,11 @@ impl Logging {
         let buffer = LogBuffer::new(LOG_CAPACITY);
         tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .with(CaptureLayer::new(buffer.clone()))
             .try_init()
             .map_err(|e| crate::Error::Logging(e.to_string()))?;
