@@ -191,7 +191,6 @@ async fn runner(args: RunnerArgs) -> ! {
             std::process::exit(0)
         }
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("corral runner: {e}");
             std::process::exit(e.exit_code())
         }

@@ -178,7 +178,7 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Outcome, Error> {
     let mut shutdown = std::pin::pin!(shutdown);
-    let dir = DataDir::create(&config.data_dir)?;
+    let dir = DataDir::new(&config.data_dir);
     let credentials = tokio::select! {
         credentials = obtain_credentials(&config, &dir) => credentials?,
         () = &mut shutdown => return Ok(Outcome::Stopped),
@@ -219,6 +219,7 @@ pub async fn run_until(
         log_url: format!("{base_url}/logs"),
         support_bundle_url: format!("{base_url}/support-bundle"),
         region: config.region,
+        stream_suspect: Arc::new(tokio::sync::Notify::new()),
     };
     let outcome = tokio::select! {
         outcome = agent.main_loop() => outcome,
@@ -294,6 +295,8 @@ async fn obtain_credentials(config: &Config, dir: &DataDir) -> Result<Credential
             );
             return Ok(stored.clone());
         }
+        // The token works once: make sure the access token can be kept first.
+        DataDir::create(dir.path())?.probe_writable()?;
         let mut backoff = Backoff::new();
         let access_token = loop {
             match connection::exchange_token(&server, exchange_token).await {
@@ -360,6 +363,10 @@ struct Agent {
     log_url: String,
     support_bundle_url: String,
     region: String,
+    /// Signalled when a heartbeat cannot reach the management plane: the
+    /// request stream may be dead without having noticed (e.g. a network
+    /// partition), so the watch loop reopens it.
+    stream_suspect: Arc<tokio::sync::Notify>,
 }
 
 impl Agent {
@@ -487,7 +494,15 @@ impl Agent {
                     tokio::spawn(async move { agent.check_scm_integrations().await });
                 }
                 Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
-                Err(e) => warn!("heartbeat failed: {}", describe(&e)),
+                Err(e) => {
+                    warn!("heartbeat failed: {}", describe(&e));
+                    if matches!(
+                        e.code,
+                        ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::Unknown
+                    ) {
+                        self.stream_suspect.notify_waiters();
+                    }
+                }
             }
         }
     }
@@ -523,7 +538,14 @@ impl Agent {
                 Ok(mut stream) => {
                     debug!("watching for requests");
                     loop {
-                        match stream.message().await {
+                        let next = tokio::select! {
+                            next = stream.message() => next,
+                            () = self.stream_suspect.notified() => {
+                                info!("reopening the request stream after a failed heartbeat");
+                                break;
+                            }
+                        };
+                        match next {
                             Ok(Some(message)) => {
                                 backoff.reset();
                                 let request: RunnerRequest = message.to_owned_message();
@@ -638,7 +660,15 @@ impl Agent {
                     info!("deletion confirmed");
                     return;
                 }
-                Err(e) if attempt == 5 || is_rejection(&e) => {
+                Err(e) if is_rejection(&e) => {
+                    // A forced deletion removes the runner's tokens at once.
+                    info!(
+                        "the management plane already removed the runner ({})",
+                        describe(&e)
+                    );
+                    return;
+                }
+                Err(e) if attempt == 5 => {
                     warn!("could not confirm the deletion: {}", describe(&e));
                     return;
                 }

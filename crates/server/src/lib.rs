@@ -139,8 +139,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "corral is serving");
+    let hub_state = state.clone();
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Runner streams never end on their own; end them so that the
+            // graceful shutdown can finish and runners reconnect elsewhere.
+            hub_state.hub.close_all();
+        })
         .await
         .context("serving")
 }

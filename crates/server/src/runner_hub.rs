@@ -69,6 +69,12 @@ impl RunnerHub {
             .is_some_and(|c| !c.sender.is_closed())
     }
 
+    /// Ends every runner stream (the server is stopping): runners reconnect,
+    /// to another replica or to this server once it is back.
+    pub fn close_all(&self) {
+        self.connections.lock().expect("hub lock").clear();
+    }
+
     /// Sends without waiting for an answer; false when the runner is not connected here.
     pub fn notify(&self, runner_id: Uuid, request: runner_api::RunnerRequest) -> bool {
         let sender = match self.connections.lock().expect("hub lock").get(&runner_id) {
@@ -181,6 +187,14 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code, connectrpc::ErrorCode::DeadlineExceeded);
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_stream() {
+        let hub = RunnerHub::default();
+        let (_, mut inbox) = hub.connect(Uuid::now_v7());
+        hub.close_all();
+        assert!(inbox.recv().await.is_none());
     }
 
     #[tokio::test]

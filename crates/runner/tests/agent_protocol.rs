@@ -1,0 +1,565 @@
+//! The agent against a scripted management plane: a mock of
+//! `corral.v1.RunnerInteractionService` and `gitpod.v1.IdentityService` that
+//! records what the runner sends and lets the test push requests down the
+//! runner's stream (pings, unknown requests, deletion) — things the real
+//! server does not send on demand.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use buffa::MessageField;
+use connectrpc::{
+    ConnectError, RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream,
+};
+use corral_api::corral::v1::{self as runner_api, RunnerInteractionServiceExt};
+use corral_api::gitpod::v1::{self as api, IdentityServiceExt};
+use corral_runner::{Config, Error, Logging, Outcome};
+use ed25519_dalek::{Signer, SigningKey};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+
+const EXCHANGE_TOKEN: &str = "crl_ex_good";
+const ACCESS_TOKEN: &str = "crl_rt_mock-access";
+const RUNNER_ID: &str = "0190a000-0000-7000-8000-000000000001";
+const CLIENT_SECRET: &[u8] = b"oauth-client-secret";
+
+#[derive(Default)]
+struct Recorded {
+    exchanges: usize,
+    sign_ups: usize,
+    public_key: Vec<u8>,
+    schema_version: Option<String>,
+    statuses: Vec<runner_api::ReportStatusRequest>,
+    watches: usize,
+    responses: Vec<(String, Option<String>)>,
+    confirmed_deletion: bool,
+    disconnected: bool,
+    stream: Option<mpsc::UnboundedSender<runner_api::RunnerRequest>>,
+    /// While set, ReportStatus fails as if the server were unreachable.
+    fail_status: bool,
+    failed_statuses: usize,
+}
+
+#[derive(Clone)]
+struct Mock {
+    recorded: Arc<Mutex<Recorded>>,
+    logs_key: Arc<SigningKey>,
+}
+
+impl Mock {
+    fn new() -> Self {
+        Self {
+            recorded: Arc::default(),
+            logs_key: Arc::new(SigningKey::from_bytes(&[9; 32])),
+        }
+    }
+
+    fn rec(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.recorded.lock().unwrap()
+    }
+
+    fn authenticate(&self, ctx: &RequestContext) -> Result<(), ConnectError> {
+        let expected = format!("Bearer {ACCESS_TOKEN}");
+        match ctx.header("authorization").and_then(|v| v.to_str().ok()) {
+            Some(value) if value == expected => Ok(()),
+            _ => Err(ConnectError::unauthenticated(
+                "runner access token required",
+            )),
+        }
+    }
+
+    fn send(&self, request: runner_api::RunnerRequest) {
+        let sender = self.rec().stream.clone().expect("the runner is watching");
+        sender.send(request).expect("stream open");
+    }
+
+    fn logs_token(&self, runner_id: &str, valid_for: chrono::Duration) -> String {
+        let payload = serde_json::json!({
+            "runner_id": runner_id,
+            "subject_id": "0190a000-0000-7000-8000-0000000000aa",
+            "expires_at": (chrono::Utc::now() + valid_for).to_rfc3339(),
+        })
+        .to_string();
+        let signature = self.logs_key.sign(payload.as_bytes());
+        format!(
+            "crl_lt_{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        )
+    }
+}
+
+impl api::IdentityService for Mock {
+    #[allow(refining_impl_trait)]
+    async fn get_authenticated_identity(
+        &self,
+        _ctx: RequestContext,
+        _request: ServiceRequest<'_, api::GetAuthenticatedIdentityRequest>,
+    ) -> ServiceResult<api::GetAuthenticatedIdentityResponse> {
+        Err(ConnectError::unimplemented("not in the mock"))
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn exchange_token(
+        &self,
+        _ctx: RequestContext,
+        request: ServiceRequest<'_, api::ExchangeTokenRequest>,
+    ) -> ServiceResult<api::ExchangeTokenResponse> {
+        let mut rec = self.rec();
+        if request.exchange_token != EXCHANGE_TOKEN || rec.exchanges > 0 {
+            return Err(ConnectError::unauthenticated(
+                "exchange token is invalid, already used or expired",
+            ));
+        }
+        rec.exchanges += 1;
+        Response::ok(api::ExchangeTokenResponse {
+            access_token: ACCESS_TOKEN.into(),
+            ..Default::default()
+        })
+    }
+}
+
+impl runner_api::RunnerInteractionService for Mock {
+    #[allow(refining_impl_trait)]
+    async fn sign_up(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, runner_api::SignUpRequest>,
+    ) -> ServiceResult<runner_api::SignUpResponse> {
+        self.authenticate(&ctx)?;
+        let mut rec = self.rec();
+        rec.sign_ups += 1;
+        rec.public_key = request.public_key.to_vec();
+        Response::ok(runner_api::SignUpResponse {
+            runner_id: RUNNER_ID.into(),
+            logs_token_public_key: self.logs_key.verifying_key().to_bytes().to_vec(),
+            heartbeat_interval_seconds: 1,
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn update_configuration_schema(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, runner_api::UpdateConfigurationSchemaRequest>,
+    ) -> ServiceResult<runner_api::UpdateConfigurationSchemaResponse> {
+        self.authenticate(&ctx)?;
+        let schema = request
+            .to_owned_message()
+            .schema
+            .into_option()
+            .unwrap_or_default();
+        self.rec().schema_version = Some(schema.version);
+        Response::ok(Default::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn report_status(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, runner_api::ReportStatusRequest>,
+    ) -> ServiceResult<runner_api::ReportStatusResponse> {
+        self.authenticate(&ctx)?;
+        let mut rec = self.rec();
+        if rec.fail_status {
+            rec.failed_statuses += 1;
+            return Err(ConnectError::unavailable("the mock is unreachable"));
+        }
+        rec.statuses.push(request.to_owned_message());
+        Response::ok(runner_api::ReportStatusResponse {
+            heartbeat_interval_seconds: 1,
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn watch_requests(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::WatchRequestsRequest>,
+    ) -> ServiceResult<ServiceStream<runner_api::RunnerRequest>> {
+        self.authenticate(&ctx)?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let spec = api::RunnerSpec {
+            configuration: MessageField::some(api::RunnerConfiguration {
+                log_level: api::LogLevel::LOG_LEVEL_DEBUG.into(),
+                metrics: MessageField::some(api::MetricsConfiguration {
+                    password: "metrics-password".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        sender
+            .send(runner_api::RunnerRequest {
+                kind: Some(runner_api::runner_request::Kind::Spec(Box::new(spec))),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut rec = self.rec();
+        rec.watches += 1;
+        rec.stream = Some(sender);
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(receiver).map(Ok);
+        Response::stream_ok(stream)
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn respond(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, runner_api::RespondRequest>,
+    ) -> ServiceResult<runner_api::RespondResponse> {
+        self.authenticate(&ctx)?;
+        let failure = request.failure.as_option().map(|f| f.code.to_string());
+        self.rec()
+            .responses
+            .push((request.request_id.to_string(), failure));
+        Response::ok(Default::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn confirm_deletion(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::ConfirmDeletionRequest>,
+    ) -> ServiceResult<runner_api::ConfirmDeletionResponse> {
+        self.authenticate(&ctx)?;
+        self.rec().confirmed_deletion = true;
+        Response::ok(Default::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn disconnect(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::DisconnectRequest>,
+    ) -> ServiceResult<runner_api::DisconnectResponse> {
+        self.authenticate(&ctx)?;
+        self.rec().disconnected = true;
+        Response::ok(Default::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn list_environment_classes(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::ListEnvironmentClassesRequest>,
+    ) -> ServiceResult<runner_api::ListEnvironmentClassesResponse> {
+        self.authenticate(&ctx)?;
+        Response::ok(Default::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn list_scm_integrations(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::ListSCMIntegrationsRequest>,
+    ) -> ServiceResult<runner_api::ListSCMIntegrationsResponse> {
+        self.authenticate(&ctx)?;
+        let key: [u8; 32] = self.rec().public_key.clone().try_into().unwrap();
+        let sealed = corral_runner::PublicKey::from(key)
+            .seal(&mut crypto_box::aead::OsRng, CLIENT_SECRET)
+            .unwrap();
+        Response::ok(runner_api::ListSCMIntegrationsResponse {
+            integrations: vec![api::SCMIntegration {
+                id: "i-1".into(),
+                scm_id: "github".into(),
+                host: "github.com".into(),
+                oauth: MessageField::some(api::SCMIntegrationOAuthConfig {
+                    client_id: "client-id".into(),
+                    encrypted_client_secret: sealed,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+}
+
+async fn start_mock() -> (Mock, String) {
+    let mock = Mock::new();
+    let router = connectrpc::Router::new();
+    let router = <Mock as IdentityServiceExt>::register(Arc::new(mock.clone()), router);
+    let router = <Mock as RunnerInteractionServiceExt>::register(Arc::new(mock.clone()), router);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router.into_axum_router())
+            .await
+            .unwrap()
+    });
+    (mock, format!("http://{addr}"))
+}
+
+fn config(server: &str, exchange_token: Option<&str>, data_dir: &Path) -> Config {
+    Config {
+        server: Some(server.to_string()),
+        exchange_token: exchange_token.map(str::to_string),
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        region: "test-region".into(),
+    }
+}
+
+/// Polls `check` until it holds (or fails the test after 10 s).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// A minimal HTTP/1.1 GET: (status, body bytes).
+async fn http_get(url: &str, bearer: Option<&str>) -> (u16, Vec<u8>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let addr: SocketAddr = authority.parse().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..head_end]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response[head_end + 4..].to_vec();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_signs_up_answers_requests_serves_logs_and_deletes_itself() {
+    let (mock, server) = start_mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("runner");
+    let agent = tokio::spawn(corral_runner::run_until(
+        config(&server, Some(EXCHANGE_TOKEN), &data_dir),
+        Logging::detached(),
+        std::future::pending(),
+    ));
+
+    eventually("status report and stream", || {
+        let rec = mock.rec();
+        !rec.statuses.is_empty() && rec.stream.is_some()
+    })
+    .await;
+    let status = mock.rec().statuses[0].clone();
+    assert_eq!(
+        mock.rec().schema_version.as_deref(),
+        Some(corral_runner::schema::SCHEMA_VERSION)
+    );
+    assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(status.region, "test-region");
+    assert!(status.healthy, "{}", status.message);
+    assert!(
+        status.system_details.contains("CPU"),
+        "{}",
+        status.system_details
+    );
+    assert!(status.log_url.ends_with("/logs"));
+    assert!(status.support_bundle_url.ends_with("/support-bundle"));
+    assert!(!status.capabilities.is_empty());
+
+    // Stored credentials: token and key, owner-only.
+    let credentials = corral_runner::DataDir::new(&data_dir)
+        .load_credentials()
+        .unwrap()
+        .unwrap();
+    assert_eq!(credentials.access_token, ACCESS_TOKEN);
+    assert_eq!(credentials.runner_id.as_deref(), Some(RUNNER_ID));
+
+    // Secrets sealed to the runner's public key open with its stored key.
+    let key: [u8; 32] = mock.rec().public_key.clone().try_into().unwrap();
+    let sealed = corral_runner::PublicKey::from(key)
+        .seal(&mut crypto_box::aead::OsRng, b"sealed for the runner")
+        .unwrap();
+    assert_eq!(
+        corral_runner::open_sealed_secret_in(&data_dir, &sealed).unwrap(),
+        b"sealed for the runner"
+    );
+
+    // Heartbeats follow the server's interval (1 s here).
+    eventually("a second heartbeat", || mock.rec().statuses.len() >= 2).await;
+
+    // A ping is answered; a request of an unknown kind is refused as unimplemented.
+    mock.send(runner_api::RunnerRequest {
+        request_id: "ping-1".into(),
+        kind: Some(runner_api::runner_request::Kind::Ping(Box::default())),
+        ..Default::default()
+    });
+    mock.send(runner_api::RunnerRequest {
+        request_id: "mystery-1".into(),
+        ..Default::default()
+    });
+    eventually("two answers", || mock.rec().responses.len() >= 2).await;
+    let responses = mock.rec().responses.clone();
+    assert!(
+        responses.contains(&("ping-1".into(), None)),
+        "{responses:?}"
+    );
+    assert!(
+        responses.contains(&("mystery-1".into(), Some("unimplemented".into()))),
+        "{responses:?}"
+    );
+
+    // Logs and the support bundle need a valid logs token for this runner.
+    let logs_url = status.log_url.clone();
+    let (code, _) = http_get(&logs_url, None).await;
+    assert_eq!(code, 401);
+    let (code, body) = http_get(
+        &logs_url,
+        Some(&mock.logs_token(
+            "0190a000-0000-7000-8000-000000000002",
+            chrono::Duration::minutes(5),
+        )),
+    )
+    .await;
+    assert_eq!(
+        (code, String::from_utf8_lossy(&body).trim()),
+        (401, "logs token is for another runner")
+    );
+    let (code, _) = http_get(
+        &logs_url,
+        Some(&mock.logs_token(RUNNER_ID, chrono::Duration::seconds(-5))),
+    )
+    .await;
+    assert_eq!(code, 401);
+    let token = mock.logs_token(RUNNER_ID, chrono::Duration::minutes(5));
+    let (code, _) = http_get(&logs_url, Some(&token)).await;
+    assert_eq!(code, 200);
+    let (code, _) = http_get(&format!("{logs_url}?token={token}"), None).await;
+    assert_eq!(code, 200);
+    let (code, bundle) = http_get(&status.support_bundle_url, Some(&token)).await;
+    assert_eq!(code, 200);
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bundle.as_slice()));
+    let mut names = Vec::new();
+    let mut everything = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        names.push(entry.path().unwrap().to_string_lossy().into_owned());
+        std::io::Read::read_to_end(&mut entry, &mut everything).unwrap();
+    }
+    names.sort();
+    assert_eq!(names, ["configuration.json", "logs.txt", "versions.txt"]);
+    let everything = String::from_utf8_lossy(&everything);
+    assert!(everything.contains(RUNNER_ID));
+    assert!(
+        everything.contains("LOG_LEVEL_DEBUG"),
+        "the latest spec is in the bundle"
+    );
+    for secret in [ACCESS_TOKEN, "metrics-password", "oauth-client-secret"] {
+        assert!(!everything.contains(secret), "bundle leaks {secret}");
+    }
+    assert!(
+        everything.contains("\"oauth_client_secret_opens\": true"),
+        "{everything}"
+    );
+
+    // Deletion: credentials gone, deletion confirmed, agent ends.
+    mock.send(runner_api::RunnerRequest {
+        kind: Some(runner_api::runner_request::Kind::Delete(Box::default())),
+        ..Default::default()
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.unwrap(), Outcome::Deleted);
+    assert!(mock.rec().confirmed_deletion);
+    assert!(!data_dir.join("credentials.json").exists());
+    assert!(!data_dir.join("runner.key").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_reconnects_resumes_and_disconnects_on_shutdown() {
+    let (mock, server) = start_mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(corral_runner::run_until(
+        config(&server, Some(EXCHANGE_TOKEN), tmp.path()),
+        Logging::detached(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    eventually("first stream", || mock.rec().watches == 1).await;
+
+    // The server ends the stream: the runner signs up again and watches again.
+    mock.rec().stream = None;
+    eventually("second stream", || mock.rec().watches == 2).await;
+    assert!(mock.rec().sign_ups >= 2);
+
+    // A failed heartbeat makes the runner distrust its stream and reopen it.
+    mock.rec().fail_status = true;
+    eventually("a failed heartbeat", || mock.rec().failed_statuses >= 1).await;
+    mock.rec().fail_status = false;
+    eventually("third stream", || mock.rec().watches == 3).await;
+
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.unwrap(), Outcome::Stopped);
+    assert!(mock.rec().disconnected);
+
+    // Restarting with only the data dir resumes without exchanging again.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut resumed = config(&server, None, tmp.path());
+    resumed.server = None;
+    let agent = tokio::spawn(corral_runner::run_until(
+        resumed,
+        Logging::detached(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    eventually("fourth stream", || mock.rec().watches == 4).await;
+    assert_eq!(mock.rec().exchanges, 1);
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.unwrap(), Outcome::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_exchange_token_is_fatal() {
+    let (_mock, server) = start_mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        corral_runner::run_until(
+            config(&server, Some("crl_ex_used"), tmp.path()),
+            Logging::detached(),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("no retrying forever");
+    let error = result.unwrap_err();
+    assert!(matches!(error, Error::ExchangeRejected(_)), "{error}");
+    assert_eq!(error.exit_code(), 3);
+    assert!(error.to_string().contains("already used"), "{error}");
+}
