@@ -61,8 +61,8 @@ impl Runners {
     }
 
     /// Why an SCM request cannot be served: the named runner must exist and be
-    /// usable by the caller, and it must be connected, which no runner can be
-    /// until the runner protocol exists.
+    /// usable by the caller and connected; and executing SCM work on runners is
+    /// not built yet.
     async fn runner_unavailable(&self, caller: &Caller, runner_id: &str) -> ConnectError {
         let runner_id = match convert::parse_id("runner_id", runner_id) {
             Ok(id) => id,
@@ -76,6 +76,12 @@ impl Runners {
         )
         .await
         {
+            Ok(runner) if self.state.hub.is_connected(runner.id) => {
+                ConnectError::unimplemented(format!(
+                    "runner {} ({}) is connected, but SCM requests through runners are not supported yet",
+                    runner.id, runner.name
+                ))
+            }
             Ok(runner) => ConnectError::unavailable(format!(
                 "runner {} ({}) is not connected; start it and try again",
                 runner.id, runner.name
