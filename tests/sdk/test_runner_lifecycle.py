@@ -8,74 +8,24 @@ secrets sealed to its key, INACTIVE after a clean stop, and DELETING then gone.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
-import time
 
 import pytest
 from connectrpc.code import Code
 
-from corral_harness import require_binary
 from helpers import expect_error, new_name
+from runner_harness import start_connected_runner, wait_for
 from gitpod.v1 import runner_configuration_pb2 as rc
 from gitpod.v1 import runner_pb2 as rp
 
 
-class RunnerProcess:
-    """One `corral runner` with its own data dir; killed and removed on close."""
-
-    def __init__(self, server_url: str, exchange_token: str):
-        self.data_dir = tempfile.mkdtemp(prefix="corral-runner-")
-        self.log_path = self.data_dir + ".log"
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [require_binary(), "runner", "--server", server_url, "--exchange-token", exchange_token,
-             "--data-dir", self.data_dir, "--region", "lab-1"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def signal(self, sig: int) -> int:
-        os.killpg(self.proc.pid, sig)
-        return self.proc.wait(timeout=20)
-
-    def log(self) -> str:
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")[-4000:]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self._log.close()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-        if os.path.exists(self.log_path):
-            os.remove(self.log_path)
-
-
 @pytest.fixture
 def connected_runner(server, admin):
-    created = admin.create_runner(provider=rc.RUNNER_PROVIDER_LINUX_HOST)
-    process = RunnerProcess(server.url, created.exchange_token)
+    runner, process = start_connected_runner(server, admin, rc.RUNNER_PROVIDER_LINUX_HOST)
     try:
-        runner = wait_for(admin, created.runner.runner_id, lambda r: r.status.phase == rp.RUNNER_PHASE_ACTIVE, process)
         yield runner, process
     finally:
         process.close()
-
-
-def wait_for(actor, runner_id: str, condition, process: RunnerProcess | None = None, timeout: float = 30.0):
-    """Polls GetRunner until `condition(runner)` holds; returns that runner."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = actor.runners.get_runner(rp.GetRunnerRequest(runner_id=runner_id)).runner
-        if condition(last):
-            return last
-        time.sleep(0.1)
-    log = process.log() if process else ""
-    raise AssertionError(f"runner never reached the expected state; last seen: {last}\n--- runner log ---\n{log}")
 
 
 def test_connected_runner_reports_its_status(admin, connected_runner):
@@ -118,14 +68,18 @@ def test_oauth_secret_is_sealed_once_the_runner_has_a_key(admin, connected_runne
     assert len(sealed) == len("very-secret") + 48  # a sealed box: ephemeral key + tag
 
 
-def test_scm_requests_to_a_connected_runner_are_not_served_yet(admin, connected_runner):
+def test_scm_request_without_a_token_asks_the_user_to_authenticate(admin, connected_runner):
     runner, _ = connected_runner
     err = expect_error(
-        Code.UNIMPLEMENTED,
+        Code.FAILED_PRECONDITION,
         admin.runners.parse_context_url,
         rp.ParseContextURLRequest(runner_id=runner.runner_id, context_url="https://github.com/a/b"),
     )
-    assert "not supported yet" in str(err)
+    details = [d for d in err.details if d.type_name == "gitpod.v1.ParseContextURLPreconditionFailureDetails"]
+    assert details, err
+    info = rp.ParseContextURLPreconditionFailureDetails.FromString(details[0].message_bytes)
+    assert info.scm_id == "github"
+    assert info.authentication_required_url.startswith("https://github.com/settings/tokens")
 
 
 def test_clean_stop_makes_the_runner_inactive(admin, connected_runner):

@@ -58,6 +58,9 @@ struct ServeArgs {
     /// A runner silent for this long becomes INACTIVE (e.g. 90s, 2m).
     #[arg(long, env = "CORRAL_RUNNER_GRACE", default_value = "90s", value_parser = humantime::parse_duration)]
     runner_grace: std::time::Duration,
+    /// URL where browsers reach this server (OAuth callbacks); default http://<listen>.
+    #[arg(long, env = "CORRAL_PUBLIC_URL")]
+    public_url: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -157,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
                 database_url: args.store.database_url,
                 data_key: std::env::var("CORRAL_DATA_KEY").ok(),
                 runner_grace: args.runner_grace,
+                public_url: args.public_url,
             })
             .await
         }

@@ -36,6 +36,7 @@ use crate::bundle::{self, BundleContents};
 use crate::connection::{self, Backoff, Connection, is_exchange_rejection, is_rejection};
 use crate::credentials::{Credentials, DataDir};
 use crate::logs::{LogBuffer, Logging};
+use crate::scm_work::{SCM_TIMEOUT, ScmWork};
 use crate::{Error, open_sealed_secret, schema, system};
 
 /// The runner's version, reported to the management plane.
@@ -598,6 +599,35 @@ impl Agent {
                 self.delete().await;
                 Some(Outcome::Deleted)
             }
+            Some(Kind::Scm(work)) => {
+                // SCM calls can take seconds: keep reading the stream meanwhile.
+                let agent = self.clone();
+                tokio::spawn(async move {
+                    let integrations = agent.scm_integrations().await;
+                    let worker = ScmWork {
+                        integrations: &integrations,
+                        key: &agent.key,
+                        timeout: SCM_TIMEOUT,
+                    };
+                    let answer = worker.execute(&work).await;
+                    agent.answer(request_id, answer).await;
+                });
+                None
+            }
+            Some(Kind::OauthCodeExchange(exchange)) => {
+                let agent = self.clone();
+                tokio::spawn(async move {
+                    let integrations = agent.scm_integrations().await;
+                    let worker = ScmWork {
+                        integrations: &integrations,
+                        key: &agent.key,
+                        timeout: SCM_TIMEOUT,
+                    };
+                    let answer = worker.exchange_code(&exchange).await;
+                    agent.answer(request_id, answer).await;
+                });
+                None
+            }
             None => {
                 if request_id.is_empty() {
                     debug!("ignoring a request of a kind this runner does not know");
@@ -690,6 +720,31 @@ impl Agent {
             Ok(Ok(_)) => info!("disconnected"),
             Ok(Err(e)) => warn!("could not disconnect cleanly: {}", describe(&e)),
             Err(_) => warn!("could not disconnect cleanly: timed out"),
+        }
+    }
+
+    /// The runner's SCM integrations as the management plane has them now
+    /// (empty when they cannot be listed: requests then see only public hosts).
+    async fn scm_integrations(&self) -> Vec<corral_api::gitpod::v1::SCMIntegration> {
+        match self
+            .conn
+            .client
+            .list_scm_integrations(ListSCMIntegrationsRequest::default())
+            .await
+        {
+            Ok(response) => response.into_owned().integrations,
+            Err(e) => {
+                warn!("could not list SCM integrations: {}", describe(&e));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Sends a full answer (result or failure) for `request_id`.
+    async fn answer(&self, request_id: String, mut answer: RespondRequest) {
+        answer.request_id = request_id.clone();
+        if let Err(e) = self.conn.client.respond(answer).await {
+            warn!("could not answer request {request_id}: {}", describe(&e));
         }
     }
 

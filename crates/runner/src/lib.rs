@@ -31,6 +31,7 @@ pub mod connection;
 pub mod credentials;
 pub mod logs;
 pub mod schema;
+pub mod scm_work;
 pub mod system;
 
 pub use agent::{Config, Outcome, run, run_until};

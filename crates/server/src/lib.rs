@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod domain;
 pub mod errors;
 pub mod liveness;
+pub mod oauth_flow;
 pub mod pagination;
 pub mod runner_hub;
 pub mod services;
@@ -47,6 +48,8 @@ pub struct ServeConfig {
     pub data_key: Option<String>,
     /// A runner with no report for this long becomes INACTIVE.
     pub runner_grace: std::time::Duration,
+    /// Where browsers reach the server; defaults to `http://<listen>`.
+    pub public_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -58,6 +61,7 @@ impl ServeConfig {
             database_url: None,
             data_key: None,
             runner_grace: DEFAULT_RUNNER_GRACE,
+            public_url: None,
         }
     }
 }
@@ -99,6 +103,12 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
         logs_signer: LogsTokenSigner::load(&config.data_dir)?,
         hub: runner_hub::RunnerHub::default(),
         runner_grace: config.runner_grace,
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.listen))
+            .trim_end_matches('/')
+            .to_string(),
     }))
 }
 
@@ -116,6 +126,10 @@ pub fn app(state: SharedState) -> axum::Router {
         .with_interceptor(auth::Authenticator::new(state.store.clone()));
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            oauth_flow::CALLBACK_PATH,
+            get(oauth_flow::callback).with_state(state.clone()),
+        )
         .nest_service("/api", rpc.clone())
         .fallback_service(rpc)
         .layer(axum::middleware::from_fn(paging_from_query))

@@ -76,6 +76,19 @@ pub fn page_request(
     Ok(PageRequest { after, limit })
 }
 
+/// Fills in query-string paging for RPCs whose page tokens belong to someone
+/// else (the SCM RPCs pass them through to the runner unread).
+pub fn fill_from_query(ctx: &RequestContext, pagination: &mut api::PaginationRequest) {
+    if let Some(query) = ctx.extensions().get::<QueryPaging>() {
+        if pagination.page_size == 0 {
+            pagination.page_size = query.page_size.unwrap_or(0);
+        }
+        if pagination.token.is_empty() {
+            pagination.token = query.token.clone().unwrap_or_default();
+        }
+    }
+}
+
 fn decode_token(token: &str) -> Result<Uuid, ConnectError> {
     let invalid = || invalid_field("pagination.token", "not a token this server issued");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;

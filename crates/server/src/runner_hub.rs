@@ -13,8 +13,8 @@ use corral_api::corral::v1 as runner_api;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-/// What a runner answered: `Ok` or its failure (code name, message).
-pub type RunnerAnswer = Result<(), (String, String)>;
+/// What a runner answered: its `Respond`, with a result or a failure.
+pub type RunnerAnswer = runner_api::RespondRequest;
 
 struct Connection {
     id: u64,

@@ -15,9 +15,16 @@ pub struct AppState {
     pub hub: RunnerHub,
     /// A runner with no report for this long is INACTIVE.
     pub runner_grace: Duration,
+    /// Where browsers reach this server (for OAuth callbacks), without a trailing slash.
+    pub public_url: String,
 }
 
 impl AppState {
+    /// Where SCMs send the browser back after an OAuth sign-in.
+    pub fn oauth_redirect_uri(&self) -> String {
+        format!("{}{}", self.public_url, crate::oauth_flow::CALLBACK_PATH)
+    }
+
     /// How often runners report in: three reports fit in the grace period.
     pub fn heartbeat_interval(&self) -> Duration {
         (self.runner_grace / 3).max(Duration::from_secs(1))

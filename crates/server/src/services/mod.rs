@@ -10,6 +10,7 @@ mod organization;
 mod runner;
 mod runner_configuration;
 mod runner_interaction;
+pub mod scm_forwarding;
 mod user;
 
 use std::sync::Arc;

@@ -9,13 +9,15 @@ use uuid::Uuid;
 
 use super::convert;
 use super::runner_interaction::{delete_request, spec_request};
-use crate::auth::{Caller, caller};
+use super::scm_forwarding::{ScmForwarding, url_host};
+use crate::auth::caller;
 use crate::authz::{runner_for, runner_visibility};
 use crate::crypto::{self, LogsGrant};
 use crate::domain::*;
 use crate::errors::{invalid_field, store_error};
-use crate::pagination::{page_request, page_response};
+use crate::pagination::{fill_from_query, page_request, page_response};
 use crate::state::SharedState;
+use corral_api::corral::v1::{respond_request::Result as Answer, scm_request::Call};
 
 /// How long a runner may take to trade in its exchange token.
 const EXCHANGE_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
@@ -60,34 +62,8 @@ impl Runners {
         Ok(token)
     }
 
-    /// Why an SCM request cannot be served: the named runner must exist and be
-    /// usable by the caller and connected; and executing SCM work on runners is
-    /// not built yet.
-    async fn runner_unavailable(&self, caller: &Caller, runner_id: &str) -> ConnectError {
-        let runner_id = match convert::parse_id("runner_id", runner_id) {
-            Ok(id) => id,
-            Err(err) => return err,
-        };
-        match runner_for(
-            self.state.store.as_ref(),
-            caller,
-            runner_id,
-            RunnerRole::User,
-        )
-        .await
-        {
-            Ok(runner) if self.state.hub.is_connected(runner.id) => {
-                ConnectError::unimplemented(format!(
-                    "runner {} ({}) is connected, but SCM requests through runners are not supported yet",
-                    runner.id, runner.name
-                ))
-            }
-            Ok(runner) => ConnectError::unavailable(format!(
-                "runner {} ({}) is not connected; start it and try again",
-                runner.id, runner.name
-            )),
-            Err(err) => err,
-        }
+    fn scm(&self) -> ScmForwarding<'_> {
+        ScmForwarding { state: &self.state }
     }
 }
 
@@ -542,15 +518,24 @@ impl api::RunnerService for Runners {
         request: ServiceRequest<'_, api::ParseContextURLRequest>,
     ) -> ServiceResult<api::ParseContextURLResponse> {
         let caller = caller(&ctx)?;
-        if request.context_url.is_empty() {
-            return Err(invalid_field("context_url", "is required"));
+        let req = request.to_owned_message();
+        let host = url_host(&req.context_url)
+            .ok_or_else(|| invalid_field("context_url", "is not a URL with a host"))?;
+        let runner_id = req.runner_id.clone();
+        match self
+            .scm()
+            .forward(
+                &ctx,
+                caller,
+                &runner_id,
+                Some(host),
+                Call::ParseContextUrl(Box::new(req)),
+            )
+            .await?
+        {
+            Answer::ParseContextUrl(answer) => Response::ok(*answer),
+            _ => Err(mismatched_answer()),
         }
-        if request.runner_id.is_empty() {
-            return Err(ConnectError::unavailable(
-                "no connected runner can serve this context URL; name a runner with runner_id once one is connected",
-            ));
-        }
-        Err(self.runner_unavailable(caller, request.runner_id).await)
     }
 
     #[allow(refining_impl_trait)]
@@ -560,8 +545,26 @@ impl api::RunnerService for Runners {
         request: ServiceRequest<'_, api::SearchRepositoriesRequest>,
     ) -> ServiceResult<api::SearchRepositoriesResponse> {
         let caller = caller(&ctx)?;
-        page_request(&ctx, request.to_owned_message().pagination.as_option())?;
-        Err(self.runner_unavailable(caller, request.runner_id).await)
+        let mut req = request.to_owned_message();
+        fill_from_query(&ctx, req.pagination.get_or_insert_default());
+        let host = Some(req.scm_host.trim())
+            .filter(|h| !h.is_empty())
+            .map(super::scm_forwarding::host_key);
+        let runner_id = req.runner_id.clone();
+        match self
+            .scm()
+            .forward(
+                &ctx,
+                caller,
+                &runner_id,
+                host,
+                Call::SearchRepositories(Box::new(req)),
+            )
+            .await?
+        {
+            Answer::SearchRepositories(answer) => Response::ok(*answer),
+            _ => Err(mismatched_answer()),
+        }
     }
 
     #[allow(refining_impl_trait)]
@@ -571,8 +574,24 @@ impl api::RunnerService for Runners {
         request: ServiceRequest<'_, api::ListSCMOrganizationsRequest>,
     ) -> ServiceResult<api::ListSCMOrganizationsResponse> {
         let caller = caller(&ctx)?;
-        page_request(&ctx, request.to_owned_message().pagination.as_option())?;
-        Err(self.runner_unavailable(caller, request.runner_id).await)
+        let mut req = request.to_owned_message();
+        fill_from_query(&ctx, req.pagination.get_or_insert_default());
+        let host = Some(super::scm_forwarding::host_key(&req.scm_host));
+        let runner_id = req.runner_id.clone();
+        match self
+            .scm()
+            .forward(
+                &ctx,
+                caller,
+                &runner_id,
+                host,
+                Call::ListScmOrganizations(Box::new(req)),
+            )
+            .await?
+        {
+            Answer::ListScmOrganizations(answer) => Response::ok(*answer),
+            _ => Err(mismatched_answer()),
+        }
     }
 
     #[allow(refining_impl_trait)]
@@ -585,7 +604,23 @@ impl api::RunnerService for Runners {
         if request.host.trim().is_empty() {
             return Err(invalid_field("host", "is required"));
         }
-        Err(self.runner_unavailable(caller, request.runner_id).await)
+        let req = request.to_owned_message();
+        let host = Some(super::scm_forwarding::host_key(&req.host));
+        let runner_id = req.runner_id.clone();
+        match self
+            .scm()
+            .forward(
+                &ctx,
+                caller,
+                &runner_id,
+                host,
+                Call::CheckAuthenticationForHost(Box::new(req)),
+            )
+            .await?
+        {
+            Answer::CheckAuthenticationForHost(answer) => Response::ok(*answer),
+            _ => Err(mismatched_answer()),
+        }
     }
 
     #[allow(refining_impl_trait)]
@@ -595,10 +630,24 @@ impl api::RunnerService for Runners {
         request: ServiceRequest<'_, api::CheckRepositoryAccessRequest>,
     ) -> ServiceResult<api::CheckRepositoryAccessResponse> {
         let caller = caller(&ctx)?;
-        if request.repository_url.is_empty() {
-            return Err(invalid_field("repository_url", "is required"));
+        let req = request.to_owned_message();
+        let host = url_host(&req.repository_url)
+            .ok_or_else(|| invalid_field("repository_url", "is not a URL with a host"))?;
+        let runner_id = req.runner_id.clone();
+        match self
+            .scm()
+            .forward(
+                &ctx,
+                caller,
+                &runner_id,
+                Some(host),
+                Call::CheckRepositoryAccess(Box::new(req)),
+            )
+            .await?
+        {
+            Answer::CheckRepositoryAccess(answer) => Response::ok(*answer),
+            _ => Err(mismatched_answer()),
         }
-        Err(self.runner_unavailable(caller, request.runner_id).await)
     }
 
     #[allow(refining_impl_trait)]
@@ -733,6 +782,11 @@ impl Runners {
             role: role.unwrap_or(RunnerRole::User),
         })
     }
+}
+
+/// A runner answered with the result of another call than it was asked.
+fn mismatched_answer() -> ConnectError {
+    ConnectError::internal("the runner answered a different request")
 }
 
 #[cfg(test)]

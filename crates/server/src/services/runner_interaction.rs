@@ -224,18 +224,11 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         request: ServiceRequest<'_, runner_api::RespondRequest>,
     ) -> ServiceResult<runner_api::RespondResponse> {
         let runner_id = calling_runner(&ctx)?;
-        let answer = match request.failure.as_option() {
-            Some(f) => Err((f.code.to_string(), f.message.to_string())),
-            None => Ok(()),
-        };
-        if !self
-            .state
-            .hub
-            .respond(runner_id, request.request_id, answer)
-        {
+        let answer = request.to_owned_message();
+        let request_id = answer.request_id.clone();
+        if !self.state.hub.respond(runner_id, &request_id, answer) {
             return Err(ConnectError::not_found(format!(
-                "no request {} is waiting for an answer",
-                request.request_id
+                "no request {request_id} is waiting for an answer"
             )));
         }
         Response::ok(runner_api::RespondResponse::default())

@@ -1,0 +1,1383 @@
+//! The runner lifecycle with real processes: `corral serve` and `corral runner`
+//! started from the built binary, each with its own temporary data dir, driven
+//! through the typed Connect clients and the runner's own HTTP server.
+//!
+//! Every test starts its own server (and runners) and kills them when it ends,
+//! also when it fails; a failing test prints the stderr of every process it
+//! started. Nothing here waits for a fixed time: conditions are polled with a
+//! generous overall timeout, and the times the design names (ACTIVE soon after
+//! start, configuration at the runner within a second) are printed, not
+//! asserted.
+
+use std::fs;
+use std::future::Future;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use buffa::MessageField;
+use connectrpc::client::{ClientConfig, HttpClient};
+use connectrpc::{ConnectError, ErrorCode};
+use corral_api::corral::v1 as runner_api;
+use corral_api::gitpod::v1 as api;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral");
+/// Overall limit for anything the tests wait for.
+const TIMEOUT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+/// Deadline of each RPC the tests make.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+const ACTIVE: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_ACTIVE;
+const INACTIVE: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_INACTIVE;
+const DEGRADED: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_DEGRADED;
+
+// ---------------------------------------------------------------------------
+// Harness: processes
+// ---------------------------------------------------------------------------
+
+static SEQUENCE: AtomicUsize = AtomicUsize::new(0);
+
+/// A child process of the test. Dropping it SIGKILLs and reaps it; if the test
+/// is failing, its stderr is printed.
+struct Proc {
+    name: String,
+    child: Child,
+    stderr: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `corral ARGS…` with stdout and stderr going to a file in `logs`.
+    fn spawn(logs: &Path, name: &str, args: &[&str]) -> Proc {
+        let name = format!("{name}-{}", SEQUENCE.fetch_add(1, Ordering::Relaxed));
+        let stderr = logs.join(format!("{name}.stderr"));
+        let file = fs::File::create(&stderr).expect("creating the stderr file");
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("cloning the stderr file"))
+            .stderr(file);
+        // Flags only: nothing from the environment of whoever runs the tests.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CORRAL_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} ({BIN}): {e}"));
+        Proc {
+            name,
+            child,
+            stderr,
+            status: None,
+        }
+    }
+
+    /// The exit status once the process has ended (reaps it).
+    fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        assert!(
+            self.try_status().is_none(),
+            "{} already exited ({:?}); cannot signal it",
+            self.name,
+            self.status
+        );
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child, which has not been reaped yet, so
+        // the pid still names it.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    fn sigterm(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    fn sigkill(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Waits for the process to exit.
+    async fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_status() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "{} did not exit within {TIMEOUT:?}",
+                self.name
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "===== stderr of {} (exit: {:?}) =====\n{}===== end of {} =====",
+                self.name,
+                self.status,
+                self.stderr_text(),
+                self.name
+            );
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `check` until it returns `Ok`, for at most [`TIMEOUT`]; panics with
+/// the last `Err` (what was seen instead). Returns the value and how long it took.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("nothing checked yet");
+    while start.elapsed() < TIMEOUT {
+        match check().await {
+            Ok(value) => return (value, start.elapsed()),
+            Err(seen) => last = seen,
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("timed out after {TIMEOUT:?} waiting until {what}; last seen: {last}");
+}
+
+fn describe(e: &ConnectError) -> String {
+    format!(
+        "{}: {}",
+        e.code.as_str(),
+        e.message.as_deref().unwrap_or("")
+    )
+}
+
+/// Asserts that a call failed with `code`.
+fn assert_code<T: std::fmt::Debug>(result: Result<T, ConnectError>, code: ErrorCode, what: &str) {
+    match result {
+        Ok(value) => panic!(
+            "{what}: expected {}, got a success: {value:?}",
+            code.as_str()
+        ),
+        Err(e) => assert_eq!(
+            e.code,
+            code,
+            "{what}: expected {}, got {}",
+            code.as_str(),
+            describe(&e)
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Harness: the management plane
+// ---------------------------------------------------------------------------
+
+type Runners = api::RunnerServiceClient<HttpClient>;
+type Configs = api::RunnerConfigurationServiceClient<HttpClient>;
+type Identity = api::IdentityServiceClient<HttpClient>;
+type Interaction = runner_api::RunnerInteractionServiceClient<HttpClient>;
+
+/// `corral serve` on a free port with its own data dir.
+struct Server {
+    proc: Proc,
+    logs: PathBuf,
+    data_dir: PathBuf,
+    port: u16,
+    grace: String,
+    admin_token: String,
+}
+
+impl Server {
+    async fn start(tmp: &Path, grace: &str) -> Server {
+        let data_dir = tmp.join("server-data");
+        let port = free_port();
+        let proc = Self::spawn(tmp, &data_dir, port, grace);
+        let mut server = Server {
+            proc,
+            logs: tmp.to_path_buf(),
+            data_dir,
+            port,
+            grace: grace.to_string(),
+            admin_token: String::new(),
+        };
+        let token_file = server.data_dir.join("admin-token");
+        server
+            .wait_ready(|| async {
+                fs::read_to_string(&token_file)
+                    .ok()
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+            })
+            .await;
+        server.admin_token = fs::read_to_string(&token_file).unwrap().trim().to_string();
+        let identity = server
+            .identity_as(&server.admin_token)
+            .get_authenticated_identity(api::GetAuthenticatedIdentityRequest::default())
+            .await;
+        assert!(identity.is_ok(), "the admin token works: {identity:?}");
+        server
+    }
+
+    fn spawn(logs: &Path, data_dir: &Path, port: u16, grace: &str) -> Proc {
+        let listen = format!("127.0.0.1:{port}");
+        Proc::spawn(
+            logs,
+            "server",
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--runner-grace",
+                grace,
+            ],
+        )
+    }
+
+    /// Waits until the server takes connections and `ready` holds, failing
+    /// early if the process dies.
+    async fn wait_ready<F, Fut>(&mut self, mut ready: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<String>>,
+    {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.proc.try_status() {
+                panic!("{} exited while starting: {status:?}", self.proc.name);
+            }
+            let listening = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok();
+            if listening && ready().await.is_some() {
+                return;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "the server did not come up within {TIMEOUT:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// SIGTERM; returns the exit status.
+    async fn stop(&mut self) -> ExitStatus {
+        self.proc.sigterm();
+        self.proc.wait_exit().await
+    }
+
+    /// Starts the server again on the same port and data dir (after [`stop`]).
+    async fn restart(&mut self) {
+        self.proc = Self::spawn(&self.logs, &self.data_dir, self.port, &self.grace);
+        let identity = self.identity_as(&self.admin_token);
+        self.wait_ready(|| {
+            let identity = identity.clone();
+            async move {
+                identity
+                    .get_authenticated_identity(api::GetAuthenticatedIdentityRequest::default())
+                    .await
+                    .ok()
+                    .map(|_| String::new())
+            }
+        })
+        .await;
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn config(&self, token: Option<&str>) -> ClientConfig {
+        let config =
+            ClientConfig::new(self.url().parse().unwrap()).with_default_timeout(CALL_TIMEOUT);
+        match token {
+            Some(token) => config.with_default_header("authorization", format!("Bearer {token}")),
+            None => config,
+        }
+    }
+
+    fn runners(&self) -> Runners {
+        self.runners_as(&self.admin_token)
+    }
+
+    fn runners_as(&self, token: &str) -> Runners {
+        Runners::new(HttpClient::plaintext(), self.config(Some(token)))
+    }
+
+    fn configs(&self) -> Configs {
+        Configs::new(
+            HttpClient::plaintext(),
+            self.config(Some(&self.admin_token)),
+        )
+    }
+
+    fn identity(&self) -> Identity {
+        Identity::new(HttpClient::plaintext(), self.config(None))
+    }
+
+    fn identity_as(&self, token: &str) -> Identity {
+        Identity::new(HttpClient::plaintext(), self.config(Some(token)))
+    }
+
+    fn interaction(&self, token: &str) -> Interaction {
+        Interaction::new(HttpClient::plaintext(), self.config(Some(token)))
+    }
+
+    /// CreateRunner (LINUX_HOST) as the admin; returns its id and exchange token.
+    async fn create_runner(&self, name: &str) -> (String, String) {
+        let response = self
+            .runners()
+            .create_runner(api::CreateRunnerRequest {
+                name: name.into(),
+                provider: api::RunnerProvider::RUNNER_PROVIDER_LINUX_HOST.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateRunner: {}", describe(&e)))
+            .into_owned();
+        let runner = response.runner.into_option().expect("a runner");
+        assert!(
+            response.exchange_token.starts_with("crl_ex_"),
+            "an exchange token"
+        );
+        assert_eq!(
+            phase(&runner),
+            Some(api::RunnerPhase::RUNNER_PHASE_CREATED),
+            "a new runner is CREATED"
+        );
+        (runner.runner_id, response.exchange_token)
+    }
+
+    async fn get_runner(&self, id: &str) -> Result<api::Runner, ConnectError> {
+        let response = self
+            .runners()
+            .get_runner(api::GetRunnerRequest {
+                runner_id: id.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_owned();
+        Ok(response.runner.into_option().unwrap_or_default())
+    }
+
+    /// Polls GetRunner until the runner is in `want`.
+    async fn wait_phase(&self, id: &str, want: api::RunnerPhase) -> (api::Runner, Duration) {
+        self.wait_runner(&format!("runner {id} is {want:?}"), id, |r| {
+            phase(r) == Some(want)
+        })
+        .await
+    }
+
+    /// Polls GetRunner until `check` holds.
+    async fn wait_runner(
+        &self,
+        what: &str,
+        id: &str,
+        check: impl Fn(&api::Runner) -> bool,
+    ) -> (api::Runner, Duration) {
+        let check = &check;
+        eventually(what, || async move {
+            match self.get_runner(id).await {
+                Ok(runner) if check(&runner) => Ok(runner),
+                Ok(runner) => Err(format!(
+                    "phase {:?}, message {:?}",
+                    phase(&runner),
+                    status(&runner).message
+                )),
+                Err(e) => Err(describe(&e)),
+            }
+        })
+        .await
+    }
+
+    async fn wait_not_found(&self, id: &str) {
+        eventually(&format!("runner {id} is gone"), || async move {
+            match self.get_runner(id).await {
+                Err(e) if e.code == ErrorCode::NotFound => Ok(()),
+                Err(e) => Err(describe(&e)),
+                Ok(runner) => Err(format!("still there, phase {:?}", phase(&runner))),
+            }
+        })
+        .await;
+    }
+
+    async fn logs_token(&self, id: &str) -> String {
+        let token = self
+            .runners()
+            .create_runner_logs_token(api::CreateRunnerLogsTokenRequest {
+                runner_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateRunnerLogsToken: {}", describe(&e)))
+            .into_owned()
+            .access_token;
+        assert!(token.starts_with("crl_lt_"), "a logs token");
+        token
+    }
+
+    /// UpdateRunner: log level and release channel.
+    async fn update_configuration(
+        &self,
+        id: &str,
+        level: api::LogLevel,
+        channel: api::RunnerReleaseChannel,
+    ) {
+        self.runners()
+            .update_runner(api::UpdateRunnerRequest {
+                runner_id: id.into(),
+                spec: MessageField::some(api::update_runner_request::Spec {
+                    configuration: MessageField::some(
+                        api::update_runner_request::RunnerConfiguration {
+                            log_level: Some(level.into()),
+                            release_channel: Some(channel.into()),
+                            ..Default::default()
+                        },
+                    ),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("UpdateRunner: {}", describe(&e)));
+    }
+
+    async fn delete_runner(&self, id: &str, force: bool) -> Result<(), ConnectError> {
+        self.runners()
+            .delete_runner(api::DeleteRunnerRequest {
+                runner_id: id.into(),
+                force,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// A call on the runner-facing service with `token`.
+    async fn runner_call(
+        &self,
+        token: &str,
+    ) -> Result<runner_api::ListEnvironmentClassesResponse, ConnectError> {
+        Ok(self
+            .interaction(token)
+            .list_environment_classes(runner_api::ListEnvironmentClassesRequest::default())
+            .await?
+            .into_owned())
+    }
+}
+
+fn status(runner: &api::Runner) -> api::RunnerStatus {
+    runner.status.as_option().cloned().unwrap_or_default()
+}
+
+fn phase(runner: &api::Runner) -> Option<api::RunnerPhase> {
+    runner.status.as_option().and_then(|s| s.phase.as_known())
+}
+
+fn spec_configuration(runner: &api::Runner) -> api::RunnerConfiguration {
+    runner
+        .spec
+        .as_option()
+        .and_then(|s| s.configuration.as_option())
+        .cloned()
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Harness: runners
+// ---------------------------------------------------------------------------
+
+/// `corral runner --data-dir DIR [--server URL] [--exchange-token T] EXTRA…`.
+fn start_runner(
+    logs: &Path,
+    server: Option<&Server>,
+    data_dir: &Path,
+    exchange_token: Option<&str>,
+    extra: &[&str],
+) -> Proc {
+    let mut args = vec![
+        "runner".to_string(),
+        "--data-dir".to_string(),
+        data_dir.to_str().unwrap().to_string(),
+    ];
+    if let Some(server) = server {
+        args.extend(["--server".to_string(), server.url()]);
+    }
+    if let Some(token) = exchange_token {
+        args.extend(["--exchange-token".to_string(), token.to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::spawn(logs, "runner", &args)
+}
+
+/// The access token in a runner's credentials file.
+fn stored_access_token(data_dir: &Path) -> String {
+    let path = data_dir.join("credentials.json");
+    let json: serde_json::Value = serde_json::from_slice(
+        &fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())),
+    )
+    .expect("credentials.json is JSON");
+    let token = json["access_token"]
+        .as_str()
+        .expect("credentials.json has access_token")
+        .to_string();
+    assert!(token.starts_with("crl_rt_"), "a runner access token");
+    token
+}
+
+/// A server (runner grace `grace`) and one runner connected to it (ACTIVE).
+/// Field order is drop order: processes go before the temp dir.
+struct Connected {
+    runner: Proc,
+    server: Server,
+    runner_id: String,
+    data_dir: PathBuf,
+    /// How long the runner took from process start to ACTIVE.
+    took: Duration,
+    tmp: tempfile::TempDir,
+}
+
+impl Connected {
+    async fn start(grace: &str) -> Connected {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let server = Server::start(tmp.path(), grace).await;
+        let (runner_id, exchange_token) = server.create_runner("lifecycle").await;
+        let data_dir = tmp.path().join("runner-data");
+        let started = Instant::now();
+        let runner = start_runner(
+            tmp.path(),
+            Some(&server),
+            &data_dir,
+            Some(&exchange_token),
+            &["--region", "eu-test-1"],
+        );
+        let mut connected = Connected {
+            runner,
+            server,
+            runner_id,
+            data_dir,
+            took: Duration::ZERO,
+            tmp,
+        };
+        connected.wait_active().await;
+        connected.took = started.elapsed();
+        connected
+    }
+
+    /// Waits for ACTIVE, failing early if the runner process ends.
+    async fn wait_active(&mut self) -> api::Runner {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.runner.try_status() {
+                panic!("{} exited before ACTIVE: {status:?}", self.runner.name);
+            }
+            if let Ok(runner) = self.server.get_runner(&self.runner_id).await
+                && phase(&runner) == Some(ACTIVE)
+            {
+                return runner;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "runner {} not ACTIVE within {TIMEOUT:?}",
+                self.runner_id
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn access_token(&self) -> String {
+        stored_access_token(&self.data_dir)
+    }
+
+    async fn log_url(&self) -> String {
+        let runner = self.server.get_runner(&self.runner_id).await.unwrap();
+        status(&runner).log_url
+    }
+
+    /// Polls the runner's logs until a line contains `needle`; returns the line.
+    async fn wait_log_line(&self, logs_token: &str, needle: &str) -> (String, Duration) {
+        let url = self.log_url().await;
+        eventually(&format!("the runner's logs contain {needle:?}"), || async {
+            let (code, body) = http_get(&url, Some(logs_token)).await?;
+            if code != 200 {
+                return Err(format!("GET {url}: HTTP {code}"));
+            }
+            let text = String::from_utf8_lossy(&body).into_owned();
+            text.lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_string)
+                .ok_or_else(|| format!("{} lines, none matches", text.lines().count()))
+        })
+        .await
+    }
+}
+
+/// A plain HTTP/1.0 GET (no chunked encoding to undo); returns status and body.
+async fn http_get(url: &str, bearer: Option<&str>) -> Result<(u16, Vec<u8>), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let authority = uri.authority().ok_or("no authority")?.as_str().to_string();
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&authority).await?;
+        let mut request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n");
+        if let Some(token) = bearer {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(CALL_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("GET {url} timed out"))?
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("GET {url}: no end of headers"))?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("GET {url}: bad status line in {head:?}"))?;
+    Ok((code, response[split + 4..].to_vec()))
+}
+
+/// The files of a gzip tar, by name.
+fn untar_gz(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut files = Vec::new();
+    for entry in archive.entries().expect("a tar archive") {
+        let mut entry = entry.expect("a tar entry");
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut text = String::new();
+        entry.read_to_string(&mut text).expect("a UTF-8 file");
+        files.push((name, text));
+    }
+    files
+}
+
+/// Occurrences of `crl_<kind>_<secret>` whose secret was not redacted.
+fn unredacted_tokens(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("crl_") {
+        let after = &rest[at + 4..];
+        let kind = after.bytes().take_while(u8::is_ascii_lowercase).count();
+        if kind > 0 && after.as_bytes().get(kind) == Some(&b'_') {
+            let secret = &after[kind + 1..];
+            let len = secret
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                .count();
+            if len > 0 {
+                found.push(format!("crl_{}", &after[..kind + 1 + len]));
+            }
+        }
+        rest = after;
+    }
+    found
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Wall-clock time of a runner log line (it starts with an RFC 3339 timestamp).
+fn line_time(line: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let stamp = line.split_whitespace().next()?;
+    chrono::DateTime::parse_from_rfc3339(stamp)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+// ---------------------------------------------------------------------------
+// 1. Connect and report
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn runner_connects_and_reports_its_status() {
+    let c = Connected::start("3s").await;
+    eprintln!(
+        "[measured] runner ACTIVE {:?} after its process started",
+        c.took
+    );
+    let runner = c.server.get_runner(&c.runner_id).await.unwrap();
+    let s = status(&runner);
+    assert_eq!(s.version, corral_runner::agent::VERSION);
+    assert_eq!(s.region, "eu-test-1");
+    for part in ["kernel ", "CPU", "GiB memory"] {
+        assert!(
+            s.system_details.contains(part),
+            "system details {:?} mention {part:?}",
+            s.system_details
+        );
+    }
+    assert_eq!(s.public_key.len(), 32, "an X25519 public key");
+    assert!(
+        s.log_url.starts_with("http://127.0.0.1:") && s.log_url.ends_with("/logs"),
+        "log_url {:?}",
+        s.log_url
+    );
+    assert!(
+        s.support_bundle_url.starts_with("http://127.0.0.1:")
+            && s.support_bundle_url.ends_with("/support-bundle"),
+        "support_bundle_url {:?}",
+        s.support_bundle_url
+    );
+    assert!(
+        s.capabilities.iter().any(|c| c.as_known()
+            == Some(api::RunnerCapability::RUNNER_CAPABILITY_FETCH_LOCAL_SCM_INTEGRATIONS)),
+        "capabilities {:?}",
+        s.capabilities
+    );
+
+    // The runner's state on disk is private.
+    assert_eq!(mode(&c.data_dir.join("credentials.json")), 0o600);
+    assert_eq!(mode(&c.data_dir.join("runner.key")), 0o600);
+    assert_eq!(mode(&c.data_dir), 0o700);
+    let credentials: serde_json::Value =
+        serde_json::from_slice(&fs::read(c.data_dir.join("credentials.json")).unwrap()).unwrap();
+    assert_eq!(credentials["server_url"], c.server.url());
+    assert_eq!(credentials["runner_id"], c.runner_id.as_str());
+
+    // The schema the runner uploaded is the one the API serves.
+    let schema = c
+        .server
+        .configs()
+        .get_runner_configuration_schema(api::GetRunnerConfigurationSchemaRequest {
+            runner_id: c.runner_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("GetRunnerConfigurationSchema: {}", describe(&e)))
+        .into_owned()
+        .schema
+        .into_option()
+        .expect("a schema");
+    assert_eq!(schema, corral_runner::schema::linux_host_schema());
+    assert_eq!(schema.version, corral_runner::schema::SCHEMA_VERSION);
+}
+
+// ---------------------------------------------------------------------------
+// 2. Stop and resume
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sigterm_makes_the_runner_inactive_and_it_resumes_from_its_data_dir() {
+    let mut c = Connected::start("3s").await;
+    let key_before = fs::read(c.data_dir.join("runner.key")).unwrap();
+    let public_key = status(&c.server.get_runner(&c.runner_id).await.unwrap()).public_key;
+
+    c.runner.sigterm();
+    let exit = c.runner.wait_exit().await;
+    assert_eq!(exit.code(), Some(0), "a stopped runner exits 0: {exit:?}");
+    let (runner, took) = c.server.wait_phase(&c.runner_id, INACTIVE).await;
+    eprintln!("[measured] INACTIVE observed {took:?} after the runner exited");
+    assert!(
+        !status(&runner).message.is_empty(),
+        "an INACTIVE runner says why"
+    );
+
+    // Only the data dir: server URL and token come from the credentials file.
+    c.runner = start_runner(c.tmp.path(), None, &c.data_dir, None, &[]);
+    c.wait_active().await;
+    assert_eq!(
+        fs::read(c.data_dir.join("runner.key")).unwrap(),
+        key_before,
+        "the key is kept"
+    );
+    let runner = c.server.get_runner(&c.runner_id).await.unwrap();
+    assert_eq!(status(&runner).public_key, public_key);
+    assert_eq!(
+        c.runner.try_status(),
+        None,
+        "the resumed runner keeps running"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. A killed runner goes INACTIVE after the grace period
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn killed_runner_becomes_inactive_after_the_grace_period() {
+    let mut c = Connected::start("2s").await;
+    c.runner.sigkill();
+    c.runner.wait_exit().await;
+    let (runner, took) = c.server.wait_phase(&c.runner_id, INACTIVE).await;
+    eprintln!("[measured] INACTIVE {took:?} after SIGKILL (grace 2s)");
+    assert!(
+        status(&runner).message.contains("grace"),
+        "message {:?}",
+        status(&runner).message
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. Configuration reaches the runner
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn configuration_changes_reach_the_runner() {
+    let c = Connected::start("3s").await;
+    let logs_token = c.server.logs_token(&c.runner_id).await;
+    let (line, _) = c
+        .wait_log_line(&logs_token, "log level LOG_LEVEL_INFO")
+        .await;
+    assert!(line.contains("received spec"), "{line}");
+
+    let sent_at = chrono::Utc::now();
+    let sent = Instant::now();
+    c.server
+        .update_configuration(
+            &c.runner_id,
+            api::LogLevel::LOG_LEVEL_DEBUG,
+            api::RunnerReleaseChannel::RUNNER_RELEASE_CHANNEL_LATEST,
+        )
+        .await;
+    let (line, _) = c
+        .wait_log_line(&logs_token, "log level LOG_LEVEL_DEBUG")
+        .await;
+    let observed = sent.elapsed();
+    let applied = line_time(&line).map(|t| (t - sent_at).num_milliseconds());
+    eprintln!(
+        "[measured] new spec applied by the runner {applied:?} ms after UpdateRunner was sent \
+         (runner's log timestamp); seen in its logs after {observed:?}"
+    );
+
+    // The runner now logs at debug level (heartbeats are logged at debug).
+    let (line, _) = c.wait_log_line(&logs_token, " DEBUG corral_runner").await;
+    eprintln!("first debug line: {line}");
+
+    // The API shows the new configuration, and so does the runner's bundle.
+    let runner = c.server.get_runner(&c.runner_id).await.unwrap();
+    let configuration = spec_configuration(&runner);
+    assert_eq!(configuration.log_level, api::LogLevel::LOG_LEVEL_DEBUG);
+    assert_eq!(
+        configuration.release_channel,
+        api::RunnerReleaseChannel::RUNNER_RELEASE_CHANNEL_LATEST
+    );
+    let bundle_url = status(&runner).support_bundle_url;
+    let (code, bundle) = http_get(&bundle_url, Some(&logs_token)).await.unwrap();
+    assert_eq!(code, 200);
+    let files = untar_gz(&bundle);
+    let (_, configuration_json) = files
+        .iter()
+        .find(|(name, _)| name.contains("config"))
+        .expect("configuration in the bundle");
+    assert!(
+        configuration_json.contains("RUNNER_RELEASE_CHANNEL_LATEST")
+            && configuration_json.contains("LOG_LEVEL_DEBUG"),
+        "the runner's spec has the new configuration: {configuration_json}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 5. Deletion of a connected runner
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn deleting_a_connected_runner_makes_it_clean_up_and_exit() {
+    let mut c = Connected::start("3s").await;
+    let old_token = c.access_token();
+    c.server
+        .delete_runner(&c.runner_id, false)
+        .await
+        .unwrap_or_else(|e| panic!("DeleteRunner: {}", describe(&e)));
+
+    let exit = c.runner.wait_exit().await;
+    assert_eq!(exit.code(), Some(0), "a deleted runner exits 0: {exit:?}");
+    assert!(!c.data_dir.join("credentials.json").exists());
+    assert!(!c.data_dir.join("runner.key").exists());
+    c.server.wait_not_found(&c.runner_id).await;
+    assert_code(
+        c.server.runner_call(&old_token).await,
+        ErrorCode::Unauthenticated,
+        "the deleted runner's access token",
+    );
+    let listed = c
+        .server
+        .runners()
+        .list_runners(api::ListRunnersRequest::default())
+        .await
+        .unwrap()
+        .into_owned();
+    assert!(
+        listed.runners.iter().all(|r| r.runner_id != c.runner_id),
+        "a deleted runner is not listed"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 6. Forced deletion, and deletion of a runner that never connected
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn forced_and_never_connected_deletions_are_immediate() {
+    let mut c = Connected::start("3s").await;
+    c.server.delete_runner(&c.runner_id, true).await.unwrap();
+    assert_code(
+        c.server.get_runner(&c.runner_id).await,
+        ErrorCode::NotFound,
+        "GetRunner right after a forced delete",
+    );
+    // The runner is told anyway and cleans up.
+    let exit = c.runner.wait_exit().await;
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert!(!c.data_dir.join("credentials.json").exists());
+
+    let (never_connected, _exchange) = c.server.create_runner("never-connected").await;
+    c.server
+        .delete_runner(&never_connected, false)
+        .await
+        .unwrap();
+    assert_code(
+        c.server.get_runner(&never_connected).await,
+        ErrorCode::NotFound,
+        "GetRunner right after deleting a runner that never connected",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 7. A new token revokes the old one
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn exchanging_a_new_token_revokes_the_runners_old_access_token() {
+    let mut c = Connected::start("3s").await;
+    let old_token = c.access_token();
+    assert!(c.server.runner_call(&old_token).await.is_ok());
+
+    let exchange = c
+        .server
+        .runners()
+        .create_runner_token(api::CreateRunnerTokenRequest {
+            runner_id: c.runner_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_owned()
+        .exchange_token;
+    let new_token = c
+        .server
+        .identity()
+        .exchange_token(api::ExchangeTokenRequest {
+            exchange_token: exchange,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ExchangeToken: {}", describe(&e)))
+        .into_owned()
+        .access_token;
+    assert_ne!(new_token, old_token);
+
+    assert_code(
+        c.server.runner_call(&old_token).await,
+        ErrorCode::Unauthenticated,
+        "the runner's previous access token",
+    );
+    assert!(
+        c.server.runner_call(&new_token).await.is_ok(),
+        "the new access token works"
+    );
+
+    // The running runner notices at its next heartbeat and stops: it needs new credentials.
+    let exit = c.runner.wait_exit().await;
+    assert_eq!(exit.code(), Some(3), "{exit:?}");
+    assert!(
+        c.runner.stderr_text().contains("no longer accepts"),
+        "stderr says why"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 8. A used exchange token
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_used_exchange_token_is_refused_with_exit_code_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), "3s").await;
+    let (_runner_id, exchange) = server.create_runner("used-token").await;
+    server
+        .identity()
+        .exchange_token(api::ExchangeTokenRequest {
+            exchange_token: exchange.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ExchangeToken: {}", describe(&e)));
+
+    let data_dir = tmp.path().join("fresh-runner");
+    let mut runner = start_runner(tmp.path(), Some(&server), &data_dir, Some(&exchange), &[]);
+    let exit = runner.wait_exit().await;
+    assert_eq!(exit.code(), Some(3), "{exit:?}");
+    let stderr = runner.stderr_text();
+    assert!(
+        stderr.contains("refused the exchange token") && stderr.contains("CreateRunnerToken"),
+        "stderr explains what to do: {stderr}"
+    );
+    assert!(
+        !stderr.contains(&exchange),
+        "the token itself is not printed"
+    );
+    assert!(!data_dir.join("credentials.json").exists());
+}
+
+// ---------------------------------------------------------------------------
+// 9. The server restarts
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn runner_survives_a_server_restart() {
+    let mut c = Connected::start("3s").await;
+    let exit = c.server.stop().await;
+    assert!(
+        exit.success(),
+        "the server exits cleanly on SIGTERM: {exit:?}"
+    );
+
+    let restarted_at = chrono::Utc::now();
+    c.server.restart().await;
+    let (_, took) = c
+        .server
+        .wait_runner(
+            "the runner reports to the restarted server",
+            &c.runner_id,
+            |r| {
+                // Only the new server can have stored a report after this.
+                let reported = status(r)
+                    .updated_at
+                    .as_option()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+                    .is_some_and(|at| at > restarted_at);
+                phase(r) == Some(ACTIVE) && reported
+            },
+        )
+        .await;
+    eprintln!("[measured] runner reported to the restarted server after {took:?}");
+    assert_eq!(c.runner.try_status(), None, "the runner kept running");
+
+    let logs_token = c.server.logs_token(&c.runner_id).await;
+    let sent = Instant::now();
+    c.server
+        .update_configuration(
+            &c.runner_id,
+            api::LogLevel::LOG_LEVEL_DEBUG,
+            api::RunnerReleaseChannel::RUNNER_RELEASE_CHANNEL_LATEST,
+        )
+        .await;
+    c.wait_log_line(&logs_token, "log level LOG_LEVEL_DEBUG")
+        .await;
+    eprintln!(
+        "[measured] configuration reached the runner after the restart in {:?}",
+        sent.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 10. Secrets sealed to the runner
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn scm_client_secrets_are_sealed_to_the_runner() {
+    let c = Connected::start("3s").await;
+    let id = c
+        .server
+        .configs()
+        .create_scm_integration(api::CreateSCMIntegrationRequest {
+            runner_id: c.runner_id.clone(),
+            scm_id: "github".into(),
+            host: "github.example.com".into(),
+            pat: true,
+            oauth_client_id: Some("cid".into()),
+            oauth_plaintext_client_secret: Some("s3cret".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateSCMIntegration: {}", describe(&e)))
+        .into_owned()
+        .id;
+    let integration = c
+        .server
+        .configs()
+        .get_scm_integration(api::GetSCMIntegrationRequest {
+            id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_owned()
+        .integration
+        .into_option()
+        .expect("an integration");
+    let oauth = integration.oauth.as_option().expect("an OAuth config");
+    assert_eq!(oauth.client_id, "cid");
+    let sealed = &oauth.encrypted_client_secret;
+    assert!(!sealed.is_empty());
+    assert_ne!(sealed.as_slice(), b"s3cret");
+    assert!(
+        !sealed.windows(6).any(|w| w == b"s3cret"),
+        "the plaintext is not in the ciphertext"
+    );
+    let opened = corral_runner::open_sealed_secret_in(&c.data_dir, sealed)
+        .unwrap_or_else(|e| panic!("opening the sealed secret: {e}"));
+    assert_eq!(opened, b"s3cret");
+
+    // The runner itself fetches the integration and opens the secret.
+    let logs_token = c.server.logs_token(&c.runner_id).await;
+    c.wait_log_line(&logs_token, "sealed client secrets open: 1")
+        .await;
+}
+
+// ---------------------------------------------------------------------------
+// 11. Logs and support bundle behind a logs token
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn logs_and_support_bundle_need_a_logs_token_for_this_runner() {
+    let c = Connected::start("3s").await;
+    let runner = c.server.get_runner(&c.runner_id).await.unwrap();
+    let (log_url, bundle_url) = (status(&runner).log_url, status(&runner).support_bundle_url);
+    let token = c.server.logs_token(&c.runner_id).await;
+
+    let (code, logs) = http_get(&log_url, Some(&token)).await.unwrap();
+    assert_eq!(code, 200);
+    let logs = String::from_utf8(logs).unwrap();
+    assert!(logs.contains("signed up as runner"), "logs: {logs}");
+
+    let (code, bundle) = http_get(&bundle_url, Some(&token)).await.unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(&bundle[..2], &[0x1f, 0x8b], "gzip");
+    let files = untar_gz(&bundle);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    for part in ["version", "config", "log"] {
+        assert!(
+            names.iter().any(|n| n.contains(part)),
+            "the bundle has a {part} file: {names:?}"
+        );
+    }
+    let access_token = c.access_token();
+    for (name, text) in &files {
+        assert!(!text.is_empty(), "{name} is empty");
+        assert_eq!(
+            unredacted_tokens(text),
+            Vec::<String>::new(),
+            "tokens in {name}"
+        );
+        assert!(!text.contains(&access_token) && !text.contains(&token));
+        if text.contains("crl_") {
+            eprintln!("note: {name} mentions crl_ (redacted)");
+        }
+    }
+
+    // No token, a token that is no logs token, a token for another runner.
+    for url in [&log_url, &bundle_url] {
+        let (code, _) = http_get(url, None).await.unwrap();
+        assert_eq!(code, 401, "{url} without a token");
+        let (code, _) = http_get(url, Some(&c.server.admin_token)).await.unwrap();
+        assert_eq!(code, 401, "{url} with a user token");
+    }
+    let (other_id, _) = c.server.create_runner("other").await;
+    let other_token = c.server.logs_token(&other_id).await;
+    for url in [&log_url, &bundle_url] {
+        let (code, body) = http_get(url, Some(&other_token)).await.unwrap();
+        assert_eq!(
+            code,
+            401,
+            "{url} with another runner's logs token: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // A tampered token: same payload, another signature.
+    let (payload, _) = token.rsplit_once('.').unwrap();
+    let tampered = format!("{payload}.{}", "A".repeat(86));
+    let (code, _) = http_get(&log_url, Some(&tampered)).await.unwrap();
+    assert_eq!(code, 401, "a token with a bad signature");
+}
+
+// ---------------------------------------------------------------------------
+// 12. Runner tokens and user tokens stay in their lanes
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn runner_and_user_tokens_are_isolated() {
+    let c = Connected::start("3s").await;
+    let runner_token = c.access_token();
+    let (other_id, _) = c.server.create_runner("other").await;
+
+    assert_code(
+        c.server
+            .runners_as(&runner_token)
+            .create_runner(api::CreateRunnerRequest {
+                name: "from a runner".into(),
+                provider: api::RunnerProvider::RUNNER_PROVIDER_LINUX_HOST.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_owned()),
+        ErrorCode::PermissionDenied,
+        "CreateRunner with a runner token",
+    );
+    assert_code(
+        c.server
+            .runners_as(&runner_token)
+            .get_runner(api::GetRunnerRequest {
+                runner_id: other_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_owned()),
+        ErrorCode::NotFound,
+        "GetRunner of another runner with a runner token",
+    );
+    assert_code(
+        c.server
+            .interaction(&c.server.admin_token)
+            .sign_up(runner_api::SignUpRequest {
+                public_key: vec![7; 32],
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_owned()),
+        ErrorCode::PermissionDenied,
+        "SignUp with a user token",
+    );
+
+    // One environment class and one SCM integration on each runner.
+    let mut classes = Vec::new();
+    let mut integrations = Vec::new();
+    for (runner_id, name) in [(&c.runner_id, "mine"), (&other_id, "other")] {
+        let class = c
+            .server
+            .configs()
+            .create_environment_class(api::CreateEnvironmentClassRequest {
+                runner_id: runner_id.clone(),
+                display_name: format!("{name} class"),
+                description: "for the isolation test".into(),
+                configuration: vec![api::FieldValue {
+                    key: "cpu".into(),
+                    value: "2".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateEnvironmentClass: {}", describe(&e)))
+            .into_owned()
+            .id;
+        classes.push(class);
+        let integration = c
+            .server
+            .configs()
+            .create_scm_integration(api::CreateSCMIntegrationRequest {
+                runner_id: runner_id.clone(),
+                scm_id: "github".into(),
+                host: format!("{name}.example.com"),
+                pat: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateSCMIntegration: {}", describe(&e)))
+            .into_owned()
+            .id;
+        integrations.push(integration);
+    }
+
+    let listed = c.server.runner_call(&runner_token).await.unwrap();
+    let listed: Vec<&str> = listed
+        .environment_classes
+        .iter()
+        .map(|class| class.id.as_str())
+        .collect();
+    assert_eq!(listed, vec![classes[0].as_str()], "only its own classes");
+    let listed = c
+        .server
+        .interaction(&runner_token)
+        .list_scm_integrations(runner_api::ListSCMIntegrationsRequest::default())
+        .await
+        .unwrap()
+        .into_owned();
+    let listed: Vec<(&str, &str)> = listed
+        .integrations
+        .iter()
+        .map(|i| (i.id.as_str(), i.host.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(integrations[0].as_str(), "mine.example.com")],
+        "only its own integrations"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 13. DEGRADED while the data dir cannot be written
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn runner_is_degraded_while_its_data_dir_cannot_be_written() {
+    let c = Connected::start("3s").await;
+    // The health probe writes and removes `<data dir>/.write-probe`. The tests
+    // run as root, for whom permissions are no obstacle; a directory in the
+    // probe file's place makes the write fail for anyone.
+    let probe = c.data_dir.join(".write-probe");
+    fs::create_dir(&probe).unwrap();
+    let (runner, took) = c.server.wait_phase(&c.runner_id, DEGRADED).await;
+    eprintln!("[measured] DEGRADED after {took:?}");
+    let message = status(&runner).message;
+    assert!(
+        message.contains("not writable"),
+        "DEGRADED says why: {message:?}"
+    );
+
+    fs::remove_dir(&probe).unwrap();
+    let (runner, took) = c.server.wait_phase(&c.runner_id, ACTIVE).await;
+    eprintln!("[measured] ACTIVE again after {took:?}");
+    assert_eq!(status(&runner).message, "", "no problem reported any more");
+}

@@ -1,0 +1,40 @@
+//! What can go wrong talking to an SCM, in terms the API can report.
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScmError {
+    /// The input is not something this SCM understands (`invalid_argument`).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// No token, or the SCM rejected it (`failed_precondition` with sign-in details).
+    #[error("authentication required for {host}: {reason}")]
+    AuthenticationRequired { host: String, reason: String },
+    /// The token works but may not see this (`permission_denied`).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The repository, ref, change or issue does not exist (`not_found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The SCM's rate limit is used up (`resource_exhausted`).
+    #[error("rate limited by {host}{}", retry_after_secs.map(|s| format!("; retry in {s}s")).unwrap_or_default())]
+    RateLimited {
+        host: String,
+        retry_after_secs: Option<u64>,
+    },
+    /// The SCM failed, timed out or could not be reached (`unavailable`).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ScmError {
+    /// The Connect code name this error maps to.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ScmError::InvalidInput(_) => "invalid_argument",
+            ScmError::AuthenticationRequired { .. } => "failed_precondition",
+            ScmError::PermissionDenied(_) => "permission_denied",
+            ScmError::NotFound(_) => "not_found",
+            ScmError::RateLimited { .. } => "resource_exhausted",
+            ScmError::Unavailable(_) => "unavailable",
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The providers, one module each, behind one trait.
+
+mod azure_devops;
+mod bitbucket_cloud;
+mod bitbucket_server;
+mod gitea;
+mod github;
+mod gitlab;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::http::Http;
+use crate::{
+    Context, ContextUrl, Credentials, Organization, Paged, PatHelp, Repository, ScmError, ScmHost,
+    ScmKind, SearchMode,
+};
+
+/// What corral asks of an SCM. Every call takes the user's credentials for the
+/// host; a missing or rejected token is [`ScmError::AuthenticationRequired`].
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn host(&self) -> &ScmHost;
+
+    /// Resolves a context URL of this provider's host: repository, branch or tag
+    /// (names with slashes resolved against the real refs, longest match wins),
+    /// commit, file or folder in a ref, pull/merge request, or issue.
+    async fn parse_context(
+        &self,
+        url: &ContextUrl,
+        creds: &Credentials,
+    ) -> Result<Context, ScmError>;
+
+    /// Repositories the user can see that match `query`; `page` starts at 1.
+    async fn search_repositories(
+        &self,
+        creds: &Credentials,
+        query: &str,
+        mode: SearchMode,
+        page: u32,
+        per_page: u32,
+    ) -> Result<Paged<Repository>, ScmError>;
+
+    /// Organizations (groups, workspaces, projects) the user belongs to.
+    async fn list_organizations(
+        &self,
+        creds: &Credentials,
+        query: &str,
+        page: u32,
+        per_page: u32,
+    ) -> Result<Paged<Organization>, ScmError>;
+
+    /// Whether the SCM accepts the token (asks who the token belongs to).
+    async fn check_token(&self, creds: &Credentials) -> Result<(), ScmError>;
+
+    /// Whether the user may read the repository at `url`.
+    async fn check_repository_access(
+        &self,
+        creds: &Credentials,
+        url: &ContextUrl,
+    ) -> Result<(), ScmError>;
+
+    /// How to create a personal access token for this host.
+    fn pat_help(&self) -> PatHelp;
+
+    /// The authorize endpoint of this host's OAuth 2 server.
+    fn oauth_authorize_url(&self) -> String;
+
+    /// The token endpoint of this host's OAuth 2 server.
+    fn oauth_token_url(&self) -> String;
+
+    /// Scopes corral asks for when signing in with OAuth.
+    fn oauth_scopes(&self) -> Vec<String>;
+}
+
+/// The provider for `host`, with `timeout` on each SCM call.
+pub fn provider_for(host: ScmHost, timeout: Duration) -> Box<dyn Provider> {
+    let http = Http::new(&host.host, timeout);
+    match host.kind {
+        ScmKind::GitHub => Box::new(github::GitHub::new(host, http)),
+        ScmKind::GitLab => Box::new(gitlab::GitLab::new(host, http)),
+        ScmKind::BitbucketCloud => Box::new(bitbucket_cloud::BitbucketCloud::new(host, http)),
+        ScmKind::BitbucketServer => Box::new(bitbucket_server::BitbucketServer::new(host, http)),
+        ScmKind::AzureDevOps => Box::new(azure_devops::AzureDevOps::new(host, http)),
+        ScmKind::Gitea => Box::new(gitea::Gitea::new(host, http)),
+    }
+}
+
+/// The longest `ref_names` entry that `segments` starts with (joined by `/`),
+/// and how many segments it used. Branch and tag names may contain slashes,
+/// so `feature/x/src/main.rs` needs the real refs to split.
+pub fn longest_ref_prefix<'a>(
+    segments: &[String],
+    ref_names: impl IntoIterator<Item = &'a str>,
+) -> Option<(String, usize)> {
+    let mut best: Option<(String, usize)> = None;
+    for name in ref_names {
+        let parts = name.split('/').count();
+        if parts <= segments.len()
+            && segments[..parts].join("/") == name
+            && best.as_ref().is_none_or(|(_, n)| parts > *n)
+        {
+            best = Some((name.to_string(), parts));
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_ref_wins() {
+        let segs: Vec<String> = ["feature", "x", "src", "main.rs"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            longest_ref_prefix(&segs, ["feature", "feature/x", "main"]),
+            Some(("feature/x".into(), 2))
+        );
+        assert_eq!(longest_ref_prefix(&segs, ["main"]), None);
+    }
+}

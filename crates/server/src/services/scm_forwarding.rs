@@ -1,0 +1,417 @@
+//! SCM requests go to the runner named in the request (or one the caller may
+//! use that serves the host), with the calling user's credentials for the
+//! hosts involved; the runner talks to the SCM and answers on its stream.
+
+use std::time::Duration;
+
+use buffa::EnumValue;
+use chrono::{TimeZone, Utc};
+use connectrpc::{ConnectError, ErrorCode, ErrorDetail, RequestContext};
+use corral_api::corral::v1 as runner_api;
+use runner_api::{respond_request, scm_request};
+use uuid::Uuid;
+
+use super::convert;
+use crate::auth::{Caller, UserCaller};
+use crate::authz::{runner_for, runner_visibility};
+use crate::domain::*;
+use crate::errors::store_error;
+use crate::oauth_flow::OAuthState;
+use crate::state::SharedState;
+
+/// The longest a caller waits for a runner, whatever its own deadline.
+const MAX_RUNNER_WAIT: Duration = Duration::from_secs(30);
+
+/// A host as tokens and URLs name it: `host[:port]`, lower case, no scheme.
+pub fn host_key(host: &str) -> String {
+    let host = host.trim().trim_end_matches('/').to_ascii_lowercase();
+    let host = host
+        .split_once("://")
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or(host);
+    let host = host.split('/').next().unwrap_or_default();
+    host.strip_prefix("www.").unwrap_or(host).to_string()
+}
+
+/// The host of a context or repository URL (https, ssh or `git@host:path`).
+pub fn url_host(url: &str) -> Option<String> {
+    let url = url.trim();
+    let (ssh, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.contains("ssh"), rest),
+        None => (true, url.split_once(':').map(|(user_host, _)| user_host)?),
+    };
+    let authority = rest.split('/').next()?;
+    let host = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    // An ssh port is not part of the web host that tokens are kept for.
+    let host = if ssh {
+        host.split(':').next().unwrap_or(host)
+    } else {
+        host
+    };
+    let key = host_key(host);
+    (!key.is_empty()).then_some(key)
+}
+
+pub struct ScmForwarding<'a> {
+    pub state: &'a SharedState,
+}
+
+impl ScmForwarding<'_> {
+    /// Sends `call` to a runner for the calling user and returns its result.
+    pub async fn forward(
+        &self,
+        ctx: &RequestContext,
+        caller: &Caller,
+        runner_id: &str,
+        host: Option<String>,
+        call: scm_request::Call,
+    ) -> Result<respond_request::Result, ConnectError> {
+        let user = caller.user()?;
+        let store = self.state.store.as_ref();
+        let (runner, candidates) = if runner_id.is_empty() {
+            self.pick_runner(caller, host.as_deref()).await?
+        } else {
+            let id = convert::parse_id("runner_id", runner_id)?;
+            (
+                runner_for(store, caller, id, RunnerRole::User).await?,
+                Vec::new(),
+            )
+        };
+        if !self.state.hub.is_connected(runner.id) {
+            return Err(ConnectError::unavailable(format!(
+                "runner {} ({}) is not connected; start it and try again",
+                runner.id, runner.name
+            )));
+        }
+        let credentials = self.credentials(user, runner.id, host.as_deref()).await?;
+        let state = OAuthState {
+            user_id: user.user.id,
+            runner_id: runner.id,
+            host: host.clone().unwrap_or_default(),
+            expires_at: Utc::now() + chrono::Duration::minutes(15),
+        };
+        let request = runner_api::RunnerRequest {
+            kind: Some(runner_api::runner_request::Kind::Scm(Box::new(
+                runner_api::ScmRequest {
+                    user_id: user.user.id.to_string(),
+                    credentials,
+                    oauth_redirect_uri: self.state.oauth_redirect_uri(),
+                    oauth_state: state.seal(&self.state.data_key),
+                    call: Some(call),
+                    ..Default::default()
+                },
+            ))),
+            ..Default::default()
+        };
+        let wait = ctx
+            .time_remaining()
+            .unwrap_or(MAX_RUNNER_WAIT)
+            .min(MAX_RUNNER_WAIT);
+        let answer = self.state.hub.call(runner.id, request, wait).await?;
+        self.save_refreshed(user, runner.id, &answer.refreshed)
+            .await;
+        if let Some(failure) = answer.failure.as_option() {
+            return Err(failure_error(failure, &candidates));
+        }
+        answer.result.ok_or_else(|| {
+            ConnectError::internal(format!("runner {} answered without a result", runner.id))
+        })
+    }
+
+    /// Without a runner id: a connected runner the caller may use, preferring
+    /// one with an SCM integration for the host. Also returns every candidate.
+    async fn pick_runner(
+        &self,
+        caller: &Caller,
+        host: Option<&str>,
+    ) -> Result<(Runner, Vec<Uuid>), ConnectError> {
+        let store = self.state.store.as_ref();
+        let filter = RunnerFilter {
+            visible: runner_visibility(store, caller).await?,
+            ..Default::default()
+        };
+        let mut connected = Vec::new();
+        let mut page = PageRequest {
+            after: None,
+            limit: 500,
+        };
+        loop {
+            let runners = store
+                .list_runners(caller.org_id(), &filter, page)
+                .await
+                .map_err(store_error)?;
+            connected.extend(
+                runners
+                    .items
+                    .into_iter()
+                    .filter(|r| self.state.hub.is_connected(r.id)),
+            );
+            match runners.next_after {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        if connected.is_empty() {
+            return Err(ConnectError::unavailable(
+                "no runner you may use is connected; start one or name it with runner_id",
+            ));
+        }
+        let mut serving_host = Vec::new();
+        if let Some(host) = host {
+            let ids: Vec<Uuid> = connected.iter().map(|r| r.id).collect();
+            let mut page = PageRequest {
+                after: None,
+                limit: 500,
+            };
+            loop {
+                let integrations = store
+                    .list_scm_integrations(caller.org_id(), &ids, page)
+                    .await
+                    .map_err(store_error)?;
+                serving_host.extend(
+                    integrations
+                        .items
+                        .iter()
+                        .filter(|i| host_key(&i.host) == host)
+                        .map(|i| i.runner_id),
+                );
+                match integrations.next_after {
+                    Some(after) => page.after = Some(after),
+                    None => break,
+                }
+            }
+        }
+        let candidates: Vec<Uuid> = if serving_host.is_empty() {
+            connected.iter().map(|r| r.id).collect()
+        } else {
+            serving_host
+        };
+        let chosen = connected
+            .into_iter()
+            .find(|r| r.id == candidates[0])
+            .expect("candidates come from the connected runners");
+        Ok((chosen, candidates))
+    }
+
+    /// The user's tokens on this runner for `host` (all of them without a host), decrypted.
+    async fn credentials(
+        &self,
+        user: &UserCaller,
+        runner_id: Uuid,
+        host: Option<&str>,
+    ) -> Result<Vec<runner_api::HostCredential>, ConnectError> {
+        let store = self.state.store.as_ref();
+        let filter = HostTokenFilter {
+            runner_id: Some(runner_id),
+            user_id: Some(user.user.id),
+        };
+        let tokens = store
+            .list_host_tokens(
+                user.org_id,
+                &filter,
+                PageRequest {
+                    after: None,
+                    limit: 500,
+                },
+            )
+            .await
+            .map_err(store_error)?;
+        let mut credentials = Vec::new();
+        for token in tokens
+            .items
+            .iter()
+            .filter(|t| host.is_none_or(|h| host_key(&t.host) == h))
+        {
+            let secret = match self.state.data_key.decrypt(&token.token_encrypted) {
+                Ok(secret) => secret,
+                Err(err) => {
+                    tracing::error!(token_id = %token.id, %err, "a stored host token cannot be decrypted");
+                    continue;
+                }
+            };
+            let refresh = token
+                .refresh_token_encrypted
+                .as_ref()
+                .and_then(|r| self.state.data_key.decrypt(r).ok())
+                .unwrap_or_default();
+            credentials.push(runner_api::HostCredential {
+                id: token.id.to_string(),
+                host: token.host.clone(),
+                token: String::from_utf8_lossy(&secret).into_owned(),
+                refresh_token: String::from_utf8_lossy(&refresh).into_owned(),
+                expires_at: token.expires_at.map(|t| t.timestamp()).unwrap_or(0),
+                source: EnumValue::Known(convert::host_token_source(token.source)),
+                integration_id: token
+                    .integration_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
+                scopes: token.scopes.clone(),
+                ..Default::default()
+            });
+        }
+        Ok(credentials)
+    }
+
+    /// Stores tokens the runner refreshed on the user's behalf.
+    async fn save_refreshed(
+        &self,
+        user: &UserCaller,
+        runner_id: Uuid,
+        refreshed: &[runner_api::HostCredential],
+    ) {
+        for credential in refreshed {
+            if let Err(err) =
+                save_credential(self.state, user.org_id, runner_id, user.user.id, credential).await
+            {
+                tracing::warn!(%runner_id, %err, "could not store a refreshed host token");
+            }
+        }
+    }
+}
+
+/// Creates or updates the user's host token from a runner-issued credential.
+pub async fn save_credential(
+    state: &SharedState,
+    org_id: Uuid,
+    runner_id: Uuid,
+    user_id: Uuid,
+    credential: &runner_api::HostCredential,
+) -> anyhow::Result<Uuid> {
+    let store = state.store.as_ref();
+    let host = host_key(&credential.host);
+    let expires_at = (credential.expires_at != 0)
+        .then(|| Utc.timestamp_opt(credential.expires_at, 0).single())
+        .flatten();
+    let token_encrypted = state.data_key.encrypt(credential.token.as_bytes());
+    let refresh_encrypted = (!credential.refresh_token.is_empty())
+        .then(|| state.data_key.encrypt(credential.refresh_token.as_bytes()));
+    let source = credential
+        .source
+        .as_known()
+        .and_then(convert::host_token_source_from);
+    let scopes = credential.scopes.clone();
+    let filter = HostTokenFilter {
+        runner_id: Some(runner_id),
+        user_id: Some(user_id),
+    };
+    let existing = store
+        .list_host_tokens(
+            org_id,
+            &filter,
+            PageRequest {
+                after: None,
+                limit: 500,
+            },
+        )
+        .await?
+        .items
+        .into_iter()
+        .find(|t| host_key(&t.host) == host);
+    if let Some(existing) = existing {
+        store
+            .update_host_token(
+                existing.id,
+                Box::new(move |t: &mut HostToken| {
+                    t.token_encrypted = token_encrypted;
+                    if refresh_encrypted.is_some() {
+                        t.refresh_token_encrypted = refresh_encrypted;
+                    }
+                    t.expires_at = expires_at;
+                    if source.is_some() {
+                        t.source = source;
+                    }
+                    if !scopes.is_empty() {
+                        t.scopes = scopes;
+                    }
+                    Ok(())
+                }),
+            )
+            .await?;
+        return Ok(existing.id);
+    }
+    let token = HostToken {
+        id: new_id(),
+        org_id,
+        runner_id,
+        user_id,
+        host,
+        source,
+        token_encrypted,
+        refresh_token_encrypted: refresh_encrypted,
+        expires_at,
+        integration_id: Uuid::parse_str(&credential.integration_id).ok(),
+        scopes,
+        created_at: Utc::now(),
+    };
+    store.create_host_token(&token).await?;
+    Ok(token.id)
+}
+
+/// A runner's failure as the caller sees it.
+fn failure_error(failure: &runner_api::Failure, candidates: &[Uuid]) -> ConnectError {
+    let code = code_from_name(&failure.code);
+    let mut err = ConnectError::new(code, failure.message.clone());
+    if code == ErrorCode::FailedPrecondition {
+        let mut details = failure
+            .authentication
+            .as_option()
+            .cloned()
+            .unwrap_or_default();
+        if details.runner_ids.is_empty() && candidates.len() > 1 {
+            details.runner_ids = candidates.iter().map(Uuid::to_string).collect();
+        }
+        err = err.with_detail(ErrorDetail::from_message(
+            "gitpod.v1.ParseContextURLPreconditionFailureDetails",
+            &details,
+        ));
+    }
+    err
+}
+
+fn code_from_name(name: &str) -> ErrorCode {
+    match name {
+        "invalid_argument" => ErrorCode::InvalidArgument,
+        "failed_precondition" => ErrorCode::FailedPrecondition,
+        "permission_denied" => ErrorCode::PermissionDenied,
+        "not_found" => ErrorCode::NotFound,
+        "resource_exhausted" => ErrorCode::ResourceExhausted,
+        "deadline_exceeded" => ErrorCode::DeadlineExceeded,
+        "unimplemented" => ErrorCode::Unimplemented,
+        "unauthenticated" => ErrorCode::Unauthenticated,
+        "unavailable" => ErrorCode::Unavailable,
+        _ => ErrorCode::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_pasted_urls() {
+        assert_eq!(
+            url_host("https://GitHub.com/a/b").as_deref(),
+            Some("github.com")
+        );
+        assert_eq!(
+            url_host("https://www.github.com/a/b").as_deref(),
+            Some("github.com")
+        );
+        assert_eq!(
+            url_host("http://127.0.0.1:3000/a/b").as_deref(),
+            Some("127.0.0.1:3000")
+        );
+        assert_eq!(
+            url_host("git@gitlab.com:g/p.git").as_deref(),
+            Some("gitlab.com")
+        );
+        assert_eq!(
+            url_host("ssh://git@host.example:7999/k/r.git").as_deref(),
+            Some("host.example")
+        );
+        assert_eq!(url_host("not a url"), None);
+    }
+}

@@ -1,0 +1,69 @@
+"""A real `corral runner` process for the SDK suites, and waiting on runner state."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from corral_harness import require_binary
+from gitpod.v1 import runner_pb2 as rp
+
+
+class RunnerProcess:
+    """One `corral runner` with its own data dir; killed and removed on close."""
+
+    def __init__(self, server_url: str, exchange_token: str):
+        self.data_dir = tempfile.mkdtemp(prefix="corral-runner-")
+        self.log_path = self.data_dir + ".log"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [require_binary(), "runner", "--server", server_url, "--exchange-token", exchange_token,
+             "--data-dir", self.data_dir, "--region", "lab-1"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def signal(self, sig: int) -> int:
+        os.killpg(self.proc.pid, sig)
+        return self.proc.wait(timeout=20)
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._log.close()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if os.path.exists(self.log_path):
+            os.remove(self.log_path)
+
+
+def wait_for(actor, runner_id: str, condition, process: RunnerProcess | None = None, timeout: float = 30.0):
+    """Polls GetRunner until `condition(runner)` holds; returns that runner."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = actor.runners.get_runner(rp.GetRunnerRequest(runner_id=runner_id)).runner
+        if condition(last):
+            return last
+        time.sleep(0.1)
+    log = process.log() if process else ""
+    raise AssertionError(f"runner never reached the expected state; last seen: {last}\n--- runner log ---\n{log}")
+
+
+def start_connected_runner(server, actor, provider) -> tuple:
+    """Creates a runner, starts its process, and waits until it is ACTIVE."""
+    created = actor.create_runner(provider=provider)
+    process = RunnerProcess(server.url, created.exchange_token)
+    try:
+        runner = wait_for(actor, created.runner.runner_id, lambda r: r.status.phase == rp.RUNNER_PHASE_ACTIVE, process)
+    except BaseException:
+        process.close()
+        raise
+    return runner, process
