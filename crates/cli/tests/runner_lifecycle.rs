@@ -225,32 +225,27 @@ struct Server {
 impl Server {
     async fn start(tmp: &Path, grace: &str) -> Server {
         let data_dir = tmp.join("server-data");
-        let port = free_port();
-        let proc = Self::spawn(tmp, &data_dir, port, grace);
-        let mut server = Server {
-            proc,
-            logs: tmp.to_path_buf(),
-            data_dir,
-            port,
-            grace: grace.to_string(),
-            admin_token: String::new(),
-        };
-        let token_file = server.data_dir.join("admin-token");
-        server
-            .wait_ready(|| async {
-                fs::read_to_string(&token_file)
-                    .ok()
-                    .map(|t| t.trim().to_string())
-                    .filter(|t| !t.is_empty())
-            })
-            .await;
-        server.admin_token = fs::read_to_string(&token_file).unwrap().trim().to_string();
-        let identity = server
-            .identity_as(&server.admin_token)
-            .get_authenticated_identity(api::GetAuthenticatedIdentityRequest::default())
-            .await;
-        assert!(identity.is_ok(), "the admin token works: {identity:?}");
-        server
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port();
+            let mut server = Server {
+                proc: Self::spawn(tmp, &data_dir, port, grace),
+                logs: tmp.to_path_buf(),
+                data_dir: data_dir.clone(),
+                port,
+                grace: grace.to_string(),
+                admin_token: String::new(),
+            };
+            match server.wait_ready().await {
+                Ok(()) => return server,
+                // The free port was taken between finding and binding it.
+                Err(_) if attempt < 3 && server.proc.stderr_text().contains("binding") => {
+                    eprintln!("port {port} was taken before the server bound it; another one");
+                }
+                Err(status) => panic!("{} exited while starting: {status:?}", server.proc.name),
+            }
+        }
     }
 
     fn spawn(logs: &Path, data_dir: &Path, port: u16, grace: &str) -> Proc {
@@ -270,23 +265,27 @@ impl Server {
         )
     }
 
-    /// Waits until the server takes connections and `ready` holds, failing
-    /// early if the process dies.
-    async fn wait_ready<F, Fut>(&mut self, mut ready: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Option<String>>,
-    {
+    /// Waits until this server (not whatever else may hold the port) answers
+    /// GetAuthenticatedIdentity with the admin token from its data dir; `Err`
+    /// if the process ends first.
+    async fn wait_ready(&mut self) -> Result<(), ExitStatus> {
+        let token_file = self.data_dir.join("admin-token");
         let start = Instant::now();
         loop {
             if let Some(status) = self.proc.try_status() {
-                panic!("{} exited while starting: {status:?}", self.proc.name);
+                return Err(status);
             }
-            let listening = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok();
-            if listening && ready().await.is_some() {
-                return;
+            let token = fs::read_to_string(&token_file).unwrap_or_default();
+            let token = token.trim();
+            if !token.is_empty()
+                && self
+                    .identity_as(token)
+                    .get_authenticated_identity(api::GetAuthenticatedIdentityRequest::default())
+                    .await
+                    .is_ok()
+            {
+                self.admin_token = token.to_string();
+                return Ok(());
             }
             assert!(
                 start.elapsed() < TIMEOUT,
@@ -302,21 +301,12 @@ impl Server {
         self.proc.wait_exit().await
     }
 
-    /// Starts the server again on the same port and data dir (after [`stop`]).
+    /// Starts the server again on the same port and data dir (after [`Server::stop`]).
     async fn restart(&mut self) {
         self.proc = Self::spawn(&self.logs, &self.data_dir, self.port, &self.grace);
-        let identity = self.identity_as(&self.admin_token);
-        self.wait_ready(|| {
-            let identity = identity.clone();
-            async move {
-                identity
-                    .get_authenticated_identity(api::GetAuthenticatedIdentityRequest::default())
-                    .await
-                    .ok()
-                    .map(|_| String::new())
-            }
-        })
-        .await;
+        if let Err(status) = self.wait_ready().await {
+            panic!("{} exited while starting again: {status:?}", self.proc.name);
+        }
     }
 
     fn url(&self) -> String {

@@ -40,7 +40,8 @@ pub struct ScmWork<'a> {
 struct WorkError {
     code: &'static str,
     message: String,
-    authentication: Option<api::ParseContextURLPreconditionFailureDetails>,
+    /// Boxed: it is rare and large, and errors travel by value.
+    authentication: Option<Box<api::ParseContextURLPreconditionFailureDetails>>,
 }
 
 impl WorkError {
@@ -167,7 +168,9 @@ impl ScmWork<'_> {
                 host.host,
                 host.kind.display_name()
             ),
-            authentication: Some(self.authentication_details(host, provider, request)),
+            authentication: Some(Box::new(
+                self.authentication_details(host, provider, request),
+            )),
         };
         let stored = request
             .credentials
@@ -230,7 +233,10 @@ impl ScmWork<'_> {
                 answer.failure = MessageField::some(Failure {
                     code: e.code.to_string(),
                     message: e.message,
-                    authentication: e.authentication.map(MessageField::some).unwrap_or_default(),
+                    authentication: e
+                        .authentication
+                        .map(|a| MessageField::some(*a))
+                        .unwrap_or_default(),
                     ..Default::default()
                 })
             }
@@ -361,7 +367,9 @@ impl ScmWork<'_> {
             ScmError::AuthenticationRequired { reason, .. } => WorkError {
                 code: "failed_precondition",
                 message: format!("authenticate with {} again: {reason}", host.host),
-                authentication: Some(self.authentication_details(host, provider, request)),
+                authentication: Some(Box::new(
+                    self.authentication_details(host, provider, request),
+                )),
             },
             other => other.into(),
         }
@@ -713,7 +721,7 @@ mod tests {
             token: "3/5/42".into(),
             ..Default::default()
         };
-        assert_eq!(paging(Some(&req), 0).ok().map(|p| p), Some((3, 10)));
+        assert_eq!(paging(Some(&req), 0).ok(), Some((3, 10)));
         assert_eq!(paging(None, 7).ok(), Some((1, 7)));
         assert_eq!(paging(None, 0).ok(), Some((1, DEFAULT_PAGE_SIZE)));
         let bad = api::PaginationRequest {

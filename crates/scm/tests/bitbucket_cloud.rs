@@ -418,6 +418,12 @@ async fn failures_map_to_errors_callers_can_act_on() {
             "#1",
         ),
         (
+            format!("{base}/acme/empty/issues/1"),
+            ALICE,
+            "not_found",
+            "retired",
+        ),
+        (
             format!("{base}/acme/widgets/pull-requests/abc"),
             ALICE,
             "invalid_argument",

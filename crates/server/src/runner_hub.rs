@@ -161,19 +161,24 @@ mod tests {
             let hub = hub.clone();
             tokio::spawn(async move {
                 let request = inbox.recv().await.unwrap();
-                assert!(!hub.respond(Uuid::now_v7(), &request.request_id, Ok(())));
-                assert!(hub.respond(
-                    runner,
-                    &request.request_id,
-                    Err(("unavailable".into(), "down".into()))
-                ));
+                let failure = runner_api::RespondRequest {
+                    request_id: request.request_id.clone(),
+                    failure: buffa::MessageField::some(runner_api::Failure {
+                        code: "unavailable".into(),
+                        message: "down".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                assert!(!hub.respond(Uuid::now_v7(), &request.request_id, failure.clone()));
+                assert!(hub.respond(runner, &request.request_id, failure));
             })
         };
         let answer = hub
             .call(runner, ping(), Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(answer, Err(("unavailable".to_string(), "down".to_string())));
+        assert_eq!(answer.failure.as_option().unwrap().message, "down");
         answering.await.unwrap();
     }
 

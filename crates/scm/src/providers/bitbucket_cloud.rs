@@ -578,7 +578,7 @@ impl BitbucketCloud {
             Ok(answer) => answer.body,
             Err(ScmError::NotFound(_)) => return Err(no_issue()),
             // 410 Gone: the issue tracker API was retired.
-            Err(ScmError::Unavailable(m)) if m.contains("410") => return Err(no_issue()),
+            Err(ScmError::Unavailable(m)) if m.contains(" answered 410 ") => return Err(no_issue()),
             Err(e) => return Err(e),
         };
         let git = GitContext {
@@ -652,7 +652,7 @@ impl BitbucketCloud {
                 Ok(answer) => answer.body,
                 // A workspace the user lost access to since it was listed.
                 Err(ScmError::NotFound(_) | ScmError::PermissionDenied(_)) => continue,
-                Err(ScmError::Unavailable(m)) if m.contains("400") => {
+                Err(ScmError::Unavailable(m)) if m.contains(" answered 400 ") => {
                     return Err(ScmError::InvalidInput(format!(
                         "Bitbucket cannot search with {q:?}: {m}"
                     )));

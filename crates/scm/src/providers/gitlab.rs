@@ -601,7 +601,7 @@ impl Provider for GitLab {
             .await
             .map_err(|e| match e {
                 // 400: GitLab could not use the query (too short, bad syntax).
-                ScmError::Unavailable(m) if m.contains("400") => {
+                ScmError::Unavailable(m) if m.contains(" answered 400 ") => {
                     ScmError::InvalidInput(format!("GitLab cannot search for {query:?}: {m}"))
                 }
                 e => e,

@@ -14,7 +14,8 @@
 //! Special repositories: `acme/slow` answers after five seconds, `acme/flaky`
 //! fails with 500, `acme/secret` is refused (403) to everyone but alice. The
 //! cross-workspace listings Atlassian removed (`GET /repositories`,
-//! `GET /workspaces`) answer 410 Gone as they do on bitbucket.org.
+//! `GET /workspaces`) answer 410 Gone as they do on bitbucket.org, and so do
+//! the issues of `acme/empty` (the retired issue tracker).
 
 #![allow(dead_code)]
 
@@ -80,7 +81,9 @@ const USERS: &[User] = &[
 ];
 
 /// (slug, name, members with their administrator flag)
-const WORKSPACES: &[(&str, &str, &[(&str, bool)])] = &[
+type WorkspaceRow = (&'static str, &'static str, &'static [(&'static str, bool)]);
+
+const WORKSPACES: &[WorkspaceRow] = &[
     ("acme", "Acme", &[("alice", true), ("carol", false)]),
     ("tooling", "Tooling", &[("alice", false)]),
     ("jdoe", "Jane Doe", &[("jdoe", true)]),
@@ -519,16 +522,21 @@ fn paginate(
 }
 
 /// Keeps the values a BBQL `q` selects; a query the fake cannot read is a 400.
-fn filter(query: &HashMap<String, String>, values: Vec<Value>) -> Result<Vec<Value>, Response> {
+fn filter(
+    query: &HashMap<String, String>,
+    values: Vec<Value>,
+) -> Result<Vec<Value>, Box<Response>> {
     let Some(q) = query.get("q") else {
         return Ok(values);
     };
     let expression = bbql::parse(q).map_err(|detail| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"type": "error", "error": {"message": "Invalid query", "detail": detail}})),
+        Box::new(
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"type": "error", "error": {"message": "Invalid query", "detail": detail}})),
+            )
+                .into_response(),
         )
-            .into_response()
     })?;
     Ok(values
         .into_iter()
@@ -536,19 +544,19 @@ fn filter(query: &HashMap<String, String>, values: Vec<Value>) -> Result<Vec<Val
         .collect())
 }
 
-fn find_repo(workspace: &str, slug: &str, user: &User) -> Result<&'static Repo, Response> {
+fn find_repo(workspace: &str, slug: &str, user: &User) -> Result<&'static Repo, Box<Response>> {
     let full_name = format!("{workspace}/{slug}");
     let Some(repo) = REPOS
         .iter()
         .find(|r| r.full_name.eq_ignore_ascii_case(&full_name))
     else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::NOT_FOUND,
             &format!("Repository {full_name} not found"),
-        ));
+        )));
     };
     if repo.private && !repo.members.contains(&user.username) {
-        return Err(if repo.full_name == "acme/secret" {
+        return Err(Box::new(if repo.full_name == "acme/secret" {
             error(
                 StatusCode::FORBIDDEN,
                 "You do not have access to this repository.",
@@ -558,7 +566,7 @@ fn find_repo(workspace: &str, slug: &str, user: &User) -> Result<&'static Repo, 
                 StatusCode::NOT_FOUND,
                 &format!("Repository {full_name} not found"),
             )
-        });
+        }));
     }
     Ok(repo)
 }
@@ -593,7 +601,7 @@ async fn user_workspaces(
         .collect();
     match filter(&query, values) {
         Ok(values) => paginate(&fake, &uri, &query, values),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -626,7 +634,7 @@ async fn workspace_repositories(
         .collect();
     match filter(&query, values) {
         Ok(values) => paginate(&fake, &uri, &query, values),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -637,7 +645,7 @@ async fn repository(
 ) -> Response {
     let repo = match find_repo(&workspace, &slug, user) {
         Ok(repo) => repo,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match repo.full_name {
         "acme/slow" => tokio::time::sleep(Duration::from_secs(5)).await,
@@ -670,7 +678,7 @@ fn refs(
         .collect();
     match filter(query, values) {
         Ok(values) => paginate(fake, uri, query, values),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -683,7 +691,7 @@ async fn branches(
 ) -> Response {
     match find_repo(&workspace, &slug, user) {
         Ok(repo) => refs(&fake, &uri, &query, repo, "branch", repo.branches),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -696,7 +704,7 @@ async fn tags(
 ) -> Response {
     match find_repo(&workspace, &slug, user) {
         Ok(repo) => refs(&fake, &uri, &query, repo, "tag", repo.tags),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -708,7 +716,7 @@ async fn commit(
 ) -> Response {
     let repo = match find_repo(&workspace, &slug, user) {
         Ok(repo) => repo,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let by_ref = repo
         .branches
@@ -751,7 +759,7 @@ async fn pull_request(
 ) -> Response {
     let repo = match find_repo(&workspace, &slug, user) {
         Ok(repo) => repo,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(pr) = PULL_REQUESTS
         .iter()
@@ -807,8 +815,12 @@ async fn issue(
 ) -> Response {
     let repo = match find_repo(&workspace, &slug, user) {
         Ok(repo) => repo,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
+    // Where Atlassian already retired the issue tracker API.
+    if repo.full_name == "acme/empty" {
+        return removed().await;
+    }
     if !repo.has_issues {
         return error(StatusCode::NOT_FOUND, "Repository has no issue tracker.");
     }

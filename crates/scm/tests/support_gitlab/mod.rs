@@ -261,7 +261,12 @@ const MERGE_REQUESTS: &[MergeRequest] = &[
 const ISSUES: &[(u64, u64, &str)] = &[(1, 12, "Crash on startup"), (2, 3, "Rate limit the API")];
 
 /// (id, full path, name, members with their access level)
-type GroupRow = (u64, &'static str, &'static str, &'static [(&'static str, u32)]);
+type GroupRow = (
+    u64,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, u32)],
+);
 
 const GROUPS: &[GroupRow] = &[
     (10, "acme", "Acme", &[("alice", 50), ("carol", 30)]),
