@@ -15,6 +15,7 @@
 //! api-version 7.1; Server hosts get 6.0, which Azure DevOps Server 2020 and later
 //! accept (2022 stops at 7.0).
 
+use super::change_context;
 use async_trait::async_trait;
 use reqwest::Method;
 use serde::Deserialize;
@@ -533,18 +534,13 @@ impl AzureDevOps {
             head_owner: head_repo.project.name.clone(),
             head_repo: head_repo.name.clone(),
         };
-        let mut git = self.git_context(at, &upstream);
-        git.branch = from_branch;
-        git.commit = head_sha;
-        if pr.fork_source.is_some() {
-            git.upstream_remote_url = head_clone_url;
-        }
-        Ok(Context {
-            git,
-            change: Some(change),
-            issue: None,
-            scm_id: self.host.kind.id().into(),
-        })
+        let from_fork = pr.fork_source.is_some();
+        Ok(change_context(
+            &self.host,
+            self.git_context(at, &upstream),
+            change,
+            from_fork,
+        ))
     }
 
     fn check_host(&self, url: &ContextUrl) -> Result<(), ScmError> {

@@ -8,6 +8,7 @@
 //! search walks the user's workspaces (`GET /user/workspaces`) and lists each
 //! with `GET /repositories/{workspace}?role=member`.
 
+use super::change_context;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -547,19 +548,12 @@ impl BitbucketCloud {
             head_owner,
             head_repo,
         };
-        let git = GitContext {
-            branch: from_branch,
-            upstream_remote_url: if from_fork {
-                head_clone_url
-            } else {
-                String::new()
-            },
-            ..self.git_context(repo)
-        };
-        Ok(Context {
-            change: Some(change),
-            ..self.context(git)
-        })
+        Ok(change_context(
+            &self.host,
+            self.git_context(repo),
+            change,
+            from_fork,
+        ))
     }
 
     async fn issue_context(&self, repo: &Repo, id: u64, auth: &Auth) -> Result<Context, ScmError> {

@@ -7,6 +7,7 @@
 //! commit id, or a bare branch or tag name; a bare name is looked up among the
 //! repository's branches first, then its tags.
 
+use super::change_context;
 use async_trait::async_trait;
 use serde::Deserialize;
 use url::Url;
@@ -469,18 +470,12 @@ impl BitbucketServer {
             head_owner: head.project.key.clone(),
             head_repo: head.slug.clone(),
         };
-        let mut git = self.git_context(&upstream);
-        git.branch = pr.from_ref.display_id;
-        git.commit = head_sha;
-        if is_fork {
-            git.upstream_remote_url = head_clone_url;
-        }
-        Ok(Context {
-            git,
-            change: Some(change),
-            issue: None,
-            scm_id: self.host.kind.id().into(),
-        })
+        Ok(change_context(
+            &self.host,
+            self.git_context(&upstream),
+            change,
+            is_fork,
+        ))
     }
 
     fn check_host(&self, url: &ContextUrl) -> Result<(), ScmError> {

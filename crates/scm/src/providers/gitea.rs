@@ -1,5 +1,6 @@
 //! Gitea and Forgejo (which keeps Gitea's API), through `{web}/api/v1`.
 
+use super::change_context;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -336,21 +337,7 @@ impl Gitea {
             head_owner,
             head_repo,
         };
-        let git = GitContext {
-            branch: pull.head.name,
-            upstream_remote_url: if from_fork {
-                head_clone_url
-            } else {
-                String::new()
-            },
-            ..git
-        };
-        Ok(Context {
-            git,
-            change: Some(change),
-            issue: None,
-            scm_id: self.host.kind.id().to_string(),
-        })
+        Ok(change_context(&self.host, git, change, from_fork))
     }
 
     async fn issue_context(

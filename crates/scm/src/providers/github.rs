@@ -4,6 +4,7 @@
 //! Also holds the small helpers Gitea shares with it (URL building, `Link`
 //! paging, token checks): both speak GitHub-shaped REST.
 
+use super::change_context;
 use async_trait::async_trait;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -312,21 +313,7 @@ impl GitHub {
             head_owner,
             head_repo,
         };
-        let git = GitContext {
-            branch: pull.head.name,
-            upstream_remote_url: if from_fork {
-                head_clone_url
-            } else {
-                String::new()
-            },
-            ..git
-        };
-        Ok(Context {
-            git,
-            change: Some(change),
-            issue: None,
-            scm_id: self.host.kind.id().to_string(),
-        })
+        Ok(change_context(&self.host, git, change, from_fork))
     }
 
     async fn issue_context(

@@ -6,6 +6,7 @@
 //! looked up by their URL-encoded full path (`/projects/group%2Fsub%2Fproject`),
 //! everything after that by the numeric id GitLab returns.
 
+use super::change_context;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
@@ -462,19 +463,12 @@ impl GitLab {
             head_owner,
             head_repo,
         };
-        let git = GitContext {
-            branch: mr.source_branch,
-            upstream_remote_url: if from_fork {
-                head_clone_url
-            } else {
-                String::new()
-            },
-            ..self.git_context(project)
-        };
-        Ok(Context {
-            change: Some(change),
-            ..self.context(git)
-        })
+        Ok(change_context(
+            &self.host,
+            self.git_context(project),
+            change,
+            from_fork,
+        ))
     }
 
     async fn issue_context(

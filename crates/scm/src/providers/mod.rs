@@ -13,8 +13,8 @@ use async_trait::async_trait;
 
 use crate::http::Http;
 use crate::{
-    Context, ContextUrl, Credentials, Organization, Paged, PatHelp, Repository, ScmError, ScmHost,
-    ScmKind, SearchMode,
+    ChangeRequest, Context, ContextUrl, Credentials, GitContext, Organization, Paged, PatHelp,
+    Repository, ScmError, ScmHost, ScmKind, SearchMode,
 };
 
 /// What corral asks of an SCM. Every call takes the user's credentials for the
@@ -84,6 +84,33 @@ pub fn provider_for(host: ScmHost, timeout: Duration) -> Box<dyn Provider> {
         ScmKind::BitbucketServer => Box::new(bitbucket_server::BitbucketServer::new(host, http)),
         ScmKind::AzureDevOps => Box::new(azure_devops::AzureDevOps::new(host, http)),
         ScmKind::Gitea => Box::new(gitea::Gitea::new(host, http)),
+    }
+}
+
+/// The context of a pull or merge request: the upstream repository on the
+/// change's head branch (its tip, so `commit` stays empty; the head SHA is in the
+/// change). For a change from a fork, the fork is what to clone.
+pub(crate) fn change_context(
+    scm: &ScmHost,
+    upstream: GitContext,
+    change: ChangeRequest,
+    from_fork: bool,
+) -> Context {
+    let git = GitContext {
+        branch: change.from_branch.clone(),
+        commit: String::new(),
+        upstream_remote_url: if from_fork {
+            change.head_clone_url.clone()
+        } else {
+            String::new()
+        },
+        ..upstream
+    };
+    Context {
+        git,
+        change: Some(change),
+        issue: None,
+        scm_id: scm.kind.id().to_string(),
     }
 }
 
