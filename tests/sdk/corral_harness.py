@@ -14,7 +14,9 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,11 +49,70 @@ class ServerStartError(RuntimeError):
     pass
 
 
+# -- the store ------------------------------------------------------------------
+#
+# CORRAL_TEST_DATABASE=postgres runs every server on PostgreSQL: each gets a new
+# database of its own (on the server named by CORRAL_TEST_POSTGRES_URL), dropped
+# when the server is cleaned up. Unset or `sqlite`: the embedded SQLite store.
+
+DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def test_database() -> str:
+    """The store the suites run on: `sqlite` (default) or `postgres`."""
+    kind = os.environ.get("CORRAL_TEST_DATABASE", "") or "sqlite"
+    if kind not in ("sqlite", "postgres"):
+        raise RuntimeError(f"CORRAL_TEST_DATABASE must be sqlite or postgres, not {kind!r}")
+    return kind
+
+
+def _postgres_server_url() -> str:
+    return os.environ.get("CORRAL_TEST_POSTGRES_URL", "") or DEFAULT_POSTGRES_URL
+
+
+def _psql(sql: str) -> None:
+    """Runs one statement on the test PostgreSQL server with `psql`."""
+    url = _postgres_server_url()
+    parts = urllib.parse.urlsplit(url)
+    where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"  # no password in messages
+    try:
+        res = subprocess.run(
+            ["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        )
+    except FileNotFoundError:
+        raise RuntimeError("CORRAL_TEST_DATABASE=postgres needs the psql client on PATH") from None
+    if res.returncode != 0:
+        raise RuntimeError(
+            f"psql on {where} failed ({res.returncode}) for {sql!r}: {res.stderr.strip()}\n"
+            "Is PostgreSQL running? Point CORRAL_TEST_POSTGRES_URL at a server (.ci/run starts one)."
+        )
+
+
+def create_postgres_database() -> tuple[str, str]:
+    """A new, empty database; returns (its name, its URL)."""
+    name = f"corral_sdk_{uuid.uuid4().hex}"
+    _psql(f"CREATE DATABASE {name}")
+    parts = urllib.parse.urlsplit(_postgres_server_url())
+    return name, urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def drop_postgres_database(name: str) -> None:
+    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 class CorralServer:
-    """One `corral serve` process on a free loopback port with its own data dir."""
+    """One `corral serve` process on a free loopback port with its own data dir.
+
+    The store is `database_url` when given; otherwise, with CORRAL_TEST_DATABASE=postgres,
+    a new PostgreSQL database of its own (dropped by `cleanup`), else SQLite in the data dir.
+    """
 
     def __init__(self, data_dir: str | None = None, database_url: str | None = None):
         self._own_dir = data_dir is None
+        self._own_database: str | None = None
+        if database_url is None and test_database() == "postgres":
+            self._own_database, database_url = create_postgres_database()
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="corral-test-")
         self.database_url = database_url
         self.log_path = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) + ".log")
@@ -145,6 +206,9 @@ class CorralServer:
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self._own_database:
+            drop_postgres_database(self._own_database)
+            self._own_database = None
         try:
             os.unlink(self.log_path)
         except OSError:

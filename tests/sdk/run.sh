@@ -3,6 +3,8 @@
 #   tests/sdk/run.sh [pytest args...]     (args go to the modern suite)
 # Uses $CORRAL_BIN or target/debug/corral; builds nothing. Venvs are kept in
 # tests/sdk/.venv (gitpod-sdk 1.2.0) and tests/sdk/.venv-legacy (gitpod-sdk 0.11.0).
+# CORRAL_TEST_DATABASE=postgres runs every server on a PostgreSQL database of
+# its own (see corral_harness.py); the default is SQLite.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -33,6 +35,7 @@ REPORTS="$(mktemp -d)"
 trap 'rm -rf "$REPORTS"' EXIT
 
 status=0
+echo "== store: ${CORRAL_TEST_DATABASE:-sqlite}"
 echo "== modern suite (gitpod-sdk 1.2.0: Connect, gRPC, plain HTTP)"
 (cd "$HERE" && .venv/bin/python -m pytest -c "$HERE/pytest.ini" --rootdir "$HERE" \
    --junitxml "$REPORTS/modern.xml" "$@") || status=$?

@@ -68,8 +68,10 @@ struct ServeArgs {
 #[derive(Args)]
 struct RunnerArgs {
     /// Base URL of the management plane (e.g. http://127.0.0.1:8080); remembered in the data dir.
-    #[arg(long, env = "CORRAL_SERVER")]
-    server: Option<String>,
+    /// Repeat it, or separate URLs with commas, to name several replicas: the runner
+    /// uses them in order and moves to the next when one fails.
+    #[arg(long, env = "CORRAL_SERVER", value_delimiter = ',')]
+    server: Vec<String>,
     /// One-time token from CreateRunner or CreateRunnerToken; needed only the first time.
     #[arg(long, env = "CORRAL_EXCHANGE_TOKEN", hide_env_values = true)]
     exchange_token: Option<String>,
@@ -185,7 +187,7 @@ async fn runner(args: RunnerArgs) -> ! {
         }
     };
     let config = corral_runner::Config {
-        server: args.server,
+        server: (!args.server.is_empty()).then(|| args.server.join(",")),
         exchange_token: args.exchange_token,
         data_dir: args.data_dir,
         listen: args.listen,

@@ -154,6 +154,78 @@ impl Drop for Proc {
     }
 }
 
+/// With `CORRAL_TEST_DATABASE=postgres`, a server's own database on the
+/// PostgreSQL server of `CORRAL_TEST_POSTGRES_URL` (default
+/// `postgres://postgres@127.0.0.1:5432/postgres`), made and dropped with
+/// `psql`; dropping this value drops the database, also when the test fails.
+struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PostgresDatabase {
+    fn if_asked() -> Option<PostgresDatabase> {
+        if std::env::var("CORRAL_TEST_DATABASE").as_deref() != Ok("postgres") {
+            return None;
+        }
+        let admin_url = std::env::var("CORRAL_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!(
+            "corral_lifecycle_{}_{}_{nanos}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        psql(&admin_url, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("CORRAL_TEST_DATABASE=postgres: {e}"));
+        // Same server and parameters, the new database as the path.
+        let (base, params) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        let url = match params {
+            "" => format!("{server}/{name}"),
+            params => format!("{server}/{name}?{params}"),
+        };
+        Some(PostgresDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = psql(&self.admin_url, &sql) {
+            eprintln!("could not drop the test database: {e}");
+        }
+    }
+}
+
+/// Runs one statement with the `psql` client.
+fn psql(url: &str, sql: &str) -> Result<(), String> {
+    let out = Command::new("psql")
+        .args([url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running psql (is the PostgreSQL client installed?): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "psql {sql:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
     listener.local_addr().expect("local address").port()
@@ -212,7 +284,8 @@ type Configs = api::RunnerConfigurationServiceClient<HttpClient>;
 type Identity = api::IdentityServiceClient<HttpClient>;
 type Interaction = runner_api::RunnerInteractionServiceClient<HttpClient>;
 
-/// `corral serve` on a free port with its own data dir.
+/// `corral serve` on a free port with its own data dir (and, with
+/// `CORRAL_TEST_DATABASE=postgres`, a PostgreSQL database of its own).
 struct Server {
     proc: Proc,
     logs: PathBuf,
@@ -220,25 +293,33 @@ struct Server {
     port: u16,
     grace: String,
     admin_token: String,
+    /// Declared last: dropped after the process has been killed.
+    database: Option<PostgresDatabase>,
 }
 
 impl Server {
     async fn start(tmp: &Path, grace: &str) -> Server {
         let data_dir = tmp.join("server-data");
+        let mut database = PostgresDatabase::if_asked();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let port = free_port();
+            let database_url = database.as_ref().map(|d| d.url.clone());
             let mut server = Server {
-                proc: Self::spawn(tmp, &data_dir, port, grace),
+                proc: Self::spawn(tmp, &data_dir, port, grace, database_url.as_deref()),
                 logs: tmp.to_path_buf(),
                 data_dir: data_dir.clone(),
                 port,
                 grace: grace.to_string(),
                 admin_token: String::new(),
+                database: None,
             };
             match server.wait_ready().await {
-                Ok(()) => return server,
+                Ok(()) => {
+                    server.database = database.take();
+                    return server;
+                }
                 // The free port was taken between finding and binding it.
                 Err(_) if attempt < 3 && server.proc.stderr_text().contains("binding") => {
                     eprintln!("port {port} was taken before the server bound it; another one");
@@ -248,21 +329,27 @@ impl Server {
         }
     }
 
-    fn spawn(logs: &Path, data_dir: &Path, port: u16, grace: &str) -> Proc {
+    fn spawn(
+        logs: &Path,
+        data_dir: &Path,
+        port: u16,
+        grace: &str,
+        database_url: Option<&str>,
+    ) -> Proc {
         let listen = format!("127.0.0.1:{port}");
-        Proc::spawn(
-            logs,
-            "server",
-            &[
-                "serve",
-                "--listen",
-                &listen,
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--runner-grace",
-                grace,
-            ],
-        )
+        let mut args = vec![
+            "serve",
+            "--listen",
+            &listen,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--runner-grace",
+            grace,
+        ];
+        if let Some(url) = database_url {
+            args.extend(["--database-url", url]);
+        }
+        Proc::spawn(logs, "server", &args)
     }
 
     /// Waits until this server (not whatever else may hold the port) answers
@@ -303,7 +390,14 @@ impl Server {
 
     /// Starts the server again on the same port and data dir (after [`Server::stop`]).
     async fn restart(&mut self) {
-        self.proc = Self::spawn(&self.logs, &self.data_dir, self.port, &self.grace);
+        let database_url = self.database.as_ref().map(|d| d.url.as_str());
+        self.proc = Self::spawn(
+            &self.logs,
+            &self.data_dir,
+            self.port,
+            &self.grace,
+            database_url,
+        );
         if let Err(status) = self.wait_ready().await {
             panic!("{} exited while starting again: {status:?}", self.proc.name);
         }

@@ -7,7 +7,8 @@
 //!   register = SignUp ─► UpdateConfigurationSchema ─► ReportStatus ─► ListSCMIntegrations
 //!   then, concurrently until one ends:
 //!     heartbeats: ReportStatus every heartbeat_interval_seconds
-//!     watch:      WatchRequests; on error back off, reconnect and register again
+//!     watch:      WatchRequests; on error back off, move to the next server
+//!                 (when given several), reconnect and register again
 //!     shutdown:   SIGTERM/SIGINT ─► Disconnect ─► exit 0
 //!   a `delete` request: remove credentials ─► ConfirmDeletion ─► exit 0
 //! ```
@@ -33,7 +34,9 @@ use sha2::{Digest, Sha512};
 use tracing::{debug, error, info, warn};
 
 use crate::bundle::{self, BundleContents};
-use crate::connection::{self, Backoff, Connection, is_exchange_rejection, is_rejection};
+use crate::connection::{
+    self, Backoff, Connection, is_exchange_rejection, is_outage, is_rejection,
+};
 use crate::credentials::{Credentials, DataDir};
 use crate::logs::{LogBuffer, Logging};
 use crate::scm_work::{SCM_TIMEOUT, ScmWork};
@@ -52,7 +55,9 @@ const CAPABILITIES: &[RunnerCapability] =
 /// How the agent is started (the `corral runner` flags).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Base URL of the management plane; may be omitted when stored credentials name it.
+    /// Base URL of the management plane, or several separated by commas (its
+    /// replicas, in order of preference); may be omitted when stored
+    /// credentials name them.
     pub server: Option<String>,
     /// One-time token from CreateRunner / CreateRunnerToken.
     pub exchange_token: Option<String>,
@@ -184,7 +189,7 @@ pub async fn run_until(
         credentials = obtain_credentials(&config, &dir) => credentials?,
         () = &mut shutdown => return Ok(Outcome::Stopped),
     };
-    let server = connection::server_uri(&credentials.server_url)?;
+    let servers = connection::server_uris(&credentials.server_url)?;
     let key = dir.load_or_create_secret_key()?;
     let shared = Arc::new(Shared::new(
         logging.buffer().clone(),
@@ -211,7 +216,7 @@ pub async fn run_until(
     });
 
     let agent = Agent {
-        conn: Connection::new(&server, &credentials.access_token),
+        conn: Connection::new(&servers, &credentials.access_token),
         dir,
         key: Arc::new(key),
         shared,
@@ -280,27 +285,40 @@ fn token_fingerprint(token: &str) -> String {
 async fn obtain_credentials(config: &Config, dir: &DataDir) -> Result<Credentials, Error> {
     let stored = dir.load_credentials()?;
     let server_url = match (&config.server, &stored) {
-        (Some(url), _) => url.trim().trim_end_matches('/').to_string(),
+        // Several URLs are kept as one comma-separated list.
+        (Some(urls), _) => connection::split_servers(urls)
+            .collect::<Vec<_>>()
+            .join(","),
         (None, Some(stored)) => stored.server_url.clone(),
         (None, None) => return Err(Error::NotRegistered(dir.path().to_path_buf())),
     };
-    let server = connection::server_uri(&server_url)?;
+    let servers = connection::server_uris(&server_url)?;
 
     if let Some(exchange_token) = &config.exchange_token {
         let fingerprint = token_fingerprint(exchange_token);
         if let Some(stored) = stored.as_ref().filter(|c| {
-            c.exchanged_token.as_deref() == Some(fingerprint.as_str()) && c.server_url == server_url
+            c.exchanged_token.as_deref() == Some(fingerprint.as_str())
+                && shares_a_server(&c.server_url, &server_url)
         }) {
             info!(
                 "this exchange token was already exchanged; resuming with the stored credentials"
             );
-            return Ok(stored.clone());
+            let mut stored = stored.clone();
+            if stored.server_url != server_url {
+                stored.server_url = server_url;
+                dir.save_credentials(&stored)?;
+            }
+            return Ok(stored);
         }
         // The token works once: make sure the access token can be kept first.
         DataDir::create(dir.path())?.probe_writable()?;
         let mut backoff = Backoff::new();
+        let mut attempt = 0;
         let access_token = loop {
-            match connection::exchange_token(&server, exchange_token).await {
+            // Each server in turn: any replica of the management plane can exchange it.
+            let server = &servers[attempt % servers.len()];
+            attempt += 1;
+            match connection::exchange_token(server, exchange_token).await {
                 Ok(token) => break token,
                 Err(e) if is_exchange_rejection(&e) => {
                     return Err(Error::ExchangeRejected(describe(&e)));
@@ -308,7 +326,7 @@ async fn obtain_credentials(config: &Config, dir: &DataDir) -> Result<Credential
                 Err(e) => {
                     let delay = backoff.next_delay();
                     warn!(
-                        "could not exchange the token at {server_url} ({}); retrying in {delay:?}",
+                        "could not exchange the token at {server} ({}); retrying in {delay:?}",
                         describe(&e)
                     );
                     tokio::time::sleep(delay).await;
@@ -345,6 +363,11 @@ async fn obtain_credentials(config: &Config, dir: &DataDir) -> Result<Credential
     }
 }
 
+/// Whether two comma-separated lists of server URLs name a server in common.
+fn shares_a_server(a: &str, b: &str) -> bool {
+    connection::split_servers(a).any(|x| connection::split_servers(b).any(|y| x == y))
+}
+
 /// A ConnectError as one line (code and message).
 fn describe(e: &ConnectError) -> String {
     match &e.message {
@@ -374,15 +397,18 @@ impl Agent {
     async fn main_loop(&self) -> Result<Outcome, Error> {
         let mut backoff = Backoff::new();
         loop {
+            let server = self.conn.position();
             match self.register().await {
                 Ok(()) => break,
                 Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
                 Err(e) => {
                     let delay = backoff.next_delay();
                     warn!(
-                        "could not sign up with the management plane ({}); retrying in {delay:?}",
+                        "could not sign up with the management plane at {} ({}); retrying in {delay:?}",
+                        self.conn.server(),
                         describe(&e)
                     );
+                    self.fail_over(server);
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -398,7 +424,7 @@ impl Agent {
     async fn register(&self) -> Result<(), ConnectError> {
         let response = self
             .conn
-            .client
+            .client()
             .sign_up(SignUpRequest {
                 public_key: self.key.public_key().as_bytes().to_vec(),
                 ..Default::default()
@@ -429,7 +455,7 @@ impl Agent {
             schema: MessageField::some(schema::linux_host_schema()),
             ..Default::default()
         };
-        match self.conn.client.update_configuration_schema(schema).await {
+        match self.conn.client().update_configuration_schema(schema).await {
             Ok(_) => debug!("configuration schema {} uploaded", schema::SCHEMA_VERSION),
             Err(e) if e.code == ErrorCode::Unimplemented => {
                 warn!("the management plane does not take configuration schemas")
@@ -440,6 +466,14 @@ impl Agent {
         let agent = self.clone();
         tokio::spawn(async move { agent.check_scm_integrations().await });
         Ok(())
+    }
+
+    /// Moves on from the management-plane URL at `from` (a position of
+    /// `self.conn`) to the next, when there are several.
+    fn fail_over(&self, from: usize) {
+        if let Some(next) = self.conn.fail_over(from) {
+            info!("moving to the management plane at {next}");
+        }
     }
 
     fn remember_runner_id(&self, runner_id: &str) {
@@ -477,7 +511,12 @@ impl Agent {
             message,
             ..Default::default()
         };
-        let response = self.conn.client.report_status(request).await?.into_owned();
+        let response = self
+            .conn
+            .client()
+            .report_status(request)
+            .await?
+            .into_owned();
         self.shared
             .set_heartbeat_interval(response.heartbeat_interval_seconds);
         Ok(())
@@ -497,10 +536,7 @@ impl Agent {
                 Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
                 Err(e) => {
                     warn!("heartbeat failed: {}", describe(&e));
-                    if matches!(
-                        e.code,
-                        ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::Unknown
-                    ) {
+                    if is_outage(&e) {
                         self.stream_suspect.notify_waiters();
                     }
                 }
@@ -514,16 +550,22 @@ impl Agent {
         let mut backoff = Backoff::new();
         let mut reconnecting = false;
         loop {
+            let server = self.conn.position();
             if reconnecting {
                 match self.register().await {
-                    Ok(()) => info!("reconnected to the management plane"),
+                    Ok(()) => info!(
+                        "reconnected to the management plane at {}",
+                        self.conn.server()
+                    ),
                     Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
                     Err(e) => {
                         let delay = backoff.next_delay();
                         warn!(
-                            "could not reconnect ({}); retrying in {delay:?}",
+                            "could not reconnect to {} ({}); retrying in {delay:?}",
+                            self.conn.server(),
                             describe(&e)
                         );
+                        self.fail_over(server);
                         tokio::time::sleep(delay).await;
                         continue;
                     }
@@ -532,7 +574,7 @@ impl Agent {
             reconnecting = true;
             match self
                 .conn
-                .stream_client
+                .stream_client()
                 .watch_requests(WatchRequestsRequest::default())
                 .await
             {
@@ -571,6 +613,9 @@ impl Agent {
                 Err(e) if is_rejection(&e) => return Err(Error::AccessRejected(describe(&e))),
                 Err(e) => warn!("could not open the request stream: {}", describe(&e)),
             }
+            // The stream failed or ended (a replica stopping ends it): another
+            // replica, if there are several, is the better bet.
+            self.fail_over(server);
             let delay = backoff.next_delay();
             debug!("reconnecting in {delay:?}");
             tokio::time::sleep(delay).await;
@@ -663,13 +708,10 @@ impl Agent {
 
     async fn respond(&self, request_id: String, failure: Option<Failure>) {
         let request = RespondRequest {
-            request_id: request_id.clone(),
             failure: failure.map(MessageField::some).unwrap_or_default(),
             ..Default::default()
         };
-        if let Err(e) = self.conn.client.respond(request).await {
-            warn!("could not answer request {request_id}: {}", describe(&e));
-        }
+        self.answer(request_id, request).await;
     }
 
     /// The management plane deleted this runner: forget the credentials and confirm.
@@ -682,7 +724,7 @@ impl Agent {
         for attempt in 1..=5 {
             match self
                 .conn
-                .client
+                .client()
                 .confirm_deletion(ConfirmDeletionRequest::default())
                 .await
             {
@@ -715,7 +757,7 @@ impl Agent {
 
     /// Tells the management plane the runner stops (INACTIVE at once).
     async fn disconnect(&self) {
-        let call = self.conn.client.disconnect(DisconnectRequest::default());
+        let call = self.conn.client().disconnect(DisconnectRequest::default());
         match tokio::time::timeout(Duration::from_secs(5), call).await {
             Ok(Ok(_)) => info!("disconnected"),
             Ok(Err(e)) => warn!("could not disconnect cleanly: {}", describe(&e)),
@@ -728,7 +770,7 @@ impl Agent {
     async fn scm_integrations(&self) -> Vec<corral_api::gitpod::v1::SCMIntegration> {
         match self
             .conn
-            .client
+            .client()
             .list_scm_integrations(ListSCMIntegrationsRequest::default())
             .await
         {
@@ -740,10 +782,26 @@ impl Agent {
         }
     }
 
-    /// Sends a full answer (result or failure) for `request_id`.
+    /// Sends a full answer (result or failure) for `request_id`. Any replica
+    /// of the management plane takes it: when the current one cannot be
+    /// reached, the answer goes to the next (and the stream follows).
     async fn answer(&self, request_id: String, mut answer: RespondRequest) {
         answer.request_id = request_id.clone();
-        if let Err(e) = self.conn.client.respond(answer).await {
+        let server = self.conn.position();
+        let mut result = self.conn.client().respond(answer.clone()).await;
+        if let Err(e) = &result
+            && is_outage(e)
+            && self.conn.fail_over(server).is_some()
+        {
+            info!(
+                "could not answer request {request_id} ({}); trying {}",
+                describe(e),
+                self.conn.server()
+            );
+            self.stream_suspect.notify_waiters();
+            result = self.conn.client().respond(answer).await;
+        }
+        if let Err(e) = result {
             warn!("could not answer request {request_id}: {}", describe(&e));
         }
     }
@@ -753,7 +811,7 @@ impl Agent {
     async fn check_scm_integrations(&self) {
         let response = match self
             .conn
-            .client
+            .client()
             .list_scm_integrations(ListSCMIntegrationsRequest::default())
             .await
         {

@@ -1,6 +1,12 @@
 //! Talking to the management plane: the Connect clients, the token exchange,
 //! which errors are worth retrying, and the reconnect backoff.
+//!
+//! The management plane may be several replicas, each with its own URL: the
+//! runner uses one at a time, in the order given, and moves to the next when
+//! the current one fails ([`Connection::fail_over`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use connectrpc::client::{ClientConfig, HttpClient};
@@ -43,27 +49,107 @@ pub fn server_uri(url: &str) -> Result<Uri, Error> {
     Ok(uri)
 }
 
-/// Clients for the runner-facing service, authenticated with the access token.
+/// Parses a list of management-plane URLs separated by commas (one URL is a
+/// list of one); at least one is required.
+pub fn server_uris(list: &str) -> Result<Vec<Uri>, Error> {
+    let uris = split_servers(list)
+        .map(server_uri)
+        .collect::<Result<Vec<_>, _>>()?;
+    if uris.is_empty() {
+        return Err(Error::ServerUrl {
+            url: list.to_string(),
+            reason: "no URL given".into(),
+        });
+    }
+    Ok(uris)
+}
+
+/// The URLs of a comma-separated list, trimmed, without trailing slashes.
+pub fn split_servers(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',')
+        .map(|url| url.trim().trim_end_matches('/'))
+        .filter(|url| !url.is_empty())
+}
+
+/// Clients for the runner-facing service, authenticated with the access token,
+/// one set per management-plane URL; calls go to the current one.
 #[derive(Clone)]
 pub struct Connection {
+    servers: Arc<Vec<ServerClients>>,
+    current: Arc<AtomicUsize>,
+}
+
+struct ServerClients {
+    uri: Uri,
     /// For unary calls, with [`CALL_TIMEOUT`].
-    pub client: RunnerClient,
+    client: RunnerClient,
     /// For the long-lived `WatchRequests` stream: no deadline.
-    pub stream_client: RunnerClient,
+    stream_client: RunnerClient,
 }
 
 impl Connection {
-    pub fn new(server: &Uri, access_token: &str) -> Self {
+    /// Clients for `servers` (at least one), starting with the first.
+    pub fn new(servers: &[Uri], access_token: &str) -> Self {
+        assert!(!servers.is_empty(), "at least one server");
         let http = HttpClient::plaintext();
-        let config = ClientConfig::new(server.clone())
-            .with_default_header("authorization", format!("Bearer {access_token}"));
+        let servers = servers
+            .iter()
+            .map(|uri| {
+                let config = ClientConfig::new(uri.clone())
+                    .with_default_header("authorization", format!("Bearer {access_token}"));
+                ServerClients {
+                    uri: uri.clone(),
+                    client: RunnerClient::new(
+                        http.clone(),
+                        config.clone().with_default_timeout(CALL_TIMEOUT),
+                    ),
+                    stream_client: RunnerClient::new(http.clone(), config),
+                }
+            })
+            .collect();
         Self {
-            client: RunnerClient::new(
-                http.clone(),
-                config.clone().with_default_timeout(CALL_TIMEOUT),
-            ),
-            stream_client: RunnerClient::new(http, config),
+            servers: Arc::new(servers),
+            current: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    fn current(&self) -> &ServerClients {
+        &self.servers[self.position()]
+    }
+
+    /// Which server calls go to now (an index into the list given to [`Connection::new`]).
+    pub fn position(&self) -> usize {
+        self.current.load(Ordering::SeqCst)
+    }
+
+    /// For unary calls to the current server, with [`CALL_TIMEOUT`].
+    pub fn client(&self) -> &RunnerClient {
+        &self.current().client
+    }
+
+    /// For the long-lived `WatchRequests` stream: no deadline.
+    pub fn stream_client(&self) -> &RunnerClient {
+        &self.current().stream_client
+    }
+
+    /// The server calls go to now.
+    pub fn server(&self) -> &Uri {
+        &self.current().uri
+    }
+
+    /// Moves on from the server at `from` (a [`Connection::position`]) to the
+    /// next one (after the last, the first again), and returns it; `None` when
+    /// there is only one server, or when the connection already moved on from
+    /// `from` (several calls that failed on the same server move it once).
+    pub fn fail_over(&self, from: usize) -> Option<&Uri> {
+        if self.servers.len() < 2 {
+            return None;
+        }
+        let next = (from + 1) % self.servers.len();
+        self.current
+            .compare_exchange(from, next, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()
+            .map(|_| &self.servers[next].uri)
     }
 }
 
@@ -89,6 +175,15 @@ pub fn is_rejection(error: &ConnectError) -> bool {
     matches!(
         error.code,
         ErrorCode::Unauthenticated | ErrorCode::PermissionDenied
+    )
+}
+
+/// Errors that suggest the management plane (or the way to it) is down, rather
+/// than a refusal of the request.
+pub fn is_outage(error: &ConnectError) -> bool {
+    matches!(
+        error.code,
+        ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::Unknown
     )
 }
 
@@ -188,6 +283,38 @@ mod tests {
         assert!(server_uri("https://corral.example.com").is_err());
         assert!(server_uri("corral.example.com").is_err());
         assert!(server_uri("ftp://x").is_err());
+    }
+
+    #[test]
+    fn server_lists_are_parsed_in_order() {
+        let uris = server_uris(" http://a:1/, http://b:2 ,,").unwrap();
+        let hosts: Vec<_> = uris
+            .iter()
+            .map(|u| u.authority().unwrap().as_str())
+            .collect();
+        assert_eq!(hosts, ["a:1", "b:2"]);
+        assert!(server_uris(" , ").is_err());
+        assert!(server_uris("http://a, https://b").is_err());
+    }
+
+    #[test]
+    fn failing_over_cycles_through_the_servers() {
+        let one = Connection::new(&server_uris("http://a").unwrap(), "t");
+        assert_eq!(one.fail_over(one.position()), None);
+        assert_eq!(one.server().host(), Some("a"));
+        let three = Connection::new(&server_uris("http://a,http://b,http://c").unwrap(), "t");
+        let clone = three.clone();
+        assert_eq!(three.server().host(), Some("a"));
+        let on_a = three.position();
+        assert_eq!(three.fail_over(on_a).unwrap().host(), Some("b"));
+        assert_eq!(clone.server().host(), Some("b"), "clones share the choice");
+        assert_eq!(
+            clone.fail_over(on_a),
+            None,
+            "a second failure on a moves nothing"
+        );
+        assert_eq!(three.fail_over(three.position()).unwrap().host(), Some("c"));
+        assert_eq!(three.fail_over(three.position()).unwrap().host(), Some("a"));
     }
 
     #[test]

@@ -563,3 +563,43 @@ async fn a_refused_exchange_token_is_fatal() {
     assert_eq!(error.exit_code(), 3);
     assert!(error.to_string().contains("already used"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_moves_to_the_next_server_when_one_is_down() {
+    let (mock, server) = start_mock().await;
+    // A port nothing listens on: the first server is down.
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(corral_runner::run_until(
+        config(
+            &format!("{down}, {server}/"),
+            Some(EXCHANGE_TOKEN),
+            tmp.path(),
+        ),
+        Logging::detached(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // The exchange, the sign-up and the stream all end up at the second server.
+    eventually("a stream on the second server", || {
+        let rec = mock.rec();
+        rec.exchanges == 1 && !rec.statuses.is_empty() && rec.watches >= 1
+    })
+    .await;
+    let credentials = corral_runner::DataDir::new(tmp.path())
+        .load_credentials()
+        .unwrap()
+        .unwrap();
+    assert_eq!(credentials.server_url, format!("{down},{server}"));
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.unwrap(), Outcome::Stopped);
+}

@@ -9,8 +9,10 @@
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
+pub mod bus;
 pub mod crypto;
 pub mod domain;
+pub mod duties;
 pub mod errors;
 pub mod liveness;
 pub mod oauth_flow;
@@ -34,7 +36,7 @@ use crate::crypto::{DataKey, LogsTokenSigner};
 use crate::pagination::QueryPaging;
 use crate::state::{AppState, SharedState};
 use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sql::SqlStore;
 
 /// Requests larger than this are rejected before they are decoded.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -69,7 +71,8 @@ impl ServeConfig {
 /// How long a runner may stay silent before it is INACTIVE.
 pub const DEFAULT_RUNNER_GRACE: std::time::Duration = std::time::Duration::from_secs(90);
 
-/// Opens the store named by `database_url`, or the embedded SQLite file in `data_dir`.
+/// Opens the store named by `database_url` (`sqlite:…`, `postgres://…` or
+/// `postgresql://…`), or the embedded SQLite file in `data_dir`.
 pub async fn open_store(
     data_dir: &Path,
     database_url: Option<&str>,
@@ -83,25 +86,44 @@ pub async fn open_store(
             .create(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     }
-    match database_url {
-        None => Ok(Arc::new(
-            SqliteStore::open(&data_dir.join("corral.db")).await?,
-        )),
-        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(SqliteStore::open_url(url).await?)),
+    let store = match database_url {
+        None => SqlStore::open_sqlite(&data_dir.join("corral.db")).await?,
+        Some(url) if url.starts_with("sqlite:") => SqlStore::open_sqlite_url(url).await?,
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            SqlStore::open_postgres(url).await?
+        }
         Some(url) => anyhow::bail!(
-            "unsupported database URL {:?}: this build stores data in SQLite (sqlite:PATH)",
+            "unsupported database URL scheme {:?}: use sqlite:PATH or postgres://USER@HOST/DATABASE",
             url.split(':').next().unwrap_or_default()
         ),
-    }
+    };
+    Ok(Arc::new(store))
+}
+
+/// The database URL when it names PostgreSQL: then replicas may share it.
+fn postgres_url(config: &ServeConfig) -> Option<&str> {
+    config
+        .database_url
+        .as_deref()
+        .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
 }
 
 pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
     let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
+    // On PostgreSQL this server is one replica of a fleet; otherwise it runs alone.
+    let (hub, duties) = match postgres_url(config) {
+        Some(url) => (
+            runner_hub::RunnerHub::new(bus::PgBus::start(url).await?),
+            duties::Duties::postgres(url).await?,
+        ),
+        None => (runner_hub::RunnerHub::single(), duties::Duties::single()),
+    };
     Ok(Arc::new(AppState {
         store,
         data_key: DataKey::load(&config.data_dir, config.data_key.as_deref())?,
         logs_signer: LogsTokenSigner::load(&config.data_dir)?,
-        hub: runner_hub::RunnerHub::default(),
+        hub,
+        duties,
         runner_grace: config.runner_grace,
         public_url: config
             .public_url
@@ -113,7 +135,7 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
 }
 
 /// The HTTP application: every service at the root and again under `/api`
-/// (where the SDKs' base URL points), plus `/healthz`.
+/// (where the SDKs' base URL points), plus `/healthz` and `/metrics`.
 pub fn app(state: SharedState) -> axum::Router {
     let rpc = services::router(state.clone())
         .into_axum_service()
@@ -126,6 +148,7 @@ pub fn app(state: SharedState) -> axum::Router {
         .with_interceptor(auth::Authenticator::new(state.store.clone()));
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics).with_state(state.clone()))
         .route(
             oauth_flow::CALLBACK_PATH,
             get(oauth_flow::callback).with_state(state.clone()),
@@ -133,6 +156,19 @@ pub fn app(state: SharedState) -> axum::Router {
         .nest_service("/api", rpc.clone())
         .fallback_service(rpc)
         .layer(axum::middleware::from_fn(paging_from_query))
+}
+
+/// Counters of this replica (Prometheus text format); no secrets, no auth.
+async fn metrics(axum::extract::State(state): axum::extract::State<SharedState>) -> Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.duties.metrics(state.hub.local_streams()),
+    )
+        .into_response()
 }
 
 /// Hands query-string paging (`?token=…&pageSize=…`) to the list handlers.
@@ -147,8 +183,14 @@ async fn paging_from_query(mut request: Request, next: Next) -> Response {
 /// Runs the server until the process is told to stop.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
-    bootstrap::bootstrap_if_empty(state.store.as_ref(), &config.data_dir).await?;
-    tokio::spawn(liveness::mark_silent_runners_inactive(state.clone()));
+    // Replicas that start together must not both bootstrap an empty store.
+    duties::exclusively(
+        postgres_url(&config),
+        duties::BOOTSTRAP_LOCK,
+        bootstrap::bootstrap_if_empty(state.store.as_ref(), &config.data_dir),
+    )
+    .await?;
+    duties::spawn(state.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -157,8 +199,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
-            // Runner streams never end on their own; end them so that the
-            // graceful shutdown can finish and runners reconnect elsewhere.
+            // Other replicas stop routing here; then runner streams (which
+            // never end on their own) end, so that the graceful shutdown can
+            // finish and runners reconnect elsewhere.
+            hub_state.hub.leave().await;
             hub_state.hub.close_all();
         })
         .await

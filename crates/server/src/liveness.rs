@@ -1,4 +1,5 @@
 //! Runners that stop reporting become INACTIVE once the grace period passes.
+//! A background duty: only the leading replica sweeps ([`crate::duties`]).
 
 use std::time::Duration;
 
@@ -7,7 +8,8 @@ use chrono::Utc;
 use crate::domain::{Runner, RunnerPhase};
 use crate::state::SharedState;
 
-/// Runs for the life of the server, checking several times per grace period.
+/// Runs for the life of the server, checking several times per grace period
+/// while this replica leads.
 pub async fn mark_silent_runners_inactive(state: SharedState) {
     let period =
         (state.runner_grace / 10).clamp(Duration::from_millis(200), Duration::from_secs(10));
@@ -15,8 +17,12 @@ pub async fn mark_silent_runners_inactive(state: SharedState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(err) = sweep(&state).await {
-            tracing::warn!(error = %err, "checking runner liveness failed");
+        if !state.duties.is_leader() {
+            continue;
+        }
+        match sweep(&state).await {
+            Ok(_) => state.duties.ran(crate::duties::LIVENESS),
+            Err(err) => tracing::warn!(error = %err, "checking runner liveness failed"),
         }
     }
 }

@@ -1,10 +1,11 @@
-//! What every service shares: the store, the server's keys, and the runners
-//! connected to this server.
+//! What every service shares: the store, the server's keys, the runners
+//! connected to the fleet, and the background duties.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crypto::{DataKey, LogsTokenSigner};
+use crate::duties::Duties;
 use crate::runner_hub::RunnerHub;
 use crate::store::Store;
 
@@ -13,6 +14,8 @@ pub struct AppState {
     pub data_key: DataKey,
     pub logs_signer: LogsTokenSigner,
     pub hub: RunnerHub,
+    /// Whether this replica leads, and how often it ran each duty.
+    pub duties: Duties,
     /// A runner with no report for this long is INACTIVE.
     pub runner_grace: Duration,
     /// Where browsers reach this server (for OAuth callbacks), without a trailing slash.

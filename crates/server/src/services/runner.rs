@@ -432,7 +432,7 @@ impl api::RunnerService for Runners {
             .map_err(store_error)?;
         // A connected runner learns of the change at once; one that is not
         // gets its spec when it next connects.
-        self.state.hub.notify(id, spec_request(&updated));
+        self.state.hub.notify(id, spec_request(&updated)).await;
         Response::ok(api::UpdateRunnerResponse::default())
     }
 
@@ -447,7 +447,7 @@ impl api::RunnerService for Runners {
         let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
         if request.force || !runner.has_connected() {
             // Tell a connected runner to clean up, but do not wait for it.
-            self.state.hub.notify(id, delete_request());
+            self.state.hub.notify(id, delete_request()).await;
             self.state
                 .store
                 .delete_runner(id)
@@ -468,7 +468,7 @@ impl api::RunnerService for Runners {
                 )
                 .await
                 .map_err(store_error)?;
-            self.state.hub.notify(id, delete_request());
+            self.state.hub.notify(id, delete_request()).await;
         }
         Response::ok(api::DeleteRunnerResponse::default())
     }

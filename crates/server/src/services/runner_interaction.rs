@@ -177,7 +177,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
             .await
             .map_err(store_error)?;
         if updated.status.phase == RunnerPhase::Deleting {
-            self.state.hub.notify(runner_id, delete_request());
+            self.state.hub.notify(runner_id, delete_request()).await;
         }
         Response::ok(runner_api::ReportStatusResponse {
             heartbeat_interval_seconds: self.state.heartbeat_interval().as_secs() as u32,
@@ -198,7 +198,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
             .get_runner(runner_id)
             .await
             .map_err(store_error)?;
-        let (connection, mut inbox) = self.state.hub.connect(runner_id);
+        let (connection, mut inbox) = self.state.hub.connect(runner_id).await?;
         let mut first = vec![spec_request(&runner)];
         if runner.status.phase == RunnerPhase::Deleting {
             first.push(delete_request());
@@ -226,7 +226,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         let runner_id = calling_runner(&ctx)?;
         let answer = request.to_owned_message();
         let request_id = answer.request_id.clone();
-        if !self.state.hub.respond(runner_id, &request_id, answer) {
+        if !self.state.hub.respond(runner_id, &request_id, answer).await {
             return Err(ConnectError::not_found(format!(
                 "no request {request_id} is waiting for an answer"
             )));

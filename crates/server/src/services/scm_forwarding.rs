@@ -80,7 +80,7 @@ impl ScmForwarding<'_> {
                 Vec::new(),
             )
         };
-        if !self.state.hub.is_connected(runner.id) {
+        if !self.state.hub.is_connected(runner.id).await {
             return Err(ConnectError::unavailable(format!(
                 "runner {} ({}) is not connected; start it and try again",
                 runner.id, runner.name
@@ -143,12 +143,9 @@ impl ScmForwarding<'_> {
                 .list_runners(caller.org_id(), &filter, page)
                 .await
                 .map_err(store_error)?;
-            connected.extend(
-                runners
-                    .items
-                    .into_iter()
-                    .filter(|r| self.state.hub.is_connected(r.id)),
-            );
+            let ids: Vec<Uuid> = runners.items.iter().map(|r| r.id).collect();
+            let online = self.state.hub.connected(&ids).await;
+            connected.extend(runners.items.into_iter().filter(|r| online.contains(&r.id)));
             match runners.next_after {
                 Some(after) => page.after = Some(after),
                 None => break,

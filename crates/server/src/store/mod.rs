@@ -1,10 +1,14 @@
-//! Persistence behind one interface. Services see only [`Store`]; the SQLite
-//! backend (`sqlite`) is the embedded default, and another backend slots in by
-//! implementing the same trait.
+//! Persistence behind one interface. Services see only [`Store`]; one SQL
+//! implementation (`sql`) serves both backends: embedded SQLite (`sqlite`, the
+//! default) and PostgreSQL (`postgres`, for several replicas on one database).
 //!
 //! The store knows nothing about callers or permissions: authorization happens
 //! in `authz` before a service touches the store.
 
+#[cfg(test)]
+mod conformance;
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -1,0 +1,777 @@
+//! Several `corral serve` replicas on one PostgreSQL, with real processes:
+//! two replicas (A and B) on a database of their own, and a runner given both
+//! URLs (A first).
+//!
+//! - Both replicas start at once; exactly one bootstraps the installation.
+//! - The runner is created via A and connects to A; via B, UpdateRunner and
+//!   an SCM RPC reach it (B passes them to A through PostgreSQL).
+//! - While both are up, the liveness duty runs on exactly one of them.
+//! - A is killed (SIGKILL): the runner moves to B and is ACTIVE there; it is
+//!   never INACTIVE meanwhile, and B takes over the duties if A had them.
+//! - A rolling restart: A comes back, B stops (SIGTERM); the runner returns to
+//!   A, again never INACTIVE, and A leads.
+//!
+//! PostgreSQL: `CORRAL_TEST_POSTGRES_URL` names a server and a database to
+//! connect to for creating and dropping the test database (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); the database is dropped
+//! at the end, also when the test fails. `CORRAL_TEST_POSTGRES_URL=skip`
+//! skips the test. Nothing waits for a fixed time: conditions are polled with
+//! a generous timeout, and how long things took is printed, not asserted.
+
+use std::fs;
+use std::future::Future;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use buffa::MessageField;
+use connectrpc::ConnectError;
+use connectrpc::client::{ClientConfig, HttpClient};
+use corral_api::gitpod::v1 as api;
+use sqlx::Connection as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral");
+/// Overall limit for anything the test waits for.
+const TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+/// Deadline of each RPC the test makes.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// The replicas' runner grace: long enough that a runner switching replicas
+/// never goes silent for this long.
+const GRACE: &str = "10s";
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+const ACTIVE: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_ACTIVE;
+const INACTIVE: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_INACTIVE;
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// A child process; dropping it SIGKILLs and reaps it, and if the test is
+/// failing, prints its output.
+struct Proc {
+    name: String,
+    child: Child,
+    output: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
+        let output = dir.join(format!("{name}.log"));
+        let file = fs::File::create(&output).expect("creating the output file");
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("cloning the output file"))
+            .stderr(file);
+        // Flags only: nothing from the environment of whoever runs the tests.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CORRAL_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} ({BIN}): {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            output,
+            status: None,
+        }
+    }
+
+    fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    fn sigkill(&mut self) {
+        assert!(self.try_status().is_none(), "{} already exited", self.name);
+        self.child.kill().expect("SIGKILL");
+        self.status = Some(self.child.wait().expect("reaping"));
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    async fn stop(&mut self) -> ExitStatus {
+        assert!(self.try_status().is_none(), "{} already exited", self.name);
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child, not reaped yet, so the pid still names it.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_status() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "{} did not exit within {TIMEOUT:?}",
+                self.name
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn output(&self) -> String {
+        fs::read_to_string(&self.output).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "===== output of {} (exit: {:?}) =====\n{}===== end of {} =====",
+                self.name,
+                self.status,
+                self.output(),
+                self.name
+            );
+        }
+    }
+}
+
+/// A database of its own, dropped with this value (also when the test fails).
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    /// `None` when told to skip.
+    async fn create() -> Option<Database> {
+        let admin_url = std::env::var("CORRAL_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| DEFAULT_POSTGRES_URL.into());
+        if admin_url == "skip" {
+            eprintln!("skipped: CORRAL_TEST_POSTGRES_URL=skip");
+            return None;
+        }
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at CORRAL_TEST_POSTGRES_URL (or {DEFAULT_POSTGRES_URL}): {e}")
+            });
+        let name = format!("corral_replicas_{}", hex(&random_bytes::<16>()));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("creating the test database");
+        let _ = admin.close().await;
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        let url = format!("{server}/{name}{query}");
+        Some(Database {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        let count =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let _ = conn.close().await;
+        count
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // A runtime of its own: the test's may be unwinding.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await
+                    .map(|_| ())
+                })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read as _;
+    let mut bytes = [0u8; N];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("reading /dev/urandom");
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `check` until it returns `Ok`, for at most [`TIMEOUT`]; panics with
+/// the last `Err`. Returns the value and how long it took.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("nothing checked yet");
+    while start.elapsed() < TIMEOUT {
+        match check().await {
+            Ok(value) => return (value, start.elapsed()),
+            Err(seen) => last = seen,
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("timed out after {TIMEOUT:?} waiting until {what}; last seen: {last}");
+}
+
+fn describe(e: &ConnectError) -> String {
+    format!(
+        "{}: {}",
+        e.code.as_str(),
+        e.message.as_deref().unwrap_or("")
+    )
+}
+
+/// A plain HTTP/1.0 GET; returns status and body.
+async fn http_get(url: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let authority = uri.authority().ok_or("no authority")?.as_str().to_string();
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&authority).await?;
+        let mut request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n");
+        if let Some(token) = bearer {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(CALL_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("GET {url} timed out"))?
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {url}: no end of headers"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("GET {url}: bad status line in {head:?}"))?;
+    Ok((code, body.to_string()))
+}
+
+/// What a replica's `/metrics` says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Metrics {
+    liveness_runs: u64,
+    cleanup_runs: u64,
+    leader: bool,
+    runner_streams: u64,
+}
+
+fn metric(text: &str, name: &str) -> Result<u64, String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .ok_or_else(|| format!("no {name} in the metrics"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+type Runners = api::RunnerServiceClient<HttpClient>;
+
+/// One `corral serve` replica on the test database.
+struct Replica {
+    proc: Proc,
+    name: String,
+    port: u16,
+    data_dir: PathBuf,
+    tmp: PathBuf,
+    database_url: String,
+    /// How many processes this replica has had.
+    starts: usize,
+}
+
+impl Replica {
+    fn spawn(tmp: &Path, name: &str, database_url: &str, keys: &[(&str, String)]) -> Replica {
+        let data_dir = tmp.join(format!("{name}-data"));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&data_dir)
+            .expect("creating a data dir");
+        // Replicas share the server's keys, as an operator arranges.
+        for (file, key) in keys {
+            use std::io::Write as _;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(data_dir.join(file))
+                .and_then(|mut f| f.write_all(key.as_bytes()))
+                .expect("writing a key");
+        }
+        let port = free_port();
+        let proc = Self::launch(
+            tmp,
+            &format!("replica-{name}"),
+            port,
+            &data_dir,
+            database_url,
+        );
+        Replica {
+            proc,
+            name: name.to_string(),
+            port,
+            data_dir,
+            tmp: tmp.to_path_buf(),
+            database_url: database_url.to_string(),
+            starts: 1,
+        }
+    }
+
+    fn launch(tmp: &Path, name: &str, port: u16, data_dir: &Path, database_url: &str) -> Proc {
+        let listen = format!("127.0.0.1:{port}");
+        Proc::spawn(
+            tmp,
+            name,
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--database-url",
+                database_url,
+                "--runner-grace",
+                GRACE,
+            ],
+        )
+    }
+
+    /// Starts the replica again (same port, data dir and database) after it ended.
+    async fn restart(&mut self) {
+        assert!(self.proc.try_status().is_some(), "{} still runs", self.name);
+        self.starts += 1;
+        let name = format!("replica-{}-{}", self.name, self.starts);
+        self.proc = Self::launch(
+            &self.tmp,
+            &name,
+            self.port,
+            &self.data_dir,
+            &self.database_url,
+        );
+        self.wait_healthy().await;
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until `/healthz` answers (the server binds only after bootstrapping).
+    async fn wait_healthy(&mut self) {
+        let url = format!("{}/healthz", self.url());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.proc.try_status() {
+                panic!("replica {} exited while starting: {status:?}", self.name);
+            }
+            if matches!(http_get(&url, None).await, Ok((200, _))) {
+                return;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "replica {} did not come up within {TIMEOUT:?}",
+                self.name
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn admin_token(&self) -> Option<String> {
+        fs::read_to_string(self.data_dir.join("admin-token"))
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    }
+
+    async fn metrics(&self) -> Result<Metrics, String> {
+        let (code, text) = http_get(&format!("{}/metrics", self.url()), None).await?;
+        if code != 200 {
+            return Err(format!("GET /metrics on {}: HTTP {code}", self.name));
+        }
+        Ok(Metrics {
+            liveness_runs: metric(
+                &text,
+                "corral_background_duty_runs_total{duty=\"liveness\"}",
+            )?,
+            cleanup_runs: metric(&text, "corral_background_duty_runs_total{duty=\"cleanup\"}")?,
+            leader: metric(&text, "corral_leader")? == 1,
+            runner_streams: metric(&text, "corral_runner_streams")?,
+        })
+    }
+
+    fn runners(&self, token: &str) -> Runners {
+        Runners::new(
+            HttpClient::plaintext(),
+            ClientConfig::new(self.url().parse().unwrap())
+                .with_default_timeout(CALL_TIMEOUT)
+                .with_default_header("authorization", format!("Bearer {token}")),
+        )
+    }
+
+    async fn get_runner(&self, token: &str, id: &str) -> Result<api::Runner, ConnectError> {
+        let response = self
+            .runners(token)
+            .get_runner(api::GetRunnerRequest {
+                runner_id: id.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_owned();
+        Ok(response.runner.into_option().unwrap_or_default())
+    }
+
+    /// CheckAuthenticationForHost on `runner_id` (answered by the runner).
+    async fn check_authentication(
+        &self,
+        token: &str,
+        runner_id: &str,
+        host: &str,
+    ) -> Result<api::CheckAuthenticationForHostResponse, ConnectError> {
+        Ok(self
+            .runners(token)
+            .check_authentication_for_host(api::CheckAuthenticationForHostRequest {
+                host: host.into(),
+                runner_id: runner_id.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_owned())
+    }
+}
+
+fn phase(runner: &api::Runner) -> Option<api::RunnerPhase> {
+    runner.status.as_option().and_then(|s| s.phase.as_known())
+}
+
+// ---------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_runners_and_run_duties_once() {
+    // Declared first, dropped last: after every process is gone.
+    let Some(db) = Database::create().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let keys = [
+        ("data-key", base64.encode(random_bytes::<32>())),
+        ("logs-signing-key", base64.encode(random_bytes::<32>())),
+    ];
+
+    // Both replicas start at once on the empty database: one bootstraps.
+    let mut a = Replica::spawn(tmp.path(), "a", &db.url, &keys);
+    let mut b = Replica::spawn(tmp.path(), "b", &db.url, &keys);
+    a.wait_healthy().await;
+    b.wait_healthy().await;
+    let tokens: Vec<String> = [&a, &b].iter().filter_map(|r| r.admin_token()).collect();
+    assert_eq!(tokens.len(), 1, "exactly one replica bootstrapped");
+    assert_eq!(db.count("organizations").await, 1, "one organization");
+    assert_eq!(db.count("users").await, 1, "one admin");
+    let admin = tokens[0].clone();
+
+    // A runner created via A, given both URLs (A first): it connects to A.
+    let created = a
+        .runners(&admin)
+        .create_runner(api::CreateRunnerRequest {
+            name: "replicated".into(),
+            provider: api::RunnerProvider::RUNNER_PROVIDER_LINUX_HOST.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateRunner via A: {}", describe(&e)))
+        .into_owned();
+    let runner_id = created.runner.into_option().unwrap().runner_id;
+    let runner_dir = tmp.path().join("runner-data");
+    let (a_url, b_url) = (a.url(), b.url());
+    let mut runner = Proc::spawn(
+        tmp.path(),
+        "runner",
+        &[
+            "runner",
+            "--data-dir",
+            runner_dir.to_str().unwrap(),
+            "--server",
+            &a_url,
+            "--server",
+            &b_url,
+            "--exchange-token",
+            &created.exchange_token,
+        ],
+    );
+    let started = Instant::now();
+    eventually("the runner is ACTIVE with its stream on A", || {
+        let runner_exited = runner.try_status();
+        let (a, b, admin, id) = (&a, &b, &admin, &runner_id);
+        async move {
+            if let Some(status) = runner_exited {
+                panic!("the runner exited: {status:?}");
+            }
+            let phase = phase(&a.get_runner(admin, id).await.map_err(|e| describe(&e))?);
+            let (on_a, on_b) = (a.metrics().await?, b.metrics().await?);
+            if phase == Some(ACTIVE) && on_a.runner_streams == 1 && on_b.runner_streams == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "phase {phase:?}, streams on A {}, on B {}",
+                    on_a.runner_streams, on_b.runner_streams
+                ))
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "[measured] runner ACTIVE on A {:?} after it started",
+        started.elapsed()
+    );
+
+    // Via B: a configuration push reaches the runner on A. Its logs (read
+    // with a logs token B signed) show the new level.
+    b.runners(&admin)
+        .update_runner(api::UpdateRunnerRequest {
+            runner_id: runner_id.clone(),
+            spec: MessageField::some(api::update_runner_request::Spec {
+                configuration: MessageField::some(
+                    api::update_runner_request::RunnerConfiguration {
+                        log_level: Some(api::LogLevel::LOG_LEVEL_DEBUG.into()),
+                        ..Default::default()
+                    },
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("UpdateRunner via B: {}", describe(&e)));
+    let logs_token = b
+        .runners(&admin)
+        .create_runner_logs_token(api::CreateRunnerLogsTokenRequest {
+            runner_id: runner_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateRunnerLogsToken via B: {}", describe(&e)))
+        .into_owned()
+        .access_token;
+    let log_url = b
+        .get_runner(&admin, &runner_id)
+        .await
+        .unwrap()
+        .status
+        .into_option()
+        .unwrap()
+        .log_url;
+    let (_, took) = eventually("the runner logs the level set via B", || async {
+        let (code, text) = http_get(&log_url, Some(&logs_token)).await?;
+        if code != 200 {
+            return Err(format!("GET {log_url}: HTTP {code}"));
+        }
+        if text.contains("log level LOG_LEVEL_DEBUG") {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} log lines, none with the new level",
+                text.lines().count()
+            ))
+        }
+    })
+    .await;
+    eprintln!("[measured] UpdateRunner via B seen by the runner on A within {took:?}");
+
+    // Via B: an SCM RPC goes to the runner on A, and its answer comes back.
+    let answer = b
+        .check_authentication(&admin, &runner_id, "github.com")
+        .await
+        .unwrap_or_else(|e| panic!("CheckAuthenticationForHost via B: {}", describe(&e)));
+    assert!(!answer.authenticated, "no token for github.com yet");
+    assert_eq!(answer.scm_id, "github");
+
+    // The background duties ran, each on exactly one replica, while both were up.
+    let ((on_a, on_b), _) = eventually("the duties ran", || async {
+        let (on_a, on_b) = (a.metrics().await?, b.metrics().await?);
+        if on_a.liveness_runs + on_b.liveness_runs > 0 && on_a.cleanup_runs + on_b.cleanup_runs > 0
+        {
+            Ok((on_a, on_b))
+        } else {
+            Err(format!("A {on_a:?}, B {on_b:?}"))
+        }
+    })
+    .await;
+    assert!(
+        (on_a.liveness_runs > 0) != (on_b.liveness_runs > 0),
+        "the liveness duty ran on exactly one replica: A {on_a:?}, B {on_b:?}"
+    );
+    assert!(
+        (on_a.cleanup_runs > 0) != (on_b.cleanup_runs > 0),
+        "the cleanup duty ran on exactly one replica: A {on_a:?}, B {on_b:?}"
+    );
+    assert!(
+        on_a.leader != on_b.leader,
+        "one leader: A {on_a:?}, B {on_b:?}"
+    );
+    assert_eq!(on_a.leader, on_a.liveness_runs > 0, "the leader ran them");
+    let (leader, follower) = if on_a.leader { (&a, &b) } else { (&b, &a) };
+    assert!(
+        leader
+            .proc
+            .output()
+            .contains("background duty ran: liveness")
+            && !follower.proc.output().contains("background duty ran"),
+        "only the leader logs its duties"
+    );
+    let a_led = on_a.leader;
+    eprintln!(
+        "[measured] leader {}: {} liveness runs; the other replica 0",
+        leader.name,
+        on_a.liveness_runs.max(on_b.liveness_runs)
+    );
+
+    // A dies. The runner moves to B and is ACTIVE there, never INACTIVE
+    // meanwhile; B runs the duties from now on.
+    a.proc.sigkill();
+    let (phases, took) = switch_to(&mut runner, &b, &admin, &runner_id).await;
+    eprintln!(
+        "[measured] after killing A (leader: {a_led}): runner on B, B leading and sweeping, within {took:?}; phases seen via B: {phases:?}"
+    );
+    assert!(
+        runner
+            .output()
+            .contains(&format!("moving to the management plane at {b_url}")),
+        "the runner says it moved to B"
+    );
+
+    // A rolling restart: A comes back, then B stops gracefully. The runner
+    // returns to A, never INACTIVE meanwhile; A leads again.
+    a.restart().await;
+    assert_eq!(db.count("organizations").await, 1, "no second bootstrap");
+    let status = b.proc.stop().await;
+    assert!(status.success(), "B stopped cleanly: {status:?}");
+    let (phases, took) = switch_to(&mut runner, &a, &admin, &runner_id).await;
+    eprintln!(
+        "[measured] after stopping B: runner on A, A leading and sweeping, within {took:?}; phases seen via A: {phases:?}"
+    );
+    assert!(
+        runner
+            .output()
+            .contains(&format!("moving to the management plane at {a_url}")),
+        "the runner says it moved back to A"
+    );
+}
+
+/// Polls via `to` (the one replica left) until the runner's stream is there,
+/// `to` leads and has swept a few times since, and an SCM RPC via `to`
+/// reaches the runner. The runner must never be INACTIVE meanwhile. Returns
+/// the phases seen and how long it took.
+async fn switch_to(
+    runner: &mut Proc,
+    to: &Replica,
+    admin: &str,
+    runner_id: &str,
+) -> (Vec<Option<api::RunnerPhase>>, Duration) {
+    let phases_seen = std::cell::RefCell::new(Vec::new());
+    let runs_since = std::cell::Cell::new(None);
+    let (_, took) = eventually(
+        &format!("the runner is served by {}, which leads", to.name),
+        || {
+            let runner_exited = runner.try_status();
+            let (phases_seen, runs_since) = (&phases_seen, &runs_since);
+            async move {
+                if let Some(status) = runner_exited {
+                    panic!("the runner exited: {status:?}");
+                }
+                let phase = phase(
+                    &to.get_runner(admin, runner_id)
+                        .await
+                        .map_err(|e| describe(&e))?,
+                );
+                if phases_seen.borrow().last() != Some(&phase) {
+                    phases_seen.borrow_mut().push(phase);
+                }
+                assert_ne!(
+                    phase,
+                    Some(INACTIVE),
+                    "the runner went INACTIVE while switching"
+                );
+                let metrics = to.metrics().await?;
+                if phase != Some(ACTIVE) || metrics.runner_streams != 1 || !metrics.leader {
+                    return Err(format!("phase {phase:?}, {} {metrics:?}", to.name));
+                }
+                to.check_authentication(admin, runner_id, "github.com")
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "CheckAuthenticationForHost via {}: {}",
+                            to.name,
+                            describe(&e)
+                        )
+                    })?;
+                // Keep watching until the leader has swept a few times since.
+                let since = runs_since.get().unwrap_or(metrics.liveness_runs);
+                runs_since.set(Some(since));
+                if metrics.liveness_runs < since + 3 {
+                    return Err(format!(
+                        "swept {} times since",
+                        metrics.liveness_runs - since
+                    ));
+                }
+                Ok(())
+            }
+        },
+    )
+    .await;
+    (phases_seen.into_inner(), took)
+}

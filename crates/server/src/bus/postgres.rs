@@ -1,0 +1,587 @@
+//! The bus on PostgreSQL (tables from `migrations/postgres/0003_replicas.sql`).
+//!
+//! - `replicas`: every replica upserts its row every [`HEARTBEAT`]; one not
+//!   seen for [`REPLICA_TTL`] is dead, and the streams it announced are ignored.
+//! - `runner_connections`: runner → the replica holding its stream (one row per
+//!   runner; the newest stream wins).
+//! - `runner_messages`: message bodies. `send` inserts a row and, in the same
+//!   statement, `pg_notify`s the target replica's channel with the row id; the
+//!   target deletes the row as it takes it, so each message is handled once.
+//!   Rows a replica missed while its listening connection was down are picked
+//!   up when it reconnects, and again by a periodic look for strays.
+//!
+//! The bus uses its own small pool on the database URL, and the listener its
+//! own connection, so that neither competes with the store's queries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use buffa::Message as _;
+use corral_api::corral::v1 as runner_api;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{Bus, Message, ReplicaId};
+
+/// How often a replica says it is alive (and looks for stray messages).
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A replica silent for this long is dead: its runners count as disconnected.
+pub const REPLICA_TTL: Duration = Duration::from_secs(10);
+/// Messages nobody took within this time are removed by [`Bus::cleanup`].
+const MESSAGE_TTL_SECS: f64 = 600.0;
+/// Replicas dead for this long are forgotten (with their connections) by cleanup.
+const DEAD_REPLICA_TTL_SECS: f64 = 600.0;
+/// A message the notification did not bring in this time is taken by the stray sweep.
+const STRAY_AFTER_SECS: f64 = 2.0;
+
+pub struct PgBus {
+    inner: Arc<Inner>,
+    inbox: Mutex<Option<mpsc::UnboundedReceiver<Message>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Inner {
+    replica: ReplicaId,
+    pool: PgPool,
+    inbox: mpsc::UnboundedSender<Message>,
+}
+
+/// The channel a replica listens on.
+fn channel(replica: ReplicaId) -> String {
+    format!("corral_replica_{}", replica.simple())
+}
+
+impl PgBus {
+    /// Joins the fleet on the database at `url`: registers this replica,
+    /// listens on its channel, and starts the heartbeat.
+    pub async fn start(url: &str) -> anyhow::Result<Arc<Self>> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .context("connecting the replica bus to PostgreSQL")?;
+        let replica = Uuid::now_v7();
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            replica,
+            pool,
+            inbox: sender,
+        });
+        inner.heartbeat().await.context("registering the replica")?;
+        let mut listener = PgListener::connect(url)
+            .await
+            .context("opening the replica bus listener")?;
+        listener
+            .listen(&channel(replica))
+            .await
+            .context("listening for replica messages")?;
+        tracing::info!(%replica, "joined the replica fleet on PostgreSQL");
+        let listening = tokio::spawn(inner.clone().listen(listener));
+        let beating = tokio::spawn(inner.clone().keep_alive());
+        Ok(Arc::new(Self {
+            inner,
+            inbox: Mutex::new(Some(receiver)),
+            tasks: Mutex::new(vec![listening, beating]),
+        }))
+    }
+
+    fn stop_tasks(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for PgBus {
+    fn drop(&mut self) {
+        self.stop_tasks();
+    }
+}
+
+impl Inner {
+    async fn heartbeat(&self) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO replicas (id, started_at, seen_at) VALUES ($1::uuid, now(), now())
+             ON CONFLICT (id) DO UPDATE SET seen_at = now()",
+        )
+        .bind(self.replica.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Heartbeats, and takes messages whose notification never arrived.
+    async fn keep_alive(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = self.heartbeat().await {
+                tracing::warn!(error = %err, "replica heartbeat failed");
+                continue;
+            }
+            self.take(Take::Strays).await;
+        }
+    }
+
+    /// Takes the messages notified on this replica's channel.
+    async fn listen(self: Arc<Self>, mut listener: PgListener) {
+        // Anything sent before the LISTEN took effect.
+        self.take(Take::All).await;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => match notification.payload().parse::<i64>() {
+                    Ok(id) => self.take(Take::One(id)).await,
+                    Err(_) => tracing::warn!(
+                        payload = notification.payload(),
+                        "ignoring a malformed replica notification"
+                    ),
+                },
+                Ok(None) => {
+                    // The connection was lost and is back (listening again):
+                    // notifications sent meanwhile are gone, their rows are not.
+                    tracing::warn!("the replica bus listener reconnected");
+                    self.take(Take::All).await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "the replica bus listener failed; retrying");
+                    tokio::time::sleep(HEARTBEAT).await;
+                }
+            }
+        }
+    }
+
+    /// Deletes this replica's messages (which: see [`Take`]) and puts them in the inbox.
+    async fn take(&self, which: Take) {
+        let condition = match which {
+            Take::One(_) => "id = $2",
+            Take::All => "TRUE",
+            Take::Strays => "created_at < now() - make_interval(secs => $2)",
+        };
+        let sql = format!(
+            "DELETE FROM runner_messages WHERE target = $1::uuid AND {condition}
+             RETURNING id, channel, runner_id::text AS runner_id, payload"
+        );
+        let query = sqlx::query(AssertSqlSafe(sql)).bind(self.replica.to_string());
+        let query = match which {
+            Take::One(id) => query.bind(id),
+            Take::All => query,
+            Take::Strays => query.bind(STRAY_AFTER_SECS),
+        };
+        let rows = match query.fetch_all(&self.pool).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                tracing::warn!(error = %err, "taking replica messages failed; they wait for the next look");
+                return;
+            }
+        };
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.get("id");
+            match decode(
+                row.get("channel"),
+                row.get("runner_id"),
+                row.get::<Vec<u8>, _>("payload"),
+            ) {
+                Ok(message) => messages.push((id, message)),
+                Err(err) => {
+                    tracing::warn!(id, error = %err, "dropping an unreadable replica message")
+                }
+            }
+        }
+        messages.sort_by_key(|(id, _)| *id);
+        for (_, message) in messages {
+            // Fails only while the replica shuts down.
+            let _ = self.inbox.send(message);
+        }
+    }
+}
+
+enum Take {
+    /// The message with this id (its notification arrived).
+    One(i64),
+    /// Every message for this replica.
+    All,
+    /// Messages older than a notification takes.
+    Strays,
+}
+
+/// A message as stored: its kind (the `channel` column), the runner, and a body.
+fn encode(message: &Message) -> (&'static str, Uuid, Vec<u8>) {
+    match message {
+        Message::Deliver { runner_id, request } => ("deliver", *runner_id, request.encode_to_vec()),
+        Message::Answer { runner_id, answer } => ("answer", *runner_id, answer.encode_to_vec()),
+        Message::Undeliverable {
+            runner_id,
+            request_id,
+        } => ("undeliverable", *runner_id, request_id.as_bytes().to_vec()),
+    }
+}
+
+fn decode(kind: &str, runner_id: &str, payload: Vec<u8>) -> anyhow::Result<Message> {
+    let runner_id = Uuid::parse_str(runner_id)?;
+    Ok(match kind {
+        "deliver" => Message::Deliver {
+            runner_id,
+            request: runner_api::RunnerRequest::decode_from_slice(&payload)?,
+        },
+        "answer" => Message::Answer {
+            runner_id,
+            answer: runner_api::RespondRequest::decode_from_slice(&payload)?,
+        },
+        "undeliverable" => Message::Undeliverable {
+            runner_id,
+            request_id: String::from_utf8(payload)?,
+        },
+        other => anyhow::bail!("unknown message kind {other:?}"),
+    })
+}
+
+#[async_trait]
+impl Bus for PgBus {
+    fn replica_id(&self) -> ReplicaId {
+        self.inner.replica
+    }
+
+    async fn announce(&self, runner_id: Uuid, connection: u64) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO runner_connections (runner_id, replica_id, connection_id, since)
+             VALUES ($1::uuid, $2::uuid, $3, now())
+             ON CONFLICT (runner_id) DO UPDATE
+             SET replica_id = EXCLUDED.replica_id, connection_id = EXCLUDED.connection_id,
+                 since = EXCLUDED.since",
+        )
+        .bind(runner_id.to_string())
+        .bind(self.inner.replica.to_string())
+        .bind(connection as i64)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn withdraw(&self, runner_id: Uuid, connection: u64) -> anyhow::Result<()> {
+        sqlx::query(
+            "DELETE FROM runner_connections
+             WHERE runner_id = $1::uuid AND replica_id = $2::uuid AND connection_id = $3",
+        )
+        .bind(runner_id.to_string())
+        .bind(self.inner.replica.to_string())
+        .bind(connection as i64)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn holders(&self, runner_ids: &[Uuid]) -> anyhow::Result<HashMap<Uuid, ReplicaId>> {
+        if runner_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<String> = runner_ids.iter().map(Uuid::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT c.runner_id::text AS runner_id, c.replica_id::text AS replica_id
+             FROM runner_connections c JOIN replicas r ON r.id = c.replica_id
+             WHERE c.runner_id = ANY($1::text[]::uuid[])
+               AND r.seen_at > now() - make_interval(secs => $2)",
+        )
+        .bind(ids)
+        .bind(REPLICA_TTL.as_secs_f64())
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    Uuid::parse_str(row.get("runner_id"))?,
+                    Uuid::parse_str(row.get("replica_id"))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn send(&self, to: ReplicaId, message: Message) -> anyhow::Result<()> {
+        let (kind, runner_id, payload) = encode(&message);
+        sqlx::query(
+            "WITH m AS (
+                 INSERT INTO runner_messages (channel, target, runner_id, payload)
+                 VALUES ($1, $2::uuid, $3::uuid, $4) RETURNING id)
+             SELECT pg_notify($5, m.id::text) FROM m",
+        )
+        .bind(kind)
+        .bind(to.to_string())
+        .bind(runner_id.to_string())
+        .bind(payload)
+        .bind(channel(to))
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    fn take_inbox(&self) -> Option<mpsc::UnboundedReceiver<Message>> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    async fn cleanup(&self) -> anyhow::Result<u64> {
+        let messages = sqlx::query(
+            "DELETE FROM runner_messages WHERE created_at < now() - make_interval(secs => $1)",
+        )
+        .bind(MESSAGE_TTL_SECS)
+        .execute(&self.inner.pool)
+        .await?
+        .rows_affected();
+        // Their runner_connections go with them (ON DELETE CASCADE).
+        let replicas =
+            sqlx::query("DELETE FROM replicas WHERE seen_at < now() - make_interval(secs => $1)")
+                .bind(DEAD_REPLICA_TTL_SECS)
+                .execute(&self.inner.pool)
+                .await?
+                .rows_affected();
+        Ok(messages + replicas)
+    }
+
+    async fn leave(&self) {
+        self.stop_tasks();
+        let replica = self.inner.replica.to_string();
+        // The replica's runner_connections go with it (ON DELETE CASCADE).
+        let result = sqlx::query("DELETE FROM replicas WHERE id = $1::uuid")
+            .bind(&replica)
+            .execute(&self.inner.pool)
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not leave the replica fleet cleanly");
+        }
+        let _ = sqlx::query("DELETE FROM runner_messages WHERE target = $1::uuid")
+            .bind(&replica)
+            .execute(&self.inner.pool)
+            .await;
+    }
+}
+
+/// Tests against a real PostgreSQL: `CORRAL_TEST_POSTGRES_URL` names a server
+/// and a database to connect to for creating and dropping the test databases
+/// (default `postgres://postgres@127.0.0.1:5432/postgres`); each test creates
+/// its own and drops it, also when it fails. `CORRAL_TEST_POSTGRES_URL=skip`
+/// skips them.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use sqlx::Connection as _;
+
+    /// The test server's URL; `None` (after saying so) when told to skip.
+    pub(crate) fn test_postgres_url() -> Option<String> {
+        let url = std::env::var("CORRAL_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        if url == "skip" {
+            eprintln!("skipped: CORRAL_TEST_POSTGRES_URL=skip");
+            return None;
+        }
+        Some(url)
+    }
+
+    /// A database of its own for one test, dropped with this value; the
+    /// replica tables are there.
+    pub(crate) struct TestDb {
+        admin_url: String,
+        name: String,
+        pub(crate) url: String,
+    }
+
+    impl TestDb {
+        /// With the replica tables only (not the store's).
+        pub(crate) async fn create() -> Option<TestDb> {
+            let db = Self::create_empty().await?;
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(include_str!("../../migrations/postgres/0003_replicas.sql"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Some(db)
+        }
+
+        /// Without any table.
+        pub(crate) async fn create_empty() -> Option<TestDb> {
+            let admin_url = test_postgres_url()?;
+            let name = format!("corral_bus_{}", Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at CORRAL_TEST_POSTGRES_URL: {e}"));
+            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let url = with_database(&admin_url, &name);
+            Some(TestDb {
+                admin_url,
+                name,
+                url,
+            })
+        }
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            let admin_url = self.admin_url.clone();
+            let name = self.name.clone();
+            // Dropped while a runtime may be winding down: drop on a thread of its own.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut admin)
+                        .await;
+                    }
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    }
+
+    fn with_database(url: &str, database: &str) -> String {
+        let mut url = url::Url::parse(url).unwrap();
+        url.set_path(&format!("/{database}"));
+        url.to_string()
+    }
+
+    fn ping(request_id: &str) -> runner_api::RunnerRequest {
+        runner_api::RunnerRequest {
+            request_id: request_id.into(),
+            kind: Some(runner_api::runner_request::Kind::Ping(Box::default())),
+            ..Default::default()
+        }
+    }
+
+    async fn next(inbox: &mut mpsc::UnboundedReceiver<Message>) -> Message {
+        tokio::time::timeout(Duration::from_secs(20), inbox.recv())
+            .await
+            .expect("a message within 20 s")
+            .expect("the inbox is open")
+    }
+
+    #[tokio::test]
+    async fn messages_cross_replicas_and_holders_are_fleet_wide() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let a = PgBus::start(&db.url).await.unwrap();
+        let b = PgBus::start(&db.url).await.unwrap();
+        let mut inbox_a = a.take_inbox().unwrap();
+        let runner = Uuid::now_v7();
+        assert!(b.holders(&[runner]).await.unwrap().is_empty());
+
+        a.announce(runner, 1).await.unwrap();
+        assert_eq!(
+            b.holders(&[runner]).await.unwrap().get(&runner),
+            Some(&a.replica_id())
+        );
+
+        // A body far larger than a NOTIFY payload may be.
+        let mut big = ping("x/y");
+        big.request_id = "r".repeat(20_000);
+        let deliver = Message::Deliver {
+            runner_id: runner,
+            request: big,
+        };
+        b.send(a.replica_id(), deliver.clone()).await.unwrap();
+        assert_eq!(next(&mut inbox_a).await, deliver);
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM runner_messages")
+            .fetch_one(&a.inner.pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "a taken message is deleted");
+
+        // A newer stream elsewhere wins; withdrawing the old one changes nothing.
+        b.announce(runner, 7).await.unwrap();
+        a.withdraw(runner, 1).await.unwrap();
+        assert_eq!(
+            a.holders(&[runner]).await.unwrap().get(&runner),
+            Some(&b.replica_id())
+        );
+        b.withdraw(runner, 7).await.unwrap();
+        assert!(a.holders(&[runner]).await.unwrap().is_empty());
+
+        // A replica that leaves takes its streams with it.
+        a.announce(runner, 2).await.unwrap();
+        a.leave().await;
+        assert!(b.holders(&[runner]).await.unwrap().is_empty());
+        b.leave().await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_replica_holds_nothing_and_missed_messages_are_taken() {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        let a = PgBus::start(&db.url).await.unwrap();
+        // A replica that stopped heartbeating long ago, with a stream it announced.
+        let dead = Uuid::now_v7().to_string();
+        let runner = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO replicas (id, started_at, seen_at)
+             VALUES ($1::uuid, now() - interval '1 hour', now() - interval '1 hour')",
+        )
+        .bind(&dead)
+        .execute(&a.inner.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO runner_connections (runner_id, replica_id, connection_id)
+             VALUES ($1::uuid, $2::uuid, 1)",
+        )
+        .bind(runner.to_string())
+        .bind(&dead)
+        .execute(&a.inner.pool)
+        .await
+        .unwrap();
+        assert!(a.holders(&[runner]).await.unwrap().is_empty());
+
+        // A message stored without a notification is found by the stray sweep.
+        let mut inbox = a.take_inbox().unwrap();
+        let message = Message::Undeliverable {
+            runner_id: runner,
+            request_id: "r/1".into(),
+        };
+        let (kind, runner_id, payload) = encode(&message);
+        sqlx::query(
+            "INSERT INTO runner_messages (channel, target, runner_id, payload)
+             VALUES ($1, $2::uuid, $3::uuid, $4)",
+        )
+        .bind(kind)
+        .bind(a.replica_id().to_string())
+        .bind(runner_id.to_string())
+        .bind(payload)
+        .execute(&a.inner.pool)
+        .await
+        .unwrap();
+        assert_eq!(next(&mut inbox).await, message);
+        assert_eq!(
+            a.cleanup().await.unwrap(),
+            1,
+            "the dead replica is forgotten"
+        );
+        let connections: i64 = sqlx::query_scalar("SELECT count(*) FROM runner_connections")
+            .fetch_one(&a.inner.pool)
+            .await
+            .unwrap();
+        assert_eq!(connections, 0, "with its streams");
+        a.leave().await;
+    }
+}

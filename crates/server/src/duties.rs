@@ -1,0 +1,399 @@
+//! Background duties run once across the fleet, not once per replica.
+//!
+//! One replica leads: with PostgreSQL, the one holding a session-level
+//! advisory lock ([`DUTIES_LOCK`]) on a connection of its own; every replica
+//! keeps trying, so when the leader dies (its session ends, the lock with it)
+//! another takes over within [`LOCK_CHECK`]. A server on SQLite runs alone and
+//! always leads. Only the leader runs the duties:
+//! - `liveness`: runners silent past the grace become INACTIVE ([`crate::liveness`]);
+//! - `cleanup`: old replica-bus messages and long-dead replicas go, and
+//!   exchange tokens expired or used more than a day ago (PostgreSQL; see
+//!   [`purge_exchange_tokens`]).
+//!
+//! Each run is logged (`background duty ran: <name>`) and counted; `GET
+//! /metrics` shows the counts of this replica, whether it leads, and its
+//! runner streams.
+//!
+//! [`exclusively`] runs a one-off job under a fleet-wide lock (bootstrapping
+//! an empty installation, which replicas starting together would otherwise
+//! both do).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use tokio::task::JoinHandle;
+
+use crate::runner_hub::RunnerHub;
+use crate::state::SharedState;
+
+/// The advisory lock whose holder runs the background duties.
+pub const DUTIES_LOCK: i64 = 0x636f_7272_616c_0001;
+/// The advisory lock held while bootstrapping an empty installation.
+pub const BOOTSTRAP_LOCK: i64 = 0x636f_7272_616c_0002;
+/// How often a replica tries to lead, and the leader checks it still does.
+pub const LOCK_CHECK: Duration = Duration::from_secs(1);
+/// How often the leader cleans up.
+const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
+/// Exchange tokens expired or used longer ago than this are deleted.
+const TOKEN_RETENTION_SECS: f64 = 24.0 * 3600.0;
+/// The longest a query about the lock may take before the connection counts as lost.
+const LOCK_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub const LIVENESS: &str = "liveness";
+pub const CLEANUP: &str = "cleanup";
+
+pub struct Duties {
+    leader: Arc<AtomicBool>,
+    runs: Mutex<BTreeMap<&'static str, u64>>,
+    keeper: Option<JoinHandle<()>>,
+    /// For the cleanup queries (PostgreSQL).
+    pool: Option<PgPool>,
+}
+
+impl Duties {
+    /// A server that runs alone: it leads.
+    pub fn single() -> Self {
+        Self {
+            leader: Arc::new(AtomicBool::new(true)),
+            runs: Mutex::new(initial_runs()),
+            keeper: None,
+            pool: None,
+        }
+    }
+
+    /// A replica on the PostgreSQL database at `url`: leads while it holds
+    /// [`DUTIES_LOCK`]. Checks the database is reachable before returning.
+    pub async fn postgres(url: &str) -> anyhow::Result<Self> {
+        PgConnection::connect(url)
+            .await
+            .context("connecting to PostgreSQL for the duties lock")?
+            .close()
+            .await?;
+        let leader = Arc::new(AtomicBool::new(false));
+        let keeper = tokio::spawn(keep_duties_lock(url.to_string(), leader.clone()));
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy(url)
+            .context("a pool for the cleanup duty")?;
+        Ok(Self {
+            leader,
+            runs: Mutex::new(initial_runs()),
+            keeper: Some(keeper),
+            pool: Some(pool),
+        })
+    }
+
+    /// The cleanup duty's work; returns how many entries went.
+    pub async fn clean_up(&self, hub: &RunnerHub) -> anyhow::Result<u64> {
+        let mut removed = hub.cleanup().await?;
+        if let Some(pool) = &self.pool {
+            removed += purge_exchange_tokens(pool).await?;
+        }
+        Ok(removed)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    /// Records that `duty` ran on this replica.
+    pub fn ran(&self, duty: &'static str) {
+        *self
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(duty)
+            .or_default() += 1;
+        tracing::info!(duty, "background duty ran: {duty}");
+    }
+
+    /// How often each duty ran on this replica.
+    pub fn runs(&self) -> BTreeMap<&'static str, u64> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The `/metrics` page (Prometheus text format).
+    pub fn metrics(&self, runner_streams: usize) -> String {
+        let mut out = String::from(
+            "# HELP corral_background_duty_runs_total Background duties this replica ran (only the leader runs them).\n\
+             # TYPE corral_background_duty_runs_total counter\n",
+        );
+        for (duty, runs) in self.runs() {
+            out.push_str(&format!(
+                "corral_background_duty_runs_total{{duty=\"{duty}\"}} {runs}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP corral_leader Whether this replica runs the background duties.\n\
+             # TYPE corral_leader gauge\n\
+             corral_leader {}\n\
+             # HELP corral_runner_streams Runner streams open on this replica.\n\
+             # TYPE corral_runner_streams gauge\n\
+             corral_runner_streams {runner_streams}\n",
+            u8::from(self.is_leader())
+        ));
+        out
+    }
+}
+
+impl Drop for Duties {
+    fn drop(&mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+        }
+    }
+}
+
+fn initial_runs() -> BTreeMap<&'static str, u64> {
+    [(LIVENESS, 0), (CLEANUP, 0)].into_iter().collect()
+}
+
+/// Keeps trying to take [`DUTIES_LOCK`] on a dedicated connection, and checks
+/// the connection while it holds the lock; a lost connection loses the lead.
+async fn keep_duties_lock(url: String, leader: Arc<AtomicBool>) {
+    let mut conn: Option<PgConnection> = None;
+    loop {
+        let held = leader.load(Ordering::SeqCst);
+        let checked = tokio::time::timeout(LOCK_QUERY_TIMEOUT, async {
+            if conn.is_none() {
+                conn = Some(PgConnection::connect(&url).await?);
+            }
+            let c = conn.as_mut().expect("connected above");
+            if held {
+                sqlx::query("SELECT 1").execute(&mut *c).await?;
+                Ok::<bool, sqlx::Error>(true)
+            } else {
+                sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                    .bind(DUTIES_LOCK)
+                    .fetch_one(&mut *c)
+                    .await
+            }
+        })
+        .await;
+        let leads = match checked {
+            Ok(Ok(leads)) => leads,
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "the duties lock connection failed");
+                conn = None;
+                false
+            }
+            Err(_) => {
+                tracing::warn!("the duties lock connection did not answer in time");
+                conn = None;
+                false
+            }
+        };
+        if leads != held {
+            leader.store(leads, Ordering::SeqCst);
+            if leads {
+                tracing::info!("this replica now runs the background duties");
+            } else {
+                tracing::warn!("this replica no longer runs the background duties");
+            }
+        }
+        tokio::time::sleep(LOCK_CHECK).await;
+    }
+}
+
+/// Runs `job` while holding a fleet-wide lock (with PostgreSQL at `url`), so
+/// that replicas starting together run it one after the other.
+pub async fn exclusively<T>(
+    url: Option<&str>,
+    lock: i64,
+    job: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let Some(url) = url else {
+        return job.await;
+    };
+    let mut conn = PgConnection::connect(url)
+        .await
+        .context("connecting to PostgreSQL for a fleet-wide lock")?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(lock)
+        .execute(&mut conn)
+        .await
+        .context("taking a fleet-wide lock")?;
+    let result = job.await;
+    // Closing the session releases the lock too; unlock first to be prompt.
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock)
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    result
+}
+
+/// Starts the duties; each runs only while this replica leads.
+pub fn spawn(state: SharedState) {
+    tokio::spawn(crate::liveness::mark_silent_runners_inactive(state.clone()));
+    tokio::spawn(cleanup_loop(state));
+}
+
+/// Cleans up soon after this replica starts leading, then every [`CLEANUP_PERIOD`].
+async fn cleanup_loop(state: SharedState) {
+    let mut last_run: Option<tokio::time::Instant> = None;
+    loop {
+        if !state.duties.is_leader() {
+            last_run = None;
+        } else if last_run.is_none_or(|at| at.elapsed() >= CLEANUP_PERIOD) {
+            last_run = Some(tokio::time::Instant::now());
+            match state.duties.clean_up(&state.hub).await {
+                Ok(removed) => {
+                    if removed > 0 {
+                        tracing::info!(removed, "cleanup removed old entries");
+                    }
+                    state.duties.ran(CLEANUP);
+                }
+                Err(err) => tracing::warn!(error = %err, "cleaning up failed"),
+            }
+        }
+        tokio::time::sleep(LOCK_CHECK).await;
+    }
+}
+
+/// Deletes exchange tokens that expired, or were used, more than a day ago.
+///
+/// Interim, and PostgreSQL only: the [`crate::store::Store`] trait has no
+/// method for this yet, so the query reads the store's `api_tokens` table
+/// (the `kind` column and the token record in `data`) directly. It belongs in
+/// the store, where one query would serve SQLite too.
+pub async fn purge_exchange_tokens(pool: &PgPool) -> anyhow::Result<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM api_tokens WHERE kind = 'Exchange' AND (
+             (data::jsonb ->> 'expires_at')::timestamptz < now() - make_interval(secs => $1)
+          OR (data::jsonb ->> 'used_at')::timestamptz < now() - make_interval(secs => $1))",
+    )
+    .bind(TOKEN_RETENTION_SECS)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_show_runs_and_leadership() {
+        let duties = Duties::single();
+        duties.ran(LIVENESS);
+        duties.ran(LIVENESS);
+        let text = duties.metrics(3);
+        assert!(text.contains("corral_background_duty_runs_total{duty=\"liveness\"} 2\n"));
+        assert!(text.contains("corral_background_duty_runs_total{duty=\"cleanup\"} 0\n"));
+        assert!(text.contains("corral_leader 1\n"));
+        assert!(text.contains("corral_runner_streams 3\n"));
+    }
+
+    /// On the PostgreSQL of `CORRAL_TEST_POSTGRES_URL` (its own database
+    /// there, so no other test competes for the lock).
+    #[tokio::test]
+    async fn one_replica_leads_and_another_takes_over() {
+        let Some(db) = crate::bus::TestDb::create().await else {
+            return;
+        };
+        let first = Duties::postgres(&db.url).await.unwrap();
+        wait_until(|| first.is_leader()).await;
+        let second = Duties::postgres(&db.url).await.unwrap();
+        tokio::time::sleep(LOCK_CHECK * 3).await;
+        assert!(!second.is_leader(), "one leader at a time");
+        drop(first);
+        wait_until(|| second.is_leader()).await;
+    }
+
+    #[tokio::test]
+    async fn exclusive_jobs_run_one_after_the_other() {
+        let Some(db) = crate::bus::TestDb::create().await else {
+            return;
+        };
+        let running = std::sync::atomic::AtomicUsize::new(0);
+        let overlapped = AtomicBool::new(false);
+        let job = || async {
+            if running.fetch_add(1, Ordering::SeqCst) > 0 {
+                overlapped.store(true, Ordering::SeqCst);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        };
+        let (first, second) = tokio::join!(
+            exclusively(Some(&db.url), BOOTSTRAP_LOCK, job()),
+            exclusively(Some(&db.url), BOOTSTRAP_LOCK, job()),
+        );
+        first.unwrap();
+        second.unwrap();
+        assert!(!overlapped.load(Ordering::SeqCst));
+    }
+
+    /// With the PostgreSQL store: old exchange tokens go, others stay.
+    #[tokio::test]
+    async fn old_exchange_tokens_are_purged() {
+        use crate::domain::{ApiToken, Subject, TokenKind};
+        use crate::store::Store as _;
+        use chrono::Utc;
+        let Some(db) = crate::bus::TestDb::create_empty().await else {
+            return;
+        };
+        let store = crate::store::sql::SqlStore::open_postgres(&db.url)
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let token = |kind, created_hours_ago: i64, used: bool| {
+            let created_at = now - chrono::Duration::hours(created_hours_ago);
+            ApiToken {
+                id: uuid::Uuid::now_v7(),
+                kind,
+                hash: uuid::Uuid::new_v4().to_string(),
+                org_id: uuid::Uuid::now_v7(),
+                subject: Subject::Runner(uuid::Uuid::now_v7()),
+                creator: Subject::User(uuid::Uuid::now_v7()),
+                description: String::new(),
+                read_only: false,
+                created_at,
+                expires_at: Some(created_at + chrono::Duration::hours(24)),
+                last_used: None,
+                used_at: used.then_some(created_at + chrono::Duration::hours(1)),
+            }
+        };
+        let expired_long_ago = token(TokenKind::Exchange, 72, false);
+        let used_long_ago = token(TokenKind::Exchange, 30, true);
+        let recently_expired = token(TokenKind::Exchange, 30, false);
+        let fresh = token(TokenKind::Exchange, 1, false);
+        let old_access = token(TokenKind::RunnerAccess, 72, false);
+        for t in [
+            &expired_long_ago,
+            &used_long_ago,
+            &recently_expired,
+            &fresh,
+            &old_access,
+        ] {
+            store.create_token(t).await.unwrap();
+        }
+        let pool = PgPoolOptions::new().connect(&db.url).await.unwrap();
+        assert_eq!(purge_exchange_tokens(&pool).await.unwrap(), 2);
+        for gone in [&expired_long_ago, &used_long_ago] {
+            assert!(store.get_token(gone.id).await.is_err());
+        }
+        for kept in [&recently_expired, &fresh, &old_access] {
+            store.get_token(kept.id).await.unwrap();
+        }
+        pool.close().await;
+    }
+
+    async fn wait_until(condition: impl Fn() -> bool) {
+        for _ in 0..300 {
+            if condition() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out");
+    }
+}

@@ -1,0 +1,1102 @@
+//! The store's contract, checked on every backend: each test below is one
+//! function, run by [`conformance!`] on SQLite (a file in a temporary
+//! directory) and on PostgreSQL (a database of its own, created for the test
+//! and dropped after it, also when it fails).
+//!
+//! PostgreSQL: `CORRAL_TEST_POSTGRES_URL` names a server and a database to
+//! connect to for creating and dropping the test databases (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached
+//! the PostgreSQL variants fail, saying so; `CORRAL_TEST_POSTGRES_URL=skip`
+//! skips them instead.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::Utc;
+use sqlx::Connection;
+use uuid::Uuid;
+
+use super::sql::SqlStore;
+use super::{Mutation, Store, StoreError};
+use crate::domain::*;
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Runs each listed test function on both backends: `on_sqlite::NAME` and `on_postgres::NAME`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::on_sqlite(super::$name).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::on_postgres(super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    records_round_trip_and_vanish_when_deleted,
+    lists_page_in_creation_order,
+    unique_constraints_answer_already_exists,
+    concurrent_updates_of_one_runner_lose_nothing,
+    concurrent_policies_for_one_group_one_wins,
+    an_exchange_token_is_redeemed_once,
+    the_last_admin_stays_under_concurrent_demotions,
+    silent_runners_are_found_by_their_last_report,
+    deleting_a_runner_takes_what_belongs_to_it,
+    groups_filter_by_search_ids_and_system_within_the_org,
+    memberships_filter_by_member_name_or_email,
+    org_members_filter_by_role_email_search_and_groups,
+);
+
+async fn on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("corral.db"))
+        .await
+        .unwrap();
+    test(Arc::new(store)).await;
+}
+
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    with_postgres_database(|url| async move {
+        let store = Arc::new(SqlStore::open_postgres(&url).await.unwrap());
+        let shared: Arc<dyn Store> = store.clone();
+        test(shared).await;
+        store.close().await;
+    })
+    .await;
+}
+
+/// Runs `test` with the URL of a new database, and drops the database after
+/// it, also when it fails. Does nothing when told to skip PostgreSQL.
+async fn with_postgres_database<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(server) = PostgresServer::from_env() else {
+        eprintln!("skipped: CORRAL_TEST_POSTGRES_URL=skip");
+        return;
+    };
+    let database = server.create_database().await;
+    // The test runs in a task of its own so that a failure comes back here as
+    // a value: the database is dropped first, then the failure goes on.
+    let outcome = tokio::spawn(test(database.url.clone())).await;
+    database.drop().await;
+    if let Err(failure) = outcome {
+        match failure.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(failure) => panic!("the test did not finish: {failure}"),
+        }
+    }
+}
+
+/// The PostgreSQL server the tests create their databases on.
+struct PostgresServer {
+    url: url::Url,
+}
+
+impl PostgresServer {
+    /// From `CORRAL_TEST_POSTGRES_URL` (or the default); `None` when it is `skip`.
+    fn from_env() -> Option<Self> {
+        let url = std::env::var("CORRAL_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string());
+        if url == "skip" {
+            return None;
+        }
+        let url = url::Url::parse(&url)
+            .unwrap_or_else(|e| panic!("CORRAL_TEST_POSTGRES_URL is not a URL ({e})"));
+        Some(Self { url })
+    }
+
+    /// The URL without its password, for messages.
+    fn shown(&self) -> String {
+        let mut url = self.url.clone();
+        let _ = url.set_password(None);
+        url.to_string()
+    }
+
+    async fn admin(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(self.url.as_str())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {} ({e}). The PostgreSQL variants of the store \
+                     tests need a server: start one (.ci/run does), point CORRAL_TEST_POSTGRES_URL \
+                     at one, or set CORRAL_TEST_POSTGRES_URL=skip to skip them.",
+                    self.shown()
+                )
+            })
+    }
+
+    /// A new, empty database with a random name.
+    async fn create_database(&self) -> TestDatabase {
+        let name = format!("corral_test_{}", Uuid::new_v4().simple());
+        let mut admin = self.admin().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("creating database {name} on {}: {e}", self.shown()));
+        let _ = admin.close().await;
+        let mut url = self.url.clone();
+        url.set_path(&name);
+        TestDatabase {
+            server_url: self.url.clone(),
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+/// A database that exists for one test.
+struct TestDatabase {
+    server_url: url::Url,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    /// Drops the database, ending any connection still open to it.
+    async fn drop(self) {
+        let server = PostgresServer {
+            url: self.server_url,
+        };
+        let mut admin = server.admin().await;
+        let name = &self.name;
+        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        {
+            eprintln!("could not drop test database {name}: {e}");
+        }
+        let _ = admin.close().await;
+    }
+}
+
+/// Replicas that start together on a new database all come up, and the schema
+/// is migrated exactly once (sqlx's PostgreSQL migrator takes an advisory lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_starting_together_migrate_once() {
+    with_postgres_database(|url| async move {
+        let opened = at_once((0..4).map(|_| {
+            let url = url.clone();
+            async move { SqlStore::open_postgres(&url).await }
+        }))
+        .await;
+        let stores: Vec<SqlStore> = opened
+            .into_iter()
+            .map(|r| r.expect("every replica opens the store"))
+            .collect();
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let applied: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let expected: Vec<(i64, bool)> = super::postgres::MIGRATOR
+            .iter()
+            .map(|m| (m.version, true))
+            .collect();
+        assert!(expected.len() >= 2);
+        assert_eq!(applied, expected, "each migration applied once");
+        let _ = conn.close().await;
+        // Every replica works on the one schema.
+        let first = org(&stores[0], "shared").await;
+        for store in &stores {
+            assert_eq!(store.get_organization(first.id).await.unwrap(), first);
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+const ALL: PageRequest = PageRequest {
+    after: None,
+    limit: 100,
+};
+
+async fn org(store: &dyn Store, name: &str) -> Organization {
+    let now = Utc::now();
+    let org = Organization {
+        id: new_id(),
+        name: name.into(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_organization(&org).await.unwrap();
+    org
+}
+
+async fn user(store: &dyn Store, org_id: Uuid, name: &str, role: OrgRole) -> User {
+    let user = User {
+        id: new_id(),
+        org_id,
+        name: name.into(),
+        email: format!("{name}@Example.com"),
+        status: UserStatus::Active,
+        created_at: Utc::now(),
+    };
+    store.create_user(&user, role).await.unwrap();
+    user
+}
+
+fn new_group(org_id: Uuid, name: &str) -> Group {
+    let now = Utc::now();
+    Group {
+        id: new_id(),
+        org_id,
+        name: name.into(),
+        description: String::new(),
+        system: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn group(store: &dyn Store, org_id: Uuid, name: &str) -> Group {
+    let group = new_group(org_id, name);
+    store.create_group(&group).await.unwrap();
+    group
+}
+
+fn new_membership(group: &Group, user: &User) -> Membership {
+    Membership {
+        id: new_id(),
+        group_id: group.id,
+        user_id: user.id,
+        created_at: Utc::now(),
+    }
+}
+
+async fn join(store: &dyn Store, group: &Group, user: &User) {
+    store
+        .create_membership(&new_membership(group, user))
+        .await
+        .unwrap();
+}
+
+fn new_runner(org_id: Uuid, creator: &User, name: &str) -> Runner {
+    let now = Utc::now();
+    Runner {
+        id: new_id(),
+        org_id,
+        name: name.into(),
+        kind: RunnerKind::Local,
+        provider: Some(RunnerProvider::LinuxHost),
+        creator: Subject::User(creator.id),
+        runner_manager_id: None,
+        spec: RunnerSpec::default(),
+        status: RunnerStatus {
+            phase: RunnerPhase::Created,
+            ..Default::default()
+        },
+        config_schema: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// A runner on which `policies_for` groups hold the admin role.
+async fn runner(store: &dyn Store, creator: &User, name: &str, policies_for: &[&Group]) -> Runner {
+    let runner = new_runner(creator.org_id, creator, name);
+    let policies: Vec<_> = policies_for
+        .iter()
+        .map(|g| RunnerPolicy {
+            runner_id: runner.id,
+            group_id: g.id,
+            role: RunnerRole::Admin,
+        })
+        .collect();
+    store.create_runner(&runner, &policies).await.unwrap();
+    runner
+}
+
+/// A token of `kind` for `subject`, issued by `creator`.
+fn new_token(kind: TokenKind, subject: Subject, creator: &User) -> ApiToken {
+    ApiToken {
+        id: new_id(),
+        kind,
+        hash: format!("hash-{}", Uuid::new_v4()),
+        org_id: creator.org_id,
+        subject,
+        creator: Subject::User(creator.id),
+        description: String::new(),
+        read_only: false,
+        created_at: Utc::now(),
+        expires_at: None,
+        last_used: None,
+        used_at: None,
+    }
+}
+
+fn new_host_token(runner: &Runner, user: &User, host: &str) -> HostToken {
+    HostToken {
+        id: new_id(),
+        org_id: runner.org_id,
+        runner_id: runner.id,
+        user_id: user.id,
+        host: host.into(),
+        source: Some(HostTokenSource::Pat),
+        token_encrypted: vec![1, 2, 3],
+        refresh_token_encrypted: None,
+        expires_at: None,
+        integration_id: None,
+        scopes: vec!["repo".into()],
+        created_at: Utc::now(),
+    }
+}
+
+fn new_integration(runner: &Runner, host: &str) -> ScmIntegration {
+    ScmIntegration {
+        id: new_id(),
+        org_id: runner.org_id,
+        runner_id: runner.id,
+        scm_id: "github".into(),
+        host: host.into(),
+        oauth: None,
+        pat: true,
+        virtual_directory: None,
+        created_at: Utc::now(),
+    }
+}
+
+fn new_class(runner: &Runner, name: &str, enabled: bool) -> EnvironmentClass {
+    EnvironmentClass {
+        id: new_id(),
+        org_id: runner.org_id,
+        runner_id: runner.id,
+        display_name: name.into(),
+        description: String::new(),
+        configuration: vec![("cpu".into(), "2".into())],
+        enabled,
+        created_at: Utc::now(),
+    }
+}
+
+/// Runs the operations at once, each in a task of its own; returns their
+/// results in the order given.
+async fn at_once<T, Fut>(operations: impl IntoIterator<Item = Fut>) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = operations.into_iter().map(tokio::spawn).collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+fn successes<T, E>(results: &[Result<T, E>]) -> usize {
+    results.iter().filter(|r| r.is_ok()).count()
+}
+
+/// A mutation that always applies.
+fn change<T>(apply: impl FnOnce(&mut T) + Send + 'static) -> Mutation<T> {
+    Box::new(move |value| {
+        apply(value);
+        Ok(())
+    })
+}
+
+fn names<T>(page: &Page<T>, name: impl Fn(&T) -> &str) -> Vec<String> {
+    page.items.iter().map(|i| name(i).to_string()).collect()
+}
+
+#[track_caller]
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    assert!(
+        matches!(result, Err(StoreError::NotFound(_))),
+        "expected NotFound, got {result:?}"
+    );
+}
+
+#[track_caller]
+fn assert_already_exists<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    assert!(
+        matches!(result, Err(StoreError::AlreadyExists(_))),
+        "expected AlreadyExists, got {result:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+async fn records_round_trip_and_vanish_when_deleted(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    assert_eq!(store.get_organization(a.id).await.unwrap(), a);
+    assert_eq!(store.first_organization().await.unwrap(), Some(a.clone()));
+    let root = user(store, a.id, "root", OrgRole::Admin).await;
+    assert_eq!(store.get_user(root.id).await.unwrap(), root);
+    assert_eq!(
+        store.org_role(a.id, root.id).await.unwrap(),
+        Some(OrgRole::Admin)
+    );
+
+    // Runners: create, read, partial update (indexed columns follow), delete.
+    let team = group(store, a.id, "team").await;
+    let r = runner(store, &root, "build", &[&team]).await;
+    assert_eq!(store.get_runner(r.id).await.unwrap(), r);
+    let updated = store
+        .update_runner(r.id, change(|r: &mut Runner| r.name = "renamed".into()))
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "renamed");
+    assert_eq!(store.get_runner(r.id).await.unwrap(), updated);
+    let refused = store
+        .update_runner(
+            r.id,
+            Box::new(|_| Err(StoreError::Conflict("refused".into()))),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_runner(r.id).await.unwrap().name, "renamed");
+    assert_not_found(store.update_runner(new_id(), Box::new(|_| Ok(()))).await);
+
+    // Tokens: by hash, touched, deleted.
+    let token = new_token(TokenKind::Personal, Subject::User(root.id), &root);
+    store.create_token(&token).await.unwrap();
+    assert_eq!(
+        store.find_token_by_hash(&token.hash).await.unwrap(),
+        Some(token.clone())
+    );
+    let at = Utc::now();
+    store.touch_token(token.id, at).await.unwrap();
+    assert_eq!(store.get_token(token.id).await.unwrap().last_used, Some(at));
+    store.delete_token(token.id).await.unwrap();
+    assert_eq!(store.find_token_by_hash(&token.hash).await.unwrap(), None);
+    assert_not_found(store.delete_token(token.id).await);
+
+    // Runner configuration.
+    let host_token = new_host_token(&r, &root, "github.com");
+    store.create_host_token(&host_token).await.unwrap();
+    assert_eq!(
+        store.get_host_token(host_token.id).await.unwrap(),
+        host_token
+    );
+    let changed = store
+        .update_host_token(
+            host_token.id,
+            change(|t: &mut HostToken| t.scopes.push("read:org".into())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.scopes, ["repo", "read:org"]);
+    store.delete_host_token(host_token.id).await.unwrap();
+    assert_not_found(store.get_host_token(host_token.id).await);
+
+    let integration = new_integration(&r, "github.com");
+    store.create_scm_integration(&integration).await.unwrap();
+    assert_eq!(
+        store.get_scm_integration(integration.id).await.unwrap(),
+        integration
+    );
+    store.delete_scm_integration(integration.id).await.unwrap();
+    assert_not_found(store.delete_scm_integration(integration.id).await);
+
+    let on = new_class(&r, "on", true);
+    let off = new_class(&r, "off", false);
+    store.create_environment_class(&on).await.unwrap();
+    store.create_environment_class(&off).await.unwrap();
+    assert_eq!(store.get_environment_class(off.id).await.unwrap(), off);
+    let enabled = |enabled| EnvironmentClassFilter {
+        runner_ids: vec![r.id],
+        enabled: Some(enabled),
+    };
+    let list = store
+        .list_environment_classes(a.id, &enabled(true), ALL)
+        .await
+        .unwrap();
+    assert_eq!(names(&list, |c| &c.display_name), ["on"]);
+    store
+        .update_environment_class(off.id, change(|c: &mut EnvironmentClass| c.enabled = true))
+        .await
+        .unwrap();
+    let list = store
+        .list_environment_classes(a.id, &enabled(true), ALL)
+        .await
+        .unwrap();
+    assert_eq!(names(&list, |c| &c.display_name), ["on", "off"]);
+    let list = store
+        .list_environment_classes(a.id, &enabled(false), ALL)
+        .await
+        .unwrap();
+    assert!(list.items.is_empty());
+
+    // Policies.
+    assert_eq!(
+        store.list_runner_policies(r.id).await.unwrap(),
+        [RunnerPolicy {
+            runner_id: r.id,
+            group_id: team.id,
+            role: RunnerRole::Admin
+        }]
+    );
+    let as_user = RunnerPolicy {
+        runner_id: r.id,
+        group_id: team.id,
+        role: RunnerRole::User,
+    };
+    store.update_runner_policy(&as_user).await.unwrap();
+    assert_eq!(
+        store.runners_granted_to_groups(&[team.id]).await.unwrap(),
+        [as_user]
+    );
+    assert_eq!(store.runners_granted_to_groups(&[]).await.unwrap(), []);
+    store.delete_runner_policy(r.id, team.id).await.unwrap();
+    assert_not_found(store.delete_runner_policy(r.id, team.id).await);
+    assert_not_found(store.update_runner_policy(&as_user).await);
+
+    // Groups and memberships.
+    let renamed = store
+        .update_group(team.id, change(|g: &mut Group| g.name = "crew".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_group_by_name(a.id, "crew").await.unwrap(),
+        renamed
+    );
+    let membership = new_membership(&team, &root);
+    store.create_membership(&membership).await.unwrap();
+    assert_eq!(
+        store.find_membership(team.id, root.id).await.unwrap(),
+        Some(membership.clone())
+    );
+    assert_eq!(store.count_members(team.id).await.unwrap(), 1);
+    store.delete_membership(membership.id).await.unwrap();
+    assert_eq!(store.count_members(team.id).await.unwrap(), 0);
+    store.delete_group(team.id).await.unwrap();
+    assert_not_found(store.get_group(team.id).await);
+
+    store.delete_runner(r.id).await.unwrap();
+    assert_not_found(store.get_runner(r.id).await);
+    assert_not_found(store.delete_runner(r.id).await);
+}
+
+async fn lists_page_in_creation_order(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    let root = user(store, a.id, "root", OrgRole::Admin).await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(runner(store, &root, &format!("r{i}"), &[]).await.id);
+    }
+    // Another organization's runners never show up.
+    let b = org(store, "b").await;
+    let other = user(store, b.id, "other", OrgRole::Admin).await;
+    runner(store, &other, "elsewhere", &[]).await;
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_runners(
+                a.id,
+                &RunnerFilter::default(),
+                PageRequest { after, limit: 2 },
+            )
+            .await
+            .unwrap();
+        pages += 1;
+        seen.extend(page.items.iter().map(|r| r.id));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created);
+    assert_eq!(pages, 3);
+
+    // A page that ends exactly at the last item says there is no next page.
+    let page = store
+        .list_runners(
+            a.id,
+            &RunnerFilter::default(),
+            PageRequest {
+                after: Some(created[2]),
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.next_after, None);
+
+    // Visibility with nothing granted: only what the caller created.
+    let visible = RunnerFilter {
+        visible: Some(Visibility {
+            creator: Some(other.id),
+            runner_ids: vec![],
+        }),
+        ..Default::default()
+    };
+    let page = store.list_runners(a.id, &visible, ALL).await.unwrap();
+    assert!(page.items.is_empty());
+    let visible = RunnerFilter {
+        visible: Some(Visibility {
+            creator: None,
+            runner_ids: vec![created[4], created[1]],
+        }),
+        ..Default::default()
+    };
+    let page = store.list_runners(a.id, &visible, ALL).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [created[1], created[4]]
+    );
+    assert!(
+        store
+            .list_user_tokens(&[], ALL)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+async fn unique_constraints_answer_already_exists(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    assert_already_exists(store.create_organization(&a).await);
+    let root = user(store, a.id, "root", OrgRole::Admin).await;
+    let mut twin = root.clone();
+    twin.id = new_id();
+    assert_already_exists(store.create_user(&twin, OrgRole::Member).await);
+
+    let team = group(store, a.id, "team").await;
+    assert_already_exists(store.create_group(&new_group(a.id, "team")).await);
+    let other = group(store, a.id, "other").await;
+    let renaming = store
+        .update_group(other.id, change(|g: &mut Group| g.name = "team".into()))
+        .await;
+    assert_already_exists(renaming);
+    assert_eq!(store.get_group(other.id).await.unwrap().name, "other");
+
+    join(store, &team, &root).await;
+    assert_already_exists(store.create_membership(&new_membership(&team, &root)).await);
+
+    let token = new_token(TokenKind::Personal, Subject::User(root.id), &root);
+    store.create_token(&token).await.unwrap();
+    let mut same_hash = token.clone();
+    same_hash.id = new_id();
+    assert_already_exists(store.create_token(&same_hash).await);
+
+    let r = runner(store, &root, "build", &[&team]).await;
+    assert_already_exists(store.create_runner(&r, &[]).await);
+    let policy = RunnerPolicy {
+        runner_id: r.id,
+        group_id: team.id,
+        role: RunnerRole::User,
+    };
+    assert_already_exists(store.create_runner_policy(&policy).await);
+    store
+        .create_host_token(&new_host_token(&r, &root, "github.com"))
+        .await
+        .unwrap();
+    assert_already_exists(
+        store
+            .create_host_token(&new_host_token(&r, &root, "github.com"))
+            .await,
+    );
+    store
+        .create_scm_integration(&new_integration(&r, "github.com"))
+        .await
+        .unwrap();
+    assert_already_exists(
+        store
+            .create_scm_integration(&new_integration(&r, "github.com"))
+            .await,
+    );
+}
+
+/// Many partial updates of one runner at once, as from several replicas: each
+/// appends its own marker, and every one of them is in the result.
+async fn concurrent_updates_of_one_runner_lose_nothing(store: Arc<dyn Store>) {
+    let a = org(&*store, "a").await;
+    let root = user(&*store, a.id, "root", OrgRole::Admin).await;
+    let r = runner(&*store, &root, "r", &[]).await;
+    let results = at_once((0..20).map(|i| {
+        let store = store.clone();
+        async move {
+            let mark = change(move |r: &mut Runner| r.name.push_str(&format!(" m{i};")));
+            store.update_runner(r.id, mark).await
+        }
+    }))
+    .await;
+    assert_eq!(successes(&results), 20, "{results:?}");
+    let name = store.get_runner(r.id).await.unwrap().name;
+    for i in 0..20 {
+        assert!(name.contains(&format!(" m{i};")), "m{i} was lost: {name}");
+    }
+    assert_eq!(name.matches(';').count(), 20, "{name}");
+}
+
+/// Two CreateRunnerPolicy for the same group at once: one wins, the other is
+/// told the policy exists. Several rounds, to give the race a chance.
+async fn concurrent_policies_for_one_group_one_wins(store: Arc<dyn Store>) {
+    let a = org(&*store, "a").await;
+    let root = user(&*store, a.id, "root", OrgRole::Admin).await;
+    let r = runner(&*store, &root, "r", &[]).await;
+    for round in 0..5 {
+        let team = group(&*store, a.id, &format!("team {round}")).await;
+        let results = at_once([RunnerRole::User, RunnerRole::Admin].map(|role| {
+            let store = store.clone();
+            let policy = RunnerPolicy {
+                runner_id: r.id,
+                group_id: team.id,
+                role,
+            };
+            async move { store.create_runner_policy(&policy).await }
+        }))
+        .await;
+        let won = successes(&results);
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::AlreadyExists(_))))
+            .count();
+        assert_eq!((won, refused), (1, 1), "round {round}: {results:?}");
+    }
+    assert_eq!(store.list_runner_policies(r.id).await.unwrap().len(), 5);
+}
+
+async fn an_exchange_token_is_redeemed_once(store: Arc<dyn Store>) {
+    let a = org(&*store, "a").await;
+    let root = user(&*store, a.id, "root", OrgRole::Admin).await;
+    let r = runner(&*store, &root, "r", &[]).await;
+    let exchange = new_token(TokenKind::Exchange, Subject::Runner(r.id), &root);
+    store.create_token(&exchange).await.unwrap();
+    let results = at_once((0..2).map(|_| {
+        let store = store.clone();
+        let access = new_token(TokenKind::RunnerAccess, Subject::Runner(r.id), &root);
+        async move {
+            store
+                .redeem_exchange_token(exchange.id, &access, Utc::now())
+                .await
+        }
+    }))
+    .await;
+    assert_eq!(successes(&results), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::Conflict(_)))),
+        "{results:?}"
+    );
+    assert!(
+        store
+            .get_token(exchange.id)
+            .await
+            .unwrap()
+            .used_at
+            .is_some()
+    );
+}
+
+/// Two admins demote each other at once: one demotion goes through, the
+/// other finds it would leave no admin.
+async fn the_last_admin_stays_under_concurrent_demotions(store: Arc<dyn Store>) {
+    let a = org(&*store, "a").await;
+    let first = user(&*store, a.id, "first", OrgRole::Admin).await;
+    let second = user(&*store, a.id, "second", OrgRole::Admin).await;
+    let results = at_once([first.id, second.id].map(|id| {
+        let store = store.clone();
+        async move { store.set_org_role(a.id, id, OrgRole::Member).await }
+    }))
+    .await;
+    assert_eq!(successes(&results), 1, "{results:?}");
+    let admins = store
+        .list_org_members(
+            a.id,
+            &OrgMemberFilter {
+                roles: vec![OrgRole::Admin],
+                ..Default::default()
+            },
+            ALL,
+        )
+        .await
+        .unwrap();
+    assert_eq!(admins.items.len(), 1);
+}
+
+async fn silent_runners_are_found_by_their_last_report(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    let root = user(store, a.id, "root", OrgRole::Admin).await;
+    let now = Utc::now();
+    let long_ago = now - chrono::Duration::minutes(5);
+    let mut stale_ones = Vec::new();
+    for (phase, at, stale) in [
+        (RunnerPhase::Active, long_ago, true),
+        (RunnerPhase::Degraded, long_ago, true),
+        (RunnerPhase::Active, now, false),
+        (RunnerPhase::Inactive, long_ago, false),
+    ] {
+        let r = runner(store, &root, "reporting", &[]).await;
+        store
+            .update_runner(
+                r.id,
+                change(move |r: &mut Runner| {
+                    r.status.phase = phase;
+                    r.status.updated_at = Some(at);
+                }),
+            )
+            .await
+            .unwrap();
+        if stale {
+            stale_ones.push(r.id);
+        }
+    }
+    runner(store, &root, "never connected", &[]).await;
+
+    let stale = store
+        .stale_runners(now - chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 2, "{stale:?}");
+    assert!(stale_ones.iter().all(|id| stale.contains(id)), "{stale:?}");
+}
+
+async fn deleting_a_runner_takes_what_belongs_to_it(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    let root = user(store, a.id, "root", OrgRole::Admin).await;
+    let team = group(store, a.id, "team").await;
+    let r = runner(store, &root, "r", &[&team]).await;
+    let access = new_token(TokenKind::RunnerAccess, Subject::Runner(r.id), &root);
+    store.create_token(&access).await.unwrap();
+    let host_token = new_host_token(&r, &root, "gitlab.com");
+    store.create_host_token(&host_token).await.unwrap();
+    let class = new_class(&r, "small", true);
+    store.create_environment_class(&class).await.unwrap();
+
+    store.delete_runner(r.id).await.unwrap();
+    assert_not_found(store.get_token(access.id).await);
+    assert_not_found(store.get_host_token(host_token.id).await);
+    assert_not_found(store.get_environment_class(class.id).await);
+    assert!(store.list_runner_policies(r.id).await.unwrap().is_empty());
+    // The group outlives the runner.
+    assert_eq!(store.get_group(team.id).await.unwrap(), team);
+}
+
+async fn groups_filter_by_search_ids_and_system_within_the_org(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    let b = org(store, "b").await;
+    let ops = group(store, a.id, "Platform Ops").await;
+    let dev = group(store, a.id, "developers").await;
+    group(store, b.id, "ops elsewhere").await;
+
+    let list = |filter: GroupFilter| {
+        let store = &store;
+        async move { store.list_groups(a.id, &filter, ALL).await.unwrap() }
+    };
+    let all = list(GroupFilter::default()).await;
+    assert_eq!(
+        names(&all, |g| &g.name),
+        ["admins", "members", "Platform Ops", "developers"]
+    );
+    let search = list(GroupFilter {
+        search: "OPS".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&search, |g| &g.name), ["Platform Ops"]);
+    let by_id = list(GroupFilter {
+        group_ids: vec![dev.id, ops.id],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&by_id, |g| &g.name), ["Platform Ops", "developers"]);
+    let system = list(GroupFilter {
+        system: Some(true),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&system, |g| &g.name), ["admins", "members"]);
+    let other = list(GroupFilter {
+        system: Some(false),
+        search: "e".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&other, |g| &g.name), ["developers"]);
+
+    // Filtering happens before paging: pages hold only matches.
+    let filter = GroupFilter {
+        system: Some(false),
+        ..Default::default()
+    };
+    let first = store
+        .list_groups(
+            a.id,
+            &filter,
+            PageRequest {
+                after: None,
+                limit: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&first, |g| &g.name), ["Platform Ops"]);
+    let second = store
+        .list_groups(
+            a.id,
+            &filter,
+            PageRequest {
+                after: first.next_after,
+                limit: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&second, |g| &g.name), ["developers"]);
+    assert_eq!(second.next_after, None);
+}
+
+async fn memberships_filter_by_member_name_or_email(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    let team = group(store, a.id, "team").await;
+    let alice = user(store, a.id, "alice", OrgRole::Member).await;
+    let bob = user(store, a.id, "bob", OrgRole::Member).await;
+    join(store, &team, &alice).await;
+    join(store, &team, &bob).await;
+
+    let search = |s: &str| MembershipFilter { search: s.into() };
+    let all = store
+        .list_memberships(team.id, &search(""), ALL)
+        .await
+        .unwrap();
+    assert_eq!(names(&all, |m| &m.user.name), ["alice", "bob"]);
+    let by_name = store
+        .list_memberships(team.id, &search("ALI"), ALL)
+        .await
+        .unwrap();
+    assert_eq!(names(&by_name, |m| &m.user.name), ["alice"]);
+    let by_email = store
+        .list_memberships(team.id, &search("bob@example"), ALL)
+        .await
+        .unwrap();
+    assert_eq!(names(&by_email, |m| &m.user.name), ["bob"]);
+}
+
+async fn org_members_filter_by_role_email_search_and_groups(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    let b = org(store, "b").await;
+    let root = user(store, a.id, "root", OrgRole::Admin).await;
+    let alice = user(store, a.id, "alice", OrgRole::Member).await;
+    let bob = user(store, a.id, "bob", OrgRole::Member).await;
+    user(store, b.id, "alice", OrgRole::Admin).await;
+    let team = group(store, a.id, "team").await;
+    join(store, &team, &alice).await;
+
+    let list = |filter: OrgMemberFilter| {
+        let store = &store;
+        async move { store.list_org_members(a.id, &filter, ALL).await.unwrap() }
+    };
+    let all = list(OrgMemberFilter::default()).await;
+    assert_eq!(names(&all, |m| &m.user.name), ["root", "alice", "bob"]);
+    assert_eq!(all.items[0].role, OrgRole::Admin);
+    assert_eq!(all.items[1].role, OrgRole::Member);
+
+    let admins = list(OrgMemberFilter {
+        roles: vec![OrgRole::Admin],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&admins, |m| &m.user.name), ["root"]);
+    let members = list(OrgMemberFilter {
+        roles: vec![OrgRole::Member],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&members, |m| &m.user.name), ["alice", "bob"]);
+    let both = list(OrgMemberFilter {
+        roles: vec![OrgRole::Admin, OrgRole::Member],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(both.items.len(), 3);
+
+    let email = list(OrgMemberFilter {
+        email: "BOB@example.com".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&email, |m| &m.user.name), ["bob"]);
+    let search = list(OrgMemberFilter {
+        search: "OO".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&search, |m| &m.user.name), ["root"]);
+    let search = list(OrgMemberFilter {
+        search: "b@EXAMPLE".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&search, |m| &m.user.name), ["bob"]);
+    let ids = list(OrgMemberFilter {
+        user_ids: vec![bob.id, root.id],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&ids, |m| &m.user.name), ["root", "bob"]);
+    let suspended = list(OrgMemberFilter {
+        statuses: vec![UserStatus::Suspended],
+        ..Default::default()
+    })
+    .await;
+    assert!(suspended.items.is_empty());
+
+    let not_in_team = list(OrgMemberFilter {
+        exclude_group_ids: vec![team.id],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&not_in_team, |m| &m.user.name), ["root", "bob"]);
+    let no_team = list(OrgMemberFilter {
+        exclude_members_in_any_team: true,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(names(&no_team, |m| &m.user.name), ["root", "bob"]);
+}

@@ -1,0 +1,1300 @@
+//! The SQL store: the one implementation of [`Store`], for SQLite and
+//! PostgreSQL alike, over sqlx's `Any` driver. Queries are written once, with
+//! `?` placeholders and only text and integer columns; [`Dialect`] supplies the
+//! little that differs (placeholder style, how a writing transaction starts,
+//! row locks, the JSON and substring functions). Opening each backend —
+//! connection settings and its migrations — lives in `sqlite` and `postgres`.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::any::{Any, AnyArguments};
+use sqlx::query::{Query, QueryScalar};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
+use uuid::Uuid;
+
+use super::{Mutation, Store, StoreError, StoreResult};
+use crate::domain::*;
+
+/// What differs between the SQL databases the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// `sql` with its `?` placeholders in this dialect's style: unchanged for
+    /// SQLite, `$1`, `$2`, … for PostgreSQL. A `?` inside a quoted literal stays.
+    pub fn placeholders(self, sql: &str) -> String {
+        if self == Dialect::Sqlite {
+            return sql.to_string();
+        }
+        let mut out = String::with_capacity(sql.len() + 8);
+        let (mut n, mut quoted) = (0, false);
+        for c in sql.chars() {
+            match c {
+                '\'' => {
+                    quoted = !quoted;
+                    out.push(c);
+                }
+                '?' if !quoted => {
+                    n += 1;
+                    out.push_str(&format!("${n}"));
+                }
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// How a transaction that reads and then writes starts. SQLite takes the
+    /// write lock at once, so two such transactions run one after the other;
+    /// PostgreSQL starts plainly and locks the rows it reads (`for_update`).
+    fn write_begin(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+
+    /// Ends a SELECT in a writing transaction: locks the rows read until commit.
+    fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// The text of the top-level string field `key` of the JSON in `column`.
+    fn json_text(self, column: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_extract({column}, '$.{key}')"),
+            Dialect::Postgres => format!("({column}::jsonb ->> '{key}')"),
+        }
+    }
+
+    /// The JSON in `column` with the string field `key` set to a bound value.
+    fn json_set_text(self, column: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_set({column}, '$.{key}', ?)"),
+            Dialect::Postgres => {
+                format!("jsonb_set({column}::jsonb, '{{{key}}}', to_jsonb(?::text))::text")
+            }
+        }
+    }
+
+    /// True when `needle` occurs in `haystack` (plain substring, no wildcards).
+    fn contains(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+            Dialect::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+        }
+    }
+}
+
+/// The store on an open pool; see `sqlite` and `postgres` for opening one.
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// A value for an indexed column.
+enum Column {
+    Text(String),
+    Int(i64),
+}
+
+/// Reads the indexed columns (name, value) of a record, to keep them in step with `data`.
+type IndexedColumns<T> = fn(&T) -> StoreResult<Vec<(&'static str, Column)>>;
+
+fn internal(e: impl Into<anyhow::Error>) -> StoreError {
+    StoreError::Internal(e.into())
+}
+
+/// Maps a unique-constraint violation to `AlreadyExists` with `what`.
+fn on_unique(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::AlreadyExists(what.to_string())
+        }
+        _ => internal(e),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(internal)
+}
+
+fn from_json<T: DeserializeOwned>(data: &str) -> StoreResult<T> {
+    serde_json::from_str(data).map_err(internal)
+}
+
+fn enum_name<T: Serialize>(value: &T) -> StoreResult<String> {
+    Ok(to_json(value)?.trim_matches('"').to_string())
+}
+
+/// The inside of `IN (…)` for `n` values: `?, ?, ?`, or `NULL` (matches
+/// nothing) when there are none, which both databases accept.
+fn in_list(n: usize) -> String {
+    if n == 0 {
+        return "NULL".to_string();
+    }
+    vec!["?"; n].join(", ")
+}
+
+impl SqlStore {
+    pub(super) fn new(pool: AnyPool, dialect: Dialect) -> Self {
+        Self { pool, dialect }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Closes the pool: waits for the connections in use, closes them all.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A query written with `?` placeholders, in this store's dialect.
+    fn query<'q>(&self, sql: &str) -> Query<'q, Any, AnyArguments> {
+        sqlx::query(AssertSqlSafe(self.dialect.placeholders(sql)))
+    }
+
+    fn query_scalar<'q, O>(&self, sql: &str) -> QueryScalar<'q, Any, O, AnyArguments>
+    where
+        (O,): for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        sqlx::query_scalar(AssertSqlSafe(self.dialect.placeholders(sql)))
+    }
+
+    /// Starts a transaction that reads, decides and writes; see [`Dialect::write_begin`].
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
+        self.pool
+            .begin_with(self.dialect.write_begin())
+            .await
+            .map_err(internal)
+    }
+
+    async fn fetch_data<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        binds: &[String],
+        what: &'static str,
+    ) -> StoreResult<T> {
+        self.fetch_optional(sql, binds)
+            .await?
+            .ok_or(StoreError::NotFound(what))
+    }
+
+    async fn fetch_optional<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        binds: &[String],
+    ) -> StoreResult<Option<T>> {
+        let mut query = self.query(sql);
+        for b in binds {
+            query = query.bind(b.clone());
+        }
+        let row = query.fetch_optional(&self.pool).await.map_err(internal)?;
+        row.map(|r| from_json(r.get::<&str, _>("data"))).transpose()
+    }
+
+    /// Reads one page of `table` rows matching `condition` (with `binds`), in id order.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        condition: &str,
+        mut binds: Vec<String>,
+        page: PageRequest,
+    ) -> StoreResult<Page<T>> {
+        let mut sql = format!("SELECT id, data FROM {table} WHERE {condition}");
+        if let Some(after) = page.after {
+            sql.push_str(" AND id > ?");
+            binds.push(after.to_string());
+        }
+        sql.push_str(" ORDER BY id LIMIT ?");
+        let mut query = self.query(&sql);
+        for b in &binds {
+            query = query.bind(b.clone());
+        }
+        let rows = query
+            .bind((page.limit + 1) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last_id = None;
+        for row in rows.iter().take(page.limit) {
+            items.push(from_json(row.get::<&str, _>("data"))?);
+            last_id = Some(row.get::<String, _>("id"));
+        }
+        let next_after = if rows.len() > page.limit {
+            last_id
+                .map(|id| Uuid::parse_str(&id).map_err(internal))
+                .transpose()?
+        } else {
+            None
+        };
+        Ok(Page { items, next_after })
+    }
+
+    /// Applies `change` to the record with `id` in one transaction that holds
+    /// the record locked from the read to the write (see [`Dialect::write_begin`]),
+    /// and stores it back, refreshing the indexed columns named by `columns`.
+    async fn mutate<T: Serialize + DeserializeOwned + Send>(
+        &self,
+        table: &str,
+        id: Uuid,
+        what: &'static str,
+        change: Mutation<T>,
+        columns: IndexedColumns<T>,
+    ) -> StoreResult<T> {
+        let mut tx = self.begin_write().await?;
+        let row = self
+            .query(&format!(
+                "SELECT data FROM {table} WHERE id = ?{}",
+                self.dialect.for_update()
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound(what))?;
+        let mut value: T = from_json(row.get::<&str, _>("data"))?;
+        change(&mut value)?;
+        let cols = columns(&value)?;
+        let mut sql = format!("UPDATE {table} SET data = ?");
+        for (name, _) in &cols {
+            sql.push_str(&format!(", {name} = ?"));
+        }
+        sql.push_str(" WHERE id = ?");
+        let mut query = self.query(&sql).bind(to_json(&value)?);
+        for (_, v) in cols {
+            query = match v {
+                Column::Text(text) => query.bind(text),
+                Column::Int(n) => query.bind(n),
+            };
+        }
+        query
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique(what))?;
+        tx.commit().await.map_err(internal)?;
+        Ok(value)
+    }
+
+    async fn delete_by_id(&self, table: &str, id: Uuid, what: &'static str) -> StoreResult<()> {
+        let done = self
+            .query(&format!("DELETE FROM {table} WHERE id = ?"))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(what));
+        }
+        Ok(())
+    }
+
+    async fn insert_group(&self, conn: &mut AnyConnection, group: &Group) -> StoreResult<()> {
+        let system = group.system.map(|s| enum_name(&s)).transpose()?;
+        self.query("INSERT INTO groups (id, org_id, name, system, data) VALUES (?, ?, ?, ?, ?)")
+            .bind(group.id.to_string())
+            .bind(group.org_id.to_string())
+            .bind(&group.name)
+            .bind(system)
+            .bind(to_json(group)?)
+            .execute(conn)
+            .await
+            .map_err(on_unique("a group with this name already exists"))?;
+        Ok(())
+    }
+
+    async fn insert_membership(
+        &self,
+        conn: &mut AnyConnection,
+        membership: &Membership,
+    ) -> StoreResult<()> {
+        self.query("INSERT INTO memberships (id, group_id, user_id, data) VALUES (?, ?, ?, ?)")
+            .bind(membership.id.to_string())
+            .bind(membership.group_id.to_string())
+            .bind(membership.user_id.to_string())
+            .bind(to_json(membership)?)
+            .execute(conn)
+            .await
+            .map_err(on_unique("the subject is already a member of this group"))?;
+        Ok(())
+    }
+
+    async fn insert_token(&self, conn: &mut AnyConnection, token: &ApiToken) -> StoreResult<()> {
+        self.query(
+            "INSERT INTO api_tokens (id, hash, kind, subject_id, data) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.to_string())
+        .bind(&token.hash)
+        .bind(enum_name(&token.kind)?)
+        .bind(token.subject.id().to_string())
+        .bind(to_json(token)?)
+        .execute(conn)
+        .await
+        .map_err(on_unique("token already exists"))?;
+        Ok(())
+    }
+
+    async fn system_group_id(
+        &self,
+        conn: &mut AnyConnection,
+        org_id: Uuid,
+        which: SystemGroup,
+        lock: bool,
+    ) -> StoreResult<Uuid> {
+        let lock = if lock { self.dialect.for_update() } else { "" };
+        let row = self
+            .query(&format!(
+                "SELECT id FROM groups WHERE org_id = ? AND system = ?{lock}"
+            ))
+            .bind(org_id.to_string())
+            .bind(enum_name(&which)?)
+            .fetch_optional(conn)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("system group"))?;
+        Uuid::parse_str(row.get::<&str, _>("id")).map_err(internal)
+    }
+}
+
+fn uuid_strings(ids: &[Uuid]) -> Vec<String> {
+    ids.iter().map(Uuid::to_string).collect()
+}
+
+/// Liveness columns, kept in step with the runner's status. RFC 3339 in UTC
+/// with a fixed format, so text order is time order.
+fn runner_columns(runner: &Runner) -> StoreResult<Vec<(&'static str, Column)>> {
+    let mut cols = vec![("phase", Column::Text(enum_name(&runner.status.phase)?))];
+    if let Some(at) = runner.status.updated_at {
+        cols.push((
+            "last_seen",
+            Column::Text(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        ));
+    }
+    Ok(cols)
+}
+
+fn no_columns<T>(_: &T) -> StoreResult<Vec<(&'static str, Column)>> {
+    Ok(Vec::new())
+}
+
+impl SqlStore {
+    /// A condition on `users` rows: the name (in the JSON `data`) or the email
+    /// contains the search term, case-insensitively. Binds the term twice.
+    fn user_matches(&self) -> String {
+        let d = self.dialect;
+        format!(
+            "({} OR {})",
+            d.contains(
+                &format!("lower({})", d.json_text("data", "name")),
+                "lower(?)"
+            ),
+            d.contains("lower(email)", "lower(?)")
+        )
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn create_organization(&self, org: &Organization) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        self.query("INSERT INTO organizations (id, data) VALUES (?, ?)")
+            .bind(org.id.to_string())
+            .bind(to_json(org)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique("organization already exists"))?;
+        for which in [SystemGroup::Admins, SystemGroup::Members] {
+            let group = Group {
+                id: new_id(),
+                org_id: org.id,
+                name: which.name().to_string(),
+                description: match which {
+                    SystemGroup::Admins => "Administrators of the organization".into(),
+                    SystemGroup::Members => "Every member of the organization".into(),
+                },
+                system: Some(which),
+                created_at: org.created_at,
+                updated_at: org.created_at,
+            };
+            self.insert_group(&mut tx, &group).await?;
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn get_organization(&self, id: Uuid) -> StoreResult<Organization> {
+        self.fetch_data(
+            "SELECT data FROM organizations WHERE id = ?",
+            &[id.to_string()],
+            "organization",
+        )
+        .await
+    }
+
+    async fn first_organization(&self) -> StoreResult<Option<Organization>> {
+        self.fetch_optional("SELECT data FROM organizations ORDER BY id LIMIT 1", &[])
+            .await
+    }
+
+    async fn create_user(&self, user: &User, role: OrgRole) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        self.query("INSERT INTO users (id, org_id, email, data) VALUES (?, ?, ?, ?)")
+            .bind(user.id.to_string())
+            .bind(user.org_id.to_string())
+            .bind(&user.email)
+            .bind(to_json(user)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique(
+                "a user with this email already exists in the organization",
+            ))?;
+        let mut groups = vec![SystemGroup::Members];
+        if role == OrgRole::Admin {
+            groups.push(SystemGroup::Admins);
+        }
+        for which in groups {
+            let group_id = self
+                .system_group_id(&mut tx, user.org_id, which, false)
+                .await?;
+            let membership = Membership {
+                id: new_id(),
+                group_id,
+                user_id: user.id,
+                created_at: user.created_at,
+            };
+            self.insert_membership(&mut tx, &membership).await?;
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn get_user(&self, id: Uuid) -> StoreResult<User> {
+        self.fetch_data(
+            "SELECT data FROM users WHERE id = ?",
+            &[id.to_string()],
+            "user",
+        )
+        .await
+    }
+
+    async fn org_role(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<OrgRole>> {
+        let rows = self
+            .query(
+                "SELECT g.system FROM memberships m JOIN groups g ON g.id = m.group_id \
+             WHERE g.org_id = ? AND m.user_id = ? AND g.system IS NOT NULL",
+            )
+            .bind(org_id.to_string())
+            .bind(user_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
+        let systems: Vec<String> = rows.iter().map(|r| r.get("system")).collect();
+        let admins = enum_name(&SystemGroup::Admins)?;
+        Ok(if systems.contains(&admins) {
+            Some(OrgRole::Admin)
+        } else if systems.is_empty() {
+            None
+        } else {
+            Some(OrgRole::Member)
+        })
+    }
+
+    async fn set_org_role(&self, org_id: Uuid, user_id: Uuid, role: OrgRole) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        // Locks the admins group: role changes in one organization take turns,
+        // so two demotions cannot each leave the other as the last admin.
+        let admins = self
+            .system_group_id(&mut tx, org_id, SystemGroup::Admins, true)
+            .await?;
+        match role {
+            OrgRole::Admin => {
+                let existing: i64 = self
+                    .query_scalar(
+                        "SELECT COUNT(*) FROM memberships WHERE group_id = ? AND user_id = ?",
+                    )
+                    .bind(admins.to_string())
+                    .bind(user_id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                if existing == 0 {
+                    let membership = Membership {
+                        id: new_id(),
+                        group_id: admins,
+                        user_id,
+                        created_at: chrono::Utc::now(),
+                    };
+                    self.insert_membership(&mut tx, &membership).await?;
+                }
+            }
+            OrgRole::Member => {
+                let remaining: i64 = self
+                    .query_scalar(
+                        "SELECT COUNT(*) FROM memberships WHERE group_id = ? AND user_id != ?",
+                    )
+                    .bind(admins.to_string())
+                    .bind(user_id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                if remaining == 0 {
+                    return Err(StoreError::Conflict(
+                        "the organization must keep at least one admin".into(),
+                    ));
+                }
+                self.query("DELETE FROM memberships WHERE group_id = ? AND user_id = ?")
+                    .bind(admins.to_string())
+                    .bind(user_id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+            }
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn list_org_members(
+        &self,
+        org_id: Uuid,
+        filter: &OrgMemberFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<OrgMember>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !filter.search.is_empty() {
+            condition.push_str(&format!(" AND {}", self.user_matches()));
+            binds.extend([filter.search.clone(), filter.search.clone()]);
+        }
+        if !filter.email.is_empty() {
+            condition.push_str(" AND lower(email) = lower(?)");
+            binds.push(filter.email.clone());
+        }
+        if !filter.user_ids.is_empty() {
+            condition.push_str(&format!(" AND id IN ({})", in_list(filter.user_ids.len())));
+            binds.extend(uuid_strings(&filter.user_ids));
+        }
+        if !filter.statuses.is_empty() {
+            condition.push_str(&format!(
+                " AND {} IN ({})",
+                self.dialect.json_text("data", "status"),
+                in_list(filter.statuses.len())
+            ));
+            for status in &filter.statuses {
+                binds.push(enum_name(status)?);
+            }
+        }
+        let admins = filter.roles.contains(&OrgRole::Admin);
+        let members = filter.roles.contains(&OrgRole::Member);
+        if admins != members {
+            condition.push_str(&format!(
+                " AND id {} (SELECT m.user_id FROM memberships m JOIN groups g ON g.id = m.group_id \
+                 WHERE g.org_id = ? AND g.system = ?)",
+                if admins { "IN" } else { "NOT IN" }
+            ));
+            binds.extend([org_id.to_string(), enum_name(&SystemGroup::Admins)?]);
+        }
+        if !filter.exclude_group_ids.is_empty() {
+            condition.push_str(&format!(
+                " AND id NOT IN (SELECT user_id FROM memberships WHERE group_id IN ({}))",
+                in_list(filter.exclude_group_ids.len())
+            ));
+            binds.extend(uuid_strings(&filter.exclude_group_ids));
+        }
+        if filter.exclude_members_in_any_team {
+            condition.push_str(
+                " AND id NOT IN (SELECT m.user_id FROM memberships m JOIN groups g ON g.id = m.group_id \
+                 WHERE g.system IS NULL)",
+            );
+        }
+        let users: Page<User> = self.page("users", &condition, binds, page).await?;
+        let mut items = Vec::with_capacity(users.items.len());
+        for user in users.items {
+            let role = self
+                .org_role(org_id, user.id)
+                .await?
+                .unwrap_or(OrgRole::Member);
+            items.push(OrgMember {
+                member_since: user.created_at,
+                user,
+                role,
+            });
+        }
+        Ok(Page {
+            items,
+            next_after: users.next_after,
+        })
+    }
+
+    async fn create_group(&self, group: &Group) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        self.insert_group(&mut conn, group).await
+    }
+
+    async fn get_group(&self, id: Uuid) -> StoreResult<Group> {
+        self.fetch_data(
+            "SELECT data FROM groups WHERE id = ?",
+            &[id.to_string()],
+            "group",
+        )
+        .await
+    }
+
+    async fn get_group_by_name(&self, org_id: Uuid, name: &str) -> StoreResult<Group> {
+        self.fetch_data(
+            "SELECT data FROM groups WHERE org_id = ? AND name = ?",
+            &[org_id.to_string(), name.to_string()],
+            "group",
+        )
+        .await
+    }
+
+    async fn system_group(&self, org_id: Uuid, which: SystemGroup) -> StoreResult<Group> {
+        self.fetch_data(
+            "SELECT data FROM groups WHERE org_id = ? AND system = ?",
+            &[org_id.to_string(), enum_name(&which)?],
+            "group",
+        )
+        .await
+    }
+
+    async fn list_groups(
+        &self,
+        org_id: Uuid,
+        filter: &GroupFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Group>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !filter.search.is_empty() {
+            condition.push_str(&format!(
+                " AND {}",
+                self.dialect.contains("lower(name)", "lower(?)")
+            ));
+            binds.push(filter.search.clone());
+        }
+        if !filter.group_ids.is_empty() {
+            condition.push_str(&format!(" AND id IN ({})", in_list(filter.group_ids.len())));
+            binds.extend(uuid_strings(&filter.group_ids));
+        }
+        match filter.system {
+            Some(true) => condition.push_str(" AND system IS NOT NULL"),
+            Some(false) => condition.push_str(" AND system IS NULL"),
+            None => {}
+        }
+        self.page("groups", &condition, binds, page).await
+    }
+
+    async fn update_group(&self, id: Uuid, change: Mutation<Group>) -> StoreResult<Group> {
+        self.mutate("groups", id, "group", change, |g| {
+            Ok(vec![("name", Column::Text(g.name.clone()))])
+        })
+        .await
+    }
+
+    async fn delete_group(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("groups", id, "group").await
+    }
+
+    async fn count_members(&self, group_id: Uuid) -> StoreResult<i64> {
+        self.query_scalar("SELECT COUNT(*) FROM memberships WHERE group_id = ?")
+            .bind(group_id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(internal)
+    }
+
+    async fn create_membership(&self, membership: &Membership) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        self.insert_membership(&mut conn, membership).await
+    }
+
+    async fn get_membership(&self, id: Uuid) -> StoreResult<Membership> {
+        self.fetch_data(
+            "SELECT data FROM memberships WHERE id = ?",
+            &[id.to_string()],
+            "membership",
+        )
+        .await
+    }
+
+    async fn find_membership(
+        &self,
+        group_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<Membership>> {
+        self.fetch_optional(
+            "SELECT data FROM memberships WHERE group_id = ? AND user_id = ?",
+            &[group_id.to_string(), user_id.to_string()],
+        )
+        .await
+    }
+
+    async fn delete_membership(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("memberships", id, "membership").await
+    }
+
+    async fn list_memberships(
+        &self,
+        group_id: Uuid,
+        filter: &MembershipFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<MemberView>> {
+        let mut condition = String::from("group_id = ?");
+        let mut binds = vec![group_id.to_string()];
+        if !filter.search.is_empty() {
+            condition.push_str(&format!(
+                " AND user_id IN (SELECT id FROM users WHERE {})",
+                self.user_matches()
+            ));
+            binds.extend([filter.search.clone(), filter.search.clone()]);
+        }
+        let memberships: Page<Membership> =
+            self.page("memberships", &condition, binds, page).await?;
+        let mut items = Vec::with_capacity(memberships.items.len());
+        for membership in memberships.items {
+            let user = self.get_user(membership.user_id).await?;
+            items.push(MemberView { membership, user });
+        }
+        Ok(Page {
+            items,
+            next_after: memberships.next_after,
+        })
+    }
+
+    async fn groups_of_user(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        let rows = self
+            .query("SELECT group_id FROM memberships WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
+        rows.iter()
+            .map(|r| Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal))
+            .collect()
+    }
+
+    async fn create_token(&self, token: &ApiToken) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        self.insert_token(&mut conn, token).await
+    }
+
+    async fn find_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
+        self.fetch_optional(
+            "SELECT data FROM api_tokens WHERE hash = ?",
+            &[hash.to_string()],
+        )
+        .await
+    }
+
+    async fn get_token(&self, id: Uuid) -> StoreResult<ApiToken> {
+        self.fetch_data(
+            "SELECT data FROM api_tokens WHERE id = ?",
+            &[id.to_string()],
+            "token",
+        )
+        .await
+    }
+
+    async fn list_user_tokens(
+        &self,
+        user_ids: &[Uuid],
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiToken>> {
+        let condition = format!("kind = ? AND subject_id IN ({})", in_list(user_ids.len()));
+        let mut binds = vec![enum_name(&TokenKind::Personal)?];
+        binds.extend(uuid_strings(user_ids));
+        self.page("api_tokens", &condition, binds, page).await
+    }
+
+    async fn delete_token(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("api_tokens", id, "token").await
+    }
+
+    async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()> {
+        self.query(&format!(
+            "UPDATE api_tokens SET data = {} WHERE id = ?",
+            self.dialect.json_set_text("data", "last_used")
+        ))
+        .bind(to_json(&at)?.trim_matches('"').to_string())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(internal)?;
+        Ok(())
+    }
+
+    async fn redeem_exchange_token(
+        &self,
+        exchange_id: Uuid,
+        access: &ApiToken,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let row = self
+            .query(&format!(
+                "SELECT data FROM api_tokens WHERE id = ?{}",
+                self.dialect.for_update()
+            ))
+            .bind(exchange_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("exchange token"))?;
+        let mut exchange: ApiToken = from_json(row.get::<&str, _>("data"))?;
+        if exchange.used_at.is_some() {
+            return Err(StoreError::Conflict(
+                "the exchange token was already used".into(),
+            ));
+        }
+        if exchange.is_expired(now) {
+            return Err(StoreError::Conflict(
+                "the exchange token has expired".into(),
+            ));
+        }
+        exchange.used_at = Some(now);
+        self.query("UPDATE api_tokens SET data = ? WHERE id = ?")
+            .bind(to_json(&exchange)?)
+            .bind(exchange_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        self.query("DELETE FROM api_tokens WHERE kind = ? AND subject_id = ?")
+            .bind(enum_name(&TokenKind::RunnerAccess)?)
+            .bind(access.subject.id().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        self.insert_token(&mut tx, access).await?;
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn create_runner(&self, runner: &Runner, policies: &[RunnerPolicy]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        self.query(
+            "INSERT INTO runners (id, org_id, creator_id, kind, provider, phase, last_seen, data) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(runner.id.to_string())
+        .bind(runner.org_id.to_string())
+        .bind(runner.creator.id().to_string())
+        .bind(enum_name(&runner.kind)?)
+        .bind(runner.provider.map(|p| enum_name(&p)).transpose()?)
+        .bind(enum_name(&runner.status.phase)?)
+        .bind(
+            runner
+                .status
+                .updated_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        )
+        .bind(to_json(runner)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(on_unique("runner already exists"))?;
+        for policy in policies {
+            self.query("INSERT INTO runner_policies (runner_id, group_id, role) VALUES (?, ?, ?)")
+                .bind(policy.runner_id.to_string())
+                .bind(policy.group_id.to_string())
+                .bind(enum_name(&policy.role)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn get_runner(&self, id: Uuid) -> StoreResult<Runner> {
+        self.fetch_data(
+            "SELECT data FROM runners WHERE id = ?",
+            &[id.to_string()],
+            "runner",
+        )
+        .await
+    }
+
+    async fn list_runners(
+        &self,
+        org_id: Uuid,
+        filter: &RunnerFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Runner>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !filter.creator_ids.is_empty() {
+            condition.push_str(&format!(
+                " AND creator_id IN ({})",
+                in_list(filter.creator_ids.len())
+            ));
+            binds.extend(uuid_strings(&filter.creator_ids));
+        }
+        if !filter.kinds.is_empty() {
+            condition.push_str(&format!(" AND kind IN ({})", in_list(filter.kinds.len())));
+            for kind in &filter.kinds {
+                binds.push(enum_name(kind)?);
+            }
+        }
+        if !filter.providers.is_empty() {
+            condition.push_str(&format!(
+                " AND provider IN ({})",
+                in_list(filter.providers.len())
+            ));
+            for provider in &filter.providers {
+                binds.push(enum_name(provider)?);
+            }
+        }
+        if let Some(visible) = &filter.visible {
+            condition.push_str(&format!(
+                " AND (creator_id = ? OR id IN ({}))",
+                in_list(visible.runner_ids.len())
+            ));
+            binds.push(visible.creator.map(|c| c.to_string()).unwrap_or_default());
+            binds.extend(uuid_strings(&visible.runner_ids));
+        }
+        self.page("runners", &condition, binds, page).await
+    }
+
+    async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner> {
+        self.mutate("runners", id, "runner", change, runner_columns)
+            .await
+    }
+
+    async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>> {
+        let rows = self.query(
+            "SELECT id FROM runners WHERE phase IN (?, ?) AND (last_seen IS NULL OR last_seen < ?)",
+        )
+        .bind(enum_name(&RunnerPhase::Active)?)
+        .bind(enum_name(&RunnerPhase::Degraded)?)
+        .bind(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(internal)?;
+        rows.iter()
+            .map(|r| Uuid::parse_str(r.get::<&str, _>("id")).map_err(internal))
+            .collect()
+    }
+
+    async fn delete_runner(&self, id: Uuid) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        self.query("DELETE FROM api_tokens WHERE subject_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        let done = self
+            .query("DELETE FROM runners WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("runner"));
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn list_runner_policies(&self, runner_id: Uuid) -> StoreResult<Vec<RunnerPolicy>> {
+        let rows = self
+            .query(
+                "SELECT group_id, role FROM runner_policies WHERE runner_id = ? ORDER BY group_id",
+            )
+            .bind(runner_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunnerPolicy {
+                    runner_id,
+                    group_id: Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal)?,
+                    role: from_json(&format!("\"{}\"", r.get::<&str, _>("role")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()> {
+        self.query("INSERT INTO runner_policies (runner_id, group_id, role) VALUES (?, ?, ?)")
+            .bind(policy.runner_id.to_string())
+            .bind(policy.group_id.to_string())
+            .bind(enum_name(&policy.role)?)
+            .execute(&self.pool)
+            .await
+            .map_err(on_unique("the group already has a policy on this runner"))?;
+        Ok(())
+    }
+
+    async fn update_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()> {
+        let done = self
+            .query("UPDATE runner_policies SET role = ? WHERE runner_id = ? AND group_id = ?")
+            .bind(enum_name(&policy.role)?)
+            .bind(policy.runner_id.to_string())
+            .bind(policy.group_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("runner policy"));
+        }
+        Ok(())
+    }
+
+    async fn delete_runner_policy(&self, runner_id: Uuid, group_id: Uuid) -> StoreResult<()> {
+        let done = self
+            .query("DELETE FROM runner_policies WHERE runner_id = ? AND group_id = ?")
+            .bind(runner_id.to_string())
+            .bind(group_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("runner policy"));
+        }
+        Ok(())
+    }
+
+    async fn runners_granted_to_groups(
+        &self,
+        group_ids: &[Uuid],
+    ) -> StoreResult<Vec<RunnerPolicy>> {
+        if group_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT runner_id, group_id, role FROM runner_policies WHERE group_id IN ({})",
+            in_list(group_ids.len())
+        );
+        let mut query = self.query(&sql);
+        for id in group_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(internal)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunnerPolicy {
+                    runner_id: Uuid::parse_str(r.get::<&str, _>("runner_id")).map_err(internal)?,
+                    group_id: Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal)?,
+                    role: from_json(&format!("\"{}\"", r.get::<&str, _>("role")))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_host_token(&self, token: &HostToken) -> StoreResult<()> {
+        self.query(
+            "INSERT INTO host_tokens (id, org_id, runner_id, user_id, host, data) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.to_string())
+        .bind(token.org_id.to_string())
+        .bind(token.runner_id.to_string())
+        .bind(token.user_id.to_string())
+        .bind(&token.host)
+        .bind(to_json(token)?)
+        .execute(&self.pool)
+        .await
+        .map_err(on_unique("the user already has a token for this host on this runner"))?;
+        Ok(())
+    }
+
+    async fn get_host_token(&self, id: Uuid) -> StoreResult<HostToken> {
+        self.fetch_data(
+            "SELECT data FROM host_tokens WHERE id = ?",
+            &[id.to_string()],
+            "host authentication token",
+        )
+        .await
+    }
+
+    async fn list_host_tokens(
+        &self,
+        org_id: Uuid,
+        filter: &HostTokenFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<HostToken>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if let Some(runner_id) = filter.runner_id {
+            condition.push_str(" AND runner_id = ?");
+            binds.push(runner_id.to_string());
+        }
+        if let Some(user_id) = filter.user_id {
+            condition.push_str(" AND user_id = ?");
+            binds.push(user_id.to_string());
+        }
+        self.page("host_tokens", &condition, binds, page).await
+    }
+
+    async fn update_host_token(
+        &self,
+        id: Uuid,
+        change: Mutation<HostToken>,
+    ) -> StoreResult<HostToken> {
+        self.mutate(
+            "host_tokens",
+            id,
+            "host authentication token",
+            change,
+            no_columns,
+        )
+        .await
+    }
+
+    async fn delete_host_token(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("host_tokens", id, "host authentication token")
+            .await
+    }
+
+    async fn create_scm_integration(&self, integration: &ScmIntegration) -> StoreResult<()> {
+        self.query(
+            "INSERT INTO scm_integrations (id, org_id, runner_id, host, data) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(integration.id.to_string())
+        .bind(integration.org_id.to_string())
+        .bind(integration.runner_id.to_string())
+        .bind(&integration.host)
+        .bind(to_json(integration)?)
+        .execute(&self.pool)
+        .await
+        .map_err(on_unique("the runner already has an SCM integration for this host"))?;
+        Ok(())
+    }
+
+    async fn get_scm_integration(&self, id: Uuid) -> StoreResult<ScmIntegration> {
+        self.fetch_data(
+            "SELECT data FROM scm_integrations WHERE id = ?",
+            &[id.to_string()],
+            "SCM integration",
+        )
+        .await
+    }
+
+    async fn list_scm_integrations(
+        &self,
+        org_id: Uuid,
+        runner_ids: &[Uuid],
+        page: PageRequest,
+    ) -> StoreResult<Page<ScmIntegration>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !runner_ids.is_empty() {
+            condition.push_str(&format!(
+                " AND runner_id IN ({})",
+                in_list(runner_ids.len())
+            ));
+            binds.extend(uuid_strings(runner_ids));
+        }
+        self.page("scm_integrations", &condition, binds, page).await
+    }
+
+    async fn update_scm_integration(
+        &self,
+        id: Uuid,
+        change: Mutation<ScmIntegration>,
+    ) -> StoreResult<ScmIntegration> {
+        self.mutate(
+            "scm_integrations",
+            id,
+            "SCM integration",
+            change,
+            no_columns,
+        )
+        .await
+    }
+
+    async fn delete_scm_integration(&self, id: Uuid) -> StoreResult<()> {
+        self.delete_by_id("scm_integrations", id, "SCM integration")
+            .await
+    }
+
+    async fn create_environment_class(&self, class: &EnvironmentClass) -> StoreResult<()> {
+        self.query(
+            "INSERT INTO environment_classes (id, org_id, runner_id, enabled, data) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(class.id.to_string())
+        .bind(class.org_id.to_string())
+        .bind(class.runner_id.to_string())
+        .bind(i64::from(class.enabled))
+        .bind(to_json(class)?)
+        .execute(&self.pool)
+        .await
+        .map_err(internal)?;
+        Ok(())
+    }
+
+    async fn get_environment_class(&self, id: Uuid) -> StoreResult<EnvironmentClass> {
+        self.fetch_data(
+            "SELECT data FROM environment_classes WHERE id = ?",
+            &[id.to_string()],
+            "environment class",
+        )
+        .await
+    }
+
+    async fn list_environment_classes(
+        &self,
+        org_id: Uuid,
+        filter: &EnvironmentClassFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<EnvironmentClass>> {
+        let mut condition = String::from("org_id = ?");
+        let mut binds = vec![org_id.to_string()];
+        if !filter.runner_ids.is_empty() {
+            condition.push_str(&format!(
+                " AND runner_id IN ({})",
+                in_list(filter.runner_ids.len())
+            ));
+            binds.extend(uuid_strings(&filter.runner_ids));
+        }
+        if let Some(enabled) = filter.enabled {
+            condition.push_str(if enabled {
+                " AND enabled = 1"
+            } else {
+                " AND enabled = 0"
+            });
+        }
+        self.page("environment_classes", &condition, binds, page)
+            .await
+    }
+
+    async fn update_environment_class(
+        &self,
+        id: Uuid,
+        change: Mutation<EnvironmentClass>,
+    ) -> StoreResult<EnvironmentClass> {
+        self.mutate(
+            "environment_classes",
+            id,
+            "environment class",
+            change,
+            |c| Ok(vec![("enabled", Column::Int(i64::from(c.enabled)))]),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialect;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_outside_literals() {
+        let sql = "SELECT data FROM t WHERE a = ? AND b = '?' AND c IN (?, ?)";
+        assert_eq!(Dialect::Sqlite.placeholders(sql), sql);
+        assert_eq!(
+            Dialect::Postgres.placeholders(sql),
+            "SELECT data FROM t WHERE a = $1 AND b = '?' AND c IN ($2, $3)"
+        );
+    }
+}
