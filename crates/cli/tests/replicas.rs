@@ -508,10 +508,8 @@ async fn replicas_share_runners_and_run_duties_once() {
     };
     let tmp = tempfile::tempdir().expect("temp dir");
     let base64 = base64::engine::general_purpose::STANDARD;
-    let keys = [
-        ("data-key", base64.encode(random_bytes::<32>())),
-        ("logs-signing-key", base64.encode(random_bytes::<32>())),
-    ];
+    // Replicas share the data key; the logs signing key they share through the database.
+    let keys = [("data-key", base64.encode(random_bytes::<32>()))];
 
     // Both replicas start at once on the empty database: one bootstraps.
     let mut a = Replica::spawn(tmp.path(), "a", &db.url, &keys);

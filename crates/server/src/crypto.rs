@@ -150,12 +150,42 @@ pub struct LogsTokenSigner {
 }
 
 impl LogsTokenSigner {
-    /// The key lives in `<data-dir>/logs-signing-key` (0600), created on first use.
-    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
-        let seed = load_or_create_key(&data_dir.join("logs-signing-key"))?;
-        Ok(Self {
+    /// The fleet's signing key, kept in the store encrypted with the data key
+    /// so that every replica signs alike. The first server to start creates it
+    /// (from `<data-dir>/logs-signing-key` when an older installation left one).
+    pub async fn shared(
+        store: &dyn crate::store::Store,
+        data_key: &DataKey,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let legacy = data_dir.join("logs-signing-key");
+        let seed = if legacy.exists() {
+            load_or_create_key(&legacy)?
+        } else {
+            let mut seed = [0u8; 32];
+            OsRng.fill_bytes(&mut seed);
+            seed
+        };
+        let initial = STANDARD.encode(data_key.encrypt(&seed));
+        let stored = store
+            .server_secret("logs-signing-key", &initial)
+            .await
+            .context("reading the logs signing key")?;
+        let sealed = STANDARD
+            .decode(stored)
+            .context("the stored logs signing key is not base64")?;
+        let seed: [u8; 32] = data_key
+            .decrypt(&sealed)
+            .context("the logs signing key cannot be decrypted: every replica needs the same data key (CORRAL_DATA_KEY)")?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the stored logs signing key is not 32 bytes"))?;
+        Ok(Self::from_seed(seed))
+    }
+
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self {
             key: SigningKey::from_bytes(&seed),
-        })
+        }
     }
 
     pub fn public_key(&self) -> [u8; 32] {
@@ -256,8 +286,7 @@ mod tests {
 
     #[test]
     fn logs_tokens_verify_only_when_signed_and_fresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let signer = LogsTokenSigner::load(dir.path()).unwrap();
+        let signer = LogsTokenSigner::from_seed([5; 32]);
         let now = chrono::Utc::now();
         let grant = LogsGrant {
             runner_id: Uuid::now_v7(),

@@ -7,8 +7,7 @@
 //! always leads. Only the leader runs the duties:
 //! - `liveness`: runners silent past the grace become INACTIVE ([`crate::liveness`]);
 //! - `cleanup`: old replica-bus messages and long-dead replicas go, and
-//!   exchange tokens expired or used more than a day ago (PostgreSQL; see
-//!   [`purge_exchange_tokens`]).
+//!   exchange tokens expired or used more than a day ago.
 //!
 //! Each run is logged (`background duty ran: <name>`) and counted; `GET
 //! /metrics` shows the counts of this replica, whether it leads, and its
@@ -26,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::Connection as _;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::PgConnection;
 use tokio::task::JoinHandle;
 
 use crate::runner_hub::RunnerHub;
@@ -41,7 +40,7 @@ pub const LOCK_CHECK: Duration = Duration::from_secs(1);
 /// How often the leader cleans up.
 const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
 /// Exchange tokens expired or used longer ago than this are deleted.
-const TOKEN_RETENTION_SECS: f64 = 24.0 * 3600.0;
+const TOKEN_RETENTION_SECS: i64 = 24 * 3600;
 /// The longest a query about the lock may take before the connection counts as lost.
 const LOCK_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,8 +51,6 @@ pub struct Duties {
     leader: Arc<AtomicBool>,
     runs: Mutex<BTreeMap<&'static str, u64>>,
     keeper: Option<JoinHandle<()>>,
-    /// For the cleanup queries (PostgreSQL).
-    pool: Option<PgPool>,
 }
 
 impl Duties {
@@ -63,7 +60,6 @@ impl Duties {
             leader: Arc::new(AtomicBool::new(true)),
             runs: Mutex::new(initial_runs()),
             keeper: None,
-            pool: None,
         }
     }
 
@@ -77,25 +73,22 @@ impl Duties {
             .await?;
         let leader = Arc::new(AtomicBool::new(false));
         let keeper = tokio::spawn(keep_duties_lock(url.to_string(), leader.clone()));
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy(url)
-            .context("a pool for the cleanup duty")?;
         Ok(Self {
             leader,
             runs: Mutex::new(initial_runs()),
             keeper: Some(keeper),
-            pool: Some(pool),
         })
     }
 
     /// The cleanup duty's work; returns how many entries went.
-    pub async fn clean_up(&self, hub: &RunnerHub) -> anyhow::Result<u64> {
+    pub async fn clean_up(
+        &self,
+        hub: &RunnerHub,
+        store: &dyn crate::store::Store,
+    ) -> anyhow::Result<u64> {
         let mut removed = hub.cleanup().await?;
-        if let Some(pool) = &self.pool {
-            removed += purge_exchange_tokens(pool).await?;
-        }
+        let cutoff = chrono::Utc::now() - chrono::Duration::seconds(TOKEN_RETENTION_SECS);
+        removed += store.purge_exchange_tokens(cutoff).await?;
         Ok(removed)
     }
 
@@ -244,7 +237,11 @@ async fn cleanup_loop(state: SharedState) {
             last_run = None;
         } else if last_run.is_none_or(|at| at.elapsed() >= CLEANUP_PERIOD) {
             last_run = Some(tokio::time::Instant::now());
-            match state.duties.clean_up(&state.hub).await {
+            match state
+                .duties
+                .clean_up(&state.hub, state.store.as_ref())
+                .await
+            {
                 Ok(removed) => {
                     if removed > 0 {
                         tracing::info!(removed, "cleanup removed old entries");
@@ -256,24 +253,6 @@ async fn cleanup_loop(state: SharedState) {
         }
         tokio::time::sleep(LOCK_CHECK).await;
     }
-}
-
-/// Deletes exchange tokens that expired, or were used, more than a day ago.
-///
-/// Interim, and PostgreSQL only: the [`crate::store::Store`] trait has no
-/// method for this yet, so the query reads the store's `api_tokens` table
-/// (the `kind` column and the token record in `data`) directly. It belongs in
-/// the store, where one query would serve SQLite too.
-pub async fn purge_exchange_tokens(pool: &PgPool) -> anyhow::Result<u64> {
-    Ok(sqlx::query(
-        "DELETE FROM api_tokens WHERE kind = 'Exchange' AND (
-             (data::jsonb ->> 'expires_at')::timestamptz < now() - make_interval(secs => $1)
-          OR (data::jsonb ->> 'used_at')::timestamptz < now() - make_interval(secs => $1))",
-    )
-    .bind(TOKEN_RETENTION_SECS)
-    .execute(pool)
-    .await?
-    .rows_affected())
 }
 
 #[cfg(test)]
@@ -376,15 +355,14 @@ mod tests {
         ] {
             store.create_token(t).await.unwrap();
         }
-        let pool = PgPoolOptions::new().connect(&db.url).await.unwrap();
-        assert_eq!(purge_exchange_tokens(&pool).await.unwrap(), 2);
+        let cutoff = now - chrono::Duration::seconds(TOKEN_RETENTION_SECS);
+        assert_eq!(store.purge_exchange_tokens(cutoff).await.unwrap(), 2);
         for gone in [&expired_long_ago, &used_long_ago] {
             assert!(store.get_token(gone.id).await.is_err());
         }
         for kept in [&recently_expired, &fresh, &old_access] {
             store.get_token(kept.id).await.unwrap();
         }
-        pool.close().await;
     }
 
     async fn wait_until(condition: impl Fn() -> bool) {

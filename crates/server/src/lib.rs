@@ -118,10 +118,12 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
         ),
         None => (runner_hub::RunnerHub::single(), duties::Duties::single()),
     };
+    let data_key = DataKey::load(&config.data_dir, config.data_key.as_deref())?;
+    let logs_signer = LogsTokenSigner::shared(store.as_ref(), &data_key, &config.data_dir).await?;
     Ok(Arc::new(AppState {
         store,
-        data_key: DataKey::load(&config.data_dir, config.data_key.as_deref())?,
-        logs_signer: LogsTokenSigner::load(&config.data_dir)?,
+        data_key,
+        logs_signer,
         hub,
         duties,
         runner_grace: config.runner_grace,

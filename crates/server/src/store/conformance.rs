@@ -61,6 +61,8 @@ conformance!(
     groups_filter_by_search_ids_and_system_within_the_org,
     memberships_filter_by_member_name_or_email,
     org_members_filter_by_role_email_search_and_groups,
+    the_first_server_secret_stays,
+    spent_exchange_tokens_are_purged,
 );
 
 async fn on_sqlite<F, Fut>(test: F)
@@ -91,7 +93,7 @@ where
 
 /// Runs `test` with the URL of a new database, and drops the database after
 /// it, also when it fails. Does nothing when told to skip PostgreSQL.
-async fn with_postgres_database<F, Fut>(test: F)
+pub(super) async fn with_postgres_database<F, Fut>(test: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -240,7 +242,7 @@ async fn postgres_replicas_starting_together_migrate_once() {
 // Fixtures
 // ---------------------------------------------------------------------------
 
-const ALL: PageRequest = PageRequest {
+pub(super) const ALL: PageRequest = PageRequest {
     after: None,
     limit: 100,
 };
@@ -283,7 +285,7 @@ fn new_group(org_id: Uuid, name: &str) -> Group {
     }
 }
 
-async fn group(store: &dyn Store, org_id: Uuid, name: &str) -> Group {
+pub(super) async fn group(store: &dyn Store, org_id: Uuid, name: &str) -> Group {
     let group = new_group(org_id, name);
     store.create_group(&group).await.unwrap();
     group
@@ -298,7 +300,7 @@ fn new_membership(group: &Group, user: &User) -> Membership {
     }
 }
 
-async fn join(store: &dyn Store, group: &Group, user: &User) {
+pub(super) async fn join(store: &dyn Store, group: &Group, user: &User) {
     store
         .create_membership(&new_membership(group, user))
         .await
@@ -327,7 +329,7 @@ fn new_runner(org_id: Uuid, creator: &User, name: &str) -> Runner {
 }
 
 /// A runner on which `policies_for` groups hold the admin role.
-async fn runner(store: &dyn Store, creator: &User, name: &str, policies_for: &[&Group]) -> Runner {
+pub(super) async fn runner(store: &dyn Store, creator: &User, name: &str, policies_for: &[&Group]) -> Runner {
     let runner = new_runner(creator.org_id, creator, name);
     let policies: Vec<_> = policies_for
         .iter()
@@ -342,7 +344,7 @@ async fn runner(store: &dyn Store, creator: &User, name: &str, policies_for: &[&
 }
 
 /// A token of `kind` for `subject`, issued by `creator`.
-fn new_token(kind: TokenKind, subject: Subject, creator: &User) -> ApiToken {
+pub(super) fn new_token(kind: TokenKind, subject: Subject, creator: &User) -> ApiToken {
     ApiToken {
         id: new_id(),
         kind,
@@ -359,7 +361,7 @@ fn new_token(kind: TokenKind, subject: Subject, creator: &User) -> ApiToken {
     }
 }
 
-fn new_host_token(runner: &Runner, user: &User, host: &str) -> HostToken {
+pub(super) fn new_host_token(runner: &Runner, user: &User, host: &str) -> HostToken {
     HostToken {
         id: new_id(),
         org_id: runner.org_id,
@@ -376,7 +378,7 @@ fn new_host_token(runner: &Runner, user: &User, host: &str) -> HostToken {
     }
 }
 
-fn new_integration(runner: &Runner, host: &str) -> ScmIntegration {
+pub(super) fn new_integration(runner: &Runner, host: &str) -> ScmIntegration {
     ScmIntegration {
         id: new_id(),
         org_id: runner.org_id,
@@ -390,7 +392,7 @@ fn new_integration(runner: &Runner, host: &str) -> ScmIntegration {
     }
 }
 
-fn new_class(runner: &Runner, name: &str, enabled: bool) -> EnvironmentClass {
+pub(super) fn new_class(runner: &Runner, name: &str, enabled: bool) -> EnvironmentClass {
     EnvironmentClass {
         id: new_id(),
         org_id: runner.org_id,
@@ -827,6 +829,47 @@ async fn an_exchange_token_is_redeemed_once(store: Arc<dyn Store>) {
             .used_at
             .is_some()
     );
+}
+
+/// Replicas racing to create a shared secret all end up with the first one.
+async fn the_first_server_secret_stays(store: Arc<dyn Store>) {
+    let results = at_once((0..4).map(|i| {
+        let store = store.clone();
+        async move { store.server_secret("shared", &format!("value-{i}")).await }
+    }))
+    .await;
+    let values: Vec<String> = results.into_iter().map(Result::unwrap).collect();
+    assert!(values.iter().all(|v| *v == values[0]), "{values:?}");
+    assert_eq!(
+        store.server_secret("shared", "later").await.unwrap(),
+        values[0]
+    );
+    assert_eq!(store.server_secret("other", "x").await.unwrap(), "x");
+}
+
+/// Exchange tokens used or expired before the cutoff go; nothing else does.
+async fn spent_exchange_tokens_are_purged(store: Arc<dyn Store>) {
+    let a = org(&*store, "a").await;
+    let root = user(&*store, a.id, "root", OrgRole::Admin).await;
+    let r = runner(&*store, &root, "r", &[]).await;
+    let now = Utc::now();
+    let cutoff = now - chrono::Duration::hours(24);
+    let mut expired = new_token(TokenKind::Exchange, Subject::Runner(r.id), &root);
+    expired.expires_at = Some(now - chrono::Duration::hours(30));
+    let mut used = new_token(TokenKind::Exchange, Subject::Runner(r.id), &root);
+    used.used_at = Some(now - chrono::Duration::hours(25));
+    let mut fresh = new_token(TokenKind::Exchange, Subject::Runner(r.id), &root);
+    fresh.expires_at = Some(now + chrono::Duration::hours(20));
+    let mut access = new_token(TokenKind::RunnerAccess, Subject::Runner(r.id), &root);
+    access.expires_at = Some(now - chrono::Duration::hours(30));
+    for t in [&expired, &used, &fresh, &access] {
+        store.create_token(t).await.unwrap();
+    }
+    assert_eq!(store.purge_exchange_tokens(cutoff).await.unwrap(), 2);
+    assert_not_found(store.get_token(expired.id).await);
+    assert_not_found(store.get_token(used.id).await);
+    store.get_token(fresh.id).await.unwrap();
+    store.get_token(access.id).await.unwrap();
 }
 
 /// Two admins demote each other at once: one demotion goes through, the

@@ -10,6 +10,7 @@ mod conformance;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod transfer;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -103,6 +104,13 @@ pub trait Store: Send + Sync + 'static {
         access: &ApiToken,
         now: Timestamp,
     ) -> StoreResult<()>;
+
+    /// Deletes exchange tokens that expired or were used before `cutoff`.
+    async fn purge_exchange_tokens(&self, cutoff: Timestamp) -> StoreResult<u64>;
+
+    /// The secret named `name`, storing `initial` first if there is none yet
+    /// (so every replica ends up with the same value).
+    async fn server_secret(&self, name: &str, initial: &str) -> StoreResult<String>;
 
     // Runners.
     /// Creates the runner with its initial policies.

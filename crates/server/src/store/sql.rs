@@ -834,6 +834,48 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn purge_exchange_tokens(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        // Exchange tokens are few and short-lived: decide in Rust, the same on both databases.
+        let rows = self
+            .query("SELECT id, data FROM api_tokens WHERE kind = ?")
+            .bind(enum_name(&TokenKind::Exchange)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
+        let mut purged = 0;
+        for row in rows {
+            let token: ApiToken = from_json(row.get::<&str, _>("data"))?;
+            let spent = token.used_at.is_some_and(|at| at < cutoff)
+                || token.expires_at.is_some_and(|at| at < cutoff);
+            if spent {
+                purged += self
+                    .query("DELETE FROM api_tokens WHERE id = ?")
+                    .bind(row.get::<String, _>("id"))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(internal)?
+                    .rows_affected();
+            }
+        }
+        Ok(purged)
+    }
+
+    async fn server_secret(&self, name: &str, initial: &str) -> StoreResult<String> {
+        self.query(
+            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.to_string())
+        .bind(initial.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(internal)?;
+        self.query_scalar("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(internal)
+    }
+
     async fn redeem_exchange_token(
         &self,
         exchange_id: Uuid,
