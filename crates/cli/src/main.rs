@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use corral_server::domain::OrgRole;
+use corral_server::store::transfer;
 use corral_server::{bootstrap, open_store};
 use uuid::Uuid;
 
@@ -101,6 +102,18 @@ enum AdminCommand {
     Org {
         #[command(subcommand)]
         command: OrgCommand,
+    },
+    /// Copy an installation into a new, empty database and verify the copy
+    /// (row counts and a checksum per table). Stop every server first. The
+    /// copy keeps tokens hashed and secrets encrypted: the new installation
+    /// needs the same data key (<data-dir>/data-key or CORRAL_DATA_KEY).
+    MigrateStore {
+        /// The installation's database: sqlite:PATH, sqlite:///abs/path or postgres://….
+        #[arg(long, env = "CORRAL_MIGRATE_FROM", hide_env_values = true)]
+        from: String,
+        /// The new database (created or migrated; must hold no data): sqlite:PATH or postgres://….
+        #[arg(long, env = "CORRAL_MIGRATE_TO", hide_env_values = true)]
+        to: String,
     },
 }
 
@@ -255,6 +268,17 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 org.id, org.name, admin.user.id, admin.user.email
             );
             println!("{}", admin.token);
+        }
+        AdminCommand::MigrateStore { from, to } => {
+            let report = transfer::migrate(&from, &to)
+                .await
+                .context("migrate-store failed; no rows were committed to the target")?;
+            println!("{report}");
+            println!(
+                "API tokens are copied as hashes and secrets stay encrypted with the data key: \
+                 start the new installation with the same data key (the data-key file of the \
+                 data dir, or CORRAL_DATA_KEY)."
+            );
         }
     }
     Ok(())

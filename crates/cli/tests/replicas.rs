@@ -11,6 +11,11 @@
 //! - A rolling restart: A comes back, B stops (SIGTERM); the runner returns to
 //!   A, again never INACTIVE, and A leads.
 //!
+//! And moving an installation onto PostgreSQL: a server on SQLite gets a
+//! runner and a host token; after `corral admin migrate-store` a server on
+//! the new database, with the same data dir (data key), serves them to the
+//! admin's old token, and a second migration into it is refused.
+//!
 //! PostgreSQL: `CORRAL_TEST_POSTGRES_URL` names a server and a database to
 //! connect to for creating and dropping the test database (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); the database is dropped
@@ -123,6 +128,16 @@ impl Proc {
 
     fn output(&self) -> String {
         fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// Waits for a command to end; returns how it ended and its output.
+    async fn finish(mut self) -> (ExitStatus, String) {
+        let (status, _) = eventually(&format!("{} exits", self.name), || {
+            let status = self.try_status();
+            async move { status.ok_or_else(|| "still running".to_string()) }
+        })
+        .await;
+        (status, self.output())
     }
 }
 
@@ -321,6 +336,8 @@ fn metric(text: &str, name: &str) -> Result<u64, String> {
 }
 
 type Runners = api::RunnerServiceClient<HttpClient>;
+type Configs = api::RunnerConfigurationServiceClient<HttpClient>;
+type Identity = api::IdentityServiceClient<HttpClient>;
 
 /// One `corral serve` replica on the test database.
 struct Replica {
@@ -452,13 +469,35 @@ impl Replica {
         })
     }
 
+    fn config(&self, token: &str) -> ClientConfig {
+        ClientConfig::new(self.url().parse().unwrap())
+            .with_default_timeout(CALL_TIMEOUT)
+            .with_default_header("authorization", format!("Bearer {token}"))
+    }
+
     fn runners(&self, token: &str) -> Runners {
-        Runners::new(
-            HttpClient::plaintext(),
-            ClientConfig::new(self.url().parse().unwrap())
-                .with_default_timeout(CALL_TIMEOUT)
-                .with_default_header("authorization", format!("Bearer {token}")),
-        )
+        Runners::new(HttpClient::plaintext(), self.config(token))
+    }
+
+    fn configs(&self, token: &str) -> Configs {
+        Configs::new(HttpClient::plaintext(), self.config(token))
+    }
+
+    /// GetAuthenticatedIdentity: the caller's id and organization.
+    async fn identity(&self, token: &str) -> (String, String) {
+        let response = Identity::new(HttpClient::plaintext(), self.config(token))
+            .get_authenticated_identity(api::GetAuthenticatedIdentityRequest::default())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GetAuthenticatedIdentity via {}: {}",
+                    self.name,
+                    describe(&e)
+                )
+            })
+            .into_owned();
+        let subject = response.subject.into_option().unwrap_or_default();
+        (subject.id, response.organization_id)
     }
 
     async fn get_runner(&self, token: &str, id: &str) -> Result<api::Runner, ConnectError> {
@@ -772,4 +811,124 @@ async fn switch_to(
     )
     .await;
     (phases_seen.into_inner(), took)
+}
+
+/// `corral admin migrate-store` with `args`; returns how it ended and its output.
+async fn migrate_store(tmp: &Path, name: &str, from: &str, to: &str) -> (ExitStatus, String) {
+    Proc::spawn(
+        tmp,
+        name,
+        &["admin", "migrate-store", "--from", from, "--to", to],
+    )
+    .finish()
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_moves_from_sqlite_to_postgres() {
+    // Declared first, dropped last: after every process is gone.
+    let Some(db) = Database::create().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let keys = [(
+        "data-key",
+        base64::engine::general_purpose::STANDARD.encode(random_bytes::<32>()),
+    )];
+    let sqlite = format!(
+        "sqlite:{}",
+        tmp.path().join("m-data").join("corral.db").display()
+    );
+
+    // A server on SQLite: a runner and a host token (a secret at rest).
+    let mut server = Replica::spawn(tmp.path(), "m", &sqlite, &keys);
+    server.wait_healthy().await;
+    let admin = server.admin_token().expect("the server bootstrapped");
+    let identity = server.identity(&admin).await;
+    let runner = server
+        .runners(&admin)
+        .create_runner(api::CreateRunnerRequest {
+            name: "moved".into(),
+            provider: api::RunnerProvider::RUNNER_PROVIDER_LINUX_HOST.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateRunner: {}", describe(&e)))
+        .into_owned()
+        .runner
+        .into_option()
+        .expect("a runner");
+    let host_token = server
+        .configs(&admin)
+        .create_host_authentication_token(api::CreateHostAuthenticationTokenRequest {
+            runner_id: runner.runner_id.clone(),
+            host: "github.com".into(),
+            token: "ghp_kept-encrypted".into(),
+            source: api::HostAuthenticationTokenSource::HOST_AUTHENTICATION_TOKEN_SOURCE_PAT.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateHostAuthenticationToken: {}", describe(&e)))
+        .into_owned()
+        .token
+        .into_option()
+        .expect("a host token");
+    let status = server.proc.stop().await;
+    assert!(
+        status.success(),
+        "the SQLite server stopped cleanly: {status:?}"
+    );
+
+    let (status, output) = migrate_store(tmp.path(), "migrate-store", &sqlite, &db.url).await;
+    assert!(
+        status.success(),
+        "migrate-store failed ({status:?}):\n{output}"
+    );
+    for expected in [
+        "runners ",
+        "host_tokens ",
+        "api_tokens ",
+        "row counts and checksums match",
+        "same data key",
+    ] {
+        assert!(output.contains(expected), "no {expected:?} in:\n{output}");
+    }
+    eprintln!("{output}");
+
+    // Once more into the same database: refused, nothing changes.
+    let (status, output) = migrate_store(tmp.path(), "migrate-store-again", &sqlite, &db.url).await;
+    assert!(!status.success(), "a second migration must fail:\n{output}");
+    assert!(output.contains("already holds data"), "{output}");
+    assert_eq!(db.count("runners").await, 1, "one runner");
+
+    // A server on PostgreSQL with the same data dir: the old admin token
+    // works and the runner and host token are there.
+    server.database_url = db.url.clone();
+    server.restart().await;
+    assert_eq!(db.count("organizations").await, 1, "no second bootstrap");
+    assert_eq!(server.identity(&admin).await, identity, "the same admin");
+    let moved = server
+        .get_runner(&admin, &runner.runner_id)
+        .await
+        .unwrap_or_else(|e| panic!("GetRunner on PostgreSQL: {}", describe(&e)));
+    assert_eq!(moved.name, "moved");
+    assert_eq!(moved.created_at, runner.created_at);
+    let stored = server
+        .configs(&admin)
+        .get_host_authentication_token(api::GetHostAuthenticationTokenRequest {
+            id: host_token.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("GetHostAuthenticationToken on PostgreSQL: {}", describe(&e)))
+        .into_owned()
+        .token
+        .into_option()
+        .expect("a host token");
+    assert_eq!(stored, host_token);
+    let status = server.proc.stop().await;
+    assert!(
+        status.success(),
+        "the PostgreSQL server stopped cleanly: {status:?}"
+    );
 }

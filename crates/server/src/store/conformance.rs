@@ -329,7 +329,12 @@ fn new_runner(org_id: Uuid, creator: &User, name: &str) -> Runner {
 }
 
 /// A runner on which `policies_for` groups hold the admin role.
-pub(super) async fn runner(store: &dyn Store, creator: &User, name: &str, policies_for: &[&Group]) -> Runner {
+pub(super) async fn runner(
+    store: &dyn Store,
+    creator: &User,
+    name: &str,
+    policies_for: &[&Group],
+) -> Runner {
     let runner = new_runner(creator.org_id, creator, name);
     let policies: Vec<_> = policies_for
         .iter()

@@ -776,6 +776,7 @@ mod tests {
     use base64::engine::general_purpose::STANDARD;
     use chrono::Utc;
     use sqlx::Connection as _;
+    use uuid::Uuid;
 
     use super::*;
     use crate::bootstrap;
@@ -797,8 +798,6 @@ mod tests {
         tokens: Vec<String>,
         host_token: Uuid,
     }
-
-    use uuid::Uuid;
 
     const GITHUB_TOKEN: &[u8] = b"ghp_only-the-data-key-opens-this";
 
