@@ -90,6 +90,25 @@ impl ScmHost {
     }
 }
 
+impl ScmHost {
+    /// `{api_base}/{path…}?{query}`, each path segment percent-encoded (so a
+    /// GitLab project path's slashes become `%2F`, as GitLab wants).
+    pub fn api_url(&self, path: &[&str], query: &[(&str, String)]) -> Result<String, ScmError> {
+        let base = self.api_base();
+        let mut url = Url::parse(&base)
+            .map_err(|e| ScmError::InvalidInput(format!("invalid API root {base:?}: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|_| ScmError::InvalidInput(format!("invalid API root {base:?}")))?
+            .pop_if_empty()
+            .extend(path);
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(url.into())
+    }
+}
+
 /// One configured host: from an SCM integration on the runner.
 #[derive(Debug, Clone)]
 pub struct ConfiguredHost {

@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
-use url::Url;
 
 use super::{Provider, longest_ref_prefix};
 use crate::http::{Answer, Auth, Http};
@@ -226,18 +225,7 @@ impl BitbucketCloud {
     }
 
     fn api(&self, path: &[&str], query: &[(&str, String)]) -> Result<String, ScmError> {
-        let base = self.host.api_base();
-        let mut url = Url::parse(&base)
-            .map_err(|e| ScmError::InvalidInput(format!("invalid API root {base:?}: {e}")))?;
-        url.path_segments_mut()
-            .map_err(|_| ScmError::InvalidInput(format!("invalid API root {base:?}")))?
-            .pop_if_empty()
-            .extend(path);
-        if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-        }
-        Ok(url.into())
+        self.host.api_url(path, query)
     }
 
     async fn get<T: DeserializeOwned>(

@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 
 use super::Provider;
 use super::github::{
-    MAX_LIST_PAGES, Ref, build_url, has_more, is_full_sha, issue_number, looks_like_sha, no_commit,
-    no_ref, owner_and_repo, page_info, page_of, pick_ref, repo_error, require_token,
+    MAX_LIST_PAGES, Ref, has_more, is_full_sha, issue_number, looks_like_sha, no_commit, no_ref,
+    owner_and_repo, page_info, page_of, pick_ref, repo_error, require_token,
 };
 use crate::http::{Answer, Auth, Http};
 use crate::{
@@ -161,7 +161,7 @@ impl Gitea {
     }
 
     fn api(&self, path: &[&str], query: &[(&str, String)]) -> Result<String, ScmError> {
-        build_url(&self.host.api_base(), path, query)
+        self.host.api_url(path, query)
     }
 
     async fn get<T: DeserializeOwned>(

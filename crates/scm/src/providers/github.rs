@@ -162,7 +162,7 @@ impl GitHub {
     }
 
     fn api(&self, path: &[&str], query: &[(&str, String)]) -> Result<String, ScmError> {
-        build_url(&self.host.api_base(), path, query)
+        self.host.api_url(path, query)
     }
 
     async fn get<T: DeserializeOwned>(
@@ -603,25 +603,6 @@ pub(super) fn require_token(host: &ScmHost, creds: &Credentials) -> Result<Strin
         });
     }
     Ok(token.to_string())
-}
-
-/// `base` with percent-encoded `path` segments appended, and `query`.
-pub(super) fn build_url(
-    base: &str,
-    path: &[&str],
-    query: &[(&str, String)],
-) -> Result<String, ScmError> {
-    let mut url = Url::parse(base)
-        .map_err(|e| ScmError::InvalidInput(format!("invalid API root {base:?}: {e}")))?;
-    url.path_segments_mut()
-        .map_err(|_| ScmError::InvalidInput(format!("invalid API root {base:?}")))?
-        .pop_if_empty()
-        .extend(path);
-    if !query.is_empty() {
-        url.query_pairs_mut()
-            .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-    }
-    Ok(url.into())
 }
 
 /// The owner and repository a URL's path starts with.

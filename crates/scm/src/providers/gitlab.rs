@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use url::Url;
 
 use super::{Provider, longest_ref_prefix};
 use crate::http::{Answer, Auth, Http};
@@ -157,18 +156,7 @@ impl GitLab {
     /// `{api}/{path…}?{query}`, each path segment percent-encoded (a project
     /// path's slashes become `%2F`, as GitLab wants).
     fn api(&self, path: &[&str], query: &[(&str, String)]) -> Result<String, ScmError> {
-        let base = self.host.api_base();
-        let mut url = Url::parse(&base)
-            .map_err(|e| ScmError::InvalidInput(format!("invalid API root {base:?}: {e}")))?;
-        url.path_segments_mut()
-            .map_err(|_| ScmError::InvalidInput(format!("invalid API root {base:?}")))?
-            .pop_if_empty()
-            .extend(path);
-        if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-        }
-        Ok(url.into())
+        self.host.api_url(path, query)
     }
 
     async fn get<T: DeserializeOwned>(
