@@ -24,10 +24,9 @@
 //! a generous timeout, and how long things took is printed, not asserted.
 
 use std::fs;
-use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -36,18 +35,26 @@ use connectrpc::ConnectError;
 use connectrpc::client::{ClientConfig, HttpClient};
 use corral_api::gitpod::v1 as api;
 use sqlx::Connection as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const BIN: &str = env!("CARGO_BIN_EXE_corral");
+mod support;
+
+use support::{
+    Database, Patience, Proc, describe, eventually, free_port, http_get, phase, postgres_admin_url,
+    random_bytes,
+};
+
 /// Overall limit for anything the test waits for.
 const TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
+const PATIENCE: Patience = Patience {
+    timeout: TIMEOUT,
+    poll: POLL,
+};
 /// Deadline of each RPC the test makes.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// The replicas' runner grace: long enough that a runner switching replicas
 /// never goes silent for this long.
 const GRACE: &str = "10s";
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 const ACTIVE: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_ACTIVE;
 const INACTIVE: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_INACTIVE;
@@ -56,265 +63,32 @@ const INACTIVE: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_INACTIVE;
 // Harness
 // ---------------------------------------------------------------------------
 
-/// A child process; dropping it SIGKILLs and reaps it, and if the test is
-/// failing, prints its output.
-struct Proc {
-    name: String,
-    child: Child,
-    output: PathBuf,
-    status: Option<ExitStatus>,
+/// Creates the test database on the server of `CORRAL_TEST_POSTGRES_URL`;
+/// `None` when told to skip.
+async fn create_database() -> Option<Database> {
+    let admin_url = postgres_admin_url();
+    if admin_url == "skip" {
+        eprintln!("skipped: CORRAL_TEST_POSTGRES_URL=skip");
+        return None;
+    }
+    Some(Database::create(admin_url, "corral_replicas").await)
 }
 
-impl Proc {
-    fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
-        let output = dir.join(format!("{name}.log"));
-        let file = fs::File::create(&output).expect("creating the output file");
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("cloning the output file"))
-            .stderr(file);
-        // Flags only: nothing from the environment of whoever runs the tests.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CORRAL_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({BIN}): {e}"));
-        Proc {
-            name: name.to_string(),
-            child,
-            output,
-            status: None,
-        }
-    }
-
-    fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
-        }
-        self.status
-    }
-
-    fn sigkill(&mut self) {
-        assert!(self.try_status().is_none(), "{} already exited", self.name);
-        self.child.kill().expect("SIGKILL");
-        self.status = Some(self.child.wait().expect("reaping"));
-    }
-
-    /// SIGTERM, then waits for the process to exit.
-    async fn stop(&mut self) -> ExitStatus {
-        assert!(self.try_status().is_none(), "{} already exited", self.name);
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) on our own child, not reaped yet, so the pid still names it.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.try_status() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "{} did not exit within {TIMEOUT:?}",
-                self.name
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    fn output(&self) -> String {
-        fs::read_to_string(&self.output).unwrap_or_default()
-    }
-
-    /// Waits for a command to end; returns how it ended and its output.
-    async fn finish(mut self) -> (ExitStatus, String) {
-        let (status, _) = eventually(&format!("{} exits", self.name), || {
-            let status = self.try_status();
-            async move { status.ok_or_else(|| "still running".to_string()) }
-        })
-        .await;
-        (status, self.output())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.try_status().is_none() {
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "===== output of {} (exit: {:?}) =====\n{}===== end of {} =====",
-                self.name,
-                self.status,
-                self.output(),
-                self.name
-            );
-        }
-    }
-}
-
-/// A database of its own, dropped with this value (also when the test fails).
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    /// `None` when told to skip.
-    async fn create() -> Option<Database> {
-        let admin_url = std::env::var("CORRAL_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| DEFAULT_POSTGRES_URL.into());
-        if admin_url == "skip" {
-            eprintln!("skipped: CORRAL_TEST_POSTGRES_URL=skip");
-            return None;
-        }
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at CORRAL_TEST_POSTGRES_URL (or {DEFAULT_POSTGRES_URL}): {e}")
-            });
-        let name = format!("corral_replicas_{}", hex(&random_bytes::<16>()));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("creating the test database");
-        let _ = admin.close().await;
-        let (base, query) = match admin_url.split_once('?') {
-            Some((base, query)) => (base, format!("?{query}")),
-            None => (admin_url.as_str(), String::new()),
-        };
-        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-        let url = format!("{server}/{name}{query}");
-        Some(Database {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
-        let count =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        let _ = conn.close().await;
-        count
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // A runtime of its own: the test's may be unwinding.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await
-                    .map(|_| ())
-                })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
-    }
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    use std::io::Read as _;
-    let mut bytes = [0u8; N];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("reading /dev/urandom");
-    bytes
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
-    listener.local_addr().expect("local address").port()
-}
-
-/// Polls `check` until it returns `Ok`, for at most [`TIMEOUT`]; panics with
-/// the last `Err`. Returns the value and how long it took.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> (T, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    let mut last = String::from("nothing checked yet");
-    while start.elapsed() < TIMEOUT {
-        match check().await {
-            Ok(value) => return (value, start.elapsed()),
-            Err(seen) => last = seen,
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    panic!("timed out after {TIMEOUT:?} waiting until {what}; last seen: {last}");
-}
-
-fn describe(e: &ConnectError) -> String {
-    format!(
-        "{}: {}",
-        e.code.as_str(),
-        e.message.as_deref().unwrap_or("")
-    )
-}
-
-/// A plain HTTP/1.0 GET; returns status and body.
-async fn http_get(url: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    let authority = uri.authority().ok_or("no authority")?.as_str().to_string();
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&authority).await?;
-        let mut request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n");
-        if let Some(token) = bearer {
-            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        Ok::<_, std::io::Error>(response)
-    };
-    let response = tokio::time::timeout(CALL_TIMEOUT, exchange)
+/// How many rows `table` of the test database has.
+async fn count(db: &Database, table: &str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(&mut conn)
         .await
-        .map_err(|_| format!("GET {url} timed out"))?
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("GET {url}: no end of headers"))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("GET {url}: bad status line in {head:?}"))?;
-    Ok((code, body.to_string()))
+        .unwrap();
+    let _ = conn.close().await;
+    count
+}
+
+/// A plain HTTP/1.0 GET; returns status and body (as text).
+async fn http_get_text(url: &str, bearer: Option<&str>) -> Result<(u16, String), String> {
+    let (code, body) = http_get(url, bearer, CALL_TIMEOUT).await?;
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// What a replica's `/metrics` says.
@@ -434,7 +208,7 @@ impl Replica {
             if let Some(status) = self.proc.try_status() {
                 panic!("replica {} exited while starting: {status:?}", self.name);
             }
-            if matches!(http_get(&url, None).await, Ok((200, _))) {
+            if matches!(http_get_text(&url, None).await, Ok((200, _))) {
                 return;
             }
             assert!(
@@ -454,7 +228,7 @@ impl Replica {
     }
 
     async fn metrics(&self) -> Result<Metrics, String> {
-        let (code, text) = http_get(&format!("{}/metrics", self.url()), None).await?;
+        let (code, text) = http_get_text(&format!("{}/metrics", self.url()), None).await?;
         if code != 200 {
             return Err(format!("GET /metrics on {}: HTTP {code}", self.name));
         }
@@ -531,10 +305,6 @@ impl Replica {
     }
 }
 
-fn phase(runner: &api::Runner) -> Option<api::RunnerPhase> {
-    runner.status.as_option().and_then(|s| s.phase.as_known())
-}
-
 // ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
@@ -542,7 +312,7 @@ fn phase(runner: &api::Runner) -> Option<api::RunnerPhase> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_runners_and_run_duties_once() {
     // Declared first, dropped last: after every process is gone.
-    let Some(db) = Database::create().await else {
+    let Some(db) = create_database().await else {
         return;
     };
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -557,8 +327,8 @@ async fn replicas_share_runners_and_run_duties_once() {
     b.wait_healthy().await;
     let tokens: Vec<String> = [&a, &b].iter().filter_map(|r| r.admin_token()).collect();
     assert_eq!(tokens.len(), 1, "exactly one replica bootstrapped");
-    assert_eq!(db.count("organizations").await, 1, "one organization");
-    assert_eq!(db.count("users").await, 1, "one admin");
+    assert_eq!(count(&db, "organizations").await, 1, "one organization");
+    assert_eq!(count(&db, "users").await, 1, "one admin");
     let admin = tokens[0].clone();
 
     // A runner created via A, given both URLs (A first): it connects to A.
@@ -591,25 +361,29 @@ async fn replicas_share_runners_and_run_duties_once() {
         ],
     );
     let started = Instant::now();
-    eventually("the runner is ACTIVE with its stream on A", || {
-        let runner_exited = runner.try_status();
-        let (a, b, admin, id) = (&a, &b, &admin, &runner_id);
-        async move {
-            if let Some(status) = runner_exited {
-                panic!("the runner exited: {status:?}");
+    eventually(
+        PATIENCE,
+        "the runner is ACTIVE with its stream on A",
+        || {
+            let runner_exited = runner.try_status();
+            let (a, b, admin, id) = (&a, &b, &admin, &runner_id);
+            async move {
+                if let Some(status) = runner_exited {
+                    panic!("the runner exited: {status:?}");
+                }
+                let phase = phase(&a.get_runner(admin, id).await.map_err(|e| describe(&e))?);
+                let (on_a, on_b) = (a.metrics().await?, b.metrics().await?);
+                if phase == Some(ACTIVE) && on_a.runner_streams == 1 && on_b.runner_streams == 0 {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "phase {phase:?}, streams on A {}, on B {}",
+                        on_a.runner_streams, on_b.runner_streams
+                    ))
+                }
             }
-            let phase = phase(&a.get_runner(admin, id).await.map_err(|e| describe(&e))?);
-            let (on_a, on_b) = (a.metrics().await?, b.metrics().await?);
-            if phase == Some(ACTIVE) && on_a.runner_streams == 1 && on_b.runner_streams == 0 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "phase {phase:?}, streams on A {}, on B {}",
-                    on_a.runner_streams, on_b.runner_streams
-                ))
-            }
-        }
-    })
+        },
+    )
     .await;
     eprintln!(
         "[measured] runner ACTIVE on A {:?} after it started",
@@ -652,8 +426,8 @@ async fn replicas_share_runners_and_run_duties_once() {
         .into_option()
         .unwrap()
         .log_url;
-    let (_, took) = eventually("the runner logs the level set via B", || async {
-        let (code, text) = http_get(&log_url, Some(&logs_token)).await?;
+    let (_, took) = eventually(PATIENCE, "the runner logs the level set via B", || async {
+        let (code, text) = http_get_text(&log_url, Some(&logs_token)).await?;
         if code != 200 {
             return Err(format!("GET {log_url}: HTTP {code}"));
         }
@@ -678,7 +452,7 @@ async fn replicas_share_runners_and_run_duties_once() {
     assert_eq!(answer.scm_id, "github");
 
     // The background duties ran, each on exactly one replica, while both were up.
-    let ((on_a, on_b), _) = eventually("the duties ran", || async {
+    let ((on_a, on_b), _) = eventually(PATIENCE, "the duties ran", || async {
         let (on_a, on_b) = (a.metrics().await?, b.metrics().await?);
         if on_a.liveness_runs + on_b.liveness_runs > 0 && on_a.cleanup_runs + on_b.cleanup_runs > 0
         {
@@ -734,8 +508,8 @@ async fn replicas_share_runners_and_run_duties_once() {
     // A rolling restart: A comes back, then B stops gracefully. The runner
     // returns to A, never INACTIVE meanwhile; A leads again.
     a.restart().await;
-    assert_eq!(db.count("organizations").await, 1, "no second bootstrap");
-    let status = b.proc.stop().await;
+    assert_eq!(count(&db, "organizations").await, 1, "no second bootstrap");
+    let status = b.proc.stop(PATIENCE).await;
     assert!(status.success(), "B stopped cleanly: {status:?}");
     let (phases, took) = switch_to(&mut runner, &a, &admin, &runner_id).await;
     eprintln!(
@@ -762,6 +536,7 @@ async fn switch_to(
     let phases_seen = std::cell::RefCell::new(Vec::new());
     let runs_since = std::cell::Cell::new(None);
     let (_, took) = eventually(
+        PATIENCE,
         &format!("the runner is served by {}, which leads", to.name),
         || {
             let runner_exited = runner.try_status();
@@ -815,19 +590,23 @@ async fn switch_to(
 
 /// `corral admin migrate-store` with `args`; returns how it ended and its output.
 async fn migrate_store(tmp: &Path, name: &str, from: &str, to: &str) -> (ExitStatus, String) {
-    Proc::spawn(
+    let mut proc = Proc::spawn(
         tmp,
         name,
         &["admin", "migrate-store", "--from", from, "--to", to],
-    )
-    .finish()
-    .await
+    );
+    let (status, _) = eventually(PATIENCE, &format!("{} exits", proc.name), || {
+        let status = proc.try_status();
+        async move { status.ok_or_else(|| "still running".to_string()) }
+    })
+    .await;
+    (status, proc.output())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_installation_moves_from_sqlite_to_postgres() {
     // Declared first, dropped last: after every process is gone.
-    let Some(db) = Database::create().await else {
+    let Some(db) = create_database().await else {
         return;
     };
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -873,7 +652,7 @@ async fn an_installation_moves_from_sqlite_to_postgres() {
         .token
         .into_option()
         .expect("a host token");
-    let status = server.proc.stop().await;
+    let status = server.proc.stop(PATIENCE).await;
     assert!(
         status.success(),
         "the SQLite server stopped cleanly: {status:?}"
@@ -899,13 +678,13 @@ async fn an_installation_moves_from_sqlite_to_postgres() {
     let (status, output) = migrate_store(tmp.path(), "migrate-store-again", &sqlite, &db.url).await;
     assert!(!status.success(), "a second migration must fail:\n{output}");
     assert!(output.contains("already holds data"), "{output}");
-    assert_eq!(db.count("runners").await, 1, "one runner");
+    assert_eq!(count(&db, "runners").await, 1, "one runner");
 
     // A server on PostgreSQL with the same data dir: the old admin token
     // works and the runner and host token are there.
     server.database_url = db.url.clone();
     server.restart().await;
-    assert_eq!(db.count("organizations").await, 1, "no second bootstrap");
+    assert_eq!(count(&db, "organizations").await, 1, "no second bootstrap");
     assert_eq!(server.identity(&admin).await, identity, "the same admin");
     let moved = server
         .get_runner(&admin, &runner.runner_id)
@@ -926,7 +705,7 @@ async fn an_installation_moves_from_sqlite_to_postgres() {
         .into_option()
         .expect("a host token");
     assert_eq!(stored, host_token);
-    let status = server.proc.stop().await;
+    let status = server.proc.stop(PATIENCE).await;
     assert!(
         status.success(),
         "the PostgreSQL server stopped cleanly: {status:?}"

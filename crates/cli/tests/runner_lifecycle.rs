@@ -10,11 +10,10 @@
 //! asserted.
 
 use std::fs;
-use std::future::Future;
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,12 +22,20 @@ use connectrpc::client::{ClientConfig, HttpClient};
 use connectrpc::{ConnectError, ErrorCode};
 use corral_api::corral::v1 as runner_api;
 use corral_api::gitpod::v1 as api;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const BIN: &str = env!("CARGO_BIN_EXE_corral");
+mod support;
+
+use support::{
+    Database, Patience, Proc, describe, eventually, free_port, http_get, phase, postgres_admin_url,
+};
+
 /// Overall limit for anything the tests wait for.
 const TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
+const PATIENCE: Patience = Patience {
+    timeout: TIMEOUT,
+    poll: POLL,
+};
 /// Deadline of each RPC the tests make.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,220 +49,21 @@ const DEGRADED: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_DEGRADED;
 
 static SEQUENCE: AtomicUsize = AtomicUsize::new(0);
 
-/// A child process of the test. Dropping it SIGKILLs and reaps it; if the test
-/// is failing, its stderr is printed.
-struct Proc {
-    name: String,
-    child: Child,
-    stderr: PathBuf,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    /// Starts `corral ARGS…` with stdout and stderr going to a file in `logs`.
-    fn spawn(logs: &Path, name: &str, args: &[&str]) -> Proc {
-        let name = format!("{name}-{}", SEQUENCE.fetch_add(1, Ordering::Relaxed));
-        let stderr = logs.join(format!("{name}.stderr"));
-        let file = fs::File::create(&stderr).expect("creating the stderr file");
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("cloning the stderr file"))
-            .stderr(file);
-        // Flags only: nothing from the environment of whoever runs the tests.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CORRAL_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({BIN}): {e}"));
-        Proc {
-            name,
-            child,
-            stderr,
-            status: None,
-        }
-    }
-
-    /// The exit status once the process has ended (reaps it).
-    fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
-        }
-        self.status
-    }
-
-    fn signal(&mut self, signal: libc::c_int) {
-        assert!(
-            self.try_status().is_none(),
-            "{} already exited ({:?}); cannot signal it",
-            self.name,
-            self.status
-        );
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) on our own child, which has not been reaped yet, so
-        // the pid still names it.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(
-            rc,
-            0,
-            "kill({pid}, {signal}): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    fn sigterm(&mut self) {
-        self.signal(libc::SIGTERM);
-    }
-
-    fn sigkill(&mut self) {
-        self.signal(libc::SIGKILL);
-    }
-
-    /// Waits for the process to exit.
-    async fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.try_status() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "{} did not exit within {TIMEOUT:?}",
-                self.name
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.try_status().is_none() {
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "===== stderr of {} (exit: {:?}) =====\n{}===== end of {} =====",
-                self.name,
-                self.status,
-                self.stderr_text(),
-                self.name
-            );
-        }
-    }
+/// `name` with a number of its own: every process of the tests has its own
+/// output file.
+fn numbered(name: &str) -> String {
+    format!("{name}-{}", SEQUENCE.fetch_add(1, Ordering::Relaxed))
 }
 
 /// With `CORRAL_TEST_DATABASE=postgres`, a server's own database on the
 /// PostgreSQL server of `CORRAL_TEST_POSTGRES_URL` (default
-/// `postgres://postgres@127.0.0.1:5432/postgres`), made and dropped with
-/// `psql`; dropping this value drops the database, also when the test fails.
-struct PostgresDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PostgresDatabase {
-    fn if_asked() -> Option<PostgresDatabase> {
-        if std::env::var("CORRAL_TEST_DATABASE").as_deref() != Ok("postgres") {
-            return None;
-        }
-        let admin_url = std::env::var("CORRAL_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!(
-            "corral_lifecycle_{}_{}_{nanos}",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        );
-        psql(&admin_url, &format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("CORRAL_TEST_DATABASE=postgres: {e}"));
-        // Same server and parameters, the new database as the path.
-        let (base, params) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
-        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-        let url = match params {
-            "" => format!("{server}/{name}"),
-            params => format!("{server}/{name}?{params}"),
-        };
-        Some(PostgresDatabase {
-            admin_url,
-            name,
-            url,
-        })
+/// `postgres://postgres@127.0.0.1:5432/postgres`); dropping it drops the
+/// database, also when the test fails.
+async fn postgres_if_asked() -> Option<Database> {
+    if std::env::var("CORRAL_TEST_DATABASE").as_deref() != Ok("postgres") {
+        return None;
     }
-}
-
-impl Drop for PostgresDatabase {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = psql(&self.admin_url, &sql) {
-            eprintln!("could not drop the test database: {e}");
-        }
-    }
-}
-
-/// Runs one statement with the `psql` client.
-fn psql(url: &str, sql: &str) -> Result<(), String> {
-    let out = Command::new("psql")
-        .args([url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running psql (is the PostgreSQL client installed?): {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "psql {sql:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
-    listener.local_addr().expect("local address").port()
-}
-
-/// Polls `check` until it returns `Ok`, for at most [`TIMEOUT`]; panics with
-/// the last `Err` (what was seen instead). Returns the value and how long it took.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> (T, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    let mut last = String::from("nothing checked yet");
-    while start.elapsed() < TIMEOUT {
-        match check().await {
-            Ok(value) => return (value, start.elapsed()),
-            Err(seen) => last = seen,
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    panic!("timed out after {TIMEOUT:?} waiting until {what}; last seen: {last}");
-}
-
-fn describe(e: &ConnectError) -> String {
-    format!(
-        "{}: {}",
-        e.code.as_str(),
-        e.message.as_deref().unwrap_or("")
-    )
+    Some(Database::create(postgres_admin_url(), "corral_lifecycle").await)
 }
 
 /// Asserts that a call failed with `code`.
@@ -294,13 +102,13 @@ struct Server {
     grace: String,
     admin_token: String,
     /// Declared last: dropped after the process has been killed.
-    database: Option<PostgresDatabase>,
+    database: Option<Database>,
 }
 
 impl Server {
     async fn start(tmp: &Path, grace: &str) -> Server {
         let data_dir = tmp.join("server-data");
-        let mut database = PostgresDatabase::if_asked();
+        let mut database = postgres_if_asked().await;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -321,7 +129,7 @@ impl Server {
                     return server;
                 }
                 // The free port was taken between finding and binding it.
-                Err(_) if attempt < 3 && server.proc.stderr_text().contains("binding") => {
+                Err(_) if attempt < 3 && server.proc.output().contains("binding") => {
                     eprintln!("port {port} was taken before the server bound it; another one");
                 }
                 Err(status) => panic!("{} exited while starting: {status:?}", server.proc.name),
@@ -349,7 +157,7 @@ impl Server {
         if let Some(url) = database_url {
             args.extend(["--database-url", url]);
         }
-        Proc::spawn(logs, "server", &args)
+        Proc::spawn(logs, &numbered("server"), &args)
     }
 
     /// Waits until this server (not whatever else may hold the port) answers
@@ -384,8 +192,7 @@ impl Server {
 
     /// SIGTERM; returns the exit status.
     async fn stop(&mut self) -> ExitStatus {
-        self.proc.sigterm();
-        self.proc.wait_exit().await
+        self.proc.stop(PATIENCE).await
     }
 
     /// Starts the server again on the same port and data dir (after [`Server::stop`]).
@@ -496,7 +303,7 @@ impl Server {
         check: impl Fn(&api::Runner) -> bool,
     ) -> (api::Runner, Duration) {
         let check = &check;
-        eventually(what, || async move {
+        eventually(PATIENCE, what, || async move {
             match self.get_runner(id).await {
                 Ok(runner) if check(&runner) => Ok(runner),
                 Ok(runner) => Err(format!(
@@ -511,7 +318,7 @@ impl Server {
     }
 
     async fn wait_not_found(&self, id: &str) {
-        eventually(&format!("runner {id} is gone"), || async move {
+        eventually(PATIENCE, &format!("runner {id} is gone"), || async move {
             match self.get_runner(id).await {
                 Err(e) if e.code == ErrorCode::NotFound => Ok(()),
                 Err(e) => Err(describe(&e)),
@@ -590,10 +397,6 @@ fn status(runner: &api::Runner) -> api::RunnerStatus {
     runner.status.as_option().cloned().unwrap_or_default()
 }
 
-fn phase(runner: &api::Runner) -> Option<api::RunnerPhase> {
-    runner.status.as_option().and_then(|s| s.phase.as_known())
-}
-
 fn spec_configuration(runner: &api::Runner) -> api::RunnerConfiguration {
     runner
         .spec
@@ -628,7 +431,7 @@ fn start_runner(
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proc::spawn(logs, "runner", &args)
+    Proc::spawn(logs, &numbered("runner"), &args)
 }
 
 /// The access token in a runner's credentials file.
@@ -718,53 +521,23 @@ impl Connected {
     /// Polls the runner's logs until a line contains `needle`; returns the line.
     async fn wait_log_line(&self, logs_token: &str, needle: &str) -> (String, Duration) {
         let url = self.log_url().await;
-        eventually(&format!("the runner's logs contain {needle:?}"), || async {
-            let (code, body) = http_get(&url, Some(logs_token)).await?;
-            if code != 200 {
-                return Err(format!("GET {url}: HTTP {code}"));
-            }
-            let text = String::from_utf8_lossy(&body).into_owned();
-            text.lines()
-                .find(|l| l.contains(needle))
-                .map(str::to_string)
-                .ok_or_else(|| format!("{} lines, none matches", text.lines().count()))
-        })
+        eventually(
+            PATIENCE,
+            &format!("the runner's logs contain {needle:?}"),
+            || async {
+                let (code, body) = http_get(&url, Some(logs_token), CALL_TIMEOUT).await?;
+                if code != 200 {
+                    return Err(format!("GET {url}: HTTP {code}"));
+                }
+                let text = String::from_utf8_lossy(&body).into_owned();
+                text.lines()
+                    .find(|l| l.contains(needle))
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{} lines, none matches", text.lines().count()))
+            },
+        )
         .await
     }
-}
-
-/// A plain HTTP/1.0 GET (no chunked encoding to undo); returns status and body.
-async fn http_get(url: &str, bearer: Option<&str>) -> Result<(u16, Vec<u8>), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    let authority = uri.authority().ok_or("no authority")?.as_str().to_string();
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(&authority).await?;
-        let mut request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n");
-        if let Some(token) = bearer {
-            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        Ok::<_, std::io::Error>(response)
-    };
-    let response = tokio::time::timeout(CALL_TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("GET {url} timed out"))?
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("GET {url}: no end of headers"))?;
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("GET {url}: bad status line in {head:?}"))?;
-    Ok((code, response[split + 4..].to_vec()))
 }
 
 /// The files of a gzip tar, by name.
@@ -898,7 +671,7 @@ async fn sigterm_makes_the_runner_inactive_and_it_resumes_from_its_data_dir() {
     let public_key = status(&c.server.get_runner(&c.runner_id).await.unwrap()).public_key;
 
     c.runner.sigterm();
-    let exit = c.runner.wait_exit().await;
+    let exit = c.runner.wait_exit(PATIENCE).await;
     assert_eq!(exit.code(), Some(0), "a stopped runner exits 0: {exit:?}");
     let (runner, took) = c.server.wait_phase(&c.runner_id, INACTIVE).await;
     eprintln!("[measured] INACTIVE observed {took:?} after the runner exited");
@@ -932,7 +705,7 @@ async fn sigterm_makes_the_runner_inactive_and_it_resumes_from_its_data_dir() {
 async fn killed_runner_becomes_inactive_after_the_grace_period() {
     let mut c = Connected::start("2s").await;
     c.runner.sigkill();
-    c.runner.wait_exit().await;
+    c.runner.wait_exit(PATIENCE).await;
     let (runner, took) = c.server.wait_phase(&c.runner_id, INACTIVE).await;
     eprintln!("[measured] INACTIVE {took:?} after SIGKILL (grace 2s)");
     assert!(
@@ -987,7 +760,9 @@ async fn configuration_changes_reach_the_runner() {
         api::RunnerReleaseChannel::RUNNER_RELEASE_CHANNEL_LATEST
     );
     let bundle_url = status(&runner).support_bundle_url;
-    let (code, bundle) = http_get(&bundle_url, Some(&logs_token)).await.unwrap();
+    let (code, bundle) = http_get(&bundle_url, Some(&logs_token), CALL_TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     let files = untar_gz(&bundle);
     let (_, configuration_json) = files
@@ -1014,7 +789,7 @@ async fn deleting_a_connected_runner_makes_it_clean_up_and_exit() {
         .await
         .unwrap_or_else(|e| panic!("DeleteRunner: {}", describe(&e)));
 
-    let exit = c.runner.wait_exit().await;
+    let exit = c.runner.wait_exit(PATIENCE).await;
     assert_eq!(exit.code(), Some(0), "a deleted runner exits 0: {exit:?}");
     assert!(!c.data_dir.join("credentials.json").exists());
     assert!(!c.data_dir.join("runner.key").exists());
@@ -1051,7 +826,7 @@ async fn forced_and_never_connected_deletions_are_immediate() {
         "GetRunner right after a forced delete",
     );
     // The runner is told anyway and cleans up.
-    let exit = c.runner.wait_exit().await;
+    let exit = c.runner.wait_exit(PATIENCE).await;
     assert_eq!(exit.code(), Some(0), "{exit:?}");
     assert!(!c.data_dir.join("credentials.json").exists());
 
@@ -1112,10 +887,10 @@ async fn exchanging_a_new_token_revokes_the_runners_old_access_token() {
     );
 
     // The running runner notices at its next heartbeat and stops: it needs new credentials.
-    let exit = c.runner.wait_exit().await;
+    let exit = c.runner.wait_exit(PATIENCE).await;
     assert_eq!(exit.code(), Some(3), "{exit:?}");
     assert!(
-        c.runner.stderr_text().contains("no longer accepts"),
+        c.runner.output().contains("no longer accepts"),
         "stderr says why"
     );
 }
@@ -1140,9 +915,9 @@ async fn a_used_exchange_token_is_refused_with_exit_code_3() {
 
     let data_dir = tmp.path().join("fresh-runner");
     let mut runner = start_runner(tmp.path(), Some(&server), &data_dir, Some(&exchange), &[]);
-    let exit = runner.wait_exit().await;
+    let exit = runner.wait_exit(PATIENCE).await;
     assert_eq!(exit.code(), Some(3), "{exit:?}");
-    let stderr = runner.stderr_text();
+    let stderr = runner.output();
     assert!(
         stderr.contains("refused the exchange token") && stderr.contains("CreateRunnerToken"),
         "stderr explains what to do: {stderr}"
@@ -1271,12 +1046,16 @@ async fn logs_and_support_bundle_need_a_logs_token_for_this_runner() {
     let (log_url, bundle_url) = (status(&runner).log_url, status(&runner).support_bundle_url);
     let token = c.server.logs_token(&c.runner_id).await;
 
-    let (code, logs) = http_get(&log_url, Some(&token)).await.unwrap();
+    let (code, logs) = http_get(&log_url, Some(&token), CALL_TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     let logs = String::from_utf8(logs).unwrap();
     assert!(logs.contains("signed up as runner"), "logs: {logs}");
 
-    let (code, bundle) = http_get(&bundle_url, Some(&token)).await.unwrap();
+    let (code, bundle) = http_get(&bundle_url, Some(&token), CALL_TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     assert_eq!(&bundle[..2], &[0x1f, 0x8b], "gzip");
     let files = untar_gz(&bundle);
@@ -1303,15 +1082,19 @@ async fn logs_and_support_bundle_need_a_logs_token_for_this_runner() {
 
     // No token, a token that is no logs token, a token for another runner.
     for url in [&log_url, &bundle_url] {
-        let (code, _) = http_get(url, None).await.unwrap();
+        let (code, _) = http_get(url, None, CALL_TIMEOUT).await.unwrap();
         assert_eq!(code, 401, "{url} without a token");
-        let (code, _) = http_get(url, Some(&c.server.admin_token)).await.unwrap();
+        let (code, _) = http_get(url, Some(&c.server.admin_token), CALL_TIMEOUT)
+            .await
+            .unwrap();
         assert_eq!(code, 401, "{url} with a user token");
     }
     let (other_id, _) = c.server.create_runner("other").await;
     let other_token = c.server.logs_token(&other_id).await;
     for url in [&log_url, &bundle_url] {
-        let (code, body) = http_get(url, Some(&other_token)).await.unwrap();
+        let (code, body) = http_get(url, Some(&other_token), CALL_TIMEOUT)
+            .await
+            .unwrap();
         assert_eq!(
             code,
             401,
@@ -1322,7 +1105,9 @@ async fn logs_and_support_bundle_need_a_logs_token_for_this_runner() {
     // A tampered token: same payload, another signature.
     let (payload, _) = token.rsplit_once('.').unwrap();
     let tampered = format!("{payload}.{}", "A".repeat(86));
-    let (code, _) = http_get(&log_url, Some(&tampered)).await.unwrap();
+    let (code, _) = http_get(&log_url, Some(&tampered), CALL_TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(code, 401, "a token with a bad signature");
 }
 

@@ -1,0 +1,321 @@
+//! Helpers shared by the end-to-end tests: child processes of the built
+//! binary, a PostgreSQL database of a test's own, polling, and plain HTTP.
+
+use std::fs;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use connectrpc::ConnectError;
+use corral_api::gitpod::v1 as api;
+use sqlx::Connection as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral");
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// How a test file waits: the overall limit for anything it waits for, and
+/// the pause between two checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    pub timeout: Duration,
+    pub poll: Duration,
+}
+
+// ---------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------
+
+/// A child process of the test. Dropping it SIGKILLs and reaps it; if the test
+/// is failing, its output (stdout and stderr) is printed.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    output: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `corral ARGS…` with stdout and stderr going to `<dir>/<name>.log`.
+    pub fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
+        let output = dir.join(format!("{name}.log"));
+        let file = fs::File::create(&output).expect("creating the output file");
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("cloning the output file"))
+            .stderr(file);
+        // Flags only: nothing from the environment of whoever runs the tests.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CORRAL_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} ({BIN}): {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            output,
+            status: None,
+        }
+    }
+
+    /// The exit status once the process has ended (reaps it).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        assert!(
+            self.try_status().is_none(),
+            "{} already exited ({:?}); cannot signal it",
+            self.name,
+            self.status
+        );
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child, which has not been reaped yet, so
+        // the pid still names it.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    pub fn sigterm(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// SIGKILL, then reaps the process.
+    pub fn sigkill(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.status = Some(self.child.wait().expect("reaping"));
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, patience: Patience) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.try_status() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < patience.timeout,
+                "{} did not exit within {:?}",
+                self.name,
+                patience.timeout
+            );
+            tokio::time::sleep(patience.poll).await;
+        }
+    }
+
+    /// SIGTERM, then waits for the process to exit.
+    pub async fn stop(&mut self, patience: Patience) -> ExitStatus {
+        self.sigterm();
+        self.wait_exit(patience).await
+    }
+
+    /// What the process wrote so far.
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.output).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "===== output of {} (exit: {:?}) =====\n{}===== end of {} =====",
+                self.name,
+                self.status,
+                self.output(),
+                self.name
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------
+
+/// `CORRAL_TEST_POSTGRES_URL`: a server and a database to connect to for
+/// creating and dropping test databases (default
+/// `postgres://postgres@127.0.0.1:5432/postgres`).
+pub fn postgres_admin_url() -> String {
+    std::env::var("CORRAL_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_POSTGRES_URL.into())
+}
+
+/// A database of its own, dropped with this value (also when the test fails).
+pub struct Database {
+    admin_url: String,
+    name: String,
+    /// Same server and parameters as the admin URL, this database as the path.
+    pub url: String,
+}
+
+impl Database {
+    /// Creates `<prefix>_<random hex>` on the server of `admin_url`.
+    pub async fn create(admin_url: String, prefix: &str) -> Database {
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at CORRAL_TEST_POSTGRES_URL (or {DEFAULT_POSTGRES_URL}): {e}")
+            });
+        let name = format!("{prefix}_{}", hex(&random_bytes::<16>()));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("creating the test database");
+        let _ = admin.close().await;
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+        let url = format!("{server}/{name}{query}");
+        Database {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // A runtime of its own: the test's may be unwinding.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await
+                    .map(|_| ())
+                })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small things
+// ---------------------------------------------------------------------------
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read as _;
+    let mut bytes = [0u8; N];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("reading /dev/urandom");
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Polls `check` until it returns `Ok`, for at most `patience.timeout`; panics
+/// with the last `Err` (what was seen instead). Returns the value and how long
+/// it took.
+pub async fn eventually<T, F, Fut>(patience: Patience, what: &str, mut check: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("nothing checked yet");
+    while start.elapsed() < patience.timeout {
+        match check().await {
+            Ok(value) => return (value, start.elapsed()),
+            Err(seen) => last = seen,
+        }
+        tokio::time::sleep(patience.poll).await;
+    }
+    panic!(
+        "timed out after {:?} waiting until {what}; last seen: {last}",
+        patience.timeout
+    );
+}
+
+pub fn describe(e: &ConnectError) -> String {
+    format!(
+        "{}: {}",
+        e.code.as_str(),
+        e.message.as_deref().unwrap_or("")
+    )
+}
+
+pub fn phase(runner: &api::Runner) -> Option<api::RunnerPhase> {
+    runner.status.as_option().and_then(|s| s.phase.as_known())
+}
+
+/// A plain HTTP/1.0 GET (no chunked encoding to undo), given `timeout`;
+/// returns status and body.
+pub async fn http_get(
+    url: &str,
+    bearer: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let authority = uri.authority().ok_or("no authority")?.as_str().to_string();
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&authority).await?;
+        let mut request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n");
+        if let Some(token) = bearer {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("GET {url} timed out"))?
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("GET {url}: no end of headers"))?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("GET {url}: bad status line in {head:?}"))?;
+    Ok((code, response[split + 4..].to_vec()))
+}
