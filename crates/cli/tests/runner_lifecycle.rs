@@ -825,10 +825,15 @@ async fn forced_and_never_connected_deletions_are_immediate() {
         ErrorCode::NotFound,
         "GetRunner right after a forced delete",
     );
-    // The runner is told anyway and cleans up.
+    // The runner is told anyway, but a forced delete does not wait for it: it
+    // either hears the news and cleans up (0), or finds its token already
+    // revoked (3, "needs new credentials") when a heartbeat gets there first.
     let exit = c.runner.wait_exit(PATIENCE).await;
-    assert_eq!(exit.code(), Some(0), "{exit:?}");
-    assert!(!c.data_dir.join("credentials.json").exists());
+    match exit.code() {
+        Some(0) => assert!(!c.data_dir.join("credentials.json").exists()),
+        Some(3) => {}
+        _ => panic!("unexpected exit after a forced delete: {exit:?}"),
+    }
 
     let (never_connected, _exchange) = c.server.create_runner("never-connected").await;
     c.server
