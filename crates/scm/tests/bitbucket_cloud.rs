@@ -5,94 +5,28 @@
 
 mod support_bitbucket_cloud;
 
+mod common;
+
 use std::time::Duration;
 
 use corral_scm::{
-    ChangeRequest, ChangeState, Context, ContextUrl, GitContext, HostRegistry, Issue, Organization,
-    Repository, ScmError, SearchMode, provider_for,
+    ChangeRequest, ChangeState, Context, ContextUrl, HostRegistry, Organization, Repository,
+    ScmError, SearchMode, provider_for,
 };
 use support_bitbucket_cloud::{
     ALICE, ALICE_API_TOKEN, ALICE_EMAIL, BOB, FORK_HEAD, FakeBitbucket, GONE_HEAD, INITIAL,
     LIMITED, LOGIN_HEAD, basic, creds,
 };
 
+use common::{Expect, With};
+
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Expected contexts, built from the fake's address.
-struct Expect {
-    base: String,
-    host: String,
-}
-
-impl Expect {
-    fn new(fake: &FakeBitbucket) -> Self {
-        Self {
-            base: fake.base.clone(),
-            host: format!("127.0.0.1:{}", fake.port),
-        }
-    }
-
-    fn repo(&self, full_name: &str) -> Context {
-        let (owner, repo) = full_name.split_once('/').unwrap();
-        Context {
-            git: GitContext {
-                host: self.host.clone(),
-                owner: owner.into(),
-                repo: repo.into(),
-                clone_url: format!("{}/{full_name}.git", self.base),
-                ..GitContext::default()
-            },
-            change: None,
-            issue: None,
-            scm_id: "bitbucket".into(),
-        }
-    }
-}
-
-trait With {
-    fn branch(self, name: &str) -> Self;
-    fn tag(self, name: &str) -> Self;
-    fn commit(self, sha: &str) -> Self;
-    fn upstream(self, url: &str) -> Self;
-    fn change(self, change: ChangeRequest) -> Self;
-    fn issue(self, id: &str, title: &str) -> Self;
-}
-
-impl With for Context {
-    fn branch(mut self, name: &str) -> Self {
-        self.git.branch = name.into();
-        self
-    }
-    fn tag(mut self, name: &str) -> Self {
-        self.git.tag = name.into();
-        self
-    }
-    fn commit(mut self, sha: &str) -> Self {
-        self.git.commit = sha.into();
-        self
-    }
-    fn upstream(mut self, url: &str) -> Self {
-        self.git.upstream_remote_url = url.into();
-        self
-    }
-    fn change(mut self, change: ChangeRequest) -> Self {
-        self.change = Some(change);
-        self
-    }
-    fn issue(mut self, id: &str, title: &str) -> Self {
-        self.issue = Some(Issue {
-            id: id.into(),
-            title: title.into(),
-        });
-        self
-    }
-}
 
 #[tokio::test]
 async fn context_urls_resolve_against_the_api() {
     let fake = FakeBitbucket::start().await;
     let bitbucket = fake.provider(TIMEOUT);
-    let e = Expect::new(&fake);
+    let e = Expect::new(&fake.base, fake.port, "bitbucket");
     let base = &fake.base;
     let port = fake.port;
     let widgets = || e.repo("acme/widgets");
@@ -318,7 +252,7 @@ async fn refs_are_listed_by_bbql_filter_and_bearer_tokens_used() {
 async fn a_user_name_with_the_token_means_basic_authentication() {
     let fake = FakeBitbucket::start().await;
     let bitbucket = fake.provider(TIMEOUT);
-    let e = Expect::new(&fake);
+    let e = Expect::new(&fake.base, fake.port, "bitbucket");
     let api_token = basic(ALICE_EMAIL, ALICE_API_TOKEN);
     let url =
         ContextUrl::parse(&format!("{}/acme/widgets/branch/feature/login", fake.base)).unwrap();

@@ -4,93 +4,27 @@
 
 mod support_gitlab;
 
+mod common;
+
 use std::time::Duration;
 
 use corral_scm::{
-    ChangeRequest, ChangeState, Context, ContextUrl, GitContext, HostRegistry, Issue, Organization,
-    Repository, ScmError, SearchMode, provider_for,
+    ChangeRequest, ChangeState, Context, ContextUrl, HostRegistry, Organization, Repository,
+    ScmError, SearchMode, provider_for,
 };
 use support_gitlab::{
     ALICE, API_HEAD, BOB, FORK_HEAD, FakeGitLab, INITIAL, LIMITED, LOGIN_HEAD, creds,
 };
 
+use common::{Expect, With};
+
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Expected contexts, built from the fake's address.
-struct Expect {
-    base: String,
-    host: String,
-}
-
-impl Expect {
-    fn new(fake: &FakeGitLab) -> Self {
-        Self {
-            base: fake.base.clone(),
-            host: format!("127.0.0.1:{}", fake.port),
-        }
-    }
-
-    fn repo(&self, full_path: &str) -> Context {
-        let (owner, repo) = full_path.rsplit_once('/').unwrap();
-        Context {
-            git: GitContext {
-                host: self.host.clone(),
-                owner: owner.into(),
-                repo: repo.into(),
-                clone_url: format!("{}/{full_path}.git", self.base),
-                ..GitContext::default()
-            },
-            change: None,
-            issue: None,
-            scm_id: "gitlab".into(),
-        }
-    }
-}
-
-trait With {
-    fn branch(self, name: &str) -> Self;
-    fn tag(self, name: &str) -> Self;
-    fn commit(self, sha: &str) -> Self;
-    fn upstream(self, url: &str) -> Self;
-    fn change(self, change: ChangeRequest) -> Self;
-    fn issue(self, id: &str, title: &str) -> Self;
-}
-
-impl With for Context {
-    fn branch(mut self, name: &str) -> Self {
-        self.git.branch = name.into();
-        self
-    }
-    fn tag(mut self, name: &str) -> Self {
-        self.git.tag = name.into();
-        self
-    }
-    fn commit(mut self, sha: &str) -> Self {
-        self.git.commit = sha.into();
-        self
-    }
-    fn upstream(mut self, url: &str) -> Self {
-        self.git.upstream_remote_url = url.into();
-        self
-    }
-    fn change(mut self, change: ChangeRequest) -> Self {
-        self.change = Some(change);
-        self
-    }
-    fn issue(mut self, id: &str, title: &str) -> Self {
-        self.issue = Some(Issue {
-            id: id.into(),
-            title: title.into(),
-        });
-        self
-    }
-}
 
 #[tokio::test]
 async fn context_urls_resolve_against_the_api() {
     let fake = FakeGitLab::start().await;
     let gitlab = fake.provider(TIMEOUT);
-    let e = Expect::new(&fake);
+    let e = Expect::new(&fake.base, fake.port, "gitlab");
     let base = &fake.base;
     let widgets = || e.repo("acme/widgets");
     let api = || e.repo("acme/platform/backend/api");
