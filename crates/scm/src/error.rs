@@ -26,6 +26,20 @@ pub enum ScmError {
 }
 
 impl ScmError {
+    /// A not-found or permission failure about `what` (e.g. "repository a/b")
+    /// on `host`, in words a user can act on; other failures pass unchanged.
+    pub fn about(self, what: &str, host: &str) -> Self {
+        match self {
+            ScmError::NotFound(_) => ScmError::NotFound(format!(
+                "{what} was not found on {host}, or the token cannot see it"
+            )),
+            ScmError::PermissionDenied(detail) => {
+                ScmError::PermissionDenied(format!("the token may not read {what} ({detail})"))
+            }
+            e => e,
+        }
+    }
+
     /// The Connect code name this error maps to.
     pub fn code(&self) -> &'static str {
         match self {

@@ -269,16 +269,7 @@ impl BitbucketCloud {
         self.get::<Repo>(&url, auth)
             .await
             .map(|a| a.body)
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => ScmError::NotFound(format!(
-                    "repository {workspace}/{slug} was not found on {}, or the token cannot see it",
-                    self.host.host
-                )),
-                ScmError::PermissionDenied(detail) => ScmError::PermissionDenied(format!(
-                    "the token may not read {workspace}/{slug} ({detail})"
-                )),
-                e => e,
-            })
+            .map_err(|e| e.about(&format!("repository {workspace}/{slug}"), &self.host.host))
     }
 
     fn clone_url(&self, full_name: &str) -> String {

@@ -631,16 +631,7 @@ pub(super) fn owner_and_repo(
 
 /// Repository-level failures, in words a user can act on.
 pub(super) fn repo_error(e: ScmError, host: &ScmHost, owner: &str, repo: &str) -> ScmError {
-    match e {
-        ScmError::NotFound(_) => ScmError::NotFound(format!(
-            "repository {owner}/{repo} was not found on {}, or the token cannot see it",
-            host.host
-        )),
-        ScmError::PermissionDenied(detail) => {
-            ScmError::PermissionDenied(format!("the token may not read {owner}/{repo} ({detail})"))
-        }
-        e => e,
-    }
+    e.about(&format!("repository {owner}/{repo}"), &host.host)
 }
 
 /// A number as in `/pull/12` or `/issues/12`.

@@ -173,16 +173,7 @@ impl GitLab {
         self.get::<Project>(&url, auth)
             .await
             .map(|a| a.body)
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => ScmError::NotFound(format!(
-                    "project {id_or_path} was not found on {}, or the token cannot see it",
-                    self.host.host
-                )),
-                ScmError::PermissionDenied(detail) => ScmError::PermissionDenied(format!(
-                    "the token may not read project {id_or_path} ({detail})"
-                )),
-                e => e,
-            })
+            .map_err(|e| e.about(&format!("project {id_or_path}"), &self.host.host))
     }
 
     fn git_context(&self, project: &Project) -> GitContext {
