@@ -16,7 +16,7 @@ use crate::domain::*;
 use crate::errors::{invalid_field, store_error};
 use crate::pagination::{page_request, page_response};
 use crate::state::SharedState;
-use crate::store::StoreError;
+use crate::store::{StoreError, read_all};
 
 pub struct RunnerConfiguration {
     state: SharedState,
@@ -144,22 +144,13 @@ impl RunnerConfiguration {
             visible: visibility,
             ..filter
         };
-        let mut ids = Vec::new();
-        let mut page = PageRequest {
-            after: None,
-            limit: 500,
-        };
-        loop {
-            let runners = store
-                .list_runners(caller.org_id(), &filter, page)
-                .await
-                .map_err(store_error)?;
-            ids.extend(runners.items.iter().map(|r| r.id));
-            match runners.next_after {
-                Some(after) => page.after = Some(after),
-                None => break,
-            }
-        }
+        let org_id = caller.org_id();
+        let mut ids: Vec<Uuid> = read_all(|page| store.list_runners(org_id, &filter, page))
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|r| r.id)
+            .collect();
         if !requested.is_empty() {
             ids.retain(|id| requested.contains(id));
         }

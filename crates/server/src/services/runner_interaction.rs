@@ -53,26 +53,6 @@ pub fn delete_request() -> runner_api::RunnerRequest {
     }
 }
 
-async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, ConnectError>
-where
-    F: FnMut(PageRequest) -> Fut,
-    Fut: std::future::Future<Output = crate::store::StoreResult<Page<T>>>,
-{
-    let mut items = Vec::new();
-    let mut page = PageRequest {
-        after: None,
-        limit: 500,
-    };
-    loop {
-        let batch = fetch(page).await.map_err(store_error)?;
-        items.extend(batch.items);
-        match batch.next_after {
-            Some(after) => page.after = Some(after),
-            None => return Ok(items),
-        }
-    }
-}
-
 #[protovalidate_buffa::connect_impl]
 impl runner_api::RunnerInteractionService for RunnerInteraction {
     #[allow(refining_impl_trait)]
@@ -301,12 +281,13 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
             runner_ids: vec![runner_id],
             enabled: None,
         };
-        let classes = all_pages(|page| {
+        let classes = crate::store::read_all(|page| {
             let store = store.clone();
             let filter = filter.clone();
             async move { store.list_environment_classes(org_id, &filter, page).await }
         })
-        .await?;
+        .await
+        .map_err(store_error)?;
         Response::ok(runner_api::ListEnvironmentClassesResponse {
             environment_classes: classes.iter().map(convert::environment_class).collect(),
             ..Default::default()
@@ -322,7 +303,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         let runner_id = calling_runner(&ctx)?;
         let org_id = caller(&ctx)?.org_id();
         let store = self.state.store.clone();
-        let integrations = all_pages(|page| {
+        let integrations = crate::store::read_all(|page| {
             let store = store.clone();
             async move {
                 store
@@ -330,7 +311,8 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                     .await
             }
         })
-        .await?;
+        .await
+        .map_err(store_error)?;
         Response::ok(runner_api::ListSCMIntegrationsResponse {
             integrations: integrations.iter().map(convert::scm_integration).collect(),
             ..Default::default()

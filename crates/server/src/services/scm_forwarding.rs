@@ -18,6 +18,7 @@ use crate::domain::*;
 use crate::errors::store_error;
 use crate::oauth_flow::OAuthState;
 use crate::state::SharedState;
+use crate::store::read_all;
 
 /// The longest a caller waits for a runner, whatever its own deadline.
 const MAX_RUNNER_WAIT: Duration = Duration::from_secs(30);
@@ -133,24 +134,16 @@ impl ScmForwarding<'_> {
             visible: runner_visibility(store, caller).await?,
             ..Default::default()
         };
-        let mut connected = Vec::new();
-        let mut page = PageRequest {
-            after: None,
-            limit: 500,
-        };
-        loop {
-            let runners = store
-                .list_runners(caller.org_id(), &filter, page)
-                .await
-                .map_err(store_error)?;
-            let ids: Vec<Uuid> = runners.items.iter().map(|r| r.id).collect();
-            let online = self.state.hub.connected(&ids).await;
-            connected.extend(runners.items.into_iter().filter(|r| online.contains(&r.id)));
-            match runners.next_after {
-                Some(after) => page.after = Some(after),
-                None => break,
-            }
-        }
+        let org_id = caller.org_id();
+        let visible = read_all(|page| store.list_runners(org_id, &filter, page))
+            .await
+            .map_err(store_error)?;
+        let ids: Vec<Uuid> = visible.iter().map(|r| r.id).collect();
+        let online = self.state.hub.connected(&ids).await;
+        let connected: Vec<Runner> = visible
+            .into_iter()
+            .filter(|r| online.contains(&r.id))
+            .collect();
         if connected.is_empty() {
             return Err(ConnectError::unavailable(
                 "no runner you may use is connected; start one or name it with runner_id",
@@ -159,27 +152,15 @@ impl ScmForwarding<'_> {
         let mut serving_host = Vec::new();
         if let Some(host) = host {
             let ids: Vec<Uuid> = connected.iter().map(|r| r.id).collect();
-            let mut page = PageRequest {
-                after: None,
-                limit: 500,
-            };
-            loop {
-                let integrations = store
-                    .list_scm_integrations(caller.org_id(), &ids, page)
-                    .await
-                    .map_err(store_error)?;
-                serving_host.extend(
-                    integrations
-                        .items
-                        .iter()
-                        .filter(|i| host_key(&i.host) == host)
-                        .map(|i| i.runner_id),
-                );
-                match integrations.next_after {
-                    Some(after) => page.after = Some(after),
-                    None => break,
-                }
-            }
+            let integrations = read_all(|page| store.list_scm_integrations(org_id, &ids, page))
+                .await
+                .map_err(store_error)?;
+            serving_host.extend(
+                integrations
+                    .iter()
+                    .filter(|i| host_key(&i.host) == host)
+                    .map(|i| i.runner_id),
+            );
         }
         let candidates: Vec<Uuid> = if serving_host.is_empty() {
             connected.iter().map(|r| r.id).collect()
@@ -205,20 +186,11 @@ impl ScmForwarding<'_> {
             runner_id: Some(runner_id),
             user_id: Some(user.user.id),
         };
-        let tokens = store
-            .list_host_tokens(
-                user.org_id,
-                &filter,
-                PageRequest {
-                    after: None,
-                    limit: 500,
-                },
-            )
+        let tokens = read_all(|page| store.list_host_tokens(user.org_id, &filter, page))
             .await
             .map_err(store_error)?;
         let mut credentials = Vec::new();
         for token in tokens
-            .items
             .iter()
             .filter(|t| host.is_none_or(|h| host_key(&t.host) == h))
         {
@@ -294,17 +266,8 @@ pub async fn save_credential(
         runner_id: Some(runner_id),
         user_id: Some(user_id),
     };
-    let existing = store
-        .list_host_tokens(
-            org_id,
-            &filter,
-            PageRequest {
-                after: None,
-                limit: 500,
-            },
-        )
+    let existing = read_all(|page| store.list_host_tokens(org_id, &filter, page))
         .await?
-        .items
         .into_iter()
         .find(|t| host_key(&t.host) == host);
     if let Some(existing) = existing {

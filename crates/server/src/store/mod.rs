@@ -35,6 +35,31 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// concurrent partial updates cannot lose each other's writes.
 pub type Mutation<T> = Box<dyn FnOnce(&mut T) -> StoreResult<()> + Send>;
 
+/// How many items one page of [`read_all`] asks for.
+const READ_ALL_PAGE: usize = 500;
+
+/// Every item of a paged store list, read page by page: for the server's own
+/// work (not API answers, which page for the caller).
+pub async fn read_all<T, F, Fut>(mut fetch: F) -> StoreResult<Vec<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = StoreResult<Page<T>>>,
+{
+    let mut items = Vec::new();
+    let mut page = PageRequest {
+        after: None,
+        limit: READ_ALL_PAGE,
+    };
+    loop {
+        let batch = fetch(page).await?;
+        items.extend(batch.items);
+        match batch.next_after {
+            Some(after) => page.after = Some(after),
+            None => return Ok(items),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Organizations, users and groups.
