@@ -183,6 +183,7 @@ EXPECTED_SERVICES = {
         "DeleteMembership", "GetMembership", "ListMemberships",
     },
     "gitpod.v1.OrganizationService": {"GetOrganization", "ListMembers", "SetRole"},
+    "gitpod.v1.EventService": {"WatchEvents", "ListAuditLogs", "GetAuditLog"},
 }
 
 
@@ -203,6 +204,7 @@ KNOWN_OMISSIONS = {
     ("gitpod.v1.ListMembersRequest", 5),  # count (CountRequest)
     ("gitpod.v1.ListMembersRequest.Filter", 8),  # login_provider (LoginProviderKind)
     ("gitpod.v1.ListMembersResponse", 3),  # count (CountResponse)
+    ("gitpod.v1.AuditLogEntryDetails", 1),  # veto_exec (agent security events)
 }
 
 

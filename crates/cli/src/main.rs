@@ -62,6 +62,9 @@ struct ServeArgs {
     /// URL where browsers reach this server (OAuth callbacks); default http://<listen>.
     #[arg(long, env = "CORRAL_PUBLIC_URL")]
     public_url: Option<String>,
+    /// How long audit events are kept (e.g. 90d, 4w); older ones are deleted.
+    #[arg(long, env = "CORRAL_AUDIT_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
+    audit_retention: std::time::Duration,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -178,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
                 data_key: std::env::var("CORRAL_DATA_KEY").ok(),
                 runner_grace: args.runner_grace,
                 public_url: args.public_url,
+                audit_retention: args.audit_retention,
             })
             .await
         }

@@ -1,21 +1,15 @@
-//! Authentication: one interceptor turns the bearer token of every RPC into a
-//! [`Caller`] in the request's extensions, so handlers never parse headers.
+//! Authentication: a bearer token becomes a [`Caller`]. The authorization
+//! gate (`authz::Gate`) calls [`Authenticator::authenticate`] for every RPC
+//! that needs a token; handlers never parse headers.
 
 use std::sync::Arc;
 
-use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, UnaryResponse};
-use connectrpc::{ConnectError, Interceptor, Next, NextStream, PayloadStream, RequestContext};
+use connectrpc::ConnectError;
 use uuid::Uuid;
 
 use crate::crypto;
-use crate::domain::{OrgRole, Subject, TokenKind, User};
+use crate::domain::{OrgRole, Subject, TokenKind, User, UserStatus};
 use crate::store::Store;
-
-/// RPCs that need no token: they authenticate with what they carry.
-const PUBLIC_PROCEDURES: &[&str] = &["/gitpod.v1.IdentityService/ExchangeToken"];
-
-/// The runner-facing service: runner access tokens only.
-const RUNNER_SERVICE_PREFIX: &str = "/corral.v1.RunnerInteractionService/";
 
 /// Who is calling, resolved from the bearer token.
 #[derive(Debug, Clone)]
@@ -56,34 +50,6 @@ impl Caller {
             Caller::Runner(r) => Subject::Runner(r.runner_id),
         }
     }
-
-    /// The calling user; runners get `permission_denied` on user RPCs.
-    pub fn user(&self) -> Result<&UserCaller, ConnectError> {
-        match self {
-            Caller::User(u) => Ok(u),
-            Caller::Runner(_) => Err(ConnectError::permission_denied(
-                "runner tokens cannot call this RPC; use a user token",
-            )),
-        }
-    }
-
-    /// The calling user, who must be an admin of their organization.
-    pub fn org_admin(&self) -> Result<&UserCaller, ConnectError> {
-        let user = self.user()?;
-        if user.role != OrgRole::Admin {
-            return Err(ConnectError::permission_denied(
-                "only organization admins may do this",
-            ));
-        }
-        Ok(user)
-    }
-}
-
-/// Reads the caller the interceptor put into the request.
-pub fn caller(ctx: &RequestContext) -> Result<&Caller, ConnectError> {
-    ctx.extensions()
-        .get::<Caller>()
-        .ok_or_else(|| ConnectError::unauthenticated("missing credentials"))
 }
 
 pub struct Authenticator {
@@ -125,6 +91,11 @@ impl Authenticator {
                     .get_user(user_id)
                     .await
                     .map_err(|_| unauthenticated())?;
+                if user.status != UserStatus::Active {
+                    return Err(ConnectError::unauthenticated(
+                        "this user is suspended; ask an organization admin",
+                    ));
+                }
                 let role = self
                     .store
                     .org_role(user.org_id, user.id)
@@ -153,53 +124,4 @@ impl Authenticator {
 fn internal(err: impl std::fmt::Display) -> ConnectError {
     tracing::error!(%err, "authentication lookup failed");
     ConnectError::internal("authentication failed")
-}
-
-fn bearer_token(ctx: &RequestContext) -> Option<&str> {
-    let value = ctx.header(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-impl Authenticator {
-    /// Puts the caller into the request, or refuses it.
-    async fn attach_caller(&self, ctx: &mut RequestContext) -> Result<(), ConnectError> {
-        let path = ctx.path().unwrap_or_default().to_string();
-        if PUBLIC_PROCEDURES.iter().any(|p| path.ends_with(p)) {
-            return Ok(());
-        }
-        let token = bearer_token(ctx)
-            .ok_or_else(|| ConnectError::unauthenticated("missing bearer token"))?;
-        let caller = self.authenticate(token).await?;
-        let runner_rpc = path.contains(RUNNER_SERVICE_PREFIX);
-        if runner_rpc && !matches!(caller, Caller::Runner(_)) {
-            return Err(ConnectError::permission_denied(
-                "the runner interaction service takes a runner access token",
-            ));
-        }
-        ctx.extensions_mut().insert(caller);
-        Ok(())
-    }
-}
-
-#[connectrpc::async_trait]
-impl Interceptor for Authenticator {
-    async fn intercept_unary(
-        &self,
-        mut req: UnaryRequest,
-        next: Next<'_>,
-    ) -> Result<UnaryResponse, ConnectError> {
-        self.attach_caller(&mut req.ctx).await?;
-        next.run(req).await
-    }
-
-    async fn intercept_streaming(
-        &self,
-        mut req: StreamRequest,
-        inbound: PayloadStream,
-        next: NextStream<'_>,
-    ) -> Result<StreamResponse, ConnectError> {
-        self.attach_caller(&mut req.ctx).await?;
-        next.run(req, inbound).await
-    }
 }

@@ -137,6 +137,34 @@ pub fn seal_to_runner(public_key: &[u8], plaintext: &[u8]) -> anyhow::Result<Vec
 }
 
 /// What a logs token grants: reading one runner's logs until `expires_at`.
+/// A 32-byte secret every replica shares, named `name`: kept in the store
+/// encrypted with the data key. The first server to ask creates it (from
+/// `initial`, or at random).
+pub async fn shared_secret(
+    store: &dyn crate::store::Store,
+    data_key: &DataKey,
+    name: &str,
+    initial: Option<[u8; 32]>,
+) -> anyhow::Result<[u8; 32]> {
+    let seed = initial.unwrap_or_else(|| {
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        seed
+    });
+    let stored = store
+        .server_secret(name, &STANDARD.encode(data_key.encrypt(&seed)))
+        .await
+        .with_context(|| format!("reading the shared secret {name}"))?;
+    let sealed = STANDARD
+        .decode(stored)
+        .with_context(|| format!("the stored secret {name} is not base64"))?;
+    data_key
+        .decrypt(&sealed)
+        .with_context(|| format!("the shared secret {name} cannot be decrypted: every replica needs the same data key (CORRAL_DATA_KEY)"))?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the stored secret {name} is not 32 bytes"))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogsGrant {
     pub runner_id: Uuid,
@@ -159,26 +187,12 @@ impl LogsTokenSigner {
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
         let legacy = data_dir.join("logs-signing-key");
-        let seed = if legacy.exists() {
-            load_or_create_key(&legacy)?
+        let initial = if legacy.exists() {
+            Some(load_or_create_key(&legacy)?)
         } else {
-            let mut seed = [0u8; 32];
-            OsRng.fill_bytes(&mut seed);
-            seed
+            None
         };
-        let initial = STANDARD.encode(data_key.encrypt(&seed));
-        let stored = store
-            .server_secret("logs-signing-key", &initial)
-            .await
-            .context("reading the logs signing key")?;
-        let sealed = STANDARD
-            .decode(stored)
-            .context("the stored logs signing key is not base64")?;
-        let seed: [u8; 32] = data_key
-            .decrypt(&sealed)
-            .context("the logs signing key cannot be decrypted: every replica needs the same data key (CORRAL_DATA_KEY)")?
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("the stored logs signing key is not 32 bytes"))?;
+        let seed = shared_secret(store, data_key, "logs-signing-key", initial).await?;
         Ok(Self::from_seed(seed))
     }
 

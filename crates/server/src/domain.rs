@@ -347,6 +347,20 @@ pub struct HostToken {
     pub created_at: Timestamp,
 }
 
+/// A token a runner obtained or refreshed for a user (secrets encrypted with
+/// the data key), to be kept as their host token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostCredential {
+    /// `host[:port]`, as host tokens are looked up.
+    pub host: String,
+    pub token_encrypted: Vec<u8>,
+    pub refresh_token_encrypted: Option<Vec<u8>>,
+    pub expires_at: Option<Timestamp>,
+    pub source: Option<HostTokenSource>,
+    pub scopes: Vec<String>,
+    pub integration_id: Option<Uuid>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OAuthApp {
     pub client_id: String,
@@ -455,4 +469,118 @@ pub struct OrgMemberFilter {
     pub exclude_group_ids: Vec<Uuid>,
     /// Users in no group other than the system-managed ones.
     pub exclude_members_in_any_team: bool,
+}
+
+/// What an audit event or a change notification is about, as the published
+/// `gitpod.v1.ResourceType` names it (only the kinds corral has).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Runner,
+    Organization,
+    User,
+    EnvironmentClass,
+    ScmIntegration,
+    HostToken,
+    Group,
+    PersonalAccessToken,
+    /// A change of who belongs to a group (the subject is the group).
+    GroupMembership,
+    /// A change of someone's organization role (the subject is the user).
+    RoleAssignment,
+}
+
+/// What happened to a resource, for change notifications.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ChangeOperation {
+    Create,
+    Update,
+    Delete,
+    /// What the resource reports about itself changed (a runner's phase).
+    UpdateStatus,
+}
+
+/// A change to a resource, told to `EventService.WatchEvents` watchers.
+/// Carries what deciding who may see it needs, and nothing secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChangeEvent {
+    pub org_id: Uuid,
+    pub operation: ChangeOperation,
+    pub kind: ResourceKind,
+    pub id: Uuid,
+    /// Who created the resource, when known (for creator filters).
+    pub creator_id: Option<Uuid>,
+    /// The runner a runner-scoped resource belongs to (classes, integrations,
+    /// host tokens, the runner itself): visibility follows the runner.
+    pub runner_id: Option<Uuid>,
+    /// The user a personal resource belongs to (host tokens, tokens).
+    pub owner_id: Option<Uuid>,
+}
+
+/// Why an audit event was recorded.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum AuditKind {
+    /// Something was created, changed or deleted (or someone tried to).
+    ResourceChange,
+    /// A user's SCM credentials were handed to a runner for a request.
+    CredentialAccess,
+}
+
+/// One entry of the audit trail: who did what to which resource, and how it
+/// ended. Never holds a secret or a token, only ids.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub at: Timestamp,
+    /// The user or runner that called; `None` for calls without a token
+    /// (exchange-token redemption, whose actor is the runner it names).
+    pub actor: Option<Subject>,
+    /// The id (never the secret) of the token the actor used.
+    pub token_id: Option<Uuid>,
+    /// The RPC, as `Service/Method` (e.g. `gitpod.v1.RunnerService/UpdateRunner`).
+    pub rpc: String,
+    pub kind: AuditKind,
+    pub subject_kind: ResourceKind,
+    /// The resource acted on, when one was named or created.
+    pub subject_id: Option<Uuid>,
+    /// `ok`, or the Connect error code the call ended with (`permission_denied`, …).
+    pub outcome: String,
+    pub request_id: String,
+    pub client_address: String,
+}
+
+impl AuditEvent {
+    pub fn succeeded(&self) -> bool {
+        self.outcome == "ok"
+    }
+}
+
+/// Which audit events to list. Empty lists do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    pub actor_ids: Vec<Uuid>,
+    /// Only events whose actor is of one of these kinds.
+    pub actor_kinds: Vec<SubjectKind>,
+    pub subject_ids: Vec<Uuid>,
+    pub subject_kinds: Vec<ResourceKind>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Newest first when true (the default order is oldest first).
+    pub newest_first: bool,
+}
+
+/// Users or runners, without saying which one.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SubjectKind {
+    User,
+    Runner,
+}
+
+impl Subject {
+    pub fn kind(self) -> SubjectKind {
+        match self {
+            Subject::User(_) => SubjectKind::User,
+            Subject::Runner(_) => SubjectKind::Runner,
+        }
+    }
 }

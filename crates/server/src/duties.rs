@@ -6,8 +6,9 @@
 //! another takes over within [`LOCK_CHECK`]. A server on SQLite runs alone and
 //! always leads. Only the leader runs the duties:
 //! - `liveness`: runners silent past the grace become INACTIVE ([`crate::liveness`]);
-//! - `cleanup`: old replica-bus messages and long-dead replicas go, and
-//!   exchange tokens expired or used more than a day ago.
+//! - `cleanup`: old replica-bus messages and long-dead replicas go,
+//!   exchange tokens expired or used more than a day ago, and audit events
+//!   past their retention (`--audit-retention`, 90 days by default).
 //!
 //! Each run is logged (`background duty ran: <name>`) and counted; `GET
 //! /metrics` shows the counts of this replica, whether it leads, and its
@@ -80,16 +81,24 @@ impl Duties {
         })
     }
 
-    /// The cleanup duty's work; returns how many entries went.
+    /// The cleanup duty's work; returns how many entries went. Audit
+    /// events older than `audit_retention` go too.
     pub async fn clean_up(
         &self,
         hub: &RunnerHub,
         store: &dyn crate::store::Store,
+        audit_retention: Duration,
     ) -> anyhow::Result<u64> {
         let mut removed = hub.cleanup().await?;
-        let cutoff = chrono::Utc::now() - chrono::Duration::seconds(TOKEN_RETENTION_SECS);
+        let now = chrono::Utc::now();
+        let cutoff = now - chrono::Duration::seconds(TOKEN_RETENTION_SECS);
         removed += store.purge_exchange_tokens(cutoff).await?;
-        Ok(removed)
+        let audit_cutoff = now - chrono::Duration::from_std(audit_retention)?;
+        let pruned = store.prune_audit_events(audit_cutoff).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "audit events past their retention were deleted");
+        }
+        Ok(removed + pruned)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -239,7 +248,11 @@ async fn cleanup_loop(state: SharedState) {
             last_run = Some(tokio::time::Instant::now());
             match state
                 .duties
-                .clean_up(&state.hub, state.store.as_ref())
+                .clean_up(
+                    &state.hub,
+                    state.unrestricted_store().as_ref(),
+                    state.audit_retention,
+                )
                 .await
             {
                 Ok(removed) => {

@@ -11,6 +11,7 @@ pub fn store_error(err: StoreError) -> ConnectError {
         StoreError::NotFound(what) => ConnectError::not_found(format!("{what} not found")),
         StoreError::AlreadyExists(message) => ConnectError::already_exists(message),
         StoreError::Conflict(message) => ConnectError::failed_precondition(message),
+        StoreError::Invalid { field, message } => invalid_field(&field, message),
         StoreError::Internal(err) => {
             tracing::error!(error = %format!("{err:#}"), "store failure");
             ConnectError::internal("internal error; see the server log")

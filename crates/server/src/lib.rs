@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod domain;
 pub mod duties;
 pub mod errors;
+pub mod events;
 pub mod liveness;
 pub mod oauth_flow;
 pub mod pagination;
@@ -33,7 +34,7 @@ use axum::response::Response;
 use axum::routing::get;
 
 use crate::crypto::{DataKey, LogsTokenSigner};
-use crate::pagination::QueryPaging;
+use crate::pagination::{PageKey, QueryPaging};
 use crate::state::{AppState, SharedState};
 use crate::store::Store;
 use crate::store::sql::SqlStore;
@@ -52,6 +53,8 @@ pub struct ServeConfig {
     pub runner_grace: std::time::Duration,
     /// Where browsers reach the server; defaults to `http://<listen>`.
     pub public_url: Option<String>,
+    /// Audit events older than this are deleted.
+    pub audit_retention: std::time::Duration,
 }
 
 impl ServeConfig {
@@ -64,9 +67,14 @@ impl ServeConfig {
             data_key: None,
             runner_grace: DEFAULT_RUNNER_GRACE,
             public_url: None,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
         }
     }
 }
+
+/// How long audit events are kept.
+pub const DEFAULT_AUDIT_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(90 * 24 * 3600);
 
 /// How long a runner may stay silent before it is INACTIVE.
 pub const DEFAULT_RUNNER_GRACE: std::time::Duration = std::time::Duration::from_secs(90);
@@ -111,29 +119,41 @@ fn postgres_url(config: &ServeConfig) -> Option<&str> {
 pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
     let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
     // On PostgreSQL this server is one replica of a fleet; otherwise it runs alone.
-    let (hub, duties) = match postgres_url(config) {
+    let (hub, duties, events) = match postgres_url(config) {
         Some(url) => (
             runner_hub::RunnerHub::new(bus::PgBus::start(url).await?),
             duties::Duties::postgres(url).await?,
+            events::EventHub::postgres(url).await?,
         ),
-        None => (runner_hub::RunnerHub::single(), duties::Duties::single()),
+        None => (
+            runner_hub::RunnerHub::single(),
+            duties::Duties::single(),
+            events::EventHub::local(),
+        ),
     };
     let data_key = DataKey::load(&config.data_dir, config.data_key.as_deref())?;
     let logs_signer = LogsTokenSigner::shared(store.as_ref(), &data_key, &config.data_dir).await?;
-    Ok(Arc::new(AppState {
+    let page_key = PageKey::new(
+        crypto::shared_secret(store.as_ref(), &data_key, "page-token-key", None).await?,
+    );
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen))
+        .trim_end_matches('/')
+        .to_string();
+    Ok(Arc::new(AppState::new(
         store,
         data_key,
         logs_signer,
+        page_key,
         hub,
+        events,
         duties,
-        runner_grace: config.runner_grace,
-        public_url: config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.listen))
-            .trim_end_matches('/')
-            .to_string(),
-    }))
+        config.runner_grace,
+        config.audit_retention,
+        public_url,
+    )))
 }
 
 /// The HTTP application: every service at the root and again under `/api`
@@ -147,7 +167,12 @@ pub fn app(state: SharedState) -> axum::Router {
                 .with_max_message_size(MAX_REQUEST_BYTES),
         )
         .with_interceptor(errors::ValidationMessages)
-        .with_interceptor(auth::Authenticator::new(state.store.clone()));
+        .with_interceptor(authz::Gate::new(
+            auth::Authenticator::new(state.unrestricted_store().clone()),
+            state.unrestricted_store().clone(),
+            state.page_key.clone(),
+            state.events.clone(),
+        ));
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics).with_state(state.clone()))
@@ -158,6 +183,29 @@ pub fn app(state: SharedState) -> axum::Router {
         .nest_service("/api", rpc.clone())
         .fallback_service(rpc)
         .layer(axum::middleware::from_fn(paging_from_query))
+        .layer(axum::middleware::from_fn(request_id))
+}
+
+/// Gives every request an id ([`authz::RequestId`]): the caller's
+/// `x-request-id` when it is short and printable, else a new one. Echoed in
+/// the response; audit events and logs carry it.
+async fn request_id(mut request: Request, next: Next) -> Response {
+    const HEADER: &str = "x-request-id";
+    let given = request
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string);
+    let id = given.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    request
+        .extensions_mut()
+        .insert(authz::RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
 }
 
 /// Counters of this replica (Prometheus text format); no secrets, no auth.
@@ -189,7 +237,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     duties::exclusively(
         postgres_url(&config),
         duties::BOOTSTRAP_LOCK,
-        bootstrap::bootstrap_if_empty(state.store.as_ref(), &config.data_dir),
+        bootstrap::bootstrap_if_empty(state.unrestricted_store().as_ref(), &config.data_dir),
     )
     .await?;
     duties::spawn(state.clone());
@@ -206,6 +254,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             // finish and runners reconnect elsewhere.
             hub_state.hub.leave().await;
             hub_state.hub.close_all();
+            hub_state.events.close_all();
         })
         .await
         .context("serving")

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::domain::{Runner, RunnerPhase};
+use crate::domain::{ChangeEvent, ChangeOperation, ResourceKind, Runner, RunnerPhase};
 use crate::state::SharedState;
 
 /// Runs for the life of the server, checking several times per grace period
@@ -31,11 +31,12 @@ pub async fn mark_silent_runners_inactive(state: SharedState) {
 pub async fn sweep(state: &SharedState) -> anyhow::Result<usize> {
     let grace = chrono::Duration::from_std(state.runner_grace)?;
     let cutoff = Utc::now() - grace;
-    let stale = state.store.stale_runners(cutoff).await?;
+    // A duty of the server itself, asked for by no caller.
+    let store = state.unrestricted_store();
+    let stale = store.stale_runners(cutoff).await?;
     let mut marked = 0;
     for runner_id in stale {
-        let result = state
-            .store
+        let result = store
             .update_runner(
                 runner_id,
                 Box::new(move |runner: &mut Runner| {
@@ -59,6 +60,18 @@ pub async fn sweep(state: &SharedState) -> anyhow::Result<usize> {
             Ok(runner) if runner.status.phase == RunnerPhase::Inactive => {
                 tracing::info!(%runner_id, "runner went silent; now INACTIVE");
                 marked += 1;
+                state
+                    .events
+                    .publish(ChangeEvent {
+                        org_id: runner.org_id,
+                        operation: ChangeOperation::UpdateStatus,
+                        kind: ResourceKind::Runner,
+                        id: runner.id,
+                        creator_id: Some(runner.creator.id()),
+                        runner_id: Some(runner.id),
+                        owner_id: None,
+                    })
+                    .await;
             }
             Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {}
             Err(err) => return Err(err.into()),

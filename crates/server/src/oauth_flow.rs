@@ -16,9 +16,10 @@ use corral_api::corral::v1 as runner_api;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::authz::save_host_credential;
 use crate::crypto::DataKey;
 use crate::domain::Timestamp;
-use crate::services::scm_forwarding::save_credential;
+use crate::services::convert::host_credential;
 use crate::state::SharedState;
 
 /// Path of the callback, relative to the server's public URL.
@@ -135,7 +136,10 @@ pub async fn callback(
             "The runner returned no token.",
         );
     };
-    let user = match state.store.get_user(sign_in.user_id).await {
+    // No bearer token here: the sealed state, which only this server can
+    // make, names the user, so the store is used without an Access.
+    let store = state.unrestricted_store().as_ref();
+    let user = match store.get_user(sign_in.user_id).await {
         Ok(user) => user,
         Err(_) => {
             return page(
@@ -145,14 +149,13 @@ pub async fn callback(
             );
         }
     };
-    match save_credential(&state, user.org_id, sign_in.runner_id, user.id, &credential).await {
+    let credential = host_credential(&state.data_key, &credential);
+    let host = credential.host.clone();
+    match save_host_credential(store, user.org_id, sign_in.runner_id, user.id, credential).await {
         Ok(_) => page(
             StatusCode::OK,
             "Signed in",
-            &format!(
-                "You are signed in to {}. You can close this window.",
-                credential.host
-            ),
+            &format!("You are signed in to {host}. You can close this window."),
         ),
         Err(err) => {
             tracing::error!(%err, "storing an OAuth host token failed");

@@ -1,28 +1,75 @@
-//! What every service shares: the store, the server's keys, the runners
-//! connected to the fleet, and the background duties.
+//! What every service shares: the server's keys, the runners connected to
+//! the fleet, change notifications and the background duties — and the
+//! store, which services reach only through `authz::Access`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crypto::{DataKey, LogsTokenSigner};
 use crate::duties::Duties;
+use crate::events::EventHub;
+use crate::pagination::PageKey;
 use crate::runner_hub::RunnerHub;
 use crate::store::Store;
 
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    /// Not public: services go through `authz::Access`; the rest of the
+    /// server names why it may not with [`AppState::unrestricted_store`].
+    store: Arc<dyn Store>,
     pub data_key: DataKey,
     pub logs_signer: LogsTokenSigner,
+    /// Signs page tokens (shared by every replica).
+    pub page_key: PageKey,
     pub hub: RunnerHub,
+    /// Change notifications for `EventService.WatchEvents`.
+    pub events: Arc<EventHub>,
     /// Whether this replica leads, and how often it ran each duty.
     pub duties: Duties,
     /// A runner with no report for this long is INACTIVE.
     pub runner_grace: Duration,
+    /// Audit events older than this are pruned.
+    pub audit_retention: Duration,
     /// Where browsers reach this server (for OAuth callbacks), without a trailing slash.
     pub public_url: String,
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        data_key: DataKey,
+        logs_signer: LogsTokenSigner,
+        page_key: PageKey,
+        hub: RunnerHub,
+        events: Arc<EventHub>,
+        duties: Duties,
+        runner_grace: Duration,
+        audit_retention: Duration,
+        public_url: String,
+    ) -> Self {
+        Self {
+            store,
+            data_key,
+            logs_signer,
+            page_key,
+            hub,
+            events,
+            duties,
+            runner_grace,
+            audit_retention,
+            public_url,
+        }
+    }
+
+    /// The store without authorization. For work no caller asks for: the
+    /// authorization gate itself, background duties, bootstrapping, the
+    /// OAuth callback (which authenticates with its sealed state), and
+    /// tests. Services never use it (a test checks): they get
+    /// `authz::Access`.
+    pub fn unrestricted_store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Where SCMs send the browser back after an OAuth sign-in.
     pub fn oauth_redirect_uri(&self) -> String {
         format!("{}{}", self.public_url, crate::oauth_flow::CALLBACK_PATH)

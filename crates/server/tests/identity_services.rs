@@ -25,7 +25,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
         let state = build_state(&config).await.unwrap();
-        let admin = bootstrap::bootstrap_if_empty(state.store.as_ref(), dir.path())
+        let admin = bootstrap::bootstrap_if_empty(state.unrestricted_store().as_ref(), dir.path())
             .await
             .unwrap()
             .expect("an empty store is bootstrapped");
@@ -55,17 +55,21 @@ impl Server {
     /// A new member (or admin) of the bootstrapped organization.
     async fn user(&self, email: &str, role: OrgRole) -> (String, Client) {
         let org_id = self.org_id.parse().unwrap();
-        let NewUser { user, token } =
-            bootstrap::create_user(self.state.store.as_ref(), org_id, email, role)
-                .await
-                .unwrap();
+        let NewUser { user, token } = bootstrap::create_user(
+            self.state.unrestricted_store().as_ref(),
+            org_id,
+            email,
+            role,
+        )
+        .await
+        .unwrap();
         (user.id.to_string(), self.client(&token))
     }
 
     /// A second organization and its admin.
     async fn other_org(&self) -> (String, String, Client) {
         let (org, admin) = bootstrap::create_organization(
-            self.state.store.as_ref(),
+            self.state.unrestricted_store().as_ref(),
             "Other",
             "boss@other.example",
         )

@@ -36,6 +36,18 @@ pub fn parse_id(field: &str, value: &str) -> Result<Uuid, ConnectError> {
     Uuid::parse_str(value).map_err(|_| invalid_field(field, "value must be a valid UUID"))
 }
 
+/// Parses a list of ids; a repeated id counts once (first place kept).
+pub fn parse_ids(field: &str, values: &[String]) -> Result<Vec<Uuid>, ConnectError> {
+    let mut ids = Vec::with_capacity(values.len());
+    for value in values {
+        let id = parse_id(field, value)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 pub fn subject<P: ProtoBox<api::Subject>>(s: Subject) -> MessageField<api::Subject, P> {
     let principal = match s {
         Subject::User(_) => api::Principal::PRINCIPAL_USER,
@@ -507,4 +519,111 @@ pub fn user_subject(field: &str, s: Option<&api::Subject>) -> Result<Uuid, Conne
         return Err(invalid_field(&format!("{field}.id"), "value is required"));
     }
     parse_id(&format!("{field}.id"), &s.id)
+}
+
+/// A credential a runner obtained for a user, ready to keep: host as host
+/// tokens are looked up, secrets encrypted with the data key.
+pub fn host_credential(
+    key: &crate::crypto::DataKey,
+    credential: &corral_api::corral::v1::HostCredential,
+) -> domain::HostCredential {
+    domain::HostCredential {
+        host: super::scm_forwarding::host_key(&credential.host),
+        token_encrypted: key.encrypt(credential.token.as_bytes()),
+        refresh_token_encrypted: (!credential.refresh_token.is_empty())
+            .then(|| key.encrypt(credential.refresh_token.as_bytes())),
+        expires_at: (credential.expires_at != 0)
+            .then(|| chrono::Utc.timestamp_opt(credential.expires_at, 0).single())
+            .flatten(),
+        source: credential
+            .source
+            .as_known()
+            .and_then(host_token_source_from),
+        scopes: credential.scopes.clone(),
+        integration_id: Uuid::parse_str(&credential.integration_id).ok(),
+    }
+}
+
+pub fn resource_type(kind: domain::ResourceKind) -> api::ResourceType {
+    use api::ResourceType as T;
+    use domain::ResourceKind as K;
+    match kind {
+        K::Runner => T::RESOURCE_TYPE_RUNNER,
+        K::Organization => T::RESOURCE_TYPE_ORGANIZATION,
+        K::User => T::RESOURCE_TYPE_USER,
+        K::EnvironmentClass => T::RESOURCE_TYPE_ENVIRONMENT_CLASS,
+        K::ScmIntegration => T::RESOURCE_TYPE_RUNNER_SCM_INTEGRATION,
+        K::HostToken => T::RESOURCE_TYPE_HOST_AUTHENTICATION_TOKEN,
+        K::Group => T::RESOURCE_TYPE_GROUP,
+        K::PersonalAccessToken => T::RESOURCE_TYPE_PERSONAL_ACCESS_TOKEN,
+        K::GroupMembership => T::RESOURCE_TYPE_GROUP_MEMBERSHIP_CHANGED,
+        K::RoleAssignment => T::RESOURCE_TYPE_ROLE_ASSIGNMENT_CHANGED,
+    }
+}
+
+/// The resource kind a published type names, when corral has such resources.
+pub fn resource_kind_from(t: api::ResourceType) -> Option<domain::ResourceKind> {
+    use api::ResourceType as T;
+    use domain::ResourceKind as K;
+    Some(match t {
+        T::RESOURCE_TYPE_RUNNER => K::Runner,
+        T::RESOURCE_TYPE_ORGANIZATION => K::Organization,
+        T::RESOURCE_TYPE_USER => K::User,
+        T::RESOURCE_TYPE_ENVIRONMENT_CLASS => K::EnvironmentClass,
+        T::RESOURCE_TYPE_RUNNER_SCM_INTEGRATION => K::ScmIntegration,
+        T::RESOURCE_TYPE_HOST_AUTHENTICATION_TOKEN => K::HostToken,
+        T::RESOURCE_TYPE_GROUP => K::Group,
+        T::RESOURCE_TYPE_PERSONAL_ACCESS_TOKEN => K::PersonalAccessToken,
+        T::RESOURCE_TYPE_GROUP_MEMBERSHIP_CHANGED => K::GroupMembership,
+        T::RESOURCE_TYPE_ROLE_ASSIGNMENT_CHANGED => K::RoleAssignment,
+        _ => return None,
+    })
+}
+
+pub fn resource_operation(op: domain::ChangeOperation) -> api::ResourceOperation {
+    use api::ResourceOperation as O;
+    use domain::ChangeOperation as C;
+    match op {
+        C::Create => O::RESOURCE_OPERATION_CREATE,
+        C::Update => O::RESOURCE_OPERATION_UPDATE,
+        C::Delete => O::RESOURCE_OPERATION_DELETE,
+        C::UpdateStatus => O::RESOURCE_OPERATION_UPDATE_STATUS,
+    }
+}
+
+/// An audit event as the published API lists it. The outcome of a call that
+/// did not succeed is told in the action: `Service.Method (failed: CODE)`.
+pub fn audit_entry(e: &domain::AuditEvent) -> api::list_audit_logs_response::AuditLogEntry {
+    let method = e
+        .rpc
+        .rsplit_once('.')
+        .map(|(_, service_and_method)| service_and_method.replace('/', "."))
+        .unwrap_or_else(|| e.rpc.clone());
+    let action = if e.succeeded() {
+        method
+    } else {
+        format!("{method} (failed: {})", e.outcome)
+    };
+    api::list_audit_logs_response::AuditLogEntry {
+        id: e.id.to_string(),
+        actor_id: e.actor.map(|a| a.id().to_string()).unwrap_or_default(),
+        actor_principal: EnumValue::Known(match e.actor {
+            Some(Subject::User(_)) => api::Principal::PRINCIPAL_USER,
+            Some(Subject::Runner(_)) => api::Principal::PRINCIPAL_RUNNER,
+            None => api::Principal::PRINCIPAL_UNSPECIFIED,
+        }),
+        subject_id: e.subject_id.map(|id| id.to_string()).unwrap_or_default(),
+        subject_type: EnumValue::Known(resource_type(e.subject_kind)),
+        action,
+        created_at: timestamp(e.at),
+        kind: EnumValue::Known(match e.kind {
+            domain::AuditKind::ResourceChange => {
+                api::AuditLogEntryKind::AUDIT_LOG_ENTRY_KIND_RESOURCE_CHANGE
+            }
+            domain::AuditKind::CredentialAccess => {
+                api::AuditLogEntryKind::AUDIT_LOG_ENTRY_KIND_CREDENTIAL_ACCESS
+            }
+        }),
+        ..Default::default()
+    }
 }

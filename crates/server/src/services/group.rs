@@ -1,71 +1,31 @@
 //! `gitpod.v1.GroupService`: groups of an organization and their members.
 //!
 //! Every member of an organization may read its groups; only its admins may
-//! change them. The system-managed groups (admins, members) follow the
-//! organization roles: they cannot be renamed or deleted, and their members
-//! change only through `OrganizationService.SetRole`. Groups of other
-//! organizations do not exist for the caller (`not_found`).
+//! change them (`authz`). The system-managed groups (admins, members) follow
+//! the organization roles: they cannot be renamed or deleted, and their
+//! members change only through `OrganizationService.SetRole`. Groups of
+//! other organizations do not exist for the caller (`not_found`).
 
 use buffa::MessageField;
 use chrono::Utc;
 use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
 use corral_api::gitpod::v1 as api;
-use uuid::Uuid;
 
-use super::convert::{self, parse_id};
-use super::organization::{org_user, own_org};
-use crate::auth::caller;
-use crate::domain::{Group, GroupFilter, MemberView, Membership, MembershipFilter, new_id};
-use crate::errors::store_error;
-use crate::pagination::{page_request, page_response};
-use crate::state::SharedState;
-use crate::store::{Store, StoreError};
+use super::convert::{self, parse_id, parse_ids};
+use super::organization::own_org;
+use crate::authz::{Access, access};
+use crate::domain::{Group, GroupFilter, MembershipFilter, new_id};
+use crate::store::StoreError;
 
 const SYSTEM_MEMBERS: &str = "members of system-managed groups follow the organization role; use OrganizationService.SetRole";
 
-/// A group of organization `org_id`; groups of other organizations are not found.
-async fn org_group(store: &dyn Store, org_id: Uuid, group_id: Uuid) -> Result<Group, ConnectError> {
-    match store.get_group(group_id).await {
-        Ok(group) if group.org_id == org_id => Ok(group),
-        Ok(_) | Err(StoreError::NotFound(_)) => Err(ConnectError::not_found(format!(
-            "group {group_id} not found"
-        ))),
-        Err(err) => Err(store_error(err)),
-    }
-}
+/// Needs nothing but the caller's access.
+pub struct Groups;
 
-/// Name clashes get a message that names the group.
-fn name_taken(err: StoreError) -> ConnectError {
-    match err {
-        StoreError::AlreadyExists(_) => ConnectError::already_exists(
-            "a group with this name already exists in the organization",
-        ),
-        other => store_error(other),
-    }
-}
-
-pub struct Groups {
-    state: SharedState,
-}
-
-impl Groups {
-    pub fn new(state: SharedState) -> Self {
-        Self { state }
-    }
-
-    fn store(&self) -> &dyn Store {
-        self.state.store.as_ref()
-    }
-
-    /// The wire group, with its member count.
-    async fn wire_group(&self, group: &Group) -> Result<api::Group, ConnectError> {
-        let count = self
-            .store()
-            .count_members(group.id)
-            .await
-            .map_err(store_error)?;
-        Ok(convert::group(group, count))
-    }
+/// The wire group, with its member count.
+async fn wire_group(access: &Access, group: &Group) -> Result<api::Group, ConnectError> {
+    let count = access.member_count(group).await?;
+    Ok(convert::group(group, count))
 }
 
 #[protovalidate_buffa::connect_impl]
@@ -76,24 +36,22 @@ impl api::GroupService for Groups {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateGroupRequest>,
     ) -> ServiceResult<api::CreateGroupResponse> {
-        let admin = caller(&ctx)?.org_admin()?;
+        let access = access(&ctx)?;
+        let org_id = access.org_id()?;
         if !request.organization_id.is_empty() {
-            own_org(admin.org_id, "organization_id", request.organization_id)?;
+            own_org(org_id, "organization_id", request.organization_id)?;
         }
         let now = Utc::now();
         let group = Group {
             id: new_id(),
-            org_id: admin.org_id,
+            org_id,
             name: request.name.to_string(),
             description: request.description.to_string(),
             system: None,
             created_at: now,
             updated_at: now,
         };
-        self.store()
-            .create_group(&group)
-            .await
-            .map_err(name_taken)?;
+        access.create_group(&group).await?;
         Response::ok(api::CreateGroupResponse {
             group: MessageField::some(convert::group(&group, 0)),
             ..Default::default()
@@ -107,19 +65,14 @@ impl api::GroupService for Groups {
         request: ServiceRequest<'_, api::GetGroupRequest>,
     ) -> ServiceResult<api::GetGroupResponse> {
         use api::__buffa::view::oneof::get_group_request::Group as Which;
-        let me = caller(&ctx)?.user()?;
-        let store = self.store();
+        let access = access(&ctx)?;
         let group = match &request.group {
-            Some(Which::Id(id)) => org_group(store, me.org_id, parse_id("id", id)?).await?,
-            Some(Which::Name(name)) => match store.get_group_by_name(me.org_id, name).await {
-                Ok(group) => group,
-                Err(StoreError::NotFound(_)) => {
-                    return Err(ConnectError::not_found(format!("group {name:?} not found")));
-                }
-                Err(err) => return Err(store_error(err)),
-            },
+            Some(Which::Id(id)) => access.group(parse_id("id", id)?).await?,
+            Some(Which::Name(name)) => access.group_by_name(name).await?,
             None if !request.group_id.is_empty() => {
-                org_group(store, me.org_id, parse_id("group_id", request.group_id)?).await?
+                access
+                    .group(parse_id("group_id", request.group_id)?)
+                    .await?
             }
             None => {
                 return Err(ConnectError::invalid_argument(
@@ -128,7 +81,7 @@ impl api::GroupService for Groups {
             }
         };
         Response::ok(api::GetGroupResponse {
-            group: MessageField::some(self.wire_group(&group).await?),
+            group: MessageField::some(wire_group(access, &group).await?),
             ..Default::default()
         })
     }
@@ -139,39 +92,31 @@ impl api::GroupService for Groups {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListGroupsRequest>,
     ) -> ServiceResult<api::ListGroupsResponse> {
-        let me = caller(&ctx)?.user()?;
-        let request = request.to_owned_message();
-        let page = page_request(&ctx, request.pagination.as_option())?;
+        let access = access(&ctx)?;
+        let mut request = request.to_owned_message();
+        let paging = access.paging(&ctx, request.pagination.take(), &request)?;
         let mut filter = GroupFilter::default();
         if let Some(f) = request.filter.as_option() {
             // corral has no direct-share groups.
             if f.direct_share == Some(true) {
                 return Response::ok(api::ListGroupsResponse {
-                    pagination: page_response(None),
+                    pagination: paging.response(None),
                     ..Default::default()
                 });
             }
             filter = GroupFilter {
                 search: f.search.clone(),
-                group_ids: f
-                    .group_ids
-                    .iter()
-                    .map(|id| parse_id("filter.group_ids", id))
-                    .collect::<Result<_, _>>()?,
+                group_ids: parse_ids("filter.group_ids", &f.group_ids)?,
                 system: f.system_managed,
             };
         }
-        let groups = self
-            .store()
-            .list_groups(me.org_id, &filter, page)
-            .await
-            .map_err(store_error)?;
+        let groups = access.list_groups(&filter, paging.request).await?;
         let mut wire = Vec::with_capacity(groups.items.len());
         for group in &groups.items {
-            wire.push(self.wire_group(group).await?);
+            wire.push(wire_group(access, group).await?);
         }
         Response::ok(api::ListGroupsResponse {
-            pagination: page_response(groups.next_after),
+            pagination: paging.response(groups.next_after),
             groups: wire,
             ..Default::default()
         })
@@ -183,18 +128,11 @@ impl api::GroupService for Groups {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::UpdateGroupRequest>,
     ) -> ServiceResult<api::UpdateGroupResponse> {
-        let admin = caller(&ctx)?.org_admin()?;
+        let access = access(&ctx)?;
         let group_id = parse_id("group_id", request.group_id)?;
-        let group = org_group(self.store(), admin.org_id, group_id).await?;
         let name = request.name.to_string();
         let description = request.description.to_string();
-        if group.system.is_some() && name != group.name {
-            return Err(ConnectError::failed_precondition(
-                "system-managed groups cannot be renamed",
-            ));
-        }
-        let updated = self
-            .store()
+        let updated = access
             .update_group(
                 group_id,
                 Box::new(move |g: &mut Group| {
@@ -209,10 +147,9 @@ impl api::GroupService for Groups {
                     Ok(())
                 }),
             )
-            .await
-            .map_err(name_taken)?;
+            .await?;
         Response::ok(api::UpdateGroupResponse {
-            group: MessageField::some(self.wire_group(&updated).await?),
+            group: MessageField::some(wire_group(access, &updated).await?),
             ..Default::default()
         })
     }
@@ -223,19 +160,17 @@ impl api::GroupService for Groups {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::DeleteGroupRequest>,
     ) -> ServiceResult<api::DeleteGroupResponse> {
-        let admin = caller(&ctx)?.org_admin()?;
-        let group_id = parse_id("group_id", request.group_id)?;
-        let group = org_group(self.store(), admin.org_id, group_id).await?;
+        let access = access(&ctx)?;
+        let group = access
+            .group(parse_id("group_id", request.group_id)?)
+            .await?;
         if group.system.is_some() {
             return Err(ConnectError::failed_precondition(
                 "system-managed groups cannot be deleted",
             ));
         }
         // Memberships and runner policies of the group go with it.
-        self.store()
-            .delete_group(group.id)
-            .await
-            .map_err(store_error)?;
+        access.delete_group(&group).await?;
         Response::ok(api::DeleteGroupResponse::default())
     }
 
@@ -245,28 +180,17 @@ impl api::GroupService for Groups {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateMembershipRequest>,
     ) -> ServiceResult<api::CreateMembershipResponse> {
-        let admin = caller(&ctx)?.org_admin()?;
+        let access = access(&ctx)?;
         let request = request.to_owned_message();
         let group_id = parse_id("group_id", &request.group_id)?;
         let user_id = convert::user_subject("subject", request.subject.as_option())?;
-        let store = self.store();
-        let group = org_group(store, admin.org_id, group_id).await?;
+        let group = access.group(group_id).await?;
         if group.system.is_some() {
             return Err(ConnectError::failed_precondition(SYSTEM_MEMBERS));
         }
-        let user = org_user(store, admin.org_id, user_id).await?;
-        let membership = Membership {
-            id: new_id(),
-            group_id: group.id,
-            user_id: user.id,
-            created_at: Utc::now(),
-        };
-        store
-            .create_membership(&membership)
-            .await
-            .map_err(store_error)?;
+        let member = access.create_membership(&group, user_id).await?;
         Response::ok(api::CreateMembershipResponse {
-            member: MessageField::some(convert::membership(&MemberView { membership, user })),
+            member: MessageField::some(convert::membership(&member)),
             ..Default::default()
         })
     }
@@ -277,22 +201,13 @@ impl api::GroupService for Groups {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::DeleteMembershipRequest>,
     ) -> ServiceResult<api::DeleteMembershipResponse> {
-        let admin = caller(&ctx)?.org_admin()?;
+        let access = access(&ctx)?;
         let id = parse_id("membership_id", request.membership_id)?;
-        let store = self.store();
-        let not_found = || ConnectError::not_found(format!("membership {id} not found"));
-        let membership = match store.get_membership(id).await {
-            Ok(membership) => membership,
-            Err(StoreError::NotFound(_)) => return Err(not_found()),
-            Err(err) => return Err(store_error(err)),
-        };
-        let group = org_group(store, admin.org_id, membership.group_id)
-            .await
-            .map_err(|_| not_found())?;
+        let (membership, group) = access.membership_by_id(id).await?;
         if group.system.is_some() {
             return Err(ConnectError::failed_precondition(SYSTEM_MEMBERS));
         }
-        store.delete_membership(id).await.map_err(store_error)?;
+        access.delete_membership(&membership, &group).await?;
         Response::ok(api::DeleteMembershipResponse::default())
     }
 
@@ -302,27 +217,14 @@ impl api::GroupService for Groups {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::GetMembershipRequest>,
     ) -> ServiceResult<api::GetMembershipResponse> {
-        let me = caller(&ctx)?.user()?;
+        let access = access(&ctx)?;
         let request = request.to_owned_message();
         let group_id = parse_id("group_id", &request.group_id)?;
         let user_id = convert::user_subject("subject", request.subject.as_option())?;
-        let store = self.store();
-        let group = org_group(store, me.org_id, group_id).await?;
-        let not_member = || {
-            ConnectError::not_found(format!(
-                "user {user_id} is not a member of group {group_id}"
-            ))
-        };
-        let membership = store
-            .find_membership(group.id, user_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(not_member)?;
-        let user = org_user(store, me.org_id, user_id)
-            .await
-            .map_err(|_| not_member())?;
+        let group = access.group(group_id).await?;
+        let member = access.membership(&group, user_id).await?;
         Response::ok(api::GetMembershipResponse {
-            member: MessageField::some(convert::membership(&MemberView { membership, user })),
+            member: MessageField::some(convert::membership(&member)),
             ..Default::default()
         })
     }
@@ -333,12 +235,11 @@ impl api::GroupService for Groups {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListMembershipsRequest>,
     ) -> ServiceResult<api::ListMembershipsResponse> {
-        let me = caller(&ctx)?.user()?;
-        let request = request.to_owned_message();
+        let access = access(&ctx)?;
+        let mut request = request.to_owned_message();
+        let paging = access.paging(&ctx, request.pagination.take(), &request)?;
         let group_id = parse_id("group_id", &request.group_id)?;
-        let page = page_request(&ctx, request.pagination.as_option())?;
-        let store = self.store();
-        let group = org_group(store, me.org_id, group_id).await?;
+        let group = access.group(group_id).await?;
         let filter = MembershipFilter {
             search: request
                 .filter
@@ -346,12 +247,11 @@ impl api::GroupService for Groups {
                 .map(|f| f.search.clone())
                 .unwrap_or_default(),
         };
-        let members = store
-            .list_memberships(group.id, &filter, page)
-            .await
-            .map_err(store_error)?;
+        let members = access
+            .list_memberships(&group, &filter, paging.request)
+            .await?;
         Response::ok(api::ListMembershipsResponse {
-            pagination: page_response(members.next_after),
+            pagination: paging.response(members.next_after),
             members: members.items.iter().map(convert::membership).collect(),
             ..Default::default()
         })

@@ -1,25 +1,13 @@
 //! `gitpod.v1.IdentityService`: who is calling, and exchange-token redemption.
 
-use chrono::Utc;
-use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
+use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 use corral_api::gitpod::v1 as api;
 
 use super::convert;
-use crate::auth::caller;
-use crate::crypto;
-use crate::domain::{ApiToken, Subject, TokenKind, new_id};
-use crate::errors::store_error;
-use crate::state::SharedState;
+use crate::authz::access;
 
-pub struct Identity {
-    state: SharedState,
-}
-
-impl Identity {
-    pub fn new(state: SharedState) -> Self {
-        Self { state }
-    }
-}
+/// Needs nothing but the caller's access.
+pub struct Identity;
 
 #[protovalidate_buffa::connect_impl]
 impl api::IdentityService for Identity {
@@ -29,7 +17,7 @@ impl api::IdentityService for Identity {
         ctx: RequestContext,
         _request: ServiceRequest<'_, api::GetAuthenticatedIdentityRequest>,
     ) -> ServiceResult<api::GetAuthenticatedIdentityResponse> {
-        let caller = caller(&ctx)?;
+        let caller = access(&ctx)?.caller()?;
         Response::ok(api::GetAuthenticatedIdentityResponse {
             subject: convert::subject(caller.subject()),
             organization_id: caller.org_id().to_string(),
@@ -41,50 +29,12 @@ impl api::IdentityService for Identity {
     #[allow(refining_impl_trait)]
     async fn exchange_token(
         &self,
-        _ctx: RequestContext,
+        ctx: RequestContext,
         request: ServiceRequest<'_, api::ExchangeTokenRequest>,
     ) -> ServiceResult<api::ExchangeTokenResponse> {
-        let presented = request.exchange_token.trim();
-        let rejected =
-            || ConnectError::unauthenticated("exchange token is invalid, already used or expired");
-        if crypto::token_kind(presented) != Some(TokenKind::Exchange) {
-            return Err(rejected());
-        }
-        let store = self.state.store.as_ref();
-        let exchange = store
-            .find_token_by_hash(&crypto::token_hash(presented))
-            .await
-            .map_err(store_error)?
-            .filter(|t| t.kind == TokenKind::Exchange)
-            .ok_or_else(rejected)?;
-        let Subject::Runner(runner_id) = exchange.subject else {
-            return Err(rejected());
-        };
-        let now = Utc::now();
-        let access_token = crypto::new_token(TokenKind::RunnerAccess);
-        let access = ApiToken {
-            id: new_id(),
-            kind: TokenKind::RunnerAccess,
-            hash: crypto::token_hash(&access_token),
-            org_id: exchange.org_id,
-            subject: Subject::Runner(runner_id),
-            creator: exchange.creator,
-            description: "runner access token".into(),
-            read_only: false,
-            created_at: now,
-            expires_at: None,
-            last_used: None,
-            used_at: None,
-        };
-        store
-            .redeem_exchange_token(exchange.id, &access, now)
-            .await
-            .map_err(|err| match err {
-                crate::store::StoreError::Conflict(_) | crate::store::StoreError::NotFound(_) => {
-                    rejected()
-                }
-                other => store_error(other),
-            })?;
+        let access_token = access(&ctx)?
+            .redeem_exchange_token(request.exchange_token.trim())
+            .await?;
         Response::ok(api::ExchangeTokenResponse {
             access_token,
             ..Default::default()

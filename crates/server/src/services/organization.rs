@@ -6,30 +6,12 @@ use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, Service
 use corral_api::gitpod::v1 as api;
 use uuid::Uuid;
 
-use super::convert::{self, parse_id};
-use crate::auth::caller;
-use crate::domain::{OrgMemberFilter, User};
-use crate::errors::store_error;
-use crate::pagination::{page_request, page_response};
-use crate::state::SharedState;
-use crate::store::{Store, StoreError};
+use super::convert::{self, parse_id, parse_ids};
+use crate::authz::access;
+use crate::domain::OrgMemberFilter;
 
-/// A user of organization `org_id`; users of other organizations are not found.
-pub(super) async fn org_user(
-    store: &dyn Store,
-    org_id: Uuid,
-    user_id: Uuid,
-) -> Result<User, ConnectError> {
-    match store.get_user(user_id).await {
-        Ok(user) if user.org_id == org_id => Ok(user),
-        Ok(_) | Err(StoreError::NotFound(_)) => {
-            Err(ConnectError::not_found(format!("user {user_id} not found")))
-        }
-        Err(err) => Err(store_error(err)),
-    }
-}
-
-/// The organization id a request names, which must be the caller's own.
+/// The organization id a request names, which must be the caller's own
+/// (where the request creates something in it).
 pub(super) fn own_org(caller_org: Uuid, field: &str, value: &str) -> Result<Uuid, ConnectError> {
     let id = parse_id(field, value)?;
     if id != caller_org {
@@ -42,20 +24,19 @@ pub(super) fn own_org(caller_org: Uuid, field: &str, value: &str) -> Result<Uuid
 
 /// Enum values of a list filter mapped to ours: `None` when the filter names
 /// values of which corral has none, so that nothing can match.
-fn known<W, D>(values: &[W], map: impl Fn(&W) -> Option<D>) -> Option<Vec<D>> {
-    let mapped: Vec<D> = values.iter().filter_map(map).collect();
+/// A value named twice counts once.
+fn known<W, D: PartialEq>(values: &[W], map: impl Fn(&W) -> Option<D>) -> Option<Vec<D>> {
+    let mut mapped: Vec<D> = Vec::new();
+    for value in values.iter().filter_map(map) {
+        if !mapped.contains(&value) {
+            mapped.push(value);
+        }
+    }
     (values.is_empty() || !mapped.is_empty()).then_some(mapped)
 }
 
-pub struct Organizations {
-    state: SharedState,
-}
-
-impl Organizations {
-    pub fn new(state: SharedState) -> Self {
-        Self { state }
-    }
-}
+/// Needs nothing but the caller's access.
+pub struct Organizations;
 
 #[protovalidate_buffa::connect_impl]
 impl api::OrganizationService for Organizations {
@@ -66,14 +47,9 @@ impl api::OrganizationService for Organizations {
         request: ServiceRequest<'_, api::GetOrganizationRequest>,
     ) -> ServiceResult<api::GetOrganizationResponse> {
         // Runners may read their own organization too.
-        let caller = caller(&ctx)?;
-        let org_id = own_org(caller.org_id(), "organization_id", request.organization_id)?;
-        let org = self
-            .state
-            .store
-            .get_organization(org_id)
-            .await
-            .map_err(store_error)?;
+        let access = access(&ctx)?;
+        let org_id = parse_id("organization_id", request.organization_id)?;
+        let org = access.organization(org_id).await?;
         Response::ok(api::GetOrganizationResponse {
             organization: MessageField::some(convert::organization(&org)),
             ..Default::default()
@@ -86,10 +62,10 @@ impl api::OrganizationService for Organizations {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListMembersRequest>,
     ) -> ServiceResult<api::ListMembersResponse> {
-        let me = caller(&ctx)?.user()?;
-        let request = request.to_owned_message();
-        let org_id = own_org(me.org_id, "organization_id", &request.organization_id)?;
-        let page = page_request(&ctx, request.pagination.as_option())?;
+        let access = access(&ctx)?;
+        let mut request = request.to_owned_message();
+        let paging = access.paging(&ctx, request.pagination.take(), &request)?;
+        let org_id = parse_id("organization_id", &request.organization_id)?;
         let mut filter = OrgMemberFilter::default();
         if let Some(f) = request.filter.as_option() {
             let roles = known(&f.roles, |r| {
@@ -98,36 +74,23 @@ impl api::OrganizationService for Organizations {
             let statuses = known(&f.statuses, |s| convert::user_status_from(*s));
             let (Some(roles), Some(statuses)) = (roles, statuses) else {
                 return Response::ok(api::ListMembersResponse {
-                    pagination: page_response(None),
+                    pagination: paging.response(None),
                     ..Default::default()
                 });
             };
             filter = OrgMemberFilter {
                 search: f.search.clone(),
                 email: f.email.clone(),
-                user_ids: f
-                    .user_ids
-                    .iter()
-                    .map(|id| parse_id("filter.user_ids", id))
-                    .collect::<Result<_, _>>()?,
+                user_ids: parse_ids("filter.user_ids", &f.user_ids)?,
                 roles,
                 statuses,
-                exclude_group_ids: f
-                    .exclude_group_ids
-                    .iter()
-                    .map(|id| parse_id("filter.exclude_group_ids", id))
-                    .collect::<Result<_, _>>()?,
+                exclude_group_ids: parse_ids("filter.exclude_group_ids", &f.exclude_group_ids)?,
                 exclude_members_in_any_team: f.exclude_members_in_any_team,
             };
         }
-        let members = self
-            .state
-            .store
-            .list_org_members(org_id, &filter, page)
-            .await
-            .map_err(store_error)?;
+        let members = access.list_members(org_id, &filter, paging.request).await?;
         Response::ok(api::ListMembersResponse {
-            pagination: page_response(members.next_after),
+            pagination: paging.response(members.next_after),
             members: members.items.iter().map(convert::org_member).collect(),
             ..Default::default()
         })
@@ -139,17 +102,11 @@ impl api::OrganizationService for Organizations {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::SetRoleRequest>,
     ) -> ServiceResult<api::SetRoleResponse> {
-        let admin = caller(&ctx)?.org_admin()?;
-        let org_id = own_org(admin.org_id, "organization_id", request.organization_id)?;
+        let access = access(&ctx)?;
+        let org_id = parse_id("organization_id", request.organization_id)?;
         let role = convert::org_role_from("role", request.role)?;
         let user_id = parse_id("user_id", request.user_id)?;
-        let store = self.state.store.as_ref();
-        let user = org_user(store, org_id, user_id).await?;
-        // The store refuses to demote the last admin (failed_precondition).
-        store
-            .set_org_role(org_id, user.id, role)
-            .await
-            .map_err(store_error)?;
+        access.set_role(org_id, user_id, role).await?;
         Response::ok(api::SetRoleResponse::default())
     }
 }

@@ -7,20 +7,18 @@ use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, Service
 use corral_api::gitpod::v1 as api;
 use uuid::Uuid;
 
-use super::convert;
+use super::convert::{self, parse_ids};
 use super::runner_interaction::{delete_request, spec_request};
 use super::scm_forwarding::{ScmForwarding, url_host};
-use crate::auth::caller;
-use crate::authz::{runner_for, runner_visibility};
-use crate::crypto::{self, LogsGrant};
+use crate::authz::policy::Action;
+use crate::authz::{Access, access};
+use crate::crypto::LogsGrant;
 use crate::domain::*;
-use crate::errors::{invalid_field, store_error};
-use crate::pagination::{fill_from_query, page_request, page_response};
+use crate::errors::invalid_field;
+use crate::pagination::fill_from_query;
 use crate::state::SharedState;
 use corral_api::corral::v1::{respond_request::Result as Answer, scm_request::Call};
 
-/// How long a runner may take to trade in its exchange token.
-const EXCHANGE_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
 /// How long a logs token lets its bearer read a runner's logs.
 const LOGS_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::minutes(15);
 
@@ -31,35 +29,6 @@ pub struct Runners {
 impl Runners {
     pub fn new(state: SharedState) -> Self {
         Self { state }
-    }
-
-    /// Issues a one-time exchange token for `runner`, valid for 24 hours.
-    async fn issue_exchange_token(
-        &self,
-        runner: &Runner,
-        creator: Subject,
-    ) -> Result<String, ConnectError> {
-        let token = crypto::new_token(TokenKind::Exchange);
-        let now = Utc::now();
-        self.state
-            .store
-            .create_token(&ApiToken {
-                id: new_id(),
-                kind: TokenKind::Exchange,
-                hash: crypto::token_hash(&token),
-                org_id: runner.org_id,
-                subject: Subject::Runner(runner.id),
-                creator,
-                description: "runner exchange token".into(),
-                read_only: false,
-                created_at: now,
-                expires_at: Some(now + EXCHANGE_TOKEN_LIFETIME),
-                last_used: None,
-                used_at: None,
-            })
-            .await
-            .map_err(store_error)?;
-        Ok(token)
     }
 
     fn scm(&self) -> ScmForwarding<'_> {
@@ -259,14 +228,10 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateRunnerRequest>,
     ) -> ServiceResult<api::CreateRunnerResponse> {
-        let user = caller(&ctx)?.user()?;
+        let access = access(&ctx)?;
+        let user = access.user()?;
         let req = request.to_owned_message();
         let (kind, provider) = kind_and_provider(req.kind, req.provider)?;
-        if kind == RunnerKind::Remote && user.role != OrgRole::Admin {
-            return Err(ConnectError::permission_denied(
-                "only organization admins may create remote runners",
-            ));
-        }
         let runner_manager_id = if req.runner_manager_id.is_empty() {
             None
         } else {
@@ -298,29 +263,7 @@ impl api::RunnerService for Runners {
             created_at: now,
             updated_at: now,
         };
-        // Remote runners serve the whole organization unless an admin restricts them.
-        let mut policies = Vec::new();
-        if kind == RunnerKind::Remote {
-            let members = self
-                .state
-                .store
-                .system_group(user.org_id, SystemGroup::Members)
-                .await
-                .map_err(store_error)?;
-            policies.push(RunnerPolicy {
-                runner_id: runner.id,
-                group_id: members.id,
-                role: RunnerRole::User,
-            });
-        }
-        self.state
-            .store
-            .create_runner(&runner, &policies)
-            .await
-            .map_err(store_error)?;
-        let exchange_token = self
-            .issue_exchange_token(&runner, Subject::User(user.user.id))
-            .await?;
+        let exchange_token = access.create_runner(&runner).await?;
         Response::ok(api::CreateRunnerResponse {
             runner: MessageField::some(convert::runner(&runner)),
             exchange_token,
@@ -334,9 +277,8 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::GetRunnerRequest>,
     ) -> ServiceResult<api::GetRunnerResponse> {
-        let caller = caller(&ctx)?;
         let id = convert::parse_id("runner_id", request.runner_id)?;
-        let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::User).await?;
+        let runner = access(&ctx)?.runner(id).await?;
         Response::ok(api::GetRunnerResponse {
             runner: MessageField::some(convert::runner(&runner)),
             ..Default::default()
@@ -349,37 +291,28 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListRunnersRequest>,
     ) -> ServiceResult<api::ListRunnersResponse> {
-        let caller = caller(&ctx)?;
-        let req = request.to_owned_message();
-        let page = page_request(&ctx, req.pagination.as_option())?;
+        let access = access(&ctx)?;
+        let mut req = request.to_owned_message();
+        let paging = access.paging(&ctx, req.pagination.take(), &req)?;
         let mut filter = RunnerFilter::default();
         if let Some(f) = req.filter.as_option() {
-            for id in &f.creator_ids {
-                filter
-                    .creator_ids
-                    .push(convert::parse_id("filter.creator_ids", id)?);
-            }
+            filter.creator_ids = parse_ids("filter.creator_ids", &f.creator_ids)?;
             for kind in &f.kinds {
-                filter
-                    .kinds
-                    .extend(convert::runner_kind_from(known("filter.kinds", *kind)?));
+                let kind = convert::runner_kind_from(known("filter.kinds", *kind)?);
+                if kind.is_some_and(|k| !filter.kinds.contains(&k)) {
+                    filter.kinds.extend(kind);
+                }
             }
             for provider in &f.providers {
-                filter.providers.extend(convert::runner_provider_from(known(
-                    "filter.providers",
-                    *provider,
-                )?));
+                let provider = convert::runner_provider_from(known("filter.providers", *provider)?);
+                if provider.is_some_and(|p| !filter.providers.contains(&p)) {
+                    filter.providers.extend(provider);
+                }
             }
         }
-        filter.visible = runner_visibility(self.state.store.as_ref(), caller).await?;
-        let runners = self
-            .state
-            .store
-            .list_runners(caller.org_id(), &filter, page)
-            .await
-            .map_err(store_error)?;
+        let runners = access.list_runners(filter, paging.request).await?;
         Response::ok(api::ListRunnersResponse {
-            pagination: page_response(runners.next_after),
+            pagination: paging.response(runners.next_after),
             runners: runners.items.iter().map(convert::runner).collect(),
             ..Default::default()
         })
@@ -391,10 +324,9 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::UpdateRunnerRequest>,
     ) -> ServiceResult<api::UpdateRunnerResponse> {
-        let caller = caller(&ctx)?;
+        let access = access(&ctx)?;
         let req = request.to_owned_message();
         let id = convert::parse_id("runner_id", &req.runner_id)?;
-        runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
         // Check everything before changing anything: bad input changes nothing.
         let mut probe = RunnerConfig::default();
         let spec = req.spec.as_option().cloned();
@@ -407,9 +339,7 @@ impl api::RunnerService for Runners {
         }
         let state = self.state.clone();
         let name = req.name.clone();
-        let updated = self
-            .state
-            .store
+        let updated = access
             .update_runner(
                 id,
                 Box::new(move |runner: &mut Runner| {
@@ -428,8 +358,7 @@ impl api::RunnerService for Runners {
                     Ok(())
                 }),
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         // A connected runner learns of the change at once; one that is not
         // gets its spec when it next connects.
         self.state.hub.notify(id, spec_request(&updated)).await;
@@ -442,34 +371,12 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::DeleteRunnerRequest>,
     ) -> ServiceResult<api::DeleteRunnerResponse> {
-        let caller = caller(&ctx)?;
         let id = convert::parse_id("runner_id", request.runner_id)?;
-        let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
-        if request.force || !runner.has_connected() {
-            // Tell a connected runner to clean up, but do not wait for it.
-            self.state.hub.notify(id, delete_request()).await;
-            self.state
-                .store
-                .delete_runner(id)
-                .await
-                .map_err(store_error)?;
-        } else {
-            // The runner is asked to clean up; it confirms, then it is removed.
-            self.state
-                .store
-                .update_runner(
-                    id,
-                    Box::new(|runner: &mut Runner| {
-                        runner.spec.desired_phase = RunnerPhase::Deleted;
-                        runner.status.phase = RunnerPhase::Deleting;
-                        runner.updated_at = Utc::now();
-                        Ok(())
-                    }),
-                )
-                .await
-                .map_err(store_error)?;
-            self.state.hub.notify(id, delete_request()).await;
-        }
+        access(&ctx)?.delete_runner(id, request.force).await?;
+        // A connected runner is told to clean up. When the runner is already
+        // gone (forced), nobody waits for it; otherwise it stays DELETING
+        // until it confirms.
+        self.state.hub.notify(id, delete_request()).await;
         Response::ok(api::DeleteRunnerResponse::default())
     }
 
@@ -479,11 +386,8 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateRunnerTokenRequest>,
     ) -> ServiceResult<api::CreateRunnerTokenResponse> {
-        let caller = caller(&ctx)?;
-        caller.user()?;
         let id = convert::parse_id("runner_id", request.runner_id)?;
-        let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
-        let exchange_token = self.issue_exchange_token(&runner, caller.subject()).await?;
+        let exchange_token = access(&ctx)?.create_runner_token(id).await?;
         Response::ok(api::CreateRunnerTokenResponse {
             exchange_token,
             ..Default::default()
@@ -496,13 +400,12 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateRunnerLogsTokenRequest>,
     ) -> ServiceResult<api::CreateRunnerLogsTokenResponse> {
-        let caller = caller(&ctx)?;
-        caller.user()?;
+        let access = access(&ctx)?;
         let id = convert::parse_id("runner_id", request.runner_id)?;
-        let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::Admin).await?;
+        let runner = access.runner_for_logs(id).await?;
         let access_token = self.state.logs_signer.sign(&LogsGrant {
             runner_id: runner.id,
-            subject_id: caller.subject().id(),
+            subject_id: access.caller()?.subject().id(),
             expires_at: Utc::now() + LOGS_TOKEN_LIFETIME,
         });
         Response::ok(api::CreateRunnerLogsTokenResponse {
@@ -517,7 +420,6 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ParseContextURLRequest>,
     ) -> ServiceResult<api::ParseContextURLResponse> {
-        let caller = caller(&ctx)?;
         let req = request.to_owned_message();
         let host = url_host(&req.context_url)
             .ok_or_else(|| invalid_field("context_url", "is not a URL with a host"))?;
@@ -526,7 +428,6 @@ impl api::RunnerService for Runners {
             .scm()
             .forward(
                 &ctx,
-                caller,
                 &runner_id,
                 Some(host),
                 Call::ParseContextUrl(Box::new(req)),
@@ -544,7 +445,6 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::SearchRepositoriesRequest>,
     ) -> ServiceResult<api::SearchRepositoriesResponse> {
-        let caller = caller(&ctx)?;
         let mut req = request.to_owned_message();
         fill_from_query(&ctx, req.pagination.get_or_insert_default());
         let host = Some(req.scm_host.trim())
@@ -555,7 +455,6 @@ impl api::RunnerService for Runners {
             .scm()
             .forward(
                 &ctx,
-                caller,
                 &runner_id,
                 host,
                 Call::SearchRepositories(Box::new(req)),
@@ -573,7 +472,6 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListSCMOrganizationsRequest>,
     ) -> ServiceResult<api::ListSCMOrganizationsResponse> {
-        let caller = caller(&ctx)?;
         let mut req = request.to_owned_message();
         fill_from_query(&ctx, req.pagination.get_or_insert_default());
         let host = Some(super::scm_forwarding::host_key(&req.scm_host));
@@ -582,7 +480,6 @@ impl api::RunnerService for Runners {
             .scm()
             .forward(
                 &ctx,
-                caller,
                 &runner_id,
                 host,
                 Call::ListScmOrganizations(Box::new(req)),
@@ -600,7 +497,6 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CheckAuthenticationForHostRequest>,
     ) -> ServiceResult<api::CheckAuthenticationForHostResponse> {
-        let caller = caller(&ctx)?;
         if request.host.trim().is_empty() {
             return Err(invalid_field("host", "is required"));
         }
@@ -611,7 +507,6 @@ impl api::RunnerService for Runners {
             .scm()
             .forward(
                 &ctx,
-                caller,
                 &runner_id,
                 host,
                 Call::CheckAuthenticationForHost(Box::new(req)),
@@ -629,7 +524,6 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CheckRepositoryAccessRequest>,
     ) -> ServiceResult<api::CheckRepositoryAccessResponse> {
-        let caller = caller(&ctx)?;
         let req = request.to_owned_message();
         let host = url_host(&req.repository_url)
             .ok_or_else(|| invalid_field("repository_url", "is not a URL with a host"))?;
@@ -638,7 +532,6 @@ impl api::RunnerService for Runners {
             .scm()
             .forward(
                 &ctx,
-                caller,
                 &runner_id,
                 Some(host),
                 Call::CheckRepositoryAccess(Box::new(req)),
@@ -656,21 +549,20 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListRunnerPoliciesRequest>,
     ) -> ServiceResult<api::ListRunnerPoliciesResponse> {
-        let caller = caller(&ctx)?;
-        let req = request.to_owned_message();
-        let page = page_request(&ctx, req.pagination.as_option())?;
+        let access = access(&ctx)?;
+        let mut req = request.to_owned_message();
+        let paging = access.paging(&ctx, req.pagination.take(), &req)?;
+        let page = paging.request;
         let id = convert::parse_id("runner_id", &req.runner_id)?;
-        let store = self.state.store.as_ref();
-        runner_for(store, caller, id, RunnerRole::User).await?;
         // Policies are few per runner; page over the group ids in order.
-        let policies = store.list_runner_policies(id).await.map_err(store_error)?;
+        let policies = access.runner_policies(id).await?;
         let remaining: Vec<_> = policies
             .into_iter()
             .filter(|p| page.after.is_none_or(|after| p.group_id > after))
             .collect();
         let next_after = (remaining.len() > page.limit).then(|| remaining[page.limit - 1].group_id);
         Response::ok(api::ListRunnerPoliciesResponse {
-            pagination: page_response(next_after),
+            pagination: paging.response(next_after),
             policies: remaining
                 .iter()
                 .take(page.limit)
@@ -686,19 +578,8 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateRunnerPolicyRequest>,
     ) -> ServiceResult<api::CreateRunnerPolicyResponse> {
-        let policy = self
-            .policy_change(
-                &ctx,
-                request.runner_id,
-                request.group_id,
-                Some(request.role),
-            )
-            .await?;
-        self.state
-            .store
-            .create_runner_policy(&policy)
-            .await
-            .map_err(store_error)?;
+        let policy = policy_of(request.runner_id, request.group_id, Some(request.role))?;
+        change_policy(&ctx, Action::Create, &policy).await?;
         Response::ok(api::CreateRunnerPolicyResponse {
             policy: MessageField::some(convert::runner_policy(&policy)),
             ..Default::default()
@@ -711,19 +592,8 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::UpdateRunnerPolicyRequest>,
     ) -> ServiceResult<api::UpdateRunnerPolicyResponse> {
-        let policy = self
-            .policy_change(
-                &ctx,
-                request.runner_id,
-                request.group_id,
-                Some(request.role),
-            )
-            .await?;
-        self.state
-            .store
-            .update_runner_policy(&policy)
-            .await
-            .map_err(store_error)?;
+        let policy = policy_of(request.runner_id, request.group_id, Some(request.role))?;
+        change_policy(&ctx, Action::Update, &policy).await?;
         Response::ok(api::UpdateRunnerPolicyResponse {
             policy: MessageField::some(convert::runner_policy(&policy)),
             ..Default::default()
@@ -736,52 +606,37 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::DeleteRunnerPolicyRequest>,
     ) -> ServiceResult<api::DeleteRunnerPolicyResponse> {
-        let policy = self
-            .policy_change(&ctx, request.runner_id, request.group_id, None)
-            .await?;
-        self.state
-            .store
-            .delete_runner_policy(policy.runner_id, policy.group_id)
-            .await
-            .map_err(store_error)?;
+        let policy = policy_of(request.runner_id, request.group_id, None)?;
+        change_policy(&ctx, Action::Delete, &policy).await?;
         Response::ok(api::DeleteRunnerPolicyResponse::default())
     }
 }
 
-impl Runners {
-    /// Checks a policy change: the caller is ADMIN on the runner and the group
-    /// belongs to the runner's organization. Without a role, USER is assumed
-    /// (deletions need none).
-    async fn policy_change(
-        &self,
-        ctx: &RequestContext,
-        runner_id: &str,
-        group_id: &str,
-        role: Option<buffa::EnumValue<api::RunnerRole>>,
-    ) -> Result<RunnerPolicy, ConnectError> {
-        let caller = caller(ctx)?;
-        let runner_id: Uuid = convert::parse_id("runner_id", runner_id)?;
-        let group_id: Uuid = convert::parse_id("group_id", group_id)?;
-        let role = role
-            .map(|r| convert::runner_role_from("role", r))
-            .transpose()?;
-        let store = self.state.store.as_ref();
-        let runner = runner_for(store, caller, runner_id, RunnerRole::Admin).await?;
-        match store.get_group(group_id).await {
-            Ok(group) if group.org_id == runner.org_id => {}
-            Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {
-                return Err(ConnectError::not_found(format!(
-                    "group {group_id} not found"
-                )));
-            }
-            Err(err) => return Err(store_error(err)),
-        }
-        Ok(RunnerPolicy {
-            runner_id,
-            group_id,
-            role: role.unwrap_or(RunnerRole::User),
-        })
-    }
+/// The policy a request names. Without a role, USER is assumed (deletions need none).
+fn policy_of(
+    runner_id: &str,
+    group_id: &str,
+    role: Option<buffa::EnumValue<api::RunnerRole>>,
+) -> Result<RunnerPolicy, ConnectError> {
+    let runner_id: Uuid = convert::parse_id("runner_id", runner_id)?;
+    let group_id: Uuid = convert::parse_id("group_id", group_id)?;
+    let role = role
+        .map(|r| convert::runner_role_from("role", r))
+        .transpose()?;
+    Ok(RunnerPolicy {
+        runner_id,
+        group_id,
+        role: role.unwrap_or(RunnerRole::User),
+    })
+}
+
+async fn change_policy(
+    ctx: &RequestContext,
+    action: Action,
+    policy: &RunnerPolicy,
+) -> Result<(), ConnectError> {
+    let access: &Access = access(ctx)?;
+    access.change_runner_policy(action, policy).await
 }
 
 /// A runner answered with the result of another call than it was asked.

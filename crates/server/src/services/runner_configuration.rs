@@ -5,18 +5,16 @@ use buffa::MessageField;
 use chrono::Utc;
 use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
 use corral_api::gitpod::v1 as api;
-use uuid::Uuid;
 
 use super::config_schema::{check_environment_class, linux_host_schema, scm_entry};
-use super::convert;
-use crate::auth::{Caller, UserCaller, caller};
-use crate::authz::{runner_for, runner_visibility};
+use super::convert::{self, parse_ids};
+use crate::authz::access;
+use crate::authz::policy::Action;
 use crate::crypto;
 use crate::domain::*;
-use crate::errors::{invalid_field, store_error};
-use crate::pagination::{page_request, page_response};
+use crate::errors::invalid_field;
 use crate::state::SharedState;
-use crate::store::{StoreError, read_all};
+use crate::store::StoreError;
 
 pub struct RunnerConfiguration {
     state: SharedState,
@@ -26,152 +24,35 @@ impl RunnerConfiguration {
     pub fn new(state: SharedState) -> Self {
         Self { state }
     }
-
-    /// The schema that governs `runner`'s configuration: the one it published,
-    /// or, before it has, the schema of `corral runner`.
-    fn schema_for(&self, runner: &Runner) -> api::RunnerConfigurationSchema {
-        use buffa::Message;
-        runner
-            .config_schema
-            .as_deref()
-            .and_then(|bytes| match api::RunnerConfigurationSchema::decode_from_slice(bytes) {
-                Ok(schema) => Some(schema),
-                Err(err) => {
-                    tracing::warn!(runner_id = %runner.id, %err, "stored configuration schema is unreadable; using the default");
-                    None
-                }
-            })
-            .unwrap_or_else(linux_host_schema)
-    }
-
-    /// A host token the calling user may manage: their own, or any in their
-    /// organization for an org admin. Anything else does not exist for them.
-    async fn host_token_for(&self, user: &UserCaller, id: &str) -> Result<HostToken, ConnectError> {
-        let id = convert::parse_id("id", id)?;
-        let not_found =
-            || ConnectError::not_found(format!("host authentication token {id} not found"));
-        let token = match self.state.store.get_host_token(id).await {
-            Ok(token) => token,
-            Err(StoreError::NotFound(_)) => return Err(not_found()),
-            Err(err) => return Err(store_error(err)),
-        };
-        let own = token.user_id == user.user.id;
-        let admin = user.role == OrgRole::Admin && token.org_id == user.org_id;
-        if own || admin {
-            Ok(token)
-        } else {
-            Err(not_found())
-        }
-    }
-
-    /// An SCM integration on a runner the caller holds at least `needed` on.
-    async fn integration_for(
-        &self,
-        caller: &Caller,
-        id: &str,
-        needed: RunnerRole,
-    ) -> Result<ScmIntegration, ConnectError> {
-        let id = convert::parse_id("id", id)?;
-        let integration = match self.state.store.get_scm_integration(id).await {
-            Ok(i) if i.org_id == caller.org_id() => i,
-            Ok(_) | Err(StoreError::NotFound(_)) => {
-                return Err(ConnectError::not_found(format!(
-                    "SCM integration {id} not found"
-                )));
-            }
-            Err(err) => return Err(store_error(err)),
-        };
-        runner_for(
-            self.state.store.as_ref(),
-            caller,
-            integration.runner_id,
-            needed,
-        )
-        .await
-        .map_err(|err| match err.code {
-            connectrpc::ErrorCode::NotFound => {
-                ConnectError::not_found(format!("SCM integration {id} not found"))
-            }
-            _ => err,
-        })?;
-        Ok(integration)
-    }
-
-    /// An environment class on a runner the caller holds at least `needed` on.
-    async fn class_for(
-        &self,
-        caller: &Caller,
-        id: &str,
-        needed: RunnerRole,
-    ) -> Result<EnvironmentClass, ConnectError> {
-        let id = convert::parse_id("environment_class_id", id)?;
-        let class = match self.state.store.get_environment_class(id).await {
-            Ok(c) if c.org_id == caller.org_id() => c,
-            Ok(_) | Err(StoreError::NotFound(_)) => {
-                return Err(ConnectError::not_found(format!(
-                    "environment class {id} not found"
-                )));
-            }
-            Err(err) => return Err(store_error(err)),
-        };
-        runner_for(self.state.store.as_ref(), caller, class.runner_id, needed)
-            .await
-            .map_err(|err| match err.code {
-                connectrpc::ErrorCode::NotFound => {
-                    ConnectError::not_found(format!("environment class {id} not found"))
-                }
-                _ => err,
-            })?;
-        Ok(class)
-    }
-
-    /// Runner ids the caller may see among `requested` (all visible ones when
-    /// empty); `None` means no restriction (an org admin asking for all).
-    async fn visible_runner_ids(
-        &self,
-        caller: &Caller,
-        requested: &[Uuid],
-        filter: RunnerFilter,
-    ) -> Result<Option<Vec<Uuid>>, ConnectError> {
-        let store = self.state.store.as_ref();
-        let visibility = runner_visibility(store, caller).await?;
-        let restricted =
-            visibility.is_some() || !filter.kinds.is_empty() || !filter.providers.is_empty();
-        if !restricted {
-            return Ok((!requested.is_empty()).then(|| requested.to_vec()));
-        }
-        let filter = RunnerFilter {
-            visible: visibility,
-            ..filter
-        };
-        let org_id = caller.org_id();
-        let mut ids: Vec<Uuid> = read_all(|page| store.list_runners(org_id, &filter, page))
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(|r| r.id)
-            .collect();
-        if !requested.is_empty() {
-            ids.retain(|id| requested.contains(id));
-        }
-        Ok(Some(ids))
-    }
-
-    fn seal_client_secret(runner: &Runner, secret: &str) -> Result<Vec<u8>, ConnectError> {
-        let key = runner.status.public_key.as_ref().ok_or_else(|| {
-            ConnectError::failed_precondition(format!(
-                "runner {} has not connected yet, so there is no public key to seal the OAuth client secret to; start the runner first",
-                runner.id
-            ))
-        })?;
-        crypto::seal_to_runner(key, secret.as_bytes()).map_err(|err| {
-            ConnectError::failed_precondition(format!("cannot seal to the runner's key: {err}"))
-        })
-    }
 }
 
-fn parse_ids(field: &str, ids: &[String]) -> Result<Vec<Uuid>, ConnectError> {
-    ids.iter().map(|id| convert::parse_id(field, id)).collect()
+/// The schema that governs `runner`'s configuration: the one it published,
+/// or, before it has, the schema of `corral runner`.
+fn schema_for(runner: &Runner) -> api::RunnerConfigurationSchema {
+    use buffa::Message;
+    runner
+        .config_schema
+        .as_deref()
+        .and_then(|bytes| match api::RunnerConfigurationSchema::decode_from_slice(bytes) {
+            Ok(schema) => Some(schema),
+            Err(err) => {
+                tracing::warn!(runner_id = %runner.id, %err, "stored configuration schema is unreadable; using the default");
+                None
+            }
+        })
+        .unwrap_or_else(linux_host_schema)
+}
+
+fn seal_client_secret(runner: &Runner, secret: &str) -> Result<Vec<u8>, ConnectError> {
+    let key = runner.status.public_key.as_ref().ok_or_else(|| {
+        ConnectError::failed_precondition(format!(
+            "runner {} has not connected yet, so there is no public key to seal the OAuth client secret to; start the runner first",
+            runner.id
+        ))
+    })?;
+    crypto::seal_to_runner(key, secret.as_bytes()).map_err(|err| {
+        ConnectError::failed_precondition(format!("cannot seal to the runner's key: {err}"))
+    })
 }
 
 fn normalize_host(field: &str, host: &str) -> Result<String, ConnectError> {
@@ -235,8 +116,9 @@ fn check_scm_integration(
     result
 }
 
-fn scm_validation_error(result: &api::SCMIntegrationValidationResult) -> ConnectError {
-    let (field, message) = [
+/// The first problem of a failed check, as the field and what is wrong.
+fn scm_validation_problem(result: &api::SCMIntegrationValidationResult) -> (&'static str, String) {
+    [
         ("scm_id", &result.scm_id_error),
         ("host", &result.host_error),
         ("oauth_client_id", &result.oauth_error),
@@ -244,7 +126,11 @@ fn scm_validation_error(result: &api::SCMIntegrationValidationResult) -> Connect
     ]
     .into_iter()
     .find_map(|(f, e)| e.as_ref().map(|e| (f, e.clone())))
-    .unwrap_or(("scm_id", "is invalid".into()));
+    .unwrap_or(("scm_id", "is invalid".into()))
+}
+
+fn scm_validation_error(result: &api::SCMIntegrationValidationResult) -> ConnectError {
+    let (field, message) = scm_validation_problem(result);
     invalid_field(field, message)
 }
 
@@ -256,51 +142,35 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateHostAuthenticationTokenRequest>,
     ) -> ServiceResult<api::CreateHostAuthenticationTokenResponse> {
-        let caller = caller(&ctx)?;
-        let user = caller.user()?;
+        let access = access(&ctx)?;
+        let me = access.user()?;
         let req = request.to_owned_message();
         let runner_id = convert::parse_id("runner_id", &req.runner_id)?;
-        let store = self.state.store.as_ref();
-        let runner = runner_for(store, caller, runner_id, RunnerRole::User).await?;
         let owner = match req.subject.as_option().filter(|s| !s.id.is_empty()) {
             Some(subject) => convert::parse_id("subject.id", &subject.id)?,
             None if !req.user_id.is_empty() => convert::parse_id("user_id", &req.user_id)?,
-            None => user.user.id,
+            None => me.user.id,
         };
-        if owner != user.user.id {
-            if user.role != OrgRole::Admin {
-                return Err(ConnectError::permission_denied(
-                    "you may only keep host tokens for yourself",
-                ));
-            }
-            match store.get_user(owner).await {
-                Ok(u) if u.org_id == user.org_id => {}
-                _ => return Err(ConnectError::not_found(format!("user {owner} not found"))),
-            }
-        }
         let integration_id = if req.integration_id.is_empty() {
             None
         } else {
-            let id = convert::parse_id("integration_id", &req.integration_id)?;
-            match store.get_scm_integration(id).await {
-                Ok(i) if i.runner_id == runner.id => Some(id),
-                _ => {
-                    return Err(ConnectError::not_found(format!(
-                        "SCM integration {id} not found on runner {}",
-                        runner.id
-                    )));
-                }
-            }
+            Some(convert::parse_id("integration_id", &req.integration_id)?)
         };
         let expires_at = req
             .expires_at
             .as_option()
             .map(|t| convert::from_timestamp("expires_at", t))
             .transpose()?;
+        let mut scopes: Vec<String> = Vec::with_capacity(req.scopes.len());
+        for scope in &req.scopes {
+            if !scopes.contains(scope) {
+                scopes.push(scope.clone());
+            }
+        }
         let token = HostToken {
             id: new_id(),
-            org_id: runner.org_id,
-            runner_id: runner.id,
+            org_id: me.org_id,
+            runner_id,
             user_id: owner,
             host: normalize_host("host", &req.host)?,
             source: req
@@ -312,10 +182,10 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                 .then(|| self.state.data_key.encrypt(req.refresh_token.as_bytes())),
             expires_at,
             integration_id,
-            scopes: req.scopes.clone(),
+            scopes,
             created_at: Utc::now(),
         };
-        store.create_host_token(&token).await.map_err(store_error)?;
+        access.create_host_token(&token).await?;
         Response::ok(api::CreateHostAuthenticationTokenResponse {
             token: MessageField::some(convert::host_token(&token)),
             ..Default::default()
@@ -328,8 +198,8 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::GetHostAuthenticationTokenRequest>,
     ) -> ServiceResult<api::GetHostAuthenticationTokenResponse> {
-        let user = caller(&ctx)?.user()?;
-        let token = self.host_token_for(user, request.id).await?;
+        let id = convert::parse_id("id", request.id)?;
+        let token = access(&ctx)?.host_token(id).await?;
         Response::ok(api::GetHostAuthenticationTokenResponse {
             token: MessageField::some(convert::host_token(&token)),
             ..Default::default()
@@ -342,9 +212,9 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListHostAuthenticationTokensRequest>,
     ) -> ServiceResult<api::ListHostAuthenticationTokensResponse> {
-        let user = caller(&ctx)?.user()?;
-        let req = request.to_owned_message();
-        let page = page_request(&ctx, req.pagination.as_option())?;
+        let access = access(&ctx)?;
+        let mut req = request.to_owned_message();
+        let paging = access.paging(&ctx, req.pagination.take(), &req)?;
         let mut filter = HostTokenFilter::default();
         if let Some(f) = req.filter.as_option() {
             if let Some(id) = &f.runner_id {
@@ -355,24 +225,10 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                 filter.user_id = Some(convert::parse_id("filter.subject_id", id)?);
             }
         }
-        if user.role != OrgRole::Admin {
-            // Members see only their own tokens.
-            if filter.user_id.is_some_and(|id| id != user.user.id) {
-                return Response::ok(api::ListHostAuthenticationTokensResponse {
-                    pagination: page_response(None),
-                    ..Default::default()
-                });
-            }
-            filter.user_id = Some(user.user.id);
-        }
-        let tokens = self
-            .state
-            .store
-            .list_host_tokens(user.org_id, &filter, page)
-            .await
-            .map_err(store_error)?;
+        // Members see only their own tokens; others' do not exist for them.
+        let tokens = access.list_host_tokens(filter, paging.request).await?;
         Response::ok(api::ListHostAuthenticationTokensResponse {
-            pagination: page_response(tokens.next_after),
+            pagination: paging.response(tokens.next_after),
             tokens: tokens.items.iter().map(convert::host_token).collect(),
             ..Default::default()
         })
@@ -384,38 +240,47 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::UpdateHostAuthenticationTokenRequest>,
     ) -> ServiceResult<api::UpdateHostAuthenticationTokenResponse> {
-        let user = caller(&ctx)?.user()?;
+        let access = access(&ctx)?;
         let req = request.to_owned_message();
-        let token = self.host_token_for(user, &req.id).await?;
+        let id = convert::parse_id("id", &req.id)?;
         let expires_at = req
             .expires_at
             .as_option()
             .map(|t| convert::from_timestamp("expires_at", t))
             .transpose()?;
-        let key = self.state.data_key.clone();
-        self.state
-            .store
+        // Encrypt before the transaction: only the fields given change.
+        let key = &self.state.data_key;
+        let token = req.token.as_ref().map(|t| key.encrypt(t.as_bytes()));
+        let refresh = req
+            .refresh_token
+            .as_ref()
+            .map(|r| (!r.is_empty()).then(|| key.encrypt(r.as_bytes())));
+        let mut scopes: Vec<String> = Vec::with_capacity(req.scopes.len());
+        for scope in &req.scopes {
+            if !scopes.contains(scope) {
+                scopes.push(scope.clone());
+            }
+        }
+        access
             .update_host_token(
-                token.id,
+                id,
                 Box::new(move |t: &mut HostToken| {
-                    if let Some(secret) = &req.token {
-                        t.token_encrypted = key.encrypt(secret.as_bytes());
+                    if let Some(token) = token {
+                        t.token_encrypted = token;
                     }
-                    if let Some(refresh) = &req.refresh_token {
-                        t.refresh_token_encrypted =
-                            (!refresh.is_empty()).then(|| key.encrypt(refresh.as_bytes()));
+                    if let Some(refresh) = refresh {
+                        t.refresh_token_encrypted = refresh;
                     }
                     if expires_at.is_some() {
                         t.expires_at = expires_at;
                     }
-                    if !req.scopes.is_empty() {
-                        t.scopes = req.scopes.clone();
+                    if !scopes.is_empty() {
+                        t.scopes = scopes;
                     }
                     Ok(())
                 }),
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Response::ok(api::UpdateHostAuthenticationTokenResponse::default())
     }
 
@@ -425,13 +290,8 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::DeleteHostAuthenticationTokenRequest>,
     ) -> ServiceResult<api::DeleteHostAuthenticationTokenResponse> {
-        let user = caller(&ctx)?.user()?;
-        let token = self.host_token_for(user, request.id).await?;
-        self.state
-            .store
-            .delete_host_token(token.id)
-            .await
-            .map_err(store_error)?;
+        let id = convert::parse_id("id", request.id)?;
+        access(&ctx)?.delete_host_token(id).await?;
         Response::ok(api::DeleteHostAuthenticationTokenResponse::default())
     }
 
@@ -441,11 +301,10 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::GetRunnerConfigurationSchemaRequest>,
     ) -> ServiceResult<api::GetRunnerConfigurationSchemaResponse> {
-        let caller = caller(&ctx)?;
         let id = convert::parse_id("runner_id", request.runner_id)?;
-        let runner = runner_for(self.state.store.as_ref(), caller, id, RunnerRole::User).await?;
+        let runner = access(&ctx)?.runner_with_schema(id).await?;
         Response::ok(api::GetRunnerConfigurationSchemaResponse {
-            schema: MessageField::some(self.schema_for(&runner)),
+            schema: MessageField::some(schema_for(&runner)),
             ..Default::default()
         })
     }
@@ -456,22 +315,16 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateSCMIntegrationRequest>,
     ) -> ServiceResult<api::CreateSCMIntegrationResponse> {
-        let caller = caller(&ctx)?;
+        let access = access(&ctx)?;
         let req = request.to_owned_message();
         let runner_id = convert::parse_id("runner_id", &req.runner_id)?;
-        let runner = runner_for(
-            self.state.store.as_ref(),
-            caller,
-            runner_id,
-            RunnerRole::Admin,
-        )
-        .await?;
+        let runner = access.runner_for_new_integration(runner_id).await?;
         let secret = req
             .oauth_plaintext_client_secret
             .clone()
             .filter(|s| !s.is_empty());
         let check = check_scm_integration(
-            &self.schema_for(&runner),
+            &schema_for(&runner),
             &req.scm_id,
             &req.host,
             req.pat,
@@ -488,7 +341,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             Some(OAuthApp {
                 client_id,
                 encrypted_client_secret: match secret {
-                    Some(secret) => Self::seal_client_secret(&runner, &secret)?,
+                    Some(secret) => seal_client_secret(&runner, &secret)?,
                     None => Vec::new(),
                 },
                 issuer_url: req.issuer_url.clone().unwrap_or_default(),
@@ -505,11 +358,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             virtual_directory: req.virtual_directory.clone().filter(|v| !v.is_empty()),
             created_at: Utc::now(),
         };
-        self.state
-            .store
-            .create_scm_integration(&integration)
-            .await
-            .map_err(store_error)?;
+        access.create_scm_integration(&integration).await?;
         Response::ok(api::CreateSCMIntegrationResponse {
             id: integration.id.to_string(),
             ..Default::default()
@@ -522,10 +371,8 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::GetSCMIntegrationRequest>,
     ) -> ServiceResult<api::GetSCMIntegrationResponse> {
-        let caller = caller(&ctx)?;
-        let integration = self
-            .integration_for(caller, request.id, RunnerRole::User)
-            .await?;
+        let id = convert::parse_id("id", request.id)?;
+        let (integration, _) = access(&ctx)?.scm_integration(id, Action::Read).await?;
         Response::ok(api::GetSCMIntegrationResponse {
             integration: MessageField::some(convert::scm_integration(&integration)),
             ..Default::default()
@@ -538,33 +385,18 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListSCMIntegrationsRequest>,
     ) -> ServiceResult<api::ListSCMIntegrationsResponse> {
-        let caller = caller(&ctx)?;
-        let req = request.to_owned_message();
-        let page = page_request(&ctx, req.pagination.as_option())?;
+        let access = access(&ctx)?;
+        let mut req = request.to_owned_message();
+        let paging = access.paging(&ctx, req.pagination.take(), &req)?;
         let requested = match req.filter.as_option() {
             Some(f) => parse_ids("filter.runner_ids", &f.runner_ids)?,
             None => Vec::new(),
         };
-        let runner_ids = self
-            .visible_runner_ids(caller, &requested, RunnerFilter::default())
+        let integrations = access
+            .list_scm_integrations(&requested, paging.request)
             .await?;
-        let page = match &runner_ids {
-            Some(ids) if ids.is_empty() => {
-                return Response::ok(api::ListSCMIntegrationsResponse {
-                    pagination: page_response(None),
-                    ..Default::default()
-                });
-            }
-            _ => page,
-        };
-        let integrations = self
-            .state
-            .store
-            .list_scm_integrations(caller.org_id(), runner_ids.as_deref().unwrap_or(&[]), page)
-            .await
-            .map_err(store_error)?;
         Response::ok(api::ListSCMIntegrationsResponse {
-            pagination: page_response(integrations.next_after),
+            pagination: paging.response(integrations.next_after),
             integrations: integrations
                 .items
                 .iter()
@@ -580,74 +412,67 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::UpdateSCMIntegrationRequest>,
     ) -> ServiceResult<api::UpdateSCMIntegrationResponse> {
-        let caller = caller(&ctx)?;
+        let access = access(&ctx)?;
         let req = request.to_owned_message();
-        let current = self
-            .integration_for(caller, &req.id, RunnerRole::Admin)
-            .await?;
-        let runner = self
-            .state
-            .store
-            .get_runner(current.runner_id)
-            .await
-            .map_err(store_error)?;
-        // Work out the result first and check it: bad input changes nothing.
-        let mut updated = current.clone();
-        if let Some(pat) = req.pat {
-            updated.pat = pat;
-        }
-        if let Some(dir) = &req.virtual_directory {
-            updated.virtual_directory = (!dir.is_empty()).then(|| dir.clone());
-        }
-        let client_id = req
-            .oauth_client_id
-            .clone()
-            .or_else(|| updated.oauth.as_ref().map(|o| o.client_id.clone()))
-            .unwrap_or_default();
-        let issuer_url = req
-            .issuer_url
-            .clone()
-            .or_else(|| updated.oauth.as_ref().map(|o| o.issuer_url.clone()))
-            .unwrap_or_default();
+        let id = convert::parse_id("id", &req.id)?;
+        let (_, runner) = access.scm_integration(id, Action::Update).await?;
+        // What the request gives is worked out here (sealing needs the
+        // runner's key); it is applied to the record as it stands inside the
+        // store's transaction, so concurrent partial updates all count.
         let sealed = match &req.oauth_plaintext_client_secret {
-            Some(secret) if !secret.is_empty() => Self::seal_client_secret(&runner, secret)?,
-            Some(_) => Vec::new(),
-            None => updated
-                .oauth
-                .as_ref()
-                .map(|o| o.encrypted_client_secret.clone())
-                .unwrap_or_default(),
+            Some(secret) if !secret.is_empty() => Some(seal_client_secret(&runner, secret)?),
+            Some(_) => Some(Vec::new()),
+            None => None,
         };
-        let has_secret = !sealed.is_empty();
-        updated.oauth = (!client_id.is_empty()).then(|| OAuthApp {
-            client_id: client_id.clone(),
-            encrypted_client_secret: sealed,
-            issuer_url,
-        });
-        let check = check_scm_integration(
-            &self.schema_for(&runner),
-            &updated.scm_id,
-            &updated.host,
-            updated.pat,
-            Some(&client_id),
-            has_secret,
-        );
-        if !check.valid {
-            return Err(scm_validation_error(&check));
-        }
-        self.state
-            .store
+        let schema = schema_for(&runner);
+        access
             .update_scm_integration(
-                current.id,
+                id,
                 Box::new(move |i: &mut ScmIntegration| {
-                    i.pat = updated.pat;
-                    i.virtual_directory = updated.virtual_directory;
-                    i.oauth = updated.oauth;
+                    if let Some(pat) = req.pat {
+                        i.pat = pat;
+                    }
+                    if let Some(dir) = &req.virtual_directory {
+                        i.virtual_directory = (!dir.is_empty()).then(|| dir.clone());
+                    }
+                    let current = i.oauth.take();
+                    let client_id = req
+                        .oauth_client_id
+                        .clone()
+                        .or_else(|| current.as_ref().map(|o| o.client_id.clone()))
+                        .unwrap_or_default();
+                    let issuer_url = req
+                        .issuer_url
+                        .clone()
+                        .or_else(|| current.as_ref().map(|o| o.issuer_url.clone()))
+                        .unwrap_or_default();
+                    let sealed = sealed
+                        .or_else(|| current.map(|o| o.encrypted_client_secret))
+                        .unwrap_or_default();
+                    let check = check_scm_integration(
+                        &schema,
+                        &i.scm_id,
+                        &i.host,
+                        i.pat,
+                        Some(&client_id),
+                        !sealed.is_empty(),
+                    );
+                    if !check.valid {
+                        let (field, message) = scm_validation_problem(&check);
+                        return Err(StoreError::Invalid {
+                            field: field.to_string(),
+                            message,
+                        });
+                    }
+                    i.oauth = (!client_id.is_empty()).then_some(OAuthApp {
+                        client_id,
+                        encrypted_client_secret: sealed,
+                        issuer_url,
+                    });
                     Ok(())
                 }),
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Response::ok(api::UpdateSCMIntegrationResponse::default())
     }
 
@@ -657,15 +482,8 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::DeleteSCMIntegrationRequest>,
     ) -> ServiceResult<api::DeleteSCMIntegrationResponse> {
-        let caller = caller(&ctx)?;
-        let integration = self
-            .integration_for(caller, request.id, RunnerRole::Admin)
-            .await?;
-        self.state
-            .store
-            .delete_scm_integration(integration.id)
-            .await
-            .map_err(store_error)?;
+        let id = convert::parse_id("id", request.id)?;
+        access(&ctx)?.delete_scm_integration(id).await?;
         Response::ok(api::DeleteSCMIntegrationResponse::default())
     }
 
@@ -675,19 +493,12 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreateEnvironmentClassRequest>,
     ) -> ServiceResult<api::CreateEnvironmentClassResponse> {
-        let caller = caller(&ctx)?;
+        let access = access(&ctx)?;
         let req = request.to_owned_message();
         let runner_id = convert::parse_id("runner_id", &req.runner_id)?;
-        let runner = runner_for(
-            self.state.store.as_ref(),
-            caller,
-            runner_id,
-            RunnerRole::Admin,
-        )
-        .await?;
-        let schema = self.schema_for(&runner);
+        let runner = access.runner_for_new_class(runner_id).await?;
         let configuration = pairs(&req.configuration);
-        let errors = check_environment_class(&schema, &configuration);
+        let errors = check_environment_class(&schema_for(&runner), &configuration);
         if !errors.is_empty() {
             return Err(configuration_error(&errors));
         }
@@ -701,11 +512,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             enabled: true,
             created_at: Utc::now(),
         };
-        self.state
-            .store
-            .create_environment_class(&class)
-            .await
-            .map_err(store_error)?;
+        access.create_environment_class(&class).await?;
         Response::ok(api::CreateEnvironmentClassResponse {
             id: class.id.to_string(),
             ..Default::default()
@@ -718,10 +525,8 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::GetEnvironmentClassRequest>,
     ) -> ServiceResult<api::GetEnvironmentClassResponse> {
-        let caller = caller(&ctx)?;
-        let class = self
-            .class_for(caller, request.environment_class_id, RunnerRole::User)
-            .await?;
+        let id = convert::parse_id("environment_class_id", request.environment_class_id)?;
+        let (class, _) = access(&ctx)?.environment_class(id, Action::Read).await?;
         Response::ok(api::GetEnvironmentClassResponse {
             environment_class: MessageField::some(convert::environment_class(&class)),
             ..Default::default()
@@ -734,60 +539,47 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListEnvironmentClassesRequest>,
     ) -> ServiceResult<api::ListEnvironmentClassesResponse> {
-        let caller = caller(&ctx)?;
-        let req = request.to_owned_message();
-        let page = page_request(&ctx, req.pagination.as_option())?;
-        let mut runner_filter = RunnerFilter::default();
+        let access = access(&ctx)?;
+        let mut req = request.to_owned_message();
+        let paging = access.paging(&ctx, req.pagination.take(), &req)?;
+        let mut runners = RunnerFilter::default();
         let mut filter = EnvironmentClassFilter::default();
         let mut requested = Vec::new();
         if let Some(f) = req.filter.as_option() {
             requested = parse_ids("filter.runner_ids", &f.runner_ids)?;
             filter.enabled = f.enabled.or(f.can_create_environments.filter(|c| *c));
             for kind in &f.runner_kinds {
-                match kind.as_known() {
-                    Some(k) => runner_filter.kinds.extend(convert::runner_kind_from(k)),
-                    None => {
-                        return Err(invalid_field(
-                            "filter.runner_kinds",
-                            "value must be one of the defined enum values",
-                        ));
-                    }
+                let kind = kind.as_known().ok_or_else(|| {
+                    invalid_field(
+                        "filter.runner_kinds",
+                        "value must be one of the defined enum values",
+                    )
+                })?;
+                if let Some(kind) = convert::runner_kind_from(kind)
+                    && !runners.kinds.contains(&kind)
+                {
+                    runners.kinds.push(kind);
                 }
             }
             for provider in &f.runner_providers {
-                match provider.as_known() {
-                    Some(p) => runner_filter
-                        .providers
-                        .extend(convert::runner_provider_from(p)),
-                    None => {
-                        return Err(invalid_field(
-                            "filter.runner_providers",
-                            "value must be one of the defined enum values",
-                        ));
-                    }
+                let provider = provider.as_known().ok_or_else(|| {
+                    invalid_field(
+                        "filter.runner_providers",
+                        "value must be one of the defined enum values",
+                    )
+                })?;
+                if let Some(provider) = convert::runner_provider_from(provider)
+                    && !runners.providers.contains(&provider)
+                {
+                    runners.providers.push(provider);
                 }
             }
         }
-        let runner_ids = self
-            .visible_runner_ids(caller, &requested, runner_filter)
+        let classes = access
+            .list_environment_classes(&requested, runners, filter, paging.request)
             .await?;
-        if let Some(ids) = &runner_ids {
-            if ids.is_empty() {
-                return Response::ok(api::ListEnvironmentClassesResponse {
-                    pagination: page_response(None),
-                    ..Default::default()
-                });
-            }
-            filter.runner_ids = ids.clone();
-        }
-        let classes = self
-            .state
-            .store
-            .list_environment_classes(caller.org_id(), &filter, page)
-            .await
-            .map_err(store_error)?;
         Response::ok(api::ListEnvironmentClassesResponse {
-            pagination: page_response(classes.next_after),
+            pagination: paging.response(classes.next_after),
             environment_classes: classes
                 .items
                 .iter()
@@ -803,15 +595,12 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::UpdateEnvironmentClassRequest>,
     ) -> ServiceResult<api::UpdateEnvironmentClassResponse> {
-        let caller = caller(&ctx)?;
+        let access = access(&ctx)?;
         let req = request.to_owned_message();
-        let class = self
-            .class_for(caller, &req.environment_class_id, RunnerRole::Admin)
-            .await?;
-        self.state
-            .store
+        let id = convert::parse_id("environment_class_id", &req.environment_class_id)?;
+        access
             .update_environment_class(
-                class.id,
+                id,
                 Box::new(move |c: &mut EnvironmentClass| {
                     if let Some(name) = req.display_name {
                         c.display_name = name;
@@ -825,8 +614,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                     Ok(())
                 }),
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         Response::ok(api::UpdateEnvironmentClassResponse::default())
     }
 
@@ -839,17 +627,10 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         use api::validate_runner_configuration_request::Config;
         use api::validate_runner_configuration_request::validate_scm_integration::OauthClientSecret;
         use api::validate_runner_configuration_response::Result as Outcome;
-        let caller = caller(&ctx)?;
         let req = request.to_owned_message();
         let runner_id = convert::parse_id("runner_id", &req.runner_id)?;
-        let runner = runner_for(
-            self.state.store.as_ref(),
-            caller,
-            runner_id,
-            RunnerRole::User,
-        )
-        .await?;
-        let schema = self.schema_for(&runner);
+        let runner = access(&ctx)?.usable_runner(runner_id).await?;
+        let schema = schema_for(&runner);
         let result = match req.config {
             None => {
                 return Err(invalid_field(

@@ -10,9 +10,9 @@ use corral_api::corral::v1 as runner_api;
 use uuid::Uuid;
 
 use super::convert;
-use crate::auth::{Caller, caller};
+use crate::authz::access;
 use crate::domain::*;
-use crate::errors::{invalid_field, store_error};
+use crate::errors::invalid_field;
 use crate::state::SharedState;
 
 pub struct RunnerInteraction {
@@ -22,15 +22,6 @@ pub struct RunnerInteraction {
 impl RunnerInteraction {
     pub fn new(state: SharedState) -> Self {
         Self { state }
-    }
-}
-
-fn calling_runner(ctx: &RequestContext) -> Result<Uuid, ConnectError> {
-    match caller(ctx)? {
-        Caller::Runner(r) => Ok(r.runner_id),
-        Caller::User(_) => Err(ConnectError::permission_denied(
-            "runner access token required",
-        )),
     }
 }
 
@@ -61,7 +52,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         request: ServiceRequest<'_, runner_api::SignUpRequest>,
     ) -> ServiceResult<runner_api::SignUpResponse> {
-        let runner_id = calling_runner(&ctx)?;
+        let access = access(&ctx)?;
         if request.public_key.len() != 32 {
             return Err(invalid_field(
                 "public_key",
@@ -69,19 +60,14 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
             ));
         }
         let key = request.public_key.to_vec();
-        self.state
-            .store
-            .update_runner(
-                runner_id,
-                Box::new(move |runner: &mut Runner| {
-                    runner.status.public_key = Some(key);
-                    Ok(())
-                }),
-            )
-            .await
-            .map_err(store_error)?;
+        let runner = access
+            .update_this_runner(Box::new(move |runner: &mut Runner| {
+                runner.status.public_key = Some(key);
+                Ok(())
+            }))
+            .await?;
         Response::ok(runner_api::SignUpResponse {
-            runner_id: runner_id.to_string(),
+            runner_id: runner.id.to_string(),
             logs_token_public_key: self.state.logs_signer.public_key().to_vec(),
             heartbeat_interval_seconds: self.state.heartbeat_interval().as_secs() as u32,
             ..Default::default()
@@ -94,24 +80,19 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         request: ServiceRequest<'_, runner_api::UpdateConfigurationSchemaRequest>,
     ) -> ServiceResult<runner_api::UpdateConfigurationSchemaResponse> {
-        let runner_id = calling_runner(&ctx)?;
+        let access = access(&ctx)?;
         let schema = request
             .to_owned_message()
             .schema
             .into_option()
             .ok_or_else(|| invalid_field("schema", "is required"))?;
         let encoded = schema.encode_to_vec();
-        self.state
-            .store
-            .update_runner(
-                runner_id,
-                Box::new(move |runner: &mut Runner| {
-                    runner.config_schema = Some(encoded);
-                    Ok(())
-                }),
-            )
-            .await
-            .map_err(store_error)?;
+        access
+            .update_this_runner(Box::new(move |runner: &mut Runner| {
+                runner.config_schema = Some(encoded);
+                Ok(())
+            }))
+            .await?;
         Response::ok(runner_api::UpdateConfigurationSchemaResponse::default())
     }
 
@@ -121,43 +102,37 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         request: ServiceRequest<'_, runner_api::ReportStatusRequest>,
     ) -> ServiceResult<runner_api::ReportStatusResponse> {
-        let runner_id = calling_runner(&ctx)?;
+        let access = access(&ctx)?;
         let report = request.to_owned_message();
-        let updated = self
-            .state
-            .store
-            .update_runner(
-                runner_id,
-                Box::new(move |runner: &mut Runner| {
-                    let status = &mut runner.status;
-                    status.version = report.version;
-                    status.region = report.region;
-                    status.system_details = report.system_details;
-                    status.capabilities = report.capabilities.iter().map(|c| c.to_i32()).collect();
-                    status.log_url = report.log_url;
-                    status.support_bundle_url = report.support_bundle_url;
-                    status.additional_info = report
-                        .additional_info
-                        .into_iter()
-                        .map(|f| (f.key, f.value))
-                        .collect();
-                    status.message = report.message;
-                    // A runner being deleted stays DELETING until it confirms.
-                    if status.phase != RunnerPhase::Deleting {
-                        status.phase = if report.healthy {
-                            RunnerPhase::Active
-                        } else {
-                            RunnerPhase::Degraded
-                        };
-                    }
-                    status.updated_at = Some(Utc::now());
-                    Ok(())
-                }),
-            )
-            .await
-            .map_err(store_error)?;
+        let updated = access
+            .update_this_runner(Box::new(move |runner: &mut Runner| {
+                let status = &mut runner.status;
+                status.version = report.version;
+                status.region = report.region;
+                status.system_details = report.system_details;
+                status.capabilities = report.capabilities.iter().map(|c| c.to_i32()).collect();
+                status.log_url = report.log_url;
+                status.support_bundle_url = report.support_bundle_url;
+                status.additional_info = report
+                    .additional_info
+                    .into_iter()
+                    .map(|f| (f.key, f.value))
+                    .collect();
+                status.message = report.message;
+                // A runner being deleted stays DELETING until it confirms.
+                if status.phase != RunnerPhase::Deleting {
+                    status.phase = if report.healthy {
+                        RunnerPhase::Active
+                    } else {
+                        RunnerPhase::Degraded
+                    };
+                }
+                status.updated_at = Some(Utc::now());
+                Ok(())
+            }))
+            .await?;
         if updated.status.phase == RunnerPhase::Deleting {
-            self.state.hub.notify(runner_id, delete_request()).await;
+            self.state.hub.notify(updated.id, delete_request()).await;
         }
         Response::ok(runner_api::ReportStatusResponse {
             heartbeat_interval_seconds: self.state.heartbeat_interval().as_secs() as u32,
@@ -171,13 +146,8 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         _request: ServiceRequest<'_, runner_api::WatchRequestsRequest>,
     ) -> ServiceResult<ServiceStream<runner_api::RunnerRequest>> {
-        let runner_id = calling_runner(&ctx)?;
-        let runner = self
-            .state
-            .store
-            .get_runner(runner_id)
-            .await
-            .map_err(store_error)?;
+        let runner = access(&ctx)?.this_runner().await?;
+        let runner_id = runner.id;
         let (connection, mut inbox) = self.state.hub.connect(runner_id).await?;
         let mut first = vec![spec_request(&runner)];
         if runner.status.phase == RunnerPhase::Deleting {
@@ -203,7 +173,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         request: ServiceRequest<'_, runner_api::RespondRequest>,
     ) -> ServiceResult<runner_api::RespondResponse> {
-        let runner_id = calling_runner(&ctx)?;
+        let runner_id = access(&ctx)?.this_runner_id()?;
         let answer = request.to_owned_message();
         let request_id = answer.request_id.clone();
         if !self.state.hub.respond(runner_id, &request_id, answer).await {
@@ -220,23 +190,9 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         _request: ServiceRequest<'_, runner_api::ConfirmDeletionRequest>,
     ) -> ServiceResult<runner_api::ConfirmDeletionResponse> {
-        let runner_id = calling_runner(&ctx)?;
-        let runner = self
-            .state
-            .store
-            .get_runner(runner_id)
-            .await
-            .map_err(store_error)?;
-        if runner.status.phase != RunnerPhase::Deleting {
-            return Err(ConnectError::failed_precondition(
-                "the runner is not being deleted",
-            ));
-        }
-        self.state
-            .store
-            .delete_runner(runner_id)
-            .await
-            .map_err(store_error)?;
+        let access = access(&ctx)?;
+        let runner_id = access.this_runner_id()?;
+        access.confirm_this_runner_deleted().await?;
         tracing::info!(%runner_id, "runner confirmed its deletion and was removed");
         Response::ok(runner_api::ConfirmDeletionResponse::default())
     }
@@ -247,24 +203,18 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         _request: ServiceRequest<'_, runner_api::DisconnectRequest>,
     ) -> ServiceResult<runner_api::DisconnectResponse> {
-        let runner_id = calling_runner(&ctx)?;
-        self.state
-            .store
-            .update_runner(
-                runner_id,
-                Box::new(|runner: &mut Runner| {
-                    if matches!(
-                        runner.status.phase,
-                        RunnerPhase::Active | RunnerPhase::Degraded
-                    ) {
-                        runner.status.phase = RunnerPhase::Inactive;
-                        runner.status.message = "the runner stopped".into();
-                    }
-                    Ok(())
-                }),
-            )
-            .await
-            .map_err(store_error)?;
+        access(&ctx)?
+            .update_this_runner(Box::new(|runner: &mut Runner| {
+                if matches!(
+                    runner.status.phase,
+                    RunnerPhase::Active | RunnerPhase::Degraded
+                ) {
+                    runner.status.phase = RunnerPhase::Inactive;
+                    runner.status.message = "the runner stopped".into();
+                }
+                Ok(())
+            }))
+            .await?;
         Response::ok(runner_api::DisconnectResponse::default())
     }
 
@@ -274,20 +224,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         _request: ServiceRequest<'_, runner_api::ListEnvironmentClassesRequest>,
     ) -> ServiceResult<runner_api::ListEnvironmentClassesResponse> {
-        let runner_id = calling_runner(&ctx)?;
-        let org_id = caller(&ctx)?.org_id();
-        let store = self.state.store.clone();
-        let filter = EnvironmentClassFilter {
-            runner_ids: vec![runner_id],
-            enabled: None,
-        };
-        let classes = crate::store::read_all(|page| {
-            let store = store.clone();
-            let filter = filter.clone();
-            async move { store.list_environment_classes(org_id, &filter, page).await }
-        })
-        .await
-        .map_err(store_error)?;
+        let classes = access(&ctx)?.this_runner_classes().await?;
         Response::ok(runner_api::ListEnvironmentClassesResponse {
             environment_classes: classes.iter().map(convert::environment_class).collect(),
             ..Default::default()
@@ -300,19 +237,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         _request: ServiceRequest<'_, runner_api::ListSCMIntegrationsRequest>,
     ) -> ServiceResult<runner_api::ListSCMIntegrationsResponse> {
-        let runner_id = calling_runner(&ctx)?;
-        let org_id = caller(&ctx)?.org_id();
-        let store = self.state.store.clone();
-        let integrations = crate::store::read_all(|page| {
-            let store = store.clone();
-            async move {
-                store
-                    .list_scm_integrations(org_id, &[runner_id], page)
-                    .await
-            }
-        })
-        .await
-        .map_err(store_error)?;
+        let integrations = access(&ctx)?.this_runner_integrations().await?;
         Response::ok(runner_api::ListSCMIntegrationsResponse {
             integrations: integrations.iter().map(convert::scm_integration).collect(),
             ..Default::default()

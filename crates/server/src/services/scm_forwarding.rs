@@ -5,20 +5,17 @@
 use std::time::Duration;
 
 use buffa::EnumValue;
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use connectrpc::{ConnectError, ErrorCode, ErrorDetail, RequestContext};
 use corral_api::corral::v1 as runner_api;
 use runner_api::{respond_request, scm_request};
 use uuid::Uuid;
 
 use super::convert;
-use crate::auth::{Caller, UserCaller};
-use crate::authz::{runner_for, runner_visibility};
+use crate::authz::{Access, access};
 use crate::domain::*;
-use crate::errors::store_error;
 use crate::oauth_flow::OAuthState;
 use crate::state::SharedState;
-use crate::store::read_all;
 
 /// The longest a caller waits for a runner, whatever its own deadline.
 const MAX_RUNNER_WAIT: Duration = Duration::from_secs(30);
@@ -65,21 +62,17 @@ impl ScmForwarding<'_> {
     pub async fn forward(
         &self,
         ctx: &RequestContext,
-        caller: &Caller,
         runner_id: &str,
         host: Option<String>,
         call: scm_request::Call,
     ) -> Result<respond_request::Result, ConnectError> {
-        let user = caller.user()?;
-        let store = self.state.store.as_ref();
+        let access = access(ctx)?;
+        let user = access.user()?;
         let (runner, candidates) = if runner_id.is_empty() {
-            self.pick_runner(caller, host.as_deref()).await?
+            self.pick_runner(access, host.as_deref()).await?
         } else {
             let id = convert::parse_id("runner_id", runner_id)?;
-            (
-                runner_for(store, caller, id, RunnerRole::User).await?,
-                Vec::new(),
-            )
+            (access.usable_runner(id).await?, Vec::new())
         };
         if !self.state.hub.is_connected(runner.id).await {
             return Err(ConnectError::unavailable(format!(
@@ -87,7 +80,7 @@ impl ScmForwarding<'_> {
                 runner.id, runner.name
             )));
         }
-        let credentials = self.credentials(user, runner.id, host.as_deref()).await?;
+        let credentials = self.credentials(access, runner.id, host.as_deref()).await?;
         let state = OAuthState {
             user_id: user.user.id,
             runner_id: runner.id,
@@ -112,8 +105,12 @@ impl ScmForwarding<'_> {
             .unwrap_or(MAX_RUNNER_WAIT)
             .min(MAX_RUNNER_WAIT);
         let answer = self.state.hub.call(runner.id, request, wait).await?;
-        self.save_refreshed(user, runner.id, &answer.refreshed)
-            .await;
+        for credential in &answer.refreshed {
+            let credential = convert::host_credential(&self.state.data_key, credential);
+            if let Err(err) = access.save_my_host_credential(runner.id, credential).await {
+                tracing::warn!(runner_id = %runner.id, %err, "could not store a refreshed host token");
+            }
+        }
         if let Some(failure) = answer.failure.as_option() {
             return Err(failure_error(failure, &candidates));
         }
@@ -126,21 +123,13 @@ impl ScmForwarding<'_> {
     /// one with an SCM integration for the host. Also returns every candidate.
     async fn pick_runner(
         &self,
-        caller: &Caller,
+        access: &Access,
         host: Option<&str>,
     ) -> Result<(Runner, Vec<Uuid>), ConnectError> {
-        let store = self.state.store.as_ref();
-        let filter = RunnerFilter {
-            visible: runner_visibility(store, caller).await?,
-            ..Default::default()
-        };
-        let org_id = caller.org_id();
-        let visible = read_all(|page| store.list_runners(org_id, &filter, page))
-            .await
-            .map_err(store_error)?;
-        let ids: Vec<Uuid> = visible.iter().map(|r| r.id).collect();
+        let usable = access.usable_runners().await?;
+        let ids: Vec<Uuid> = usable.iter().map(|r| r.id).collect();
         let online = self.state.hub.connected(&ids).await;
-        let connected: Vec<Runner> = visible
+        let connected: Vec<Runner> = usable
             .into_iter()
             .filter(|r| online.contains(&r.id))
             .collect();
@@ -152,9 +141,7 @@ impl ScmForwarding<'_> {
         let mut serving_host = Vec::new();
         if let Some(host) = host {
             let ids: Vec<Uuid> = connected.iter().map(|r| r.id).collect();
-            let integrations = read_all(|page| store.list_scm_integrations(org_id, &ids, page))
-                .await
-                .map_err(store_error)?;
+            let integrations = access.integrations_of(&ids).await?;
             serving_host.extend(
                 integrations
                     .iter()
@@ -171,24 +158,18 @@ impl ScmForwarding<'_> {
             .into_iter()
             .find(|r| r.id == candidates[0])
             .expect("candidates come from the connected runners");
+        access.usable_runner(chosen.id).await?;
         Ok((chosen, candidates))
     }
 
-    /// The user's tokens on this runner for `host` (all of them without a host), decrypted.
+    /// The caller's tokens on this runner for `host` (all of them without a host), decrypted.
     async fn credentials(
         &self,
-        user: &UserCaller,
+        access: &Access,
         runner_id: Uuid,
         host: Option<&str>,
     ) -> Result<Vec<runner_api::HostCredential>, ConnectError> {
-        let store = self.state.store.as_ref();
-        let filter = HostTokenFilter {
-            runner_id: Some(runner_id),
-            user_id: Some(user.user.id),
-        };
-        let tokens = read_all(|page| store.list_host_tokens(user.org_id, &filter, page))
-            .await
-            .map_err(store_error)?;
+        let tokens = access.my_host_tokens(runner_id).await?;
         let mut credentials = Vec::new();
         for token in tokens
             .iter()
@@ -223,91 +204,6 @@ impl ScmForwarding<'_> {
         }
         Ok(credentials)
     }
-
-    /// Stores tokens the runner refreshed on the user's behalf.
-    async fn save_refreshed(
-        &self,
-        user: &UserCaller,
-        runner_id: Uuid,
-        refreshed: &[runner_api::HostCredential],
-    ) {
-        for credential in refreshed {
-            if let Err(err) =
-                save_credential(self.state, user.org_id, runner_id, user.user.id, credential).await
-            {
-                tracing::warn!(%runner_id, %err, "could not store a refreshed host token");
-            }
-        }
-    }
-}
-
-/// Creates or updates the user's host token from a runner-issued credential.
-pub async fn save_credential(
-    state: &SharedState,
-    org_id: Uuid,
-    runner_id: Uuid,
-    user_id: Uuid,
-    credential: &runner_api::HostCredential,
-) -> anyhow::Result<Uuid> {
-    let store = state.store.as_ref();
-    let host = host_key(&credential.host);
-    let expires_at = (credential.expires_at != 0)
-        .then(|| Utc.timestamp_opt(credential.expires_at, 0).single())
-        .flatten();
-    let token_encrypted = state.data_key.encrypt(credential.token.as_bytes());
-    let refresh_encrypted = (!credential.refresh_token.is_empty())
-        .then(|| state.data_key.encrypt(credential.refresh_token.as_bytes()));
-    let source = credential
-        .source
-        .as_known()
-        .and_then(convert::host_token_source_from);
-    let scopes = credential.scopes.clone();
-    let filter = HostTokenFilter {
-        runner_id: Some(runner_id),
-        user_id: Some(user_id),
-    };
-    let existing = read_all(|page| store.list_host_tokens(org_id, &filter, page))
-        .await?
-        .into_iter()
-        .find(|t| host_key(&t.host) == host);
-    if let Some(existing) = existing {
-        store
-            .update_host_token(
-                existing.id,
-                Box::new(move |t: &mut HostToken| {
-                    t.token_encrypted = token_encrypted;
-                    if refresh_encrypted.is_some() {
-                        t.refresh_token_encrypted = refresh_encrypted;
-                    }
-                    t.expires_at = expires_at;
-                    if source.is_some() {
-                        t.source = source;
-                    }
-                    if !scopes.is_empty() {
-                        t.scopes = scopes;
-                    }
-                    Ok(())
-                }),
-            )
-            .await?;
-        return Ok(existing.id);
-    }
-    let token = HostToken {
-        id: new_id(),
-        org_id,
-        runner_id,
-        user_id,
-        host,
-        source,
-        token_encrypted,
-        refresh_token_encrypted: refresh_encrypted,
-        expires_at,
-        integration_id: Uuid::parse_str(&credential.integration_id).ok(),
-        scopes,
-        created_at: Utc::now(),
-    };
-    store.create_host_token(&token).await?;
-    Ok(token.id)
 }
 
 /// A runner's failure as the caller sees it.

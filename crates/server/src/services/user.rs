@@ -8,53 +8,19 @@ use buffa::MessageField;
 use chrono::{TimeDelta, Utc};
 use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
 use corral_api::gitpod::v1 as api;
-use uuid::Uuid;
 
-use super::convert::{self, parse_id};
-use super::organization::org_user;
-use crate::auth::{UserCaller, caller};
-use crate::bootstrap::{PersonalTokenSpec, create_personal_token};
-use crate::domain::{ApiToken, OrgRole, Subject, TokenKind};
-use crate::errors::{invalid_field, store_error};
-use crate::pagination::{page_request, page_response};
-use crate::state::SharedState;
-use crate::store::StoreError;
+use super::convert::{self, parse_id, parse_ids};
+use crate::authz::access;
+use crate::bootstrap::PersonalTokenSpec;
+use crate::errors::invalid_field;
 
 /// How long a token lives when the request does not say.
 const DEFAULT_VALIDITY: TimeDelta = TimeDelta::days(30);
 /// The longest a token may live.
 const MAX_VALIDITY: TimeDelta = TimeDelta::days(90);
 
-pub struct Users {
-    state: SharedState,
-}
-
-impl Users {
-    pub fn new(state: SharedState) -> Self {
-        Self { state }
-    }
-
-    /// A personal access token the caller may see: their own, or, for an
-    /// admin, one of a user of their organization.
-    async fn visible_token(&self, caller: &UserCaller, id: Uuid) -> Result<ApiToken, ConnectError> {
-        let not_found = || ConnectError::not_found(format!("personal access token {id} not found"));
-        let token = match self.state.store.get_token(id).await {
-            Ok(token) => token,
-            Err(StoreError::NotFound(_)) => return Err(not_found()),
-            Err(err) => return Err(store_error(err)),
-        };
-        let Subject::User(owner) = token.subject else {
-            return Err(not_found());
-        };
-        let visible = token.kind == TokenKind::Personal
-            && token.org_id == caller.org_id
-            && (owner == caller.user.id || caller.role == OrgRole::Admin);
-        if !visible {
-            return Err(not_found());
-        }
-        Ok(token)
-    }
-}
+/// Needs nothing but the caller's access.
+pub struct Users;
 
 /// The lifetime a create request asks for: unset or zero means the default.
 fn validity(
@@ -89,7 +55,7 @@ impl api::UserService for Users {
         ctx: RequestContext,
         _request: ServiceRequest<'_, api::GetAuthenticatedUserRequest>,
     ) -> ServiceResult<api::GetAuthenticatedUserResponse> {
-        let me = caller(&ctx)?.user()?;
+        let me = access(&ctx)?.user()?;
         Response::ok(api::GetAuthenticatedUserResponse {
             user: MessageField::some(convert::user(&me.user)),
             ..Default::default()
@@ -102,9 +68,8 @@ impl api::UserService for Users {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::GetUserRequest>,
     ) -> ServiceResult<api::GetUserResponse> {
-        let caller = caller(&ctx)?;
         let user_id = parse_id("user_id", request.user_id)?;
-        let user = org_user(self.state.store.as_ref(), caller.org_id(), user_id).await?;
+        let user = access(&ctx)?.org_user(user_id).await?;
         Response::ok(api::GetUserResponse {
             user: MessageField::some(convert::user(&user)),
             ..Default::default()
@@ -117,37 +82,20 @@ impl api::UserService for Users {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CreatePersonalAccessTokenRequest>,
     ) -> ServiceResult<api::CreatePersonalAccessTokenResponse> {
-        let me = caller(&ctx)?.user()?;
+        let access = access(&ctx)?;
         let request = request.to_owned_message();
-        let store = self.state.store.as_ref();
-        let target = if request.user_id.is_empty() {
-            me.user.clone()
+        let owner = if request.user_id.is_empty() {
+            None
         } else {
-            let user_id = parse_id("user_id", &request.user_id)?;
-            if user_id == me.user.id {
-                me.user.clone()
-            } else if me.role == OrgRole::Admin {
-                org_user(store, me.org_id, user_id).await?
-            } else {
-                return Err(ConnectError::permission_denied(
-                    "only organization admins may create tokens for other users",
-                ));
-            }
+            Some(parse_id("user_id", &request.user_id)?)
         };
-        if me.read_only && !request.read_only {
-            return Err(ConnectError::permission_denied(
-                "a read-only token can only create read-only tokens",
-            ));
-        }
         let expires_at = Utc::now() + validity(request.valid_for.as_option())?;
         let spec = PersonalTokenSpec {
             description: &request.description,
             read_only: request.read_only,
             expires_at: Some(expires_at),
         };
-        let (_, token) = create_personal_token(store, &target, Subject::User(me.user.id), &spec)
-            .await
-            .map_err(store_error)?;
+        let (_, token) = access.create_personal_token(owner, &spec).await?;
         Response::ok(api::CreatePersonalAccessTokenResponse {
             token,
             ..Default::default()
@@ -160,9 +108,8 @@ impl api::UserService for Users {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::GetPersonalAccessTokenRequest>,
     ) -> ServiceResult<api::GetPersonalAccessTokenResponse> {
-        let me = caller(&ctx)?.user()?;
         let id = parse_id("personal_access_token_id", request.personal_access_token_id)?;
-        let token = self.visible_token(me, id).await?;
+        let token = access(&ctx)?.personal_token(id).await?;
         Response::ok(api::GetPersonalAccessTokenResponse {
             pat: MessageField::some(convert::personal_access_token(&token)),
             ..Default::default()
@@ -175,50 +122,19 @@ impl api::UserService for Users {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListPersonalAccessTokensRequest>,
     ) -> ServiceResult<api::ListPersonalAccessTokensResponse> {
-        let me = caller(&ctx)?.user()?;
-        let request = request.to_owned_message();
-        let page = page_request(&ctx, request.pagination.as_option())?;
-        let store = self.state.store.as_ref();
+        let access = access(&ctx)?;
+        let mut request = request.to_owned_message();
+        let paging = access.paging(&ctx, request.pagination.take(), &request)?;
         let requested = match request.filter.as_option() {
-            Some(filter) => filter
-                .user_ids
-                .iter()
-                .map(|id| parse_id("filter.user_ids", id))
-                .collect::<Result<Vec<_>, _>>()?,
+            Some(filter) => parse_ids("filter.user_ids", &filter.user_ids)?,
             None => Vec::new(),
         };
-        // Only the caller's own tokens, unless an admin asks for other users
-        // of their organization; the others' tokens are not there for them.
-        let mut user_ids = Vec::new();
-        if requested.is_empty() {
-            user_ids.push(me.user.id);
-        }
-        for id in requested {
-            if user_ids.contains(&id) {
-                continue;
-            }
-            if id == me.user.id {
-                user_ids.push(id);
-            } else if me.role == OrgRole::Admin {
-                match org_user(store, me.org_id, id).await {
-                    Ok(_) => user_ids.push(id),
-                    Err(err) if err.code == connectrpc::ErrorCode::NotFound => {}
-                    Err(err) => return Err(err),
-                }
-            }
-        }
-        if user_ids.is_empty() {
-            return Response::ok(api::ListPersonalAccessTokensResponse {
-                pagination: page_response(None),
-                ..Default::default()
-            });
-        }
-        let tokens = store
-            .list_user_tokens(&user_ids, page)
-            .await
-            .map_err(store_error)?;
+        // Tokens of users the caller may not see are simply not there.
+        let tokens = access
+            .list_personal_tokens(&requested, paging.request)
+            .await?;
         Response::ok(api::ListPersonalAccessTokensResponse {
-            pagination: page_response(tokens.next_after),
+            pagination: paging.response(tokens.next_after),
             personal_access_tokens: tokens
                 .items
                 .iter()
@@ -234,14 +150,8 @@ impl api::UserService for Users {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::DeletePersonalAccessTokenRequest>,
     ) -> ServiceResult<api::DeletePersonalAccessTokenResponse> {
-        let me = caller(&ctx)?.user()?;
         let id = parse_id("personal_access_token_id", request.personal_access_token_id)?;
-        let token = self.visible_token(me, id).await?;
-        self.state
-            .store
-            .delete_token(token.id)
-            .await
-            .map_err(store_error)?;
+        access(&ctx)?.delete_personal_token(id).await?;
         Response::ok(api::DeletePersonalAccessTokenResponse::default())
     }
 }

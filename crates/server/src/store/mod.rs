@@ -25,6 +25,9 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0}")]
     Conflict(String),
+    /// A change refused because of what the request asked for; names the field.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
     #[error("store failure: {0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -205,4 +208,18 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         change: Mutation<EnvironmentClass>,
     ) -> StoreResult<EnvironmentClass>;
+
+    // The audit trail.
+    async fn record_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    async fn get_audit_event(&self, id: Uuid) -> StoreResult<AuditEvent>;
+    /// A page of events of `org_id` (of every organization when `None`),
+    /// oldest first unless the filter asks for the newest.
+    async fn list_audit_events(
+        &self,
+        org_id: Option<Uuid>,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEvent>>;
+    /// Deletes events older than `before`; returns how many went.
+    async fn prune_audit_events(&self, before: Timestamp) -> StoreResult<u64>;
 }

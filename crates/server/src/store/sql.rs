@@ -206,15 +206,33 @@ impl SqlStore {
         &self,
         table: &str,
         condition: &str,
-        mut binds: Vec<String>,
+        binds: Vec<String>,
         page: PageRequest,
     ) -> StoreResult<Page<T>> {
+        self.page_in_order(table, condition, binds, page, false)
+            .await
+    }
+
+    /// [`Self::page`], newest (highest id) first when `descending`.
+    async fn page_in_order<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        condition: &str,
+        mut binds: Vec<String>,
+        page: PageRequest,
+        descending: bool,
+    ) -> StoreResult<Page<T>> {
+        let (after, order) = if descending {
+            ("id < ?", "DESC")
+        } else {
+            ("id > ?", "ASC")
+        };
         let mut sql = format!("SELECT id, data FROM {table} WHERE {condition}");
-        if let Some(after) = page.after {
-            sql.push_str(" AND id > ?");
-            binds.push(after.to_string());
+        if let Some(position) = page.after {
+            sql.push_str(&format!(" AND {after}"));
+            binds.push(position.to_string());
         }
-        sql.push_str(" ORDER BY id LIMIT ?");
+        sql.push_str(&format!(" ORDER BY id {order} LIMIT ?"));
         let mut query = self.query(&sql);
         for b in &binds {
             query = query.bind(b.clone());
@@ -366,6 +384,12 @@ impl SqlStore {
     }
 }
 
+/// A time as the store keeps it in columns: RFC 3339 in UTC with a fixed
+/// format, so that text order is time order.
+fn time_text(at: Timestamp) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 fn uuid_strings(ids: &[Uuid]) -> Vec<String> {
     ids.iter().map(Uuid::to_string).collect()
 }
@@ -375,10 +399,7 @@ fn uuid_strings(ids: &[Uuid]) -> Vec<String> {
 fn runner_columns(runner: &Runner) -> StoreResult<Vec<(&'static str, Column)>> {
     let mut cols = vec![("phase", Column::Text(enum_name(&runner.status.phase)?))];
     if let Some(at) = runner.status.updated_at {
-        cols.push((
-            "last_seen",
-            Column::Text(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        ));
+        cols.push(("last_seen", Column::Text(time_text(at))));
     }
     Ok(cols)
 }
@@ -934,12 +955,7 @@ impl Store for SqlStore {
         .bind(enum_name(&runner.kind)?)
         .bind(runner.provider.map(|p| enum_name(&p)).transpose()?)
         .bind(enum_name(&runner.status.phase)?)
-        .bind(
-            runner
-                .status
-                .updated_at
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        )
+        .bind(runner.status.updated_at.map(time_text))
         .bind(to_json(runner)?)
         .execute(&mut *tx)
         .await
@@ -1018,7 +1034,7 @@ impl Store for SqlStore {
         )
         .bind(enum_name(&RunnerPhase::Active)?)
         .bind(enum_name(&RunnerPhase::Degraded)?)
-        .bind(cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .bind(time_text(cutoff))
         .fetch_all(&self.pool)
         .await
         .map_err(internal)?;
@@ -1323,6 +1339,100 @@ impl Store for SqlStore {
             |c| Ok(vec![("enabled", Column::Int(i64::from(c.enabled)))]),
         )
         .await
+    }
+
+    async fn record_audit_event(&self, event: &AuditEvent) -> StoreResult<()> {
+        self.query(
+            "INSERT INTO audit_events (id, org_id, at, actor_id, actor_kind, subject_id, subject_kind, data) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.id.to_string())
+        .bind(event.org_id.to_string())
+        .bind(time_text(event.at))
+        .bind(event.actor.map(|a| a.id().to_string()))
+        .bind(event.actor.map(|a| enum_name(&a.kind())).transpose()?)
+        .bind(event.subject_id.map(|id| id.to_string()))
+        .bind(enum_name(&event.subject_kind)?)
+        .bind(to_json(event)?)
+        .execute(&self.pool)
+        .await
+        .map_err(on_unique("audit event already exists"))?;
+        Ok(())
+    }
+
+    async fn get_audit_event(&self, id: Uuid) -> StoreResult<AuditEvent> {
+        self.fetch_data(
+            "SELECT data FROM audit_events WHERE id = ?",
+            &[id.to_string()],
+            "audit event",
+        )
+        .await
+    }
+
+    async fn list_audit_events(
+        &self,
+        org_id: Option<Uuid>,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditEvent>> {
+        let mut condition = String::from("1 = 1");
+        let mut binds = Vec::new();
+        if let Some(org_id) = org_id {
+            condition.push_str(" AND org_id = ?");
+            binds.push(org_id.to_string());
+        }
+        if !filter.actor_ids.is_empty() {
+            condition.push_str(&format!(
+                " AND actor_id IN ({})",
+                in_list(filter.actor_ids.len())
+            ));
+            binds.extend(uuid_strings(&filter.actor_ids));
+        }
+        if !filter.actor_kinds.is_empty() {
+            condition.push_str(&format!(
+                " AND actor_kind IN ({})",
+                in_list(filter.actor_kinds.len())
+            ));
+            for kind in &filter.actor_kinds {
+                binds.push(enum_name(kind)?);
+            }
+        }
+        if !filter.subject_ids.is_empty() {
+            condition.push_str(&format!(
+                " AND subject_id IN ({})",
+                in_list(filter.subject_ids.len())
+            ));
+            binds.extend(uuid_strings(&filter.subject_ids));
+        }
+        if !filter.subject_kinds.is_empty() {
+            condition.push_str(&format!(
+                " AND subject_kind IN ({})",
+                in_list(filter.subject_kinds.len())
+            ));
+            for kind in &filter.subject_kinds {
+                binds.push(enum_name(kind)?);
+            }
+        }
+        if let Some(from) = filter.from {
+            condition.push_str(" AND at >= ?");
+            binds.push(time_text(from));
+        }
+        if let Some(to) = filter.to {
+            condition.push_str(" AND at < ?");
+            binds.push(time_text(to));
+        }
+        self.page_in_order("audit_events", &condition, binds, page, filter.newest_first)
+            .await
+    }
+
+    async fn prune_audit_events(&self, before: Timestamp) -> StoreResult<u64> {
+        let done = self
+            .query("DELETE FROM audit_events WHERE at < ?")
+            .bind(time_text(before))
+            .execute(&self.pool)
+            .await
+            .map_err(internal)?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -47,6 +47,7 @@ pub const COPIED_TABLES: &[&str] = &[
     "scm_integrations",
     "environment_classes",
     "server_secrets",
+    "audit_events",
 ];
 
 /// Tables left alone: migration bookkeeping, and the replica bus (state of
@@ -741,7 +742,11 @@ async fn table_sum(
     }
     Ok(TableSum {
         rows,
-        sha256: format!("{:x}", hasher.finalize()),
+        sha256: hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
     })
 }
 
@@ -868,6 +873,23 @@ mod tests {
             .server_secret("logs-signing-key", &STANDARD.encode(key.encrypt(&[3; 32])))
             .await
             .unwrap();
+        store
+            .record_audit_event(&AuditEvent {
+                id: new_id(),
+                org_id: acme.id,
+                at: chrono::Utc::now(),
+                actor: Some(Subject::User(admin.user.id)),
+                token_id: None,
+                rpc: "gitpod.v1.RunnerService/CreateRunner".into(),
+                kind: AuditKind::ResourceChange,
+                subject_kind: ResourceKind::Runner,
+                subject_id: Some(linux.id),
+                outcome: "ok".into(),
+                request_id: "r-1".into(),
+                client_address: "192.0.2.1".into(),
+            })
+            .await
+            .unwrap();
         Installation {
             orgs: vec![acme.id, other.id],
             users: vec![admin.user.id, dev.user.id, other_admin.user.id],
@@ -919,6 +941,11 @@ mod tests {
                 .await
                 .unwrap();
             seen.push(format!("{classes:?}"));
+            let events = store
+                .list_audit_events(Some(org), &AuditFilter::default(), ALL)
+                .await
+                .unwrap();
+            seen.push(format!("{events:?}"));
         }
         for &user in &installation.users {
             seen.push(format!("{:?}", store.get_user(user).await.unwrap()));
@@ -992,6 +1019,7 @@ mod tests {
                     ("scm_integrations", 1),
                     ("environment_classes", 2),
                     ("server_secrets", 1),
+                    ("audit_events", 1),
                 ]
             );
             assert!(

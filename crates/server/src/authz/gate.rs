@@ -1,0 +1,238 @@
+//! [`Gate`]: the interceptor every RPC passes. It runs after the request body
+//! is read but before it is decoded, so a refused call costs no decoding.
+//!
+//! In order: find the RPC's row in the policy table (none: refused); resolve
+//! the bearer token unless the permission needs none; decide what can be
+//! decided from the caller alone (token kind, read-only, organization admin);
+//! hand the handler an [`Access`]; afterwards, for RPCs the table audits,
+//! record the audit event (refusals included), and announce the changes the
+//! call made.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, UnaryResponse};
+use connectrpc::{ConnectError, Interceptor, Next, NextStream, PayloadStream, RequestContext};
+
+use super::access::{Access, Notes};
+use super::policy::{self, Rpc, Who};
+use super::{Target, decide};
+use crate::auth::{Authenticator, Caller};
+use crate::domain::{AuditEvent, new_id};
+use crate::events::EventHub;
+use crate::pagination::PageKey;
+use crate::store::Store;
+
+/// The id of one HTTP request: from a sane `x-request-id` header, or new.
+/// Logs and audit events carry it; it is echoed in the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// The peer address of the connection a request came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub SocketAddr);
+
+pub struct Gate {
+    authenticator: Authenticator,
+    store: Arc<dyn Store>,
+    page_key: PageKey,
+    events: Arc<EventHub>,
+}
+
+/// What the audit event of a call needs from its request.
+struct CallInfo {
+    request_id: String,
+    client_address: String,
+}
+
+impl CallInfo {
+    fn of(ctx: &RequestContext) -> Self {
+        let extensions = ctx.extensions();
+        let client_address = extensions
+            .get::<ClientAddress>()
+            .map(|a| a.0)
+            .or_else(|| {
+                extensions
+                    .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0)
+            })
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        Self {
+            request_id: extensions
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            client_address,
+        }
+    }
+}
+
+impl Gate {
+    pub fn new(
+        authenticator: Authenticator,
+        store: Arc<dyn Store>,
+        page_key: PageKey,
+        events: Arc<EventHub>,
+    ) -> Self {
+        Self {
+            authenticator,
+            store,
+            page_key,
+            events,
+        }
+    }
+
+    /// Decides whether the call may go ahead; `Ok` carries the access the
+    /// handler works through. A refusal of a known caller is returned with
+    /// that access so that it can be audited.
+    async fn admit(&self, ctx: &RequestContext) -> Result<Access, (ConnectError, Option<Access>)> {
+        let path = ctx.path().unwrap_or_default();
+        let Some(rpc) = policy::rpc_for(path) else {
+            return Err((
+                ConnectError::permission_denied(format!("no authorization policy covers {path}")),
+                None,
+            ));
+        };
+        let Some(permission) = rpc.permission() else {
+            return Err((
+                ConnectError::permission_denied(format!("nobody may call {}", rpc.procedure)),
+                None,
+            ));
+        };
+        let caller = if permission.who == Who::Anyone {
+            None
+        } else {
+            let token = bearer_token(ctx)
+                .ok_or_else(|| (ConnectError::unauthenticated("missing bearer token"), None))?;
+            Some(
+                self.authenticator
+                    .authenticate(token)
+                    .await
+                    .map_err(|e| (e, None))?,
+            )
+        };
+        let decided = decide(caller.as_ref(), permission, Target::Unknown);
+        let access = Access::new(self.store.clone(), caller, rpc, self.page_key.clone());
+        match decided {
+            Ok(()) => Ok(access),
+            Err(denial) => Err((denial.into_error(rpc.procedure), Some(access))),
+        }
+    }
+
+    /// After a call: the audit event, and the changes it made announced.
+    async fn finish(&self, access: &Access, info: &CallInfo, outcome: Result<(), &ConnectError>) {
+        let rpc = access.rpc();
+        let notes = access.take_notes();
+        if let Some(kind) = rpc.audit {
+            self.audit(rpc, kind, access, &notes, info, outcome).await;
+        }
+        if outcome.is_ok() {
+            for change in notes.changes {
+                self.events.publish(change).await;
+            }
+        }
+    }
+
+    async fn audit(
+        &self,
+        rpc: &'static Rpc,
+        kind: crate::domain::AuditKind,
+        access: &Access,
+        notes: &Notes,
+        info: &CallInfo,
+        outcome: Result<(), &ConnectError>,
+    ) {
+        let (org_id, actor, token_id) = match access.caller() {
+            Ok(caller) => (
+                caller.org_id(),
+                Some(caller.subject()),
+                Some(token_id(caller)),
+            ),
+            Err(_) => match notes.anonymous_actor {
+                Some((org_id, actor)) => (org_id, Some(actor), None),
+                // Nobody to attribute it to (a rejected exchange token):
+                // the log has it, the trail of no organization does.
+                None => return,
+            },
+        };
+        let event = AuditEvent {
+            id: new_id(),
+            org_id,
+            at: Utc::now(),
+            actor,
+            token_id,
+            rpc: rpc.procedure.to_string(),
+            kind,
+            subject_kind: rpc.subject_kind(),
+            subject_id: notes.subject,
+            outcome: match outcome {
+                Ok(()) => "ok".into(),
+                Err(err) => err.code.as_str().to_string(),
+            },
+            request_id: info.request_id.clone(),
+            client_address: info.client_address.clone(),
+        };
+        // The change is made; a trail that cannot be written must not undo
+        // it, but must not go unnoticed either.
+        if let Err(err) = self.store.record_audit_event(&event).await {
+            tracing::error!(
+                error = %err,
+                rpc = rpc.procedure,
+                request_id = %info.request_id,
+                "could not record an audit event"
+            );
+        }
+    }
+}
+
+fn token_id(caller: &Caller) -> uuid::Uuid {
+    match caller {
+        Caller::User(u) => u.token_id,
+        Caller::Runner(r) => r.token_id,
+    }
+}
+
+fn bearer_token(ctx: &RequestContext) -> Option<&str> {
+    let value = ctx.header(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[connectrpc::async_trait]
+impl Interceptor for Gate {
+    async fn intercept_unary(
+        &self,
+        mut req: UnaryRequest,
+        next: Next<'_>,
+    ) -> Result<UnaryResponse, ConnectError> {
+        let info = CallInfo::of(&req.ctx);
+        let access = match self.admit(&req.ctx).await {
+            Ok(access) => access,
+            Err((err, Some(access))) => {
+                self.finish(&access, &info, Err(&err)).await;
+                return Err(err);
+            }
+            Err((err, None)) => return Err(err),
+        };
+        req.ctx.extensions_mut().insert(access.clone());
+        let result = next.run(req).await;
+        self.finish(&access, &info, result.as_ref().map(|_| ()))
+            .await;
+        result
+    }
+
+    async fn intercept_streaming(
+        &self,
+        mut req: StreamRequest,
+        inbound: PayloadStream,
+        next: NextStream<'_>,
+    ) -> Result<StreamResponse, ConnectError> {
+        // Streams (a runner's work, change notifications) are not audited:
+        // they change nothing themselves.
+        let access = self.admit(&req.ctx).await.map_err(|(err, _)| err)?;
+        req.ctx.extensions_mut().insert(access);
+        next.run(req, inbound).await
+    }
+}

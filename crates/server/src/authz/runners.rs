@@ -1,0 +1,363 @@
+//! [`Access`] to runners, their tokens and policies, putting them to work,
+//! and a runner's access to itself (the runner protocol).
+
+use chrono::Utc;
+use connectrpc::ConnectError;
+use uuid::Uuid;
+
+use super::Target;
+use super::access::{Access, missing, runner_change};
+use super::policy::{Action, Resource};
+use crate::crypto;
+use crate::domain::*;
+use crate::errors::store_error;
+use crate::store::{Mutation, StoreError, read_all};
+
+/// How long a runner may take to trade in its exchange token.
+const EXCHANGE_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+
+impl Access {
+    // Runners.
+
+    /// Creates `runner` and issues its first exchange token. Remote runners
+    /// serve the whole organization: only organization admins create them,
+    /// and the organization's members group gets USER on them (an admin may
+    /// remove that policy to restrict the runner).
+    pub async fn create_runner(&self, runner: &Runner) -> Result<String, ConnectError> {
+        let org = Target::Org(runner.org_id);
+        let what = format!("organization {}", runner.org_id);
+        self.check(Resource::Runner, Action::Create, org, &what)?;
+        let mut policies = Vec::new();
+        if runner.kind == RunnerKind::Remote {
+            self.check(Resource::RemoteRunner, Action::Create, org, &what)?;
+            let members = self
+                .store()
+                .system_group(runner.org_id, SystemGroup::Members)
+                .await
+                .map_err(store_error)?;
+            policies.push(RunnerPolicy {
+                runner_id: runner.id,
+                group_id: members.id,
+                role: RunnerRole::User,
+            });
+        }
+        self.store()
+            .create_runner(runner, &policies)
+            .await
+            .map_err(store_error)?;
+        self.note_change(runner_change(
+            runner,
+            ChangeOperation::Create,
+            ResourceKind::Runner,
+            runner.id,
+        ));
+        self.issue_exchange_token(runner).await
+    }
+
+    /// Runner `id`, when the caller may see it (a runner token: only itself).
+    pub async fn runner(&self, id: Uuid) -> Result<Runner, ConnectError> {
+        self.runner_for(id, Resource::Runner, Action::Read).await
+    }
+
+    /// A page of the runners the caller may see, filtered by `filter`.
+    pub async fn list_runners(
+        &self,
+        mut filter: RunnerFilter,
+        page: PageRequest,
+    ) -> Result<Page<Runner>, ConnectError> {
+        let org_id = self.org_id()?;
+        let what = format!("organization {org_id}");
+        self.check(Resource::Runner, Action::Read, Target::Unknown, what)?;
+        filter.visible = self.runner_visibility().await?;
+        self.store()
+            .list_runners(org_id, &filter, page)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Every runner the caller may see that matches `filter`.
+    pub async fn all_visible_runners(
+        &self,
+        mut filter: RunnerFilter,
+    ) -> Result<Vec<Runner>, ConnectError> {
+        let org_id = self.org_id()?;
+        filter.visible = self.runner_visibility().await?;
+        let store = self.store();
+        read_all(|page| store.list_runners(org_id, &filter, page))
+            .await
+            .map_err(store_error)
+    }
+
+    /// Changes runner `id`; `change` runs inside the store's transaction.
+    pub async fn update_runner(
+        &self,
+        id: Uuid,
+        change: Mutation<Runner>,
+    ) -> Result<Runner, ConnectError> {
+        let runner = self
+            .runner_for(id, Resource::Runner, Action::Update)
+            .await?;
+        let updated = self
+            .store()
+            .update_runner(id, change)
+            .await
+            .map_err(missing(format!("runner {id}")))?;
+        self.note_change(runner_change(
+            &runner,
+            ChangeOperation::Update,
+            ResourceKind::Runner,
+            id,
+        ));
+        Ok(updated)
+    }
+
+    /// Deletes runner `id`: at once when `force` or when it never connected,
+    /// otherwise it is DELETING until it confirms.
+    pub async fn delete_runner(&self, id: Uuid, force: bool) -> Result<(), ConnectError> {
+        let runner = self
+            .runner_for(id, Resource::Runner, Action::Delete)
+            .await?;
+        if force || !runner.has_connected() {
+            self.store()
+                .delete_runner(id)
+                .await
+                .map_err(missing(format!("runner {id}")))?;
+            self.note_change(runner_change(
+                &runner,
+                ChangeOperation::Delete,
+                ResourceKind::Runner,
+                id,
+            ));
+        } else {
+            self.store()
+                .update_runner(
+                    id,
+                    Box::new(|runner: &mut Runner| {
+                        runner.spec.desired_phase = RunnerPhase::Deleted;
+                        runner.status.phase = RunnerPhase::Deleting;
+                        runner.updated_at = Utc::now();
+                        Ok(())
+                    }),
+                )
+                .await
+                .map_err(missing(format!("runner {id}")))?;
+            self.note_change(runner_change(
+                &runner,
+                ChangeOperation::Update,
+                ResourceKind::Runner,
+                id,
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new exchange token for runner `id` (CreateRunnerToken); trading it
+    /// in revokes the runner's current access token.
+    pub async fn create_runner_token(&self, id: Uuid) -> Result<String, ConnectError> {
+        let runner = self
+            .runner_for(id, Resource::RunnerToken, Action::Create)
+            .await?;
+        self.issue_exchange_token(&runner).await
+    }
+
+    async fn issue_exchange_token(&self, runner: &Runner) -> Result<String, ConnectError> {
+        let token = crypto::new_token(TokenKind::Exchange);
+        let now = Utc::now();
+        self.store()
+            .create_token(&ApiToken {
+                id: new_id(),
+                kind: TokenKind::Exchange,
+                hash: crypto::token_hash(&token),
+                org_id: runner.org_id,
+                subject: Subject::Runner(runner.id),
+                creator: self.caller()?.subject(),
+                description: "runner exchange token".into(),
+                read_only: false,
+                created_at: now,
+                expires_at: Some(now + EXCHANGE_TOKEN_LIFETIME),
+                last_used: None,
+                used_at: None,
+            })
+            .await
+            .map_err(store_error)?;
+        self.note_subject(runner.id);
+        Ok(token)
+    }
+
+    /// Runner `id`, when the caller may have a logs token for it.
+    pub async fn runner_for_logs(&self, id: Uuid) -> Result<Runner, ConnectError> {
+        let runner = self
+            .runner_for(id, Resource::RunnerLogsToken, Action::Create)
+            .await?;
+        self.note_subject(id);
+        Ok(runner)
+    }
+
+    // Putting runners to work.
+
+    /// Runner `id`, when the caller may have it work for them.
+    pub async fn usable_runner(&self, id: Uuid) -> Result<Runner, ConnectError> {
+        let runner = self.runner_for(id, Resource::Runner, Action::Use).await?;
+        self.note_subject(id);
+        Ok(runner)
+    }
+
+    /// Every runner the caller may have work for them.
+    pub async fn usable_runners(&self) -> Result<Vec<Runner>, ConnectError> {
+        self.check(Resource::Runner, Action::Use, Target::Unknown, "runner")?;
+        // Every runner a user sees, they hold at least USER on.
+        self.all_visible_runners(RunnerFilter::default()).await
+    }
+
+    // Runner policies.
+
+    /// The policies of runner `runner_id`, in group id order.
+    pub async fn runner_policies(
+        &self,
+        runner_id: Uuid,
+    ) -> Result<Vec<RunnerPolicy>, ConnectError> {
+        self.runner_for(runner_id, Resource::RunnerPolicy, Action::Read)
+            .await?;
+        self.store()
+            .list_runner_policies(runner_id)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Creates, updates (`action`) or deletes `policy`; the group must be
+    /// one of the runner's organization.
+    pub async fn change_runner_policy(
+        &self,
+        action: Action,
+        policy: &RunnerPolicy,
+    ) -> Result<(), ConnectError> {
+        let runner = self
+            .runner_for(policy.runner_id, Resource::RunnerPolicy, action)
+            .await?;
+        let group_id = policy.group_id;
+        match self.store().get_group(group_id).await {
+            Ok(group) if group.org_id == runner.org_id => {}
+            Ok(_) | Err(StoreError::NotFound(_)) => {
+                return Err(ConnectError::not_found(format!(
+                    "group {group_id} not found"
+                )));
+            }
+            Err(err) => return Err(store_error(err)),
+        }
+        let store = self.store();
+        match action {
+            Action::Create => store.create_runner_policy(policy).await,
+            Action::Update => store.update_runner_policy(policy).await,
+            Action::Delete => {
+                store
+                    .delete_runner_policy(policy.runner_id, policy.group_id)
+                    .await
+            }
+            other => unreachable!("runner policies are not changed by {other:?}"),
+        }
+        .map_err(store_error)?;
+        self.note_change(runner_change(
+            &runner,
+            ChangeOperation::Update,
+            ResourceKind::Runner,
+            runner.id,
+        ));
+        Ok(())
+    }
+
+    // The runner protocol: a runner acting on itself.
+
+    /// The calling runner.
+    pub async fn this_runner(&self) -> Result<Runner, ConnectError> {
+        let id = self.this_runner_id()?;
+        self.runner_for(id, Resource::RunnerSelf, Action::Read)
+            .await
+    }
+
+    /// Changes the calling runner (its key, schema, status); `change` runs
+    /// inside the store's transaction. A change of phase is announced.
+    pub async fn update_this_runner(
+        &self,
+        change: Mutation<Runner>,
+    ) -> Result<Runner, ConnectError> {
+        let id = self.this_runner_id()?;
+        let what = format!("runner {id}");
+        let target = Target::Runner {
+            org_id: self.org_id()?,
+            runner_id: id,
+            role: Some(RunnerRole::User),
+        };
+        self.check(Resource::RunnerSelf, Action::Update, target, &what)?;
+        let before = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = before.clone();
+        let updated = self
+            .store()
+            .update_runner(
+                id,
+                Box::new(move |runner: &mut Runner| {
+                    *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.status.phase);
+                    change(runner)
+                }),
+            )
+            .await
+            .map_err(missing(&what))?;
+        let before = *before.lock().unwrap_or_else(|e| e.into_inner());
+        if before != Some(updated.status.phase) {
+            self.note_change(runner_change(
+                &updated,
+                ChangeOperation::UpdateStatus,
+                ResourceKind::Runner,
+                id,
+            ));
+        }
+        Ok(updated)
+    }
+
+    /// The calling runner's environment classes.
+    pub async fn this_runner_classes(&self) -> Result<Vec<EnvironmentClass>, ConnectError> {
+        let runner = self.this_runner().await?;
+        let filter = EnvironmentClassFilter {
+            runner_ids: vec![runner.id],
+            enabled: None,
+        };
+        let store = self.store();
+        read_all(|page| store.list_environment_classes(runner.org_id, &filter, page))
+            .await
+            .map_err(store_error)
+    }
+
+    /// The calling runner's SCM integrations.
+    pub async fn this_runner_integrations(&self) -> Result<Vec<ScmIntegration>, ConnectError> {
+        let runner = self.this_runner().await?;
+        let store = self.store();
+        let ids = [runner.id];
+        read_all(|page| store.list_scm_integrations(runner.org_id, &ids, page))
+            .await
+            .map_err(store_error)
+    }
+
+    /// The calling runner cleaned up after being told to delete itself: it
+    /// is removed.
+    pub async fn confirm_this_runner_deleted(&self) -> Result<(), ConnectError> {
+        let id = self.this_runner_id()?;
+        let runner = self
+            .runner_for(id, Resource::RunnerSelf, Action::Delete)
+            .await?;
+        if runner.status.phase != RunnerPhase::Deleting {
+            return Err(ConnectError::failed_precondition(
+                "the runner is not being deleted",
+            ));
+        }
+        self.store()
+            .delete_runner(id)
+            .await
+            .map_err(missing(format!("runner {id}")))?;
+        self.note_change(runner_change(
+            &runner,
+            ChangeOperation::Delete,
+            ResourceKind::Runner,
+            id,
+        ));
+        Ok(())
+    }
+}

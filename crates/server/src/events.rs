@@ -1,0 +1,144 @@
+//! Change notifications for `EventService.WatchEvents`, across replicas.
+//!
+//! Whatever changes a resource (an RPC through `authz::Access`, a runner's
+//! report, the liveness sweep) publishes a [`ChangeEvent`] here; every open
+//! `WatchEvents` stream subscribes and passes on what its caller may see.
+//!
+//! A lone server delivers in process. Replicas on PostgreSQL publish with
+//! `NOTIFY` on one channel ([`CHANNEL`]; an event is a few hundred bytes of
+//! JSON, far below the 8000-byte payload limit) and every replica, the
+//! publisher included, hands what it hears to its own subscribers, so each
+//! event reaches every watcher once. Notifications are not stored: a watcher
+//! that was not connected, or that fell behind, has missed events and is
+//! told so (its stream ends), and re-reads what it watches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::domain::ChangeEvent;
+
+/// The PostgreSQL channel that carries change events between replicas.
+pub const CHANNEL: &str = "corral_events";
+/// Events a slow watcher may fall behind by before it is dropped.
+const BUFFER: usize = 4096;
+
+pub struct EventHub {
+    local: broadcast::Sender<ChangeEvent>,
+    /// Set when the server stops: open streams end.
+    closed: watch::Sender<bool>,
+    postgres: Option<Postgres>,
+}
+
+struct Postgres {
+    pool: PgPool,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for EventHub {
+    fn drop(&mut self) {
+        if let Some(pg) = &self.postgres {
+            pg.listener.abort();
+        }
+    }
+}
+
+impl EventHub {
+    /// Events of this process only (a lone server).
+    pub fn local() -> Arc<Self> {
+        Arc::new(Self {
+            local: broadcast::channel(BUFFER).0,
+            closed: watch::channel(false).0,
+            postgres: None,
+        })
+    }
+
+    /// Events of every replica on the PostgreSQL database at `url`.
+    pub async fn postgres(url: &str) -> anyhow::Result<Arc<Self>> {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .context("connecting the change-event publisher to PostgreSQL")?;
+        let mut listener = PgListener::connect(url)
+            .await
+            .context("opening the change-event listener")?;
+        listener
+            .listen(CHANNEL)
+            .await
+            .context("listening for change events")?;
+        let local = broadcast::channel(BUFFER).0;
+        let listener = tokio::spawn(relay(listener, local.clone()));
+        Ok(Arc::new(Self {
+            local,
+            closed: watch::channel(false).0,
+            postgres: Some(Postgres { pool, listener }),
+        }))
+    }
+
+    /// Tells every watcher (on every replica) about `event`. Never fails
+    /// the caller: a notification that cannot be sent is logged.
+    pub async fn publish(&self, event: ChangeEvent) {
+        let Some(pg) = &self.postgres else {
+            // No receivers is fine: nobody watches.
+            let _ = self.local.send(event);
+            return;
+        };
+        let payload = match serde_json::to_string(&event) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(%err, "a change event does not serialize");
+                return;
+            }
+        };
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&pg.pool)
+            .await;
+        if let Err(err) = sent {
+            // Watchers on this replica at least hear of it.
+            tracing::warn!(%err, "could not announce a change to other replicas");
+            let _ = self.local.send(event);
+        }
+    }
+
+    /// A receiver of every event from now on, and a signal that the server stops.
+    pub fn subscribe(&self) -> (broadcast::Receiver<ChangeEvent>, watch::Receiver<bool>) {
+        (self.local.subscribe(), self.closed.subscribe())
+    }
+
+    /// Ends every open watch stream (the server is stopping).
+    pub fn close_all(&self) {
+        let _ = self.closed.send(true);
+    }
+
+    /// How many watch streams are open on this replica.
+    pub fn watchers(&self) -> usize {
+        self.local.receiver_count()
+    }
+}
+
+/// Hands what PostgreSQL notifies to this replica's subscribers.
+async fn relay(mut listener: PgListener, local: broadcast::Sender<ChangeEvent>) {
+    loop {
+        match listener.recv().await {
+            Ok(notification) => match serde_json::from_str::<ChangeEvent>(notification.payload()) {
+                Ok(event) => {
+                    let _ = local.send(event);
+                }
+                Err(err) => tracing::warn!(%err, "ignoring an unreadable change event"),
+            },
+            Err(err) => {
+                // PgListener reconnects by itself on the next recv.
+                tracing::warn!(%err, "the change-event listener lost its connection; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
