@@ -113,7 +113,19 @@ impl Gate {
                     .map_err(|e| (e, None))?,
             )
         };
-        let decided = decide(caller.as_ref(), permission, Target::Unknown);
+        let mut decided = decide(caller.as_ref(), permission, Target::Unknown);
+        for &(resource, action) in rpc.also {
+            if decided.is_err() {
+                break;
+            }
+            decided = match policy::permission(resource, action) {
+                Some(also) => decide(caller.as_ref(), also, Target::Unknown),
+                None => Err(super::Denial::Forbidden(format!(
+                    "nobody may call {}",
+                    rpc.procedure
+                ))),
+            };
+        }
         let access = Access::new(self.store.clone(), caller, rpc, self.page_key.clone());
         match decided {
             Ok(()) => Ok(access),

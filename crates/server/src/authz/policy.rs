@@ -135,257 +135,54 @@ const RUNNER_USER: Who = W::RunnerRole(RunnerRole::User);
 const RUNNER_ADMIN: Who = W::RunnerRole(RunnerRole::Admin);
 
 /// Resource × action → who. A pair that is not listed is refused to everyone.
+#[rustfmt::skip]
 pub static PERMISSIONS: &[Permission] = &[
-    with_runners(
-        allow(
-            R::Identity,
-            A::Read,
-            W::Authenticated,
-            "see who the token belongs to",
-        ),
-        RunnerTokens::Allowed,
-    ),
-    allow(
-        R::ExchangeToken,
-        A::Use,
-        W::Anyone,
-        "trade a runner's exchange token for its access token",
-    ),
-    with_runners(
-        allow(R::Organization, A::Read, W::Member, "read the organization"),
-        RunnerTokens::OwnOrganization,
-    ),
-    allow(
-        R::OrgMember,
-        A::Read,
-        W::Member,
-        "list the organization's members and their roles",
-    ),
-    allow(
-        R::OrgMember,
-        A::Update,
-        W::OrgAdmin,
-        "change a member's organization role",
-    ),
-    allow(
-        R::User,
-        A::Read,
-        W::Member,
-        "read a user of the organization",
-    ),
-    allow(
-        R::PersonalAccessToken,
-        A::Read,
-        W::Owner,
-        "see personal access tokens (not their secrets)",
-    ),
-    allow(
-        R::PersonalAccessToken,
-        A::Create,
-        W::Owner,
-        "issue a personal access token",
-    ),
-    allow(
-        R::PersonalAccessToken,
-        A::Delete,
-        W::Owner,
-        "revoke a personal access token",
-    ),
-    allow(
-        R::Group,
-        A::Read,
-        W::Member,
-        "read the organization's groups",
-    ),
+    with_runners(allow(R::Identity, A::Read, W::Authenticated, "see who the token belongs to"), RunnerTokens::Allowed),
+    allow(R::ExchangeToken, A::Use, W::Anyone, "trade a runner's exchange token for its access token"),
+    with_runners(allow(R::Organization, A::Read, W::Member, "read the organization"), RunnerTokens::OwnOrganization),
+    allow(R::OrgMember, A::Read, W::Member, "list the organization's members and their roles"),
+    allow(R::OrgMember, A::Update, W::OrgAdmin, "change a member's organization role"),
+    allow(R::User, A::Read, W::Member, "read a user of the organization"),
+    allow(R::PersonalAccessToken, A::Read, W::Owner, "see personal access tokens (not their secrets)"),
+    allow(R::PersonalAccessToken, A::Create, W::Owner, "issue a personal access token"),
+    allow(R::PersonalAccessToken, A::Delete, W::Owner, "revoke a personal access token"),
+    allow(R::Group, A::Read, W::Member, "read the organization's groups"),
     allow(R::Group, A::Create, W::OrgAdmin, "create a group"),
-    allow(
-        R::Group,
-        A::Update,
-        W::OrgAdmin,
-        "rename or describe a group",
-    ),
+    allow(R::Group, A::Update, W::OrgAdmin, "rename or describe a group"),
     allow(R::Group, A::Delete, W::OrgAdmin, "delete a group"),
-    allow(
-        R::Membership,
-        A::Read,
-        W::Member,
-        "see who belongs to a group",
-    ),
-    allow(
-        R::Membership,
-        A::Create,
-        W::OrgAdmin,
-        "add someone to a group",
-    ),
-    allow(
-        R::Membership,
-        A::Delete,
-        W::OrgAdmin,
-        "remove someone from a group",
-    ),
-    with_runners(
-        allow(
-            R::Runner,
-            A::Read,
-            RUNNER_USER,
-            "see a runner and its status",
-        ),
-        RunnerTokens::Itself,
-    ),
+    allow(R::Membership, A::Read, W::Member, "see who belongs to a group"),
+    allow(R::Membership, A::Create, W::OrgAdmin, "add someone to a group"),
+    allow(R::Membership, A::Delete, W::OrgAdmin, "remove someone from a group"),
+    with_runners(allow(R::Runner, A::Read, RUNNER_USER, "see a runner and its status"), RunnerTokens::Itself),
     allow(R::Runner, A::Create, W::Member, "create a local runner"),
-    allow(
-        R::Runner,
-        A::Update,
-        RUNNER_ADMIN,
-        "change a runner's name, configuration or desired phase",
-    ),
+    allow(R::Runner, A::Update, RUNNER_ADMIN, "change a runner's name, configuration or desired phase"),
     allow(R::Runner, A::Delete, RUNNER_ADMIN, "delete a runner"),
-    allow(
-        R::Runner,
-        A::Use,
-        RUNNER_USER,
-        "have a runner do SCM work, validate against it, keep host tokens for it",
-    ),
-    allow(
-        R::RemoteRunner,
-        A::Create,
-        W::OrgAdmin,
-        "create a remote runner, which serves the whole organization",
-    ),
-    allow(
-        R::RunnerToken,
-        A::Create,
-        RUNNER_ADMIN,
-        "issue a runner's exchange token (revokes its access token once used)",
-    ),
-    allow(
-        R::RunnerLogsToken,
-        A::Create,
-        RUNNER_ADMIN,
-        "issue a token that reads a runner's logs",
-    ),
-    allow(
-        R::RunnerPolicy,
-        A::Read,
-        RUNNER_USER,
-        "see which groups hold a role on a runner",
-    ),
-    allow(
-        R::RunnerPolicy,
-        A::Create,
-        RUNNER_ADMIN,
-        "grant a group a role on a runner",
-    ),
-    allow(
-        R::RunnerPolicy,
-        A::Update,
-        RUNNER_ADMIN,
-        "change a group's role on a runner",
-    ),
-    allow(
-        R::RunnerPolicy,
-        A::Delete,
-        RUNNER_ADMIN,
-        "take a group's role on a runner away",
-    ),
-    allow(
-        R::RunnerConfigurationSchema,
-        A::Read,
-        RUNNER_USER,
-        "read what a runner's configuration may hold",
-    ),
-    allow(
-        R::HostToken,
-        A::Read,
-        W::Owner,
-        "see host authentication tokens (never the secrets)",
-    ),
-    allow(
-        R::HostToken,
-        A::Create,
-        W::Owner,
-        "keep an SCM token for a host on a runner",
-    ),
+    allow(R::Runner, A::Use, RUNNER_USER, "have a runner do SCM work, validate against it, keep host tokens for it"),
+    allow(R::RemoteRunner, A::Create, W::OrgAdmin, "create a remote runner, which serves the whole organization"),
+    allow(R::RunnerToken, A::Create, RUNNER_ADMIN, "issue a runner's exchange token (revokes its access token once used)"),
+    allow(R::RunnerLogsToken, A::Create, RUNNER_ADMIN, "issue a token that reads a runner's logs"),
+    allow(R::RunnerPolicy, A::Read, RUNNER_USER, "see which groups hold a role on a runner"),
+    allow(R::RunnerPolicy, A::Create, RUNNER_ADMIN, "grant a group a role on a runner"),
+    allow(R::RunnerPolicy, A::Update, RUNNER_ADMIN, "change a group's role on a runner"),
+    allow(R::RunnerPolicy, A::Delete, RUNNER_ADMIN, "take a group's role on a runner away"),
+    allow(R::RunnerConfigurationSchema, A::Read, RUNNER_USER, "read what a runner's configuration may hold"),
+    allow(R::HostToken, A::Read, W::Owner, "see host authentication tokens (never the secrets)"),
+    allow(R::HostToken, A::Create, W::Owner, "keep an SCM token for a host on a runner"),
     allow(R::HostToken, A::Update, W::Owner, "replace an SCM token"),
     allow(R::HostToken, A::Delete, W::Owner, "delete an SCM token"),
-    allow(
-        R::HostToken,
-        A::Use,
-        W::Owner,
-        "hand one's own SCM token to a runner for one's own request",
-    ),
-    allow(
-        R::ScmIntegration,
-        A::Read,
-        RUNNER_USER,
-        "see a runner's SCM integrations (secrets stay sealed)",
-    ),
-    allow(
-        R::ScmIntegration,
-        A::Create,
-        RUNNER_ADMIN,
-        "add an SCM integration to a runner",
-    ),
-    allow(
-        R::ScmIntegration,
-        A::Update,
-        RUNNER_ADMIN,
-        "change an SCM integration",
-    ),
-    allow(
-        R::ScmIntegration,
-        A::Delete,
-        RUNNER_ADMIN,
-        "remove an SCM integration",
-    ),
-    allow(
-        R::EnvironmentClass,
-        A::Read,
-        RUNNER_USER,
-        "see a runner's environment classes",
-    ),
-    allow(
-        R::EnvironmentClass,
-        A::Create,
-        RUNNER_ADMIN,
-        "add an environment class to a runner",
-    ),
-    allow(
-        R::EnvironmentClass,
-        A::Update,
-        RUNNER_ADMIN,
-        "change or disable an environment class",
-    ),
-    allow(
-        R::AuditLog,
-        A::Read,
-        W::OrgAdmin,
-        "read the organization's audit trail",
-    ),
-    allow(
-        R::Event,
-        A::Watch,
-        W::Member,
-        "follow changes to what one may see",
-    ),
-    allow(
-        R::RunnerSelf,
-        A::Read,
-        W::TheRunner,
-        "a runner reads its own spec, classes and integrations",
-    ),
-    allow(
-        R::RunnerSelf,
-        A::Update,
-        W::TheRunner,
-        "a runner reports its key, schema and status, and answers requests",
-    ),
-    allow(
-        R::RunnerSelf,
-        A::Delete,
-        W::TheRunner,
-        "a runner confirms that it cleaned up after deletion",
-    ),
+    allow(R::HostToken, A::Use, W::Owner, "hand one's own SCM token to a runner for one's own request"),
+    allow(R::ScmIntegration, A::Read, RUNNER_USER, "see a runner's SCM integrations (secrets stay sealed)"),
+    allow(R::ScmIntegration, A::Create, RUNNER_ADMIN, "add an SCM integration to a runner"),
+    allow(R::ScmIntegration, A::Update, RUNNER_ADMIN, "change an SCM integration"),
+    allow(R::ScmIntegration, A::Delete, RUNNER_ADMIN, "remove an SCM integration"),
+    allow(R::EnvironmentClass, A::Read, RUNNER_USER, "see a runner's environment classes"),
+    allow(R::EnvironmentClass, A::Create, RUNNER_ADMIN, "add an environment class to a runner"),
+    allow(R::EnvironmentClass, A::Update, RUNNER_ADMIN, "change or disable an environment class"),
+    allow(R::AuditLog, A::Read, W::OrgAdmin, "read the organization's audit trail"),
+    allow(R::Event, A::Watch, W::Member, "follow changes to what one may see"),
+    allow(R::RunnerSelf, A::Read, W::TheRunner, "a runner reads its own spec, classes and integrations"),
+    allow(R::RunnerSelf, A::Update, W::TheRunner, "a runner reports its key, schema and status, and answers requests"),
+    allow(R::RunnerSelf, A::Delete, W::TheRunner, "a runner confirms that it cleaned up after deletion"),
 ];
 
 /// The permission for `resource` and `action`, if anyone has it.
@@ -404,6 +201,9 @@ pub struct Rpc {
     pub action: Action,
     /// Whether a call leaves an audit event, and of which kind.
     pub audit: Option<AuditKind>,
+    /// Further permissions the RPC always needs (a host token is kept for a
+    /// runner: the caller must be able to use that runner too).
+    pub also: &'static [(Resource, Action)],
 }
 
 impl Rpc {
@@ -464,389 +264,94 @@ const fn rpc(
         resource,
         action,
         audit,
+        also: &[],
     }
+}
+
+const fn also(mut rpc: Rpc, needs: &'static [(Resource, Action)]) -> Rpc {
+    rpc.also = needs;
+    rpc
 }
 
 /// Every RPC corral serves. A served method without a row is refused to
 /// everyone (and a test fails).
+#[rustfmt::skip]
 pub static RPCS: &[Rpc] = &[
     // gitpod.v1.IdentityService
-    rpc(
-        "gitpod.v1.IdentityService/GetAuthenticatedIdentity",
-        R::Identity,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.IdentityService/ExchangeToken",
-        R::ExchangeToken,
-        A::Use,
-        CHANGE,
-    ),
+    rpc("gitpod.v1.IdentityService/GetAuthenticatedIdentity", R::Identity, A::Read, None),
+    rpc("gitpod.v1.IdentityService/ExchangeToken", R::ExchangeToken, A::Use, CHANGE),
     // gitpod.v1.UserService
-    rpc(
-        "gitpod.v1.UserService/GetAuthenticatedUser",
-        R::User,
-        A::Read,
-        None,
-    ),
+    rpc("gitpod.v1.UserService/GetAuthenticatedUser", R::User, A::Read, None),
     rpc("gitpod.v1.UserService/GetUser", R::User, A::Read, None),
-    rpc(
-        "gitpod.v1.UserService/CreatePersonalAccessToken",
-        R::PersonalAccessToken,
-        A::Create,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.UserService/GetPersonalAccessToken",
-        R::PersonalAccessToken,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.UserService/ListPersonalAccessTokens",
-        R::PersonalAccessToken,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.UserService/DeletePersonalAccessToken",
-        R::PersonalAccessToken,
-        A::Delete,
-        CHANGE,
-    ),
+    rpc("gitpod.v1.UserService/CreatePersonalAccessToken", R::PersonalAccessToken, A::Create, CHANGE),
+    rpc("gitpod.v1.UserService/GetPersonalAccessToken", R::PersonalAccessToken, A::Read, None),
+    rpc("gitpod.v1.UserService/ListPersonalAccessTokens", R::PersonalAccessToken, A::Read, None),
+    rpc("gitpod.v1.UserService/DeletePersonalAccessToken", R::PersonalAccessToken, A::Delete, CHANGE),
     // gitpod.v1.GroupService
-    rpc(
-        "gitpod.v1.GroupService/CreateGroup",
-        R::Group,
-        A::Create,
-        CHANGE,
-    ),
+    rpc("gitpod.v1.GroupService/CreateGroup", R::Group, A::Create, CHANGE),
     rpc("gitpod.v1.GroupService/GetGroup", R::Group, A::Read, None),
     rpc("gitpod.v1.GroupService/ListGroups", R::Group, A::Read, None),
-    rpc(
-        "gitpod.v1.GroupService/UpdateGroup",
-        R::Group,
-        A::Update,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.GroupService/DeleteGroup",
-        R::Group,
-        A::Delete,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.GroupService/CreateMembership",
-        R::Membership,
-        A::Create,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.GroupService/DeleteMembership",
-        R::Membership,
-        A::Delete,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.GroupService/GetMembership",
-        R::Membership,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.GroupService/ListMemberships",
-        R::Membership,
-        A::Read,
-        None,
-    ),
+    rpc("gitpod.v1.GroupService/UpdateGroup", R::Group, A::Update, CHANGE),
+    rpc("gitpod.v1.GroupService/DeleteGroup", R::Group, A::Delete, CHANGE),
+    rpc("gitpod.v1.GroupService/CreateMembership", R::Membership, A::Create, CHANGE),
+    rpc("gitpod.v1.GroupService/DeleteMembership", R::Membership, A::Delete, CHANGE),
+    rpc("gitpod.v1.GroupService/GetMembership", R::Membership, A::Read, None),
+    rpc("gitpod.v1.GroupService/ListMemberships", R::Membership, A::Read, None),
     // gitpod.v1.OrganizationService
-    rpc(
-        "gitpod.v1.OrganizationService/GetOrganization",
-        R::Organization,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.OrganizationService/ListMembers",
-        R::OrgMember,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.OrganizationService/SetRole",
-        R::OrgMember,
-        A::Update,
-        CHANGE,
-    ),
+    rpc("gitpod.v1.OrganizationService/GetOrganization", R::Organization, A::Read, None),
+    rpc("gitpod.v1.OrganizationService/ListMembers", R::OrgMember, A::Read, None),
+    rpc("gitpod.v1.OrganizationService/SetRole", R::OrgMember, A::Update, CHANGE),
     // gitpod.v1.RunnerService
-    rpc(
-        "gitpod.v1.RunnerService/CreateRunner",
-        R::Runner,
-        A::Create,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/GetRunner",
-        R::Runner,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/ListRunners",
-        R::Runner,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/UpdateRunner",
-        R::Runner,
-        A::Update,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/DeleteRunner",
-        R::Runner,
-        A::Delete,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/CreateRunnerToken",
-        R::RunnerToken,
-        A::Create,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/CreateRunnerLogsToken",
-        R::RunnerLogsToken,
-        A::Create,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/ParseContextURL",
-        R::Runner,
-        A::Use,
-        CREDENTIALS,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/SearchRepositories",
-        R::Runner,
-        A::Use,
-        CREDENTIALS,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/ListSCMOrganizations",
-        R::Runner,
-        A::Use,
-        CREDENTIALS,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/CheckAuthenticationForHost",
-        R::Runner,
-        A::Use,
-        CREDENTIALS,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/CheckRepositoryAccess",
-        R::Runner,
-        A::Use,
-        CREDENTIALS,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/ListRunnerPolicies",
-        R::RunnerPolicy,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/CreateRunnerPolicy",
-        R::RunnerPolicy,
-        A::Create,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/UpdateRunnerPolicy",
-        R::RunnerPolicy,
-        A::Update,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerService/DeleteRunnerPolicy",
-        R::RunnerPolicy,
-        A::Delete,
-        CHANGE,
-    ),
+    rpc("gitpod.v1.RunnerService/CreateRunner", R::Runner, A::Create, CHANGE),
+    rpc("gitpod.v1.RunnerService/GetRunner", R::Runner, A::Read, None),
+    rpc("gitpod.v1.RunnerService/ListRunners", R::Runner, A::Read, None),
+    rpc("gitpod.v1.RunnerService/UpdateRunner", R::Runner, A::Update, CHANGE),
+    rpc("gitpod.v1.RunnerService/DeleteRunner", R::Runner, A::Delete, CHANGE),
+    rpc("gitpod.v1.RunnerService/CreateRunnerToken", R::RunnerToken, A::Create, CHANGE),
+    rpc("gitpod.v1.RunnerService/CreateRunnerLogsToken", R::RunnerLogsToken, A::Create, CHANGE),
+    rpc("gitpod.v1.RunnerService/ParseContextURL", R::Runner, A::Use, CREDENTIALS),
+    rpc("gitpod.v1.RunnerService/SearchRepositories", R::Runner, A::Use, CREDENTIALS),
+    rpc("gitpod.v1.RunnerService/ListSCMOrganizations", R::Runner, A::Use, CREDENTIALS),
+    rpc("gitpod.v1.RunnerService/CheckAuthenticationForHost", R::Runner, A::Use, CREDENTIALS),
+    rpc("gitpod.v1.RunnerService/CheckRepositoryAccess", R::Runner, A::Use, CREDENTIALS),
+    rpc("gitpod.v1.RunnerService/ListRunnerPolicies", R::RunnerPolicy, A::Read, None),
+    rpc("gitpod.v1.RunnerService/CreateRunnerPolicy", R::RunnerPolicy, A::Create, CHANGE),
+    rpc("gitpod.v1.RunnerService/UpdateRunnerPolicy", R::RunnerPolicy, A::Update, CHANGE),
+    rpc("gitpod.v1.RunnerService/DeleteRunnerPolicy", R::RunnerPolicy, A::Delete, CHANGE),
     // gitpod.v1.RunnerConfigurationService
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/CreateHostAuthenticationToken",
-        R::HostToken,
-        A::Create,
-        CHANGE,
+    also(
+        rpc("gitpod.v1.RunnerConfigurationService/CreateHostAuthenticationToken", R::HostToken, A::Create, CHANGE),
+        &[(R::Runner, A::Use)],
     ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/GetHostAuthenticationToken",
-        R::HostToken,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/ListHostAuthenticationTokens",
-        R::HostToken,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/UpdateHostAuthenticationToken",
-        R::HostToken,
-        A::Update,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/DeleteHostAuthenticationToken",
-        R::HostToken,
-        A::Delete,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/GetRunnerConfigurationSchema",
-        R::RunnerConfigurationSchema,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/CreateSCMIntegration",
-        R::ScmIntegration,
-        A::Create,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/GetSCMIntegration",
-        R::ScmIntegration,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/ListSCMIntegrations",
-        R::ScmIntegration,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/UpdateSCMIntegration",
-        R::ScmIntegration,
-        A::Update,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/DeleteSCMIntegration",
-        R::ScmIntegration,
-        A::Delete,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/CreateEnvironmentClass",
-        R::EnvironmentClass,
-        A::Create,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/GetEnvironmentClass",
-        R::EnvironmentClass,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/ListEnvironmentClasses",
-        R::EnvironmentClass,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/UpdateEnvironmentClass",
-        R::EnvironmentClass,
-        A::Update,
-        CHANGE,
-    ),
-    rpc(
-        "gitpod.v1.RunnerConfigurationService/ValidateRunnerConfiguration",
-        R::Runner,
-        A::Use,
-        None,
-    ),
+    rpc("gitpod.v1.RunnerConfigurationService/GetHostAuthenticationToken", R::HostToken, A::Read, None),
+    rpc("gitpod.v1.RunnerConfigurationService/ListHostAuthenticationTokens", R::HostToken, A::Read, None),
+    rpc("gitpod.v1.RunnerConfigurationService/UpdateHostAuthenticationToken", R::HostToken, A::Update, CHANGE),
+    rpc("gitpod.v1.RunnerConfigurationService/DeleteHostAuthenticationToken", R::HostToken, A::Delete, CHANGE),
+    rpc("gitpod.v1.RunnerConfigurationService/GetRunnerConfigurationSchema", R::RunnerConfigurationSchema, A::Read, None),
+    rpc("gitpod.v1.RunnerConfigurationService/CreateSCMIntegration", R::ScmIntegration, A::Create, CHANGE),
+    rpc("gitpod.v1.RunnerConfigurationService/GetSCMIntegration", R::ScmIntegration, A::Read, None),
+    rpc("gitpod.v1.RunnerConfigurationService/ListSCMIntegrations", R::ScmIntegration, A::Read, None),
+    rpc("gitpod.v1.RunnerConfigurationService/UpdateSCMIntegration", R::ScmIntegration, A::Update, CHANGE),
+    rpc("gitpod.v1.RunnerConfigurationService/DeleteSCMIntegration", R::ScmIntegration, A::Delete, CHANGE),
+    rpc("gitpod.v1.RunnerConfigurationService/CreateEnvironmentClass", R::EnvironmentClass, A::Create, CHANGE),
+    rpc("gitpod.v1.RunnerConfigurationService/GetEnvironmentClass", R::EnvironmentClass, A::Read, None),
+    rpc("gitpod.v1.RunnerConfigurationService/ListEnvironmentClasses", R::EnvironmentClass, A::Read, None),
+    rpc("gitpod.v1.RunnerConfigurationService/UpdateEnvironmentClass", R::EnvironmentClass, A::Update, CHANGE),
+    rpc("gitpod.v1.RunnerConfigurationService/ValidateRunnerConfiguration", R::Runner, A::Use, None),
     // gitpod.v1.EventService
-    rpc(
-        "gitpod.v1.EventService/ListAuditLogs",
-        R::AuditLog,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.EventService/GetAuditLog",
-        R::AuditLog,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "gitpod.v1.EventService/WatchEvents",
-        R::Event,
-        A::Watch,
-        None,
-    ),
+    rpc("gitpod.v1.EventService/ListAuditLogs", R::AuditLog, A::Read, None),
+    rpc("gitpod.v1.EventService/GetAuditLog", R::AuditLog, A::Read, None),
+    rpc("gitpod.v1.EventService/WatchEvents", R::Event, A::Watch, None),
     // corral.v1.RunnerInteractionService: the runner protocol
-    rpc(
-        "corral.v1.RunnerInteractionService/SignUp",
-        R::RunnerSelf,
-        A::Update,
-        CHANGE,
-    ),
-    rpc(
-        "corral.v1.RunnerInteractionService/UpdateConfigurationSchema",
-        R::RunnerSelf,
-        A::Update,
-        CHANGE,
-    ),
-    rpc(
-        "corral.v1.RunnerInteractionService/ReportStatus",
-        R::RunnerSelf,
-        A::Update,
-        None,
-    ),
-    rpc(
-        "corral.v1.RunnerInteractionService/WatchRequests",
-        R::RunnerSelf,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "corral.v1.RunnerInteractionService/Respond",
-        R::RunnerSelf,
-        A::Update,
-        None,
-    ),
-    rpc(
-        "corral.v1.RunnerInteractionService/ConfirmDeletion",
-        R::RunnerSelf,
-        A::Delete,
-        CHANGE,
-    ),
-    rpc(
-        "corral.v1.RunnerInteractionService/Disconnect",
-        R::RunnerSelf,
-        A::Update,
-        None,
-    ),
-    rpc(
-        "corral.v1.RunnerInteractionService/ListEnvironmentClasses",
-        R::RunnerSelf,
-        A::Read,
-        None,
-    ),
-    rpc(
-        "corral.v1.RunnerInteractionService/ListSCMIntegrations",
-        R::RunnerSelf,
-        A::Read,
-        None,
-    ),
+    rpc("corral.v1.RunnerInteractionService/SignUp", R::RunnerSelf, A::Update, CHANGE),
+    rpc("corral.v1.RunnerInteractionService/UpdateConfigurationSchema", R::RunnerSelf, A::Update, CHANGE),
+    rpc("corral.v1.RunnerInteractionService/ReportStatus", R::RunnerSelf, A::Update, None),
+    rpc("corral.v1.RunnerInteractionService/WatchRequests", R::RunnerSelf, A::Read, None),
+    rpc("corral.v1.RunnerInteractionService/Respond", R::RunnerSelf, A::Update, None),
+    rpc("corral.v1.RunnerInteractionService/ConfirmDeletion", R::RunnerSelf, A::Delete, CHANGE),
+    rpc("corral.v1.RunnerInteractionService/Disconnect", R::RunnerSelf, A::Update, None),
+    rpc("corral.v1.RunnerInteractionService/ListEnvironmentClasses", R::RunnerSelf, A::Read, None),
+    rpc("corral.v1.RunnerInteractionService/ListSCMIntegrations", R::RunnerSelf, A::Read, None),
 ];
 
 /// The row for a request path (`/gitpod.v1.X/Y`, also under `/api/`).
@@ -921,6 +426,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    fn severity(self) -> u8 {
+        match self {
+            Outcome::Allowed => 0,
+            Outcome::OwnOnly | Outcome::ItselfOnly => 1,
+            Outcome::Hidden => 2,
+            Outcome::Denied => 3,
+            Outcome::Unauthenticated => 4,
+        }
+    }
+
     fn mark(self) -> &'static str {
         match self {
             Outcome::Allowed => "yes",
@@ -933,11 +448,24 @@ impl Outcome {
     }
 }
 
-/// The table's answer for `rpc` and `kind` (see [`Outcome`]).
+/// The table's answer for `rpc` and `kind` (see [`Outcome`]): the worst of
+/// what its permissions say.
 pub fn outcome(rpc: &Rpc, kind: CallerKind) -> Outcome {
     let Some(p) = rpc.permission() else {
         return Outcome::Denied;
     };
+    let mut worst = permission_outcome(p, kind);
+    for &(resource, action) in rpc.also {
+        let next =
+            permission(resource, action).map_or(Outcome::Denied, |p| permission_outcome(p, kind));
+        if next.severity() > worst.severity() {
+            worst = next;
+        }
+    }
+    worst
+}
+
+fn permission_outcome(p: &Permission, kind: CallerKind) -> Outcome {
     if p.who == Who::Anyone {
         return Outcome::Allowed;
     }
