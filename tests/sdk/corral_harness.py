@@ -6,6 +6,7 @@ Standard library only: both the modern suite (gitpod-sdk 1.x) and the legacy sui
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -263,3 +264,36 @@ class CorralServer:
     def add_org(self, name: str, admin_email: str) -> str:
         """`corral admin org add`; returns the new org admin's API token."""
         return self._last_line(self.cli("admin", "org", "add", "--name", name, "--admin-email", admin_email))
+
+    def audit_events(self, org: str | None = None) -> list[dict]:
+        """`corral admin audit --json`: every event (newest first)."""
+        args = ["admin", "audit", "--json", "--limit", "100000"]
+        if org:
+            args += ["--org", org]
+        return [json.loads(line) for line in self.cli(*args).splitlines() if line.strip()]
+
+    def store_dump(self) -> bytes:
+        """Every byte the store holds: the SQLite files, or a data dump of the
+        PostgreSQL database (to look for secrets that must not be there)."""
+        if self.database_url:
+            res = subprocess.run(
+                ["pg_dump", "--data-only", "--no-owner", self.database_url],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+            )
+            if res.returncode != 0:
+                raise RuntimeError(f"pg_dump failed: {res.stderr.decode(errors='replace')}")
+            return res.stdout
+        data = b""
+        for name in ("corral.db", "corral.db-wal"):
+            path = os.path.join(self.data_dir, name)
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    data += f.read()
+        return data
+
+    def server_log(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""

@@ -15,8 +15,9 @@ from google.protobuf.message import Message
 from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
 from buf.validate import validate_pb2
-from gitpod.v1 import group_connect, identity_connect, organization_connect
+from gitpod.v1 import event_connect, group_connect, identity_connect, organization_connect
 from gitpod.v1 import runner_configuration_connect, runner_connect, user_connect
+from gitpod.v1 import event_pb2 as ep
 from gitpod.v1 import group_pb2 as gp
 from gitpod.v1 import identity_pb2 as ip
 from gitpod.v1 import organization_pb2 as op
@@ -27,7 +28,7 @@ from gitpod.v1 import user_pb2 as up
 
 __all__ = [
     "Api", "Actor", "Code", "ConnectError", "expect_error", "error_text", "list_all",
-    "new_name", "rp", "rc", "gp", "ip", "op", "pg", "up", "ZERO_UUID", "random_uuid",
+    "new_name", "rp", "rc", "ep", "gp", "ip", "op", "pg", "up", "ZERO_UUID", "random_uuid",
 ]
 
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
@@ -42,6 +43,7 @@ _SERVICES = {
     "users": user_connect.UserServiceClientSync,
     "groups": group_connect.GroupServiceClientSync,
     "orgs": organization_connect.OrganizationServiceClientSync,
+    "events": event_connect.EventServiceClientSync,
 }
 
 
@@ -117,6 +119,7 @@ class Api:
     users: Any
     groups: Any
     orgs: Any
+    events: Any
 
 
 class Actor:
@@ -157,6 +160,10 @@ class Actor:
     @property
     def orgs(self):
         return self.api().orgs
+
+    @property
+    def events(self):
+        return self.api().events
 
     # -- convenience -------------------------------------------------------
 

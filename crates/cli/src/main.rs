@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use corral_server::domain::OrgRole;
+use corral_server::domain::{AuditFilter, OrgRole, PageRequest, Subject};
 use corral_server::store::transfer;
 use corral_server::{bootstrap, open_store};
 use uuid::Uuid;
@@ -105,6 +105,23 @@ enum AdminCommand {
     Org {
         #[command(subcommand)]
         command: OrgCommand,
+    },
+    /// Print the audit trail: who changed what, and how it ended (newest first).
+    Audit {
+        /// Only this organization's events; every organization's by default.
+        #[arg(long)]
+        org: Option<Uuid>,
+        /// Only events of the last DURATION (e.g. 24h, 7d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Copy an installation into a new, empty database and verify the copy
     /// (row counts and a checksum per table). Stop every server first. The
@@ -272,6 +289,69 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 org.id, org.name, admin.user.id, admin.user.email
             );
             println!("{}", admin.token);
+        }
+        AdminCommand::Audit {
+            org,
+            since,
+            limit,
+            json,
+            store,
+        } => {
+            let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+            let filter = AuditFilter {
+                from: since
+                    .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() - d))
+                    .transpose()
+                    .context("--since is too long")?,
+                newest_first: true,
+                ..Default::default()
+            };
+            let mut shown = 0;
+            let mut page = PageRequest {
+                after: None,
+                limit: limit.clamp(1, 500),
+            };
+            if !json {
+                println!(
+                    "{:<27} {:<8} {:<36} {:<55} {:<36} {:<20} {:<36} CLIENT",
+                    "TIME", "ACTOR", "ACTOR ID", "RPC", "SUBJECT", "OUTCOME", "REQUEST"
+                );
+            }
+            'pages: loop {
+                let events = store.list_audit_events(org, &filter, page).await?;
+                for event in &events.items {
+                    if shown == limit {
+                        break 'pages;
+                    }
+                    shown += 1;
+                    if json {
+                        println!("{}", serde_json::to_string(event)?);
+                        continue;
+                    }
+                    let (kind, id) = match event.actor {
+                        Some(Subject::User(id)) => ("user", id.to_string()),
+                        Some(Subject::Runner(id)) => ("runner", id.to_string()),
+                        None => ("-", String::new()),
+                    };
+                    println!(
+                        "{:<27} {:<8} {:<36} {:<55} {:<36} {:<20} {:<36} {}",
+                        event
+                            .at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        kind,
+                        id,
+                        event.rpc,
+                        event.subject_id.map(|s| s.to_string()).unwrap_or_default(),
+                        event.outcome,
+                        event.request_id,
+                        event.client_address
+                    );
+                }
+                match events.next_after {
+                    Some(after) => page.after = Some(after),
+                    None => break,
+                }
+            }
         }
         AdminCommand::MigrateStore { from, to } => {
             let report = transfer::migrate(&from, &to)

@@ -246,18 +246,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "corral is serving");
     let hub_state = state.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Other replicas stop routing here; then runner streams (which
-            // never end on their own) end, so that the graceful shutdown can
-            // finish and runners reconnect elsewhere.
-            hub_state.hub.leave().await;
-            hub_state.hub.close_all();
-            hub_state.events.close_all();
-        })
-        .await
-        .context("serving")
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Other replicas stop routing here; then runner streams (which
+        // never end on their own) end, so that the graceful shutdown can
+        // finish and runners reconnect elsewhere.
+        hub_state.hub.leave().await;
+        hub_state.hub.close_all();
+        hub_state.events.close_all();
+    })
+    .await
+    .context("serving")
 }
 
 async fn shutdown_signal() {

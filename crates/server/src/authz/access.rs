@@ -192,6 +192,7 @@ impl Access {
         resource: Resource,
         action: Action,
     ) -> Result<Runner, ConnectError> {
+        self.note_subject(id);
         let runner = self.load_runner(id).await?;
         let target = self.runner_target(&runner).await?;
         self.check(resource, action, target, format!("runner {id}"))?;
@@ -244,9 +245,10 @@ impl Access {
         )
     }
 
-    /// Records the resource the call acts on (the audit event's subject).
+    /// Records a resource the call names: the audit event's subject unless
+    /// the call goes on to change something of the RPC's own kind.
     pub(super) fn note_subject(&self, id: Uuid) {
-        self.notes().subject = Some(id);
+        self.notes().subject.get_or_insert(id);
     }
 
     /// Records who acted on a call that came without a token.
@@ -254,10 +256,11 @@ impl Access {
         self.notes().anonymous_actor = Some((org_id, actor));
     }
 
-    /// Records a change to announce once the call succeeds.
+    /// Records a change to announce once the call succeeds. A change of the
+    /// kind the RPC is about is the audit event's subject.
     pub(super) fn note_change(&self, change: ChangeEvent) {
         let mut notes = self.notes();
-        if notes.subject.is_none() {
+        if change.kind == self.inner.rpc.subject_kind() {
             notes.subject = Some(change.id);
         }
         notes.changes.push(change);
