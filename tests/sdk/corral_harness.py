@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -54,7 +55,10 @@ class ServerStartError(RuntimeError):
 #
 # CORRAL_TEST_DATABASE=postgres runs every server on PostgreSQL: each gets a new
 # database of its own (on the server named by CORRAL_TEST_POSTGRES_URL), dropped
-# when the server is cleaned up. Unset or `sqlite`: the embedded SQLite store.
+# when the server is cleaned up, also after a failure. Unset or `sqlite`: the
+# embedded SQLite store. This is the Python counterpart of the Rust tests'
+# harness (crates/testkit) and behaves alike: the same server URL and default,
+# the same database names, the same advice when the server does not answer.
 
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -83,23 +87,31 @@ def _psql(sql: str) -> None:
         )
     except FileNotFoundError:
         raise RuntimeError("CORRAL_TEST_DATABASE=postgres needs the psql client on PATH") from None
-    if res.returncode != 0:
+    if res.returncode == 2:  # psql could not reach the server
         raise RuntimeError(
-            f"psql on {where} failed ({res.returncode}) for {sql!r}: {res.stderr.strip()}\n"
-            "Is PostgreSQL running? Point CORRAL_TEST_POSTGRES_URL at a server (.ci/run starts one)."
+            f"PostgreSQL at {where} does not answer ({res.stderr.strip()}): start it, or run "
+            "the PostgreSQL variant of the suites only through scripts/test; "
+            "CORRAL_TEST_POSTGRES_URL names another server"
         )
+    if res.returncode != 0:
+        raise RuntimeError(f"psql on {where} failed ({res.returncode}) for {sql!r}: {res.stderr.strip()}")
 
 
 def create_postgres_database() -> tuple[str, str]:
     """A new, empty database; returns (its name, its URL)."""
-    name = f"corral_sdk_{uuid.uuid4().hex}"
+    name = f"corral_test_{uuid.uuid4().hex}"
     _psql(f"CREATE DATABASE {name}")
     parts = urllib.parse.urlsplit(_postgres_server_url())
     return name, urllib.parse.urlunsplit(parts._replace(path="/" + name))
 
 
 def drop_postgres_database(name: str) -> None:
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    """Drops the database, ending any connection still open to it. A failure is
+    reported, not raised: cleaning up goes on."""
+    try:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    except RuntimeError as e:
+        print(f"could not drop the test database {name}: {e}", file=sys.stderr)
 
 
 class CorralServer:
@@ -204,16 +216,18 @@ class CorralServer:
         return self.proc is not None and self.proc.poll() is None
 
     def cleanup(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-        if self._own_database:
-            drop_postgres_database(self._own_database)
-            self._own_database = None
         try:
-            os.unlink(self.log_path)
-        except OSError:
-            pass
+            self.stop()
+        finally:
+            if self._own_dir:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+            if self._own_database:
+                drop_postgres_database(self._own_database)
+                self._own_database = None
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
 
     # -- data --------------------------------------------------------------
 

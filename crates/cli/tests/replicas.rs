@@ -16,11 +16,9 @@
 //! the new database, with the same data dir (data key), serves them to the
 //! admin's old token, and a second migration into it is refused.
 //!
-//! PostgreSQL: `CORRAL_TEST_POSTGRES_URL` names a server and a database to
-//! connect to for creating and dropping the test database (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`); the database is dropped
-//! at the end, also when the test fails. `CORRAL_TEST_POSTGRES_URL=skip`
-//! skips the test. Nothing waits for a fixed time: conditions are polled with
+//! Both tests need PostgreSQL, a database of their own from `corral_testkit`
+//! (dropped at the end, also when the test fails), and are ignored unless
+//! asked for: `scripts/test` runs them. Nothing waits for a fixed time: conditions are polled with
 //! a generous timeout, and how long things took is printed, not asserted.
 
 use std::fs;
@@ -34,14 +32,12 @@ use buffa::MessageField;
 use connectrpc::ConnectError;
 use connectrpc::client::{ClientConfig, HttpClient};
 use corral_api::gitpod::v1 as api;
+use corral_testkit::{PostgresDatabase, free_port};
 use sqlx::Connection as _;
 
 mod support;
 
-use support::{
-    Database, Patience, Proc, describe, eventually, free_port, http_get, phase, postgres_admin_url,
-    random_bytes,
-};
+use support::{Patience, Proc, describe, eventually, http_get, phase};
 
 /// Overall limit for anything the test waits for.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,26 +59,25 @@ const INACTIVE: api::RunnerPhase = api::RunnerPhase::RUNNER_PHASE_INACTIVE;
 // Harness
 // ---------------------------------------------------------------------------
 
-/// Creates the test database on the server of `CORRAL_TEST_POSTGRES_URL`;
-/// `None` when told to skip.
-async fn create_database() -> Option<Database> {
-    let admin_url = postgres_admin_url();
-    if admin_url == "skip" {
-        eprintln!("skipped: CORRAL_TEST_POSTGRES_URL=skip");
-        return None;
-    }
-    Some(Database::create(admin_url, "corral_replicas").await)
-}
-
 /// How many rows `table` of the test database has.
-async fn count(db: &Database, table: &str) -> i64 {
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+async fn count(db: &PostgresDatabase, table: &str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(db.url()).await.unwrap();
     let count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
         .fetch_one(&mut conn)
         .await
         .unwrap();
     let _ = conn.close().await;
     count
+}
+
+/// `N` random bytes (for keys).
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read as _;
+    let mut bytes = [0u8; N];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("reading /dev/urandom");
+    bytes
 }
 
 /// A plain HTTP/1.0 GET; returns status and body (as text).
@@ -310,19 +305,18 @@ impl Replica {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
 async fn replicas_share_runners_and_run_duties_once() {
     // Declared first, dropped last: after every process is gone.
-    let Some(db) = create_database().await else {
-        return;
-    };
+    let db = PostgresDatabase::create().await;
     let tmp = tempfile::tempdir().expect("temp dir");
     let base64 = base64::engine::general_purpose::STANDARD;
     // Replicas share the data key; the logs signing key they share through the database.
     let keys = [("data-key", base64.encode(random_bytes::<32>()))];
 
     // Both replicas start at once on the empty database: one bootstraps.
-    let mut a = Replica::spawn(tmp.path(), "a", &db.url, &keys);
-    let mut b = Replica::spawn(tmp.path(), "b", &db.url, &keys);
+    let mut a = Replica::spawn(tmp.path(), "a", db.url(), &keys);
+    let mut b = Replica::spawn(tmp.path(), "b", db.url(), &keys);
     a.wait_healthy().await;
     b.wait_healthy().await;
     let tokens: Vec<String> = [&a, &b].iter().filter_map(|r| r.admin_token()).collect();
@@ -604,11 +598,10 @@ async fn migrate_store(tmp: &Path, name: &str, from: &str, to: &str) -> (ExitSta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
 async fn an_installation_moves_from_sqlite_to_postgres() {
     // Declared first, dropped last: after every process is gone.
-    let Some(db) = create_database().await else {
-        return;
-    };
+    let db = PostgresDatabase::create().await;
     let tmp = tempfile::tempdir().expect("temp dir");
     let keys = [(
         "data-key",
@@ -658,7 +651,7 @@ async fn an_installation_moves_from_sqlite_to_postgres() {
         "the SQLite server stopped cleanly: {status:?}"
     );
 
-    let (status, output) = migrate_store(tmp.path(), "migrate-store", &sqlite, &db.url).await;
+    let (status, output) = migrate_store(tmp.path(), "migrate-store", &sqlite, db.url()).await;
     assert!(
         status.success(),
         "migrate-store failed ({status:?}):\n{output}"
@@ -675,14 +668,15 @@ async fn an_installation_moves_from_sqlite_to_postgres() {
     eprintln!("{output}");
 
     // Once more into the same database: refused, nothing changes.
-    let (status, output) = migrate_store(tmp.path(), "migrate-store-again", &sqlite, &db.url).await;
+    let (status, output) =
+        migrate_store(tmp.path(), "migrate-store-again", &sqlite, db.url()).await;
     assert!(!status.success(), "a second migration must fail:\n{output}");
     assert!(output.contains("already holds data"), "{output}");
     assert_eq!(count(&db, "runners").await, 1, "one runner");
 
     // A server on PostgreSQL with the same data dir: the old admin token
     // works and the runner and host token are there.
-    server.database_url = db.url.clone();
+    server.database_url = db.url().to_string();
     server.restart().await;
     assert_eq!(count(&db, "organizations").await, 1, "no second bootstrap");
     assert_eq!(server.identity(&admin).await, identity, "the same admin");

@@ -2,6 +2,11 @@
 //! started from the built binary, each with its own temporary data dir, driven
 //! through the typed Connect clients and the runner's own HTTP server.
 //!
+//! Every test runs twice, once per store: `on_sqlite::NAME`, and
+//! `on_postgres::NAME` with the server on a PostgreSQL database of the test's
+//! own (from `corral_testkit`), ignored unless asked for (`scripts/test` runs
+//! it).
+//!
 //! Every test starts its own server (and runners) and kills them when it ends,
 //! also when it fails; a failing test prints the stderr of every process it
 //! started. Nothing here waits for a fixed time: conditions are polled with a
@@ -10,6 +15,7 @@
 //! asserted.
 
 use std::fs;
+use std::future::Future;
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -22,12 +28,11 @@ use connectrpc::client::{ClientConfig, HttpClient};
 use connectrpc::{ConnectError, ErrorCode};
 use corral_api::corral::v1 as runner_api;
 use corral_api::gitpod::v1 as api;
+use corral_testkit::{PostgresDatabase, free_port};
 
 mod support;
 
-use support::{
-    Database, Patience, Proc, describe, eventually, free_port, http_get, phase, postgres_admin_url,
-};
+use support::{Patience, Proc, describe, eventually, http_get, phase};
 
 /// Overall limit for anything the tests wait for.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -55,17 +60,6 @@ fn numbered(name: &str) -> String {
     format!("{name}-{}", SEQUENCE.fetch_add(1, Ordering::Relaxed))
 }
 
-/// With `CORRAL_TEST_DATABASE=postgres`, a server's own database on the
-/// PostgreSQL server of `CORRAL_TEST_POSTGRES_URL` (default
-/// `postgres://postgres@127.0.0.1:5432/postgres`); dropping it drops the
-/// database, also when the test fails.
-async fn postgres_if_asked() -> Option<Database> {
-    if std::env::var("CORRAL_TEST_DATABASE").as_deref() != Ok("postgres") {
-        return None;
-    }
-    Some(Database::create(postgres_admin_url(), "corral_lifecycle").await)
-}
-
 /// Asserts that a call failed with `code`.
 fn assert_code<T: std::fmt::Debug>(result: Result<T, ConnectError>, code: ErrorCode, what: &str) {
     match result {
@@ -84,6 +78,52 @@ fn assert_code<T: std::fmt::Debug>(result: Result<T, ConnectError>, code: ErrorC
 }
 
 // ---------------------------------------------------------------------------
+// Harness: the stores
+// ---------------------------------------------------------------------------
+
+corral_testkit::on_both_stores!(
+    runner_connects_and_reports_its_status,
+    sigterm_makes_the_runner_inactive_and_it_resumes_from_its_data_dir,
+    killed_runner_becomes_inactive_after_the_grace_period,
+    configuration_changes_reach_the_runner,
+    deleting_a_connected_runner_makes_it_clean_up_and_exit,
+    forced_and_never_connected_deletions_are_immediate,
+    exchanging_a_new_token_revokes_the_runners_old_access_token,
+    a_used_exchange_token_is_refused_with_exit_code_3,
+    runner_survives_a_server_restart,
+    scm_client_secrets_are_sealed_to_the_runner,
+    logs_and_support_bundle_need_a_logs_token_for_this_runner,
+    runner_and_user_tokens_are_isolated,
+    runner_is_degraded_while_its_data_dir_cannot_be_written,
+);
+
+/// The store a test's server runs on.
+enum Store {
+    /// SQLite in the server's data dir.
+    Sqlite,
+    /// A database of the test's own, dropped with this value.
+    Postgres(PostgresDatabase),
+}
+
+impl Store {
+    /// What the server's `--database-url` is, if it has one.
+    fn database_url(&self) -> Option<&str> {
+        match self {
+            Store::Sqlite => None,
+            Store::Postgres(database) => Some(database.url()),
+        }
+    }
+}
+
+async fn on_sqlite<Fut: Future<Output = ()>>(test: impl FnOnce(Store) -> Fut) {
+    test(Store::Sqlite).await;
+}
+
+async fn on_postgres<Fut: Future<Output = ()>>(test: impl FnOnce(Store) -> Fut) {
+    test(Store::Postgres(PostgresDatabase::create().await)).await;
+}
+
+// ---------------------------------------------------------------------------
 // Harness: the management plane
 // ---------------------------------------------------------------------------
 
@@ -92,8 +132,7 @@ type Configs = api::RunnerConfigurationServiceClient<HttpClient>;
 type Identity = api::IdentityServiceClient<HttpClient>;
 type Interaction = runner_api::RunnerInteractionServiceClient<HttpClient>;
 
-/// `corral serve` on a free port with its own data dir (and, with
-/// `CORRAL_TEST_DATABASE=postgres`, a PostgreSQL database of its own).
+/// `corral serve` on a free port with its own data dir, on `store`.
 struct Server {
     proc: Proc,
     logs: PathBuf,
@@ -102,35 +141,41 @@ struct Server {
     grace: String,
     admin_token: String,
     /// Declared last: dropped after the process has been killed.
-    database: Option<Database>,
+    store: Store,
 }
 
 impl Server {
-    async fn start(tmp: &Path, grace: &str) -> Server {
+    async fn start(tmp: &Path, grace: &str, store: Store) -> Server {
         let data_dir = tmp.join("server-data");
-        let mut database = postgres_if_asked().await;
-        let mut attempt = 0;
+        let port = free_port();
+        let mut server = Server {
+            proc: Self::spawn(tmp, &data_dir, port, grace, store.database_url()),
+            logs: tmp.to_path_buf(),
+            data_dir,
+            port,
+            grace: grace.to_string(),
+            admin_token: String::new(),
+            store,
+        };
+        let mut attempt = 1;
         loop {
-            attempt += 1;
-            let port = free_port();
-            let database_url = database.as_ref().map(|d| d.url.clone());
-            let mut server = Server {
-                proc: Self::spawn(tmp, &data_dir, port, grace, database_url.as_deref()),
-                logs: tmp.to_path_buf(),
-                data_dir: data_dir.clone(),
-                port,
-                grace: grace.to_string(),
-                admin_token: String::new(),
-                database: None,
-            };
             match server.wait_ready().await {
-                Ok(()) => {
-                    server.database = database.take();
-                    return server;
-                }
+                Ok(()) => return server,
                 // The free port was taken between finding and binding it.
                 Err(_) if attempt < 3 && server.proc.output().contains("binding") => {
-                    eprintln!("port {port} was taken before the server bound it; another one");
+                    eprintln!(
+                        "port {} was taken before the server bound it; another one",
+                        server.port
+                    );
+                    attempt += 1;
+                    server.port = free_port();
+                    server.proc = Self::spawn(
+                        &server.logs,
+                        &server.data_dir,
+                        server.port,
+                        &server.grace,
+                        server.store.database_url(),
+                    );
                 }
                 Err(status) => panic!("{} exited while starting: {status:?}", server.proc.name),
             }
@@ -197,13 +242,12 @@ impl Server {
 
     /// Starts the server again on the same port and data dir (after [`Server::stop`]).
     async fn restart(&mut self) {
-        let database_url = self.database.as_ref().map(|d| d.url.as_str());
         self.proc = Self::spawn(
             &self.logs,
             &self.data_dir,
             self.port,
             &self.grace,
-            database_url,
+            self.store.database_url(),
         );
         if let Err(status) = self.wait_ready().await {
             panic!("{} exited while starting again: {status:?}", self.proc.name);
@@ -449,7 +493,7 @@ fn stored_access_token(data_dir: &Path) -> String {
     token
 }
 
-/// A server (runner grace `grace`) and one runner connected to it (ACTIVE).
+/// A server on `store` (runner grace `grace`) and one runner connected to it (ACTIVE).
 /// Field order is drop order: processes go before the temp dir.
 struct Connected {
     runner: Proc,
@@ -462,9 +506,9 @@ struct Connected {
 }
 
 impl Connected {
-    async fn start(grace: &str) -> Connected {
+    async fn start(store: Store, grace: &str) -> Connected {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(tmp.path(), grace).await;
+        let server = Server::start(tmp.path(), grace, store).await;
         let (runner_id, exchange_token) = server.create_runner("lifecycle").await;
         let data_dir = tmp.path().join("runner-data");
         let started = Instant::now();
@@ -596,9 +640,8 @@ fn line_time(line: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 // 1. Connect and report
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn runner_connects_and_reports_its_status() {
-    let c = Connected::start("3s").await;
+async fn runner_connects_and_reports_its_status(store: Store) {
+    let c = Connected::start(store, "3s").await;
     eprintln!(
         "[measured] runner ACTIVE {:?} after its process started",
         c.took
@@ -664,9 +707,8 @@ async fn runner_connects_and_reports_its_status() {
 // 2. Stop and resume
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn sigterm_makes_the_runner_inactive_and_it_resumes_from_its_data_dir() {
-    let mut c = Connected::start("3s").await;
+async fn sigterm_makes_the_runner_inactive_and_it_resumes_from_its_data_dir(store: Store) {
+    let mut c = Connected::start(store, "3s").await;
     let key_before = fs::read(c.data_dir.join("runner.key")).unwrap();
     let public_key = status(&c.server.get_runner(&c.runner_id).await.unwrap()).public_key;
 
@@ -701,9 +743,8 @@ async fn sigterm_makes_the_runner_inactive_and_it_resumes_from_its_data_dir() {
 // 3. A killed runner goes INACTIVE after the grace period
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn killed_runner_becomes_inactive_after_the_grace_period() {
-    let mut c = Connected::start("2s").await;
+async fn killed_runner_becomes_inactive_after_the_grace_period(store: Store) {
+    let mut c = Connected::start(store, "2s").await;
     c.runner.sigkill();
     c.runner.wait_exit(PATIENCE).await;
     let (runner, took) = c.server.wait_phase(&c.runner_id, INACTIVE).await;
@@ -719,9 +760,8 @@ async fn killed_runner_becomes_inactive_after_the_grace_period() {
 // 4. Configuration reaches the runner
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn configuration_changes_reach_the_runner() {
-    let c = Connected::start("3s").await;
+async fn configuration_changes_reach_the_runner(store: Store) {
+    let c = Connected::start(store, "3s").await;
     let logs_token = c.server.logs_token(&c.runner_id).await;
     let (line, _) = c
         .wait_log_line(&logs_token, "log level LOG_LEVEL_INFO")
@@ -780,9 +820,8 @@ async fn configuration_changes_reach_the_runner() {
 // 5. Deletion of a connected runner
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn deleting_a_connected_runner_makes_it_clean_up_and_exit() {
-    let mut c = Connected::start("3s").await;
+async fn deleting_a_connected_runner_makes_it_clean_up_and_exit(store: Store) {
+    let mut c = Connected::start(store, "3s").await;
     let old_token = c.access_token();
     c.server
         .delete_runner(&c.runner_id, false)
@@ -816,9 +855,8 @@ async fn deleting_a_connected_runner_makes_it_clean_up_and_exit() {
 // 6. Forced deletion, and deletion of a runner that never connected
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn forced_and_never_connected_deletions_are_immediate() {
-    let mut c = Connected::start("3s").await;
+async fn forced_and_never_connected_deletions_are_immediate(store: Store) {
+    let mut c = Connected::start(store, "3s").await;
     c.server.delete_runner(&c.runner_id, true).await.unwrap();
     assert_code(
         c.server.get_runner(&c.runner_id).await,
@@ -851,9 +889,8 @@ async fn forced_and_never_connected_deletions_are_immediate() {
 // 7. A new token revokes the old one
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn exchanging_a_new_token_revokes_the_runners_old_access_token() {
-    let mut c = Connected::start("3s").await;
+async fn exchanging_a_new_token_revokes_the_runners_old_access_token(store: Store) {
+    let mut c = Connected::start(store, "3s").await;
     let old_token = c.access_token();
     assert!(c.server.runner_call(&old_token).await.is_ok());
 
@@ -904,10 +941,9 @@ async fn exchanging_a_new_token_revokes_the_runners_old_access_token() {
 // 8. A used exchange token
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn a_used_exchange_token_is_refused_with_exit_code_3() {
+async fn a_used_exchange_token_is_refused_with_exit_code_3(store: Store) {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path(), "3s").await;
+    let server = Server::start(tmp.path(), "3s", store).await;
     let (_runner_id, exchange) = server.create_runner("used-token").await;
     server
         .identity()
@@ -938,9 +974,8 @@ async fn a_used_exchange_token_is_refused_with_exit_code_3() {
 // 9. The server restarts
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn runner_survives_a_server_restart() {
-    let mut c = Connected::start("3s").await;
+async fn runner_survives_a_server_restart(store: Store) {
+    let mut c = Connected::start(store, "3s").await;
     let exit = c.server.stop().await;
     assert!(
         exit.success(),
@@ -989,9 +1024,8 @@ async fn runner_survives_a_server_restart() {
 // 10. Secrets sealed to the runner
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn scm_client_secrets_are_sealed_to_the_runner() {
-    let c = Connected::start("3s").await;
+async fn scm_client_secrets_are_sealed_to_the_runner(store: Store) {
+    let c = Connected::start(store, "3s").await;
     let id = c
         .server
         .configs()
@@ -1044,9 +1078,8 @@ async fn scm_client_secrets_are_sealed_to_the_runner() {
 // 11. Logs and support bundle behind a logs token
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn logs_and_support_bundle_need_a_logs_token_for_this_runner() {
-    let c = Connected::start("3s").await;
+async fn logs_and_support_bundle_need_a_logs_token_for_this_runner(store: Store) {
+    let c = Connected::start(store, "3s").await;
     let runner = c.server.get_runner(&c.runner_id).await.unwrap();
     let (log_url, bundle_url) = (status(&runner).log_url, status(&runner).support_bundle_url);
     let token = c.server.logs_token(&c.runner_id).await;
@@ -1120,9 +1153,8 @@ async fn logs_and_support_bundle_need_a_logs_token_for_this_runner() {
 // 12. Runner tokens and user tokens stay in their lanes
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn runner_and_user_tokens_are_isolated() {
-    let c = Connected::start("3s").await;
+async fn runner_and_user_tokens_are_isolated(store: Store) {
+    let c = Connected::start(store, "3s").await;
     let runner_token = c.access_token();
     let (other_id, _) = c.server.create_runner("other").await;
 
@@ -1234,9 +1266,8 @@ async fn runner_and_user_tokens_are_isolated() {
 // 13. DEGRADED while the data dir cannot be written
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
-async fn runner_is_degraded_while_its_data_dir_cannot_be_written() {
-    let c = Connected::start("3s").await;
+async fn runner_is_degraded_while_its_data_dir_cannot_be_written(store: Store) {
+    let c = Connected::start(store, "3s").await;
     // The health probe writes and removes `<data dir>/.write-probe`. The tests
     // run as root, for whom permissions are no obstacle; a directory in the
     // probe file's place makes the write fail for anyone.

@@ -284,16 +284,15 @@ mod tests {
         assert!(text.contains("corral_runner_streams 3\n"));
     }
 
-    /// On the PostgreSQL of `CORRAL_TEST_POSTGRES_URL` (its own database
-    /// there, so no other test competes for the lock).
+    /// On PostgreSQL, on a database of its own (so no other test competes
+    /// for the lock).
     #[tokio::test]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn one_replica_leads_and_another_takes_over() {
-        let Some(db) = crate::bus::TestDb::create().await else {
-            return;
-        };
-        let first = Duties::postgres(&db.url).await.unwrap();
+        let db = crate::bus::database_with_replica_tables().await;
+        let first = Duties::postgres(db.url()).await.unwrap();
         wait_until(|| first.is_leader()).await;
-        let second = Duties::postgres(&db.url).await.unwrap();
+        let second = Duties::postgres(db.url()).await.unwrap();
         tokio::time::sleep(LOCK_CHECK * 3).await;
         assert!(!second.is_leader(), "one leader at a time");
         drop(first);
@@ -301,10 +300,9 @@ mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn exclusive_jobs_run_one_after_the_other() {
-        let Some(db) = crate::bus::TestDb::create().await else {
-            return;
-        };
+        let db = crate::bus::database_with_replica_tables().await;
         let running = std::sync::atomic::AtomicUsize::new(0);
         let overlapped = AtomicBool::new(false);
         let job = || async {
@@ -316,8 +314,8 @@ mod tests {
             Ok(())
         };
         let (first, second) = tokio::join!(
-            exclusively(Some(&db.url), BOOTSTRAP_LOCK, job()),
-            exclusively(Some(&db.url), BOOTSTRAP_LOCK, job()),
+            exclusively(Some(db.url()), BOOTSTRAP_LOCK, job()),
+            exclusively(Some(db.url()), BOOTSTRAP_LOCK, job()),
         );
         first.unwrap();
         second.unwrap();
@@ -326,14 +324,13 @@ mod tests {
 
     /// With the PostgreSQL store: old exchange tokens go, others stay.
     #[tokio::test]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn old_exchange_tokens_are_purged() {
         use crate::domain::{ApiToken, Subject, TokenKind};
         use crate::store::Store as _;
         use chrono::Utc;
-        let Some(db) = crate::bus::TestDb::create_empty().await else {
-            return;
-        };
-        let store = crate::store::sql::SqlStore::open_postgres(&db.url)
+        let db = corral_testkit::PostgresDatabase::create().await;
+        let store = crate::store::sql::SqlStore::open_postgres(db.url())
             .await
             .unwrap();
         let now = Utc::now();

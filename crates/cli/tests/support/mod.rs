@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: child processes of the built
-//! binary, a PostgreSQL database of a test's own, polling, and plain HTTP.
+//! binary, polling, and plain HTTP. PostgreSQL databases and free ports come
+//! from `corral_testkit`.
 
 use std::fs;
 use std::future::Future;
@@ -9,11 +10,9 @@ use std::time::{Duration, Instant};
 
 use connectrpc::ConnectError;
 use corral_api::gitpod::v1 as api;
-use sqlx::Connection as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral");
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// How a test file waits: the overall limit for anything it waits for, and
 /// the pause between two checks.
@@ -149,102 +148,8 @@ impl Drop for Proc {
 }
 
 // ---------------------------------------------------------------------------
-// PostgreSQL
-// ---------------------------------------------------------------------------
-
-/// `CORRAL_TEST_POSTGRES_URL`: a server and a database to connect to for
-/// creating and dropping test databases (default
-/// `postgres://postgres@127.0.0.1:5432/postgres`).
-pub fn postgres_admin_url() -> String {
-    std::env::var("CORRAL_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| DEFAULT_POSTGRES_URL.into())
-}
-
-/// A database of its own, dropped with this value (also when the test fails).
-pub struct Database {
-    admin_url: String,
-    name: String,
-    /// Same server and parameters as the admin URL, this database as the path.
-    pub url: String,
-}
-
-impl Database {
-    /// Creates `<prefix>_<random hex>` on the server of `admin_url`.
-    pub async fn create(admin_url: String, prefix: &str) -> Database {
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at CORRAL_TEST_POSTGRES_URL (or {DEFAULT_POSTGRES_URL}): {e}")
-            });
-        let name = format!("{prefix}_{}", hex(&random_bytes::<16>()));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("creating the test database");
-        let _ = admin.close().await;
-        let (base, query) = match admin_url.split_once('?') {
-            Some((base, query)) => (base, format!("?{query}")),
-            None => (admin_url.as_str(), String::new()),
-        };
-        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-        let url = format!("{server}/{name}{query}");
-        Database {
-            admin_url,
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // A runtime of its own: the test's may be unwinding.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await
-                    .map(|_| ())
-                })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Small things
 // ---------------------------------------------------------------------------
-
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    use std::io::Read as _;
-    let mut bytes = [0u8; N];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("reading /dev/urandom");
-    bytes
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
-    listener.local_addr().expect("local address").port()
-}
 
 /// Polls `check` until it returns `Ok`, for at most `patience.timeout`; panics
 /// with the last `Err` (what was seen instead). Returns the value and how long

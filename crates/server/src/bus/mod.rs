@@ -37,7 +37,7 @@ use uuid::Uuid;
 pub use local::{LocalBus, LocalNetwork};
 pub use postgres::PgBus;
 #[cfg(test)]
-pub(crate) use postgres::tests::TestDb;
+pub(crate) use postgres::tests::database_with_replica_tables;
 
 /// Names one running `corral serve` process; new at every start.
 pub type ReplicaId = Uuid;

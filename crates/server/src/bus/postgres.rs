@@ -367,98 +367,24 @@ impl Bus for PgBus {
     }
 }
 
-/// Tests against a real PostgreSQL: `CORRAL_TEST_POSTGRES_URL` names a server
-/// and a database to connect to for creating and dropping the test databases
-/// (default `postgres://postgres@127.0.0.1:5432/postgres`); each test creates
-/// its own and drops it, also when it fails. `CORRAL_TEST_POSTGRES_URL=skip`
-/// skips them.
+/// Tests against a real PostgreSQL, each on a database of its own from
+/// `corral_testkit` (ignored unless asked for: `scripts/test` runs them).
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use corral_testkit::PostgresDatabase;
     use sqlx::Connection as _;
 
-    /// The test server's URL; `None` (after saying so) when told to skip.
-    pub(crate) fn test_postgres_url() -> Option<String> {
-        let url = std::env::var("CORRAL_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        if url == "skip" {
-            eprintln!("skipped: CORRAL_TEST_POSTGRES_URL=skip");
-            return None;
-        }
-        Some(url)
-    }
-
-    /// A database of its own for one test, dropped with this value; the
-    /// replica tables are there.
-    pub(crate) struct TestDb {
-        admin_url: String,
-        name: String,
-        pub(crate) url: String,
-    }
-
-    impl TestDb {
-        /// With the replica tables only (not the store's).
-        pub(crate) async fn create() -> Option<TestDb> {
-            let db = Self::create_empty().await?;
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql(include_str!("../../migrations/postgres/0003_replicas.sql"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            Some(db)
-        }
-
-        /// Without any table.
-        pub(crate) async fn create_empty() -> Option<TestDb> {
-            let admin_url = test_postgres_url()?;
-            let name = format!("corral_bus_{}", Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(&admin_url)
-                .await
-                .unwrap_or_else(|e| panic!("PostgreSQL at CORRAL_TEST_POSTGRES_URL: {e}"));
-            sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let url = with_database(&admin_url, &name);
-            Some(TestDb {
-                admin_url,
-                name,
-                url,
-            })
-        }
-    }
-
-    impl Drop for TestDb {
-        fn drop(&mut self) {
-            let admin_url = self.admin_url.clone();
-            let name = self.name.clone();
-            // Dropped while a runtime may be winding down: drop on a thread of its own.
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&mut admin)
-                        .await;
-                    }
-                });
-            })
-            .join()
+    /// A database of a test's own with the replica tables (not the store's).
+    pub(crate) async fn database_with_replica_tables() -> PostgresDatabase {
+        let database = PostgresDatabase::create().await;
+        let mut conn = sqlx::PgConnection::connect(database.url()).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/postgres/0003_replicas.sql"))
+            .execute(&mut conn)
+            .await
             .unwrap();
-        }
-    }
-
-    fn with_database(url: &str, database: &str) -> String {
-        let mut url = url::Url::parse(url).unwrap();
-        url.set_path(&format!("/{database}"));
-        url.to_string()
+        let _ = conn.close().await;
+        database
     }
 
     fn ping(request_id: &str) -> runner_api::RunnerRequest {
@@ -477,12 +403,11 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn messages_cross_replicas_and_holders_are_fleet_wide() {
-        let Some(db) = TestDb::create().await else {
-            return;
-        };
-        let a = PgBus::start(&db.url).await.unwrap();
-        let b = PgBus::start(&db.url).await.unwrap();
+        let db = database_with_replica_tables().await;
+        let a = PgBus::start(db.url()).await.unwrap();
+        let b = PgBus::start(db.url()).await.unwrap();
         let mut inbox_a = a.take_inbox().unwrap();
         let runner = Uuid::now_v7();
         assert!(b.holders(&[runner]).await.unwrap().is_empty());
@@ -526,11 +451,10 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn a_dead_replica_holds_nothing_and_missed_messages_are_taken() {
-        let Some(db) = TestDb::create().await else {
-            return;
-        };
-        let a = PgBus::start(&db.url).await.unwrap();
+        let db = database_with_replica_tables().await;
+        let a = PgBus::start(db.url()).await.unwrap();
         // A replica that stopped heartbeating long ago, with a stream it announced.
         let dead = Uuid::now_v7().to_string();
         let runner = Uuid::now_v7();

@@ -1,18 +1,14 @@
 //! The store's contract, checked on every backend: each test below is one
 //! function, run by [`conformance!`] on SQLite (a file in a temporary
-//! directory) and on PostgreSQL (a database of its own, created for the test
-//! and dropped after it, also when it fails).
-//!
-//! PostgreSQL: `CORRAL_TEST_POSTGRES_URL` names a server and a database to
-//! connect to for creating and dropping the test databases (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached
-//! the PostgreSQL variants fail, saying so; `CORRAL_TEST_POSTGRES_URL=skip`
-//! skips them instead.
+//! directory) and on PostgreSQL (a database of its own from
+//! `corral_testkit`, dropped after the test, also when it fails). The
+//! PostgreSQL variants are ignored unless asked for: `scripts/test` runs them.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
+use corral_testkit::PostgresDatabase;
 use sqlx::Connection;
 use uuid::Uuid;
 
@@ -24,27 +20,11 @@ use crate::domain::*;
 // Harness
 // ---------------------------------------------------------------------------
 
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// Runs each listed test function on both backends: `on_sqlite::NAME` and `on_postgres::NAME`.
+/// Runs each listed test function on both backends: `on_sqlite::NAME` and
+/// `on_postgres::NAME` (ignored unless asked for).
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::on_sqlite(super::$name).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::on_postgres(super::$name).await;
-                }
-            )*
-        }
+        corral_testkit::on_both_stores!($($name),*);
     };
 }
 
@@ -79,163 +59,51 @@ where
 
 async fn on_postgres<F, Fut>(test: F)
 where
-    F: FnOnce(Arc<dyn Store>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
 {
-    with_postgres_database(|url| async move {
-        let store = Arc::new(SqlStore::open_postgres(&url).await.unwrap());
-        let shared: Arc<dyn Store> = store.clone();
-        test(shared).await;
-        store.close().await;
-    })
-    .await;
-}
-
-/// Runs `test` with the URL of a new database, and drops the database after
-/// it, also when it fails. Does nothing when told to skip PostgreSQL.
-pub(super) async fn with_postgres_database<F, Fut>(test: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let Some(server) = PostgresServer::from_env() else {
-        eprintln!("skipped: CORRAL_TEST_POSTGRES_URL=skip");
-        return;
-    };
-    let database = server.create_database().await;
-    // The test runs in a task of its own so that a failure comes back here as
-    // a value: the database is dropped first, then the failure goes on.
-    let outcome = tokio::spawn(test(database.url.clone())).await;
-    database.drop().await;
-    if let Err(failure) = outcome {
-        match failure.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(failure) => panic!("the test did not finish: {failure}"),
-        }
-    }
-}
-
-/// The PostgreSQL server the tests create their databases on.
-struct PostgresServer {
-    url: url::Url,
-}
-
-impl PostgresServer {
-    /// From `CORRAL_TEST_POSTGRES_URL` (or the default); `None` when it is `skip`.
-    fn from_env() -> Option<Self> {
-        let url = std::env::var("CORRAL_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| DEFAULT_POSTGRES_URL.to_string());
-        if url == "skip" {
-            return None;
-        }
-        let url = url::Url::parse(&url)
-            .unwrap_or_else(|e| panic!("CORRAL_TEST_POSTGRES_URL is not a URL ({e})"));
-        Some(Self { url })
-    }
-
-    /// The URL without its password, for messages.
-    fn shown(&self) -> String {
-        let mut url = self.url.clone();
-        let _ = url.set_password(None);
-        url.to_string()
-    }
-
-    async fn admin(&self) -> sqlx::PgConnection {
-        sqlx::PgConnection::connect(self.url.as_str())
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL is not reachable at {} ({e}). The PostgreSQL variants of the store \
-                     tests need a server: start one (.ci/run does), point CORRAL_TEST_POSTGRES_URL \
-                     at one, or set CORRAL_TEST_POSTGRES_URL=skip to skip them.",
-                    self.shown()
-                )
-            })
-    }
-
-    /// A new, empty database with a random name.
-    async fn create_database(&self) -> TestDatabase {
-        let name = format!("corral_test_{}", Uuid::new_v4().simple());
-        let mut admin = self.admin().await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("creating database {name} on {}: {e}", self.shown()));
-        let _ = admin.close().await;
-        let mut url = self.url.clone();
-        url.set_path(&name);
-        TestDatabase {
-            server_url: self.url.clone(),
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-/// A database that exists for one test.
-struct TestDatabase {
-    server_url: url::Url,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    /// Drops the database, ending any connection still open to it.
-    async fn drop(self) {
-        let server = PostgresServer {
-            url: self.server_url,
-        };
-        let mut admin = server.admin().await;
-        let name = &self.name;
-        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await
-        {
-            eprintln!("could not drop test database {name}: {e}");
-        }
-        let _ = admin.close().await;
-    }
+    let database = PostgresDatabase::create().await;
+    let store = Arc::new(SqlStore::open_postgres(database.url()).await.unwrap());
+    let shared: Arc<dyn Store> = store.clone();
+    test(shared).await;
+    store.close().await;
 }
 
 /// Replicas that start together on a new database all come up, and the schema
 /// is migrated exactly once (sqlx's PostgreSQL migrator takes an advisory lock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
 async fn postgres_replicas_starting_together_migrate_once() {
-    with_postgres_database(|url| async move {
-        let opened = at_once((0..4).map(|_| {
-            let url = url.clone();
-            async move { SqlStore::open_postgres(&url).await }
-        }))
-        .await;
-        let stores: Vec<SqlStore> = opened
-            .into_iter()
-            .map(|r| r.expect("every replica opens the store"))
-            .collect();
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-        let applied: Vec<(i64, bool)> =
-            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
-        let expected: Vec<(i64, bool)> = super::postgres::MIGRATOR
-            .iter()
-            .map(|m| (m.version, true))
-            .collect();
-        assert!(expected.len() >= 2);
-        assert_eq!(applied, expected, "each migration applied once");
-        let _ = conn.close().await;
-        // Every replica works on the one schema.
-        let first = org(&stores[0], "shared").await;
-        for store in &stores {
-            assert_eq!(store.get_organization(first.id).await.unwrap(), first);
-            store.close().await;
-        }
-    })
+    let database = PostgresDatabase::create().await;
+    let url = database.url().to_string();
+    let opened = at_once((0..4).map(|_| {
+        let url = url.clone();
+        async move { SqlStore::open_postgres(&url).await }
+    }))
     .await;
+    let stores: Vec<SqlStore> = opened
+        .into_iter()
+        .map(|r| r.expect("every replica opens the store"))
+        .collect();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let expected: Vec<(i64, bool)> = super::postgres::MIGRATOR
+        .iter()
+        .map(|m| (m.version, true))
+        .collect();
+    assert!(expected.len() >= 2);
+    assert_eq!(applied, expected, "each migration applied once");
+    let _ = conn.close().await;
+    // Every replica works on the one schema.
+    let first = org(&stores[0], "shared").await;
+    for store in &stores {
+        assert_eq!(store.get_organization(first.id).await.unwrap(), first);
+        store.close().await;
+    }
 }
 
 // ---------------------------------------------------------------------------

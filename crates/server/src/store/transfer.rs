@@ -790,8 +790,8 @@ mod tests {
     use crate::store::Store;
     use crate::store::conformance::{
         ALL, group, join, new_class, new_host_token, new_integration, new_token, runner,
-        with_postgres_database,
     };
+    use corral_testkit::PostgresDatabase;
 
     /// What a realistic installation holds, and the secrets only its users know.
     #[derive(Clone)]
@@ -985,6 +985,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn an_installation_moves_from_sqlite_to_postgres() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("corral.db");
@@ -994,78 +995,75 @@ mod tests {
         let before = read_back(&source, &installation).await;
         source.close().await;
         let from = sqlite_url(&path);
-        with_postgres_database(move |to| async move {
-            let report = migrate(&from, &to).await.unwrap();
-            println!("{report}");
-            assert!(report.ok());
-            let rows: Vec<(&str, u64)> = report
-                .tables
-                .iter()
-                .map(|t| (t.table, t.target.rows))
-                .collect();
-            assert_eq!(
-                rows,
-                [
-                    ("organizations", 2),
-                    ("users", 3),
-                    // Each organization's admins and members, and "platform".
-                    ("groups", 5),
-                    // Three members, two admins, one member of "platform".
-                    ("memberships", 6),
-                    ("api_tokens", 5),
-                    ("runners", 2),
-                    ("runner_policies", 1),
-                    ("host_tokens", 1),
-                    ("scm_integrations", 1),
-                    ("environment_classes", 2),
-                    ("server_secrets", 1),
-                    ("audit_events", 1),
-                ]
-            );
-            assert!(
-                report
-                    .to_string()
-                    .ends_with("row counts and checksums match")
-            );
+        let database = PostgresDatabase::create().await;
+        let to = database.url().to_string();
+        let report = migrate(&from, &to).await.unwrap();
+        println!("{report}");
+        assert!(report.ok());
+        let rows: Vec<(&str, u64)> = report
+            .tables
+            .iter()
+            .map(|t| (t.table, t.target.rows))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("organizations", 2),
+                ("users", 3),
+                // Each organization's admins and members, and "platform".
+                ("groups", 5),
+                // Three members, two admins, one member of "platform".
+                ("memberships", 6),
+                ("api_tokens", 5),
+                ("runners", 2),
+                ("runner_policies", 1),
+                ("host_tokens", 1),
+                ("scm_integrations", 1),
+                ("environment_classes", 2),
+                ("server_secrets", 1),
+                ("audit_events", 1),
+            ]
+        );
+        assert!(
+            report
+                .to_string()
+                .ends_with("row counts and checksums match")
+        );
 
-            // Through the target's Store: the same installation; tokens
-            // still authenticate, secrets open with the same data key.
-            let target = SqlStore::open_postgres(&to).await.unwrap();
-            assert_eq!(read_back(&target, &installation).await, before);
-            let host_token = target
-                .get_host_token(installation.host_token)
-                .await
-                .unwrap();
-            assert_eq!(
-                key.decrypt(&host_token.token_encrypted).unwrap(),
-                GITHUB_TOKEN
-            );
-            target.close().await;
+        // Through the target's Store: the same installation; tokens
+        // still authenticate, secrets open with the same data key.
+        let target = SqlStore::open_postgres(&to).await.unwrap();
+        assert_eq!(read_back(&target, &installation).await, before);
+        let host_token = target
+            .get_host_token(installation.host_token)
+            .await
+            .unwrap();
+        assert_eq!(
+            key.decrypt(&host_token.token_encrypted).unwrap(),
+            GITHUB_TOKEN
+        );
+        target.close().await;
 
-            // Verifying again, independently, finds the same.
-            assert_eq!(verify(&from, &to).await.unwrap().tables, report.tables);
+        // Verifying again, independently, finds the same.
+        assert_eq!(verify(&from, &to).await.unwrap().tables, report.tables);
 
-            // A second migration into the now non-empty target is refused
-            // and changes nothing.
-            let refused = format!("{:#}", migrate(&from, &to).await.unwrap_err());
-            assert!(refused.contains("already holds data"), "{refused}");
-            assert!(refused.contains("2 rows in organizations"), "{refused}");
-            assert_eq!(verify(&from, &to).await.unwrap().tables, report.tables);
+        // A second migration into the now non-empty target is refused
+        // and changes nothing.
+        let refused = format!("{:#}", migrate(&from, &to).await.unwrap_err());
+        assert!(refused.contains("already holds data"), "{refused}");
+        assert!(refused.contains("2 rows in organizations"), "{refused}");
+        assert_eq!(verify(&from, &to).await.unwrap().tables, report.tables);
 
-            // A changed row on the target is found, and its table named.
-            let mut conn = sqlx::PgConnection::connect(&to).await.unwrap();
-            sqlx::query(
-                "UPDATE users SET email = 'mallory@acme.test' WHERE email = 'dev@acme.test'",
-            )
+        // A changed row on the target is found, and its table named.
+        let mut conn = sqlx::PgConnection::connect(&to).await.unwrap();
+        sqlx::query("UPDATE users SET email = 'mallory@acme.test' WHERE email = 'dev@acme.test'")
             .execute(&mut conn)
             .await
             .unwrap();
-            let _ = conn.close().await;
-            let failed = format!("{:#}", verify(&from, &to).await.unwrap_err());
-            assert!(failed.contains("verification failed: users:"), "{failed}");
-            assert!(!failed.contains("organizations"), "{failed}");
-        })
-        .await;
+        let _ = conn.close().await;
+        let failed = format!("{:#}", verify(&from, &to).await.unwrap_err());
+        assert!(failed.contains("verification failed: users:"), "{failed}");
+        assert!(!failed.contains("organizations"), "{failed}");
     }
 
     /// SQLite to SQLite works alike (no PostgreSQL needed), and a missing
