@@ -656,8 +656,8 @@ async fn runner_connects_and_reports_its_status() {
         .schema
         .into_option()
         .expect("a schema");
-    assert_eq!(schema, corral_runner::schema::linux_host_schema());
-    assert_eq!(schema.version, corral_runner::schema::SCHEMA_VERSION);
+    assert_eq!(schema, corral_contract::schema::linux_host_schema());
+    assert_eq!(schema.version, corral_contract::schema::SCHEMA_VERSION);
 }
 
 // ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ use corral_api::corral::v1::{
     UpdateConfigurationSchemaRequest, WatchRequestsRequest, runner_request::Kind,
 };
 use corral_api::gitpod::v1::{LogLevel, RunnerCapability, RunnerSpec};
+use corral_contract::schema;
 use crypto_box::SecretKey;
 use ed25519_dalek::VerifyingKey;
 use serde_json::json;
@@ -40,7 +41,7 @@ use crate::connection::{
 use crate::credentials::{Credentials, DataDir};
 use crate::logs::{LogBuffer, Logging};
 use crate::scm_work::{SCM_TIMEOUT, ScmWork};
-use crate::{Error, open_sealed_secret, schema, system};
+use crate::{Error, open_sealed_secret, system};
 
 /// The runner's version, reported to the management plane.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,12 @@
+//! `corral-contract`: what the management plane (`corral serve`) and its
+//! runners (`corral runner`) agree on beyond the wire types of `corral-api`.
+//!
+//! - [`schema`]: the configuration schema of `corral runner` on a Linux host.
+//!   The runner uploads it; the server uses it for a runner that has not
+//!   uploaded one yet.
+//!
+//! Invariant: both sides take these from here, never from each other; the
+//! server does not depend on the runner crate, nor the runner on the server.
+//! No I/O and no HTTP clients in this crate.
+
+pub mod schema;
