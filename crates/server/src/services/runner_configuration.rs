@@ -22,6 +22,9 @@ pub struct RunnerConfiguration {
     state: SharedState,
 }
 
+/// Entries of an environment class configuration (`max_items` in the .proto).
+const CONFIGURATION_MAX_ENTRIES: usize = 100;
+
 impl RunnerConfiguration {
     pub fn new(state: SharedState) -> Self {
         Self { state }
@@ -858,6 +861,13 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                 ));
             }
             Some(Config::EnvironmentClass(class)) => {
+                // The declarative rules are off for this message; its one list is bounded here.
+                if class.configuration.len() > CONFIGURATION_MAX_ENTRIES {
+                    return Err(invalid_field(
+                        "environment_class.configuration",
+                        format!("list must contain at most {CONFIGURATION_MAX_ENTRIES} items"),
+                    ));
+                }
                 let mut result = api::EnvironmentClassValidationResult::default();
                 let name_len = class.display_name.chars().count();
                 if !(3..=127).contains(&name_len) {
