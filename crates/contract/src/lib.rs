@@ -4,9 +4,13 @@
 //! - [`schema`]: the configuration schema of `corral runner` on a Linux host.
 //!   The runner uploads it; the server uses it for a runner that has not
 //!   uploaded one yet.
+//! - [`limits`]: the size caps on what a runner reports (status fields, the
+//!   schema). The server refuses reports beyond them; the runner fits its
+//!   reports inside them.
 //!
 //! Invariant: both sides take these from here, never from each other; the
 //! server does not depend on the runner crate, nor the runner on the server.
 //! No I/O and no HTTP clients in this crate.
 
+pub mod limits;
 pub mod schema;

@@ -17,8 +17,8 @@
 //! - [`bundle`]: the support bundle (tar.gz, secrets removed).
 //! - [`system`]: the host summary reported as system details.
 //!
-//! The configuration schema the runner uploads comes from `corral-contract`,
-//! which the management plane shares.
+//! The configuration schema the runner uploads and the size caps its reports
+//! must fit come from `corral-contract`, which the management plane shares.
 //!
 //! Library entry points: [`agent::run`] (what the CLI calls),
 //! [`agent::run_until`] (with a caller-chosen shutdown), and

@@ -7,6 +7,7 @@ use connectrpc::{
     ConnectError, RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream,
 };
 use corral_api::corral::v1 as runner_api;
+use corral_contract::limits;
 use uuid::Uuid;
 
 use super::convert;
@@ -101,6 +102,12 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
             .into_option()
             .ok_or_else(|| invalid_field("schema", "is required"))?;
         let encoded = schema.encode_to_vec();
+        if encoded.len() > limits::SCHEMA_MAX_BYTES {
+            return Err(invalid_field(
+                "schema",
+                format!("is larger than {} bytes encoded", limits::SCHEMA_MAX_BYTES),
+            ));
+        }
         self.state
             .store
             .update_runner(
