@@ -36,6 +36,28 @@ pub fn parse_id(field: &str, value: &str) -> Result<Uuid, ConnectError> {
     Uuid::parse_str(value).map_err(|_| invalid_field(field, "value must be a valid UUID"))
 }
 
+/// Parses a list of ids that is a set: each id once, in first-seen order.
+pub fn parse_ids(field: &str, values: &[String]) -> Result<Vec<Uuid>, ConnectError> {
+    let ids = values
+        .iter()
+        .map(|v| parse_id(field, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(distinct(ids))
+}
+
+/// The items of a request list that is a set (enum filters, scopes), each
+/// once, in first-seen order. Request lists are bounded (at most a few
+/// hundred items), so comparing pairwise is cheap.
+pub fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
 pub fn subject<P: ProtoBox<api::Subject>>(s: Subject) -> MessageField<api::Subject, P> {
     let principal = match s {
         Subject::User(_) => api::Principal::PRINCIPAL_USER,
@@ -507,4 +529,24 @@ pub fn user_subject(field: &str, s: Option<&api::Subject>) -> Result<Uuid, Conne
         return Err(invalid_field(&format!("{field}.id"), "value is required"));
     }
     parse_id(&format!("{field}.id"), &s.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_sets_keep_each_id_once_in_order() {
+        let a = "0190a000-0000-7000-8000-000000000001".to_string();
+        let b = "0190a000-0000-7000-8000-000000000002".to_string();
+        let ids = parse_ids("filter.user_ids", &[b.clone(), a.clone(), b.clone(), a]).unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0].to_string(), b);
+        let err = parse_ids("filter.user_ids", &[b, "nope".into()]).unwrap_err();
+        assert!(
+            err.message
+                .unwrap_or_default()
+                .starts_with("filter.user_ids:")
+        );
+    }
 }

@@ -153,11 +153,7 @@ impl api::GroupService for Groups {
             }
             filter = GroupFilter {
                 search: f.search.clone(),
-                group_ids: f
-                    .group_ids
-                    .iter()
-                    .map(|id| parse_id("filter.group_ids", id))
-                    .collect::<Result<_, _>>()?,
+                group_ids: convert::parse_ids("filter.group_ids", &f.group_ids)?,
                 system: f.system_managed,
             };
         }

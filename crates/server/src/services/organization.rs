@@ -42,8 +42,8 @@ pub(super) fn own_org(caller_org: Uuid, field: &str, value: &str) -> Result<Uuid
 
 /// Enum values of a list filter mapped to ours: `None` when the filter names
 /// values of which corral has none, so that nothing can match.
-fn known<W, D>(values: &[W], map: impl Fn(&W) -> Option<D>) -> Option<Vec<D>> {
-    let mapped: Vec<D> = values.iter().filter_map(map).collect();
+fn known<W, D: PartialEq>(values: &[W], map: impl Fn(&W) -> Option<D>) -> Option<Vec<D>> {
+    let mapped = convert::distinct(values.iter().filter_map(map));
     (values.is_empty() || !mapped.is_empty()).then_some(mapped)
 }
 
@@ -105,18 +105,13 @@ impl api::OrganizationService for Organizations {
             filter = OrgMemberFilter {
                 search: f.search.clone(),
                 email: f.email.clone(),
-                user_ids: f
-                    .user_ids
-                    .iter()
-                    .map(|id| parse_id("filter.user_ids", id))
-                    .collect::<Result<_, _>>()?,
+                user_ids: convert::parse_ids("filter.user_ids", &f.user_ids)?,
                 roles,
                 statuses,
-                exclude_group_ids: f
-                    .exclude_group_ids
-                    .iter()
-                    .map(|id| parse_id("filter.exclude_group_ids", id))
-                    .collect::<Result<_, _>>()?,
+                exclude_group_ids: convert::parse_ids(
+                    "filter.exclude_group_ids",
+                    &f.exclude_group_ids,
+                )?,
                 exclude_members_in_any_team: f.exclude_members_in_any_team,
             };
         }

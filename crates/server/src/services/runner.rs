@@ -354,11 +354,7 @@ impl api::RunnerService for Runners {
         let page = page_request(&ctx, req.pagination.as_option())?;
         let mut filter = RunnerFilter::default();
         if let Some(f) = req.filter.as_option() {
-            for id in &f.creator_ids {
-                filter
-                    .creator_ids
-                    .push(convert::parse_id("filter.creator_ids", id)?);
-            }
+            filter.creator_ids = convert::parse_ids("filter.creator_ids", &f.creator_ids)?;
             for kind in &f.kinds {
                 filter
                     .kinds
@@ -371,6 +367,8 @@ impl api::RunnerService for Runners {
                 )?));
             }
         }
+        filter.kinds = convert::distinct(filter.kinds);
+        filter.providers = convert::distinct(filter.providers);
         filter.visible = runner_visibility(self.state.store.as_ref(), caller).await?;
         let runners = self
             .state

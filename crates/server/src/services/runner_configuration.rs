@@ -8,7 +8,7 @@ use corral_api::gitpod::v1 as api;
 use uuid::Uuid;
 
 use super::config_schema::{check_environment_class, linux_host_schema, scm_entry};
-use super::convert;
+use super::convert::{self, parse_ids};
 use crate::auth::{Caller, UserCaller, caller};
 use crate::authz::{runner_for, runner_visibility};
 use crate::crypto;
@@ -173,10 +173,6 @@ impl RunnerConfiguration {
     }
 }
 
-fn parse_ids(field: &str, ids: &[String]) -> Result<Vec<Uuid>, ConnectError> {
-    ids.iter().map(|id| convert::parse_id(field, id)).collect()
-}
-
 fn normalize_host(field: &str, host: &str) -> Result<String, ConnectError> {
     let host = host.trim().trim_end_matches('/').to_ascii_lowercase();
     if host.is_empty() {
@@ -315,7 +311,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                 .then(|| self.state.data_key.encrypt(req.refresh_token.as_bytes())),
             expires_at,
             integration_id,
-            scopes: req.scopes.clone(),
+            scopes: convert::distinct(req.scopes.clone()),
             created_at: Utc::now(),
         };
         store.create_host_token(&token).await.map_err(store_error)?;
@@ -412,7 +408,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                         t.expires_at = expires_at;
                     }
                     if !req.scopes.is_empty() {
-                        t.scopes = req.scopes.clone();
+                        t.scopes = convert::distinct(req.scopes.clone());
                     }
                     Ok(())
                 }),
@@ -771,6 +767,8 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                 }
             }
         }
+        runner_filter.kinds = convert::distinct(runner_filter.kinds);
+        runner_filter.providers = convert::distinct(runner_filter.providers);
         let runner_ids = self
             .visible_runner_ids(caller, &requested, runner_filter)
             .await?;

@@ -140,7 +140,8 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                     status.version = report.version;
                     status.region = report.region;
                     status.system_details = report.system_details;
-                    status.capabilities = report.capabilities.iter().map(|c| c.to_i32()).collect();
+                    status.capabilities =
+                        convert::distinct(report.capabilities.iter().map(|c| c.to_i32()));
                     status.log_url = report.log_url;
                     status.support_bundle_url = report.support_bundle_url;
                     status.additional_info = report

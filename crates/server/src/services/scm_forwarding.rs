@@ -261,7 +261,7 @@ pub async fn save_credential(
         .source
         .as_known()
         .and_then(convert::host_token_source_from);
-    let scopes = credential.scopes.clone();
+    let scopes = convert::distinct(credential.scopes.clone());
     let filter = HostTokenFilter {
         runner_id: Some(runner_id),
         user_id: Some(user_id),

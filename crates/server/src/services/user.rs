@@ -180,11 +180,7 @@ impl api::UserService for Users {
         let page = page_request(&ctx, request.pagination.as_option())?;
         let store = self.state.store.as_ref();
         let requested = match request.filter.as_option() {
-            Some(filter) => filter
-                .user_ids
-                .iter()
-                .map(|id| parse_id("filter.user_ids", id))
-                .collect::<Result<Vec<_>, _>>()?,
+            Some(filter) => convert::parse_ids("filter.user_ids", &filter.user_ids)?,
             None => Vec::new(),
         };
         // Only the caller's own tokens, unless an admin asks for other users
