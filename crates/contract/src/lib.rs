@@ -7,6 +7,8 @@
 //! - [`limits`]: the size caps on what a runner reports (status fields, the
 //!   schema). The server refuses reports beyond them; the runner fits its
 //!   reports inside them.
+//! - [`scm_host`]: how an SCM host is spelled, checked and brought into
+//!   canonical form wherever the server accepts one.
 //!
 //! Invariant: both sides take these from here, never from each other; the
 //! server does not depend on the runner crate, nor the runner on the server.
@@ -14,3 +16,4 @@
 
 pub mod limits;
 pub mod schema;
+pub mod scm_host;

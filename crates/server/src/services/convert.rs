@@ -5,6 +5,7 @@ use buffa_types::google::protobuf::Timestamp as WireTimestamp;
 use chrono::TimeZone;
 use connectrpc::ConnectError;
 use corral_api::gitpod::v1 as api;
+use corral_contract::scm_host::{PathRule, ScmHost, check_virtual_directory};
 use uuid::Uuid;
 
 use crate::domain::{self, Subject, Timestamp};
@@ -56,6 +57,26 @@ pub fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
         }
     }
     out
+}
+
+/// An SCM host in canonical form (`corral_contract::scm_host`), or
+/// `invalid_argument` naming `field`. `scm_id` is the integration's SCM when
+/// the host is an integration's (only Azure DevOps hosts may carry a path).
+pub fn scm_host(field: &str, host: &str, scm_id: Option<&str>) -> Result<String, ConnectError> {
+    let paths = scm_id.map_or(PathRule::Refused, PathRule::for_scm);
+    ScmHost::parse(host, paths)
+        .map(|h| h.canonical())
+        .map_err(|e| invalid_field(field, e))
+}
+
+/// An SCM integration's virtual directory as given (`None` when empty), once
+/// checked to be plain path segments.
+pub fn virtual_directory(field: &str, dir: Option<&str>) -> Result<Option<String>, ConnectError> {
+    let Some(dir) = dir.filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    check_virtual_directory(dir).map_err(|e| invalid_field(field, e))?;
+    Ok(Some(dir.to_string()))
 }
 
 pub fn subject<P: ProtoBox<api::Subject>>(s: Subject) -> MessageField<api::Subject, P> {
@@ -548,5 +569,32 @@ mod tests {
                 .unwrap_or_default()
                 .starts_with("filter.user_ids:")
         );
+    }
+
+    #[test]
+    fn hosts_are_canonical_or_refused_naming_the_field() {
+        assert_eq!(scm_host("host", "GitHub.com/", None).unwrap(), "github.com");
+        assert_eq!(
+            scm_host("host", "https://tfs.example.com/tfs/", Some("azure-devops")).unwrap(),
+            "tfs.example.com/tfs"
+        );
+        let err = scm_host("host", "https://tfs.example.com/tfs", Some("github")).unwrap_err();
+        assert_eq!(err.code, connectrpc::ErrorCode::InvalidArgument);
+        assert!(
+            err.message
+                .unwrap_or_default()
+                .starts_with("host: must not contain a path")
+        );
+        assert_eq!(
+            virtual_directory("virtual_directory", Some("")).unwrap(),
+            None
+        );
+        assert_eq!(
+            virtual_directory("virtual_directory", Some("/scm"))
+                .unwrap()
+                .as_deref(),
+            Some("/scm")
+        );
+        assert!(virtual_directory("virtual_directory", Some("/../x")).is_err());
     }
 }

@@ -173,18 +173,11 @@ impl RunnerConfiguration {
     }
 }
 
-fn normalize_host(field: &str, host: &str) -> Result<String, ConnectError> {
-    let host = host.trim().trim_end_matches('/').to_ascii_lowercase();
-    if host.is_empty() {
-        return Err(invalid_field(field, "is required"));
-    }
-    if host.contains(char::is_whitespace) {
-        return Err(invalid_field(
-            field,
-            "must be a host name, optionally with scheme and port",
-        ));
-    }
-    Ok(host)
+/// `host` in canonical form, or `invalid_argument` naming `field`. A path
+/// (Azure DevOps Server's virtual directory) only in an Azure DevOps
+/// integration's host: pass its `scm_id`.
+fn normalize_host(field: &str, host: &str, scm_id: Option<&str>) -> Result<String, ConnectError> {
+    convert::scm_host(field, host, scm_id)
 }
 
 fn pairs(values: &[api::FieldValue]) -> Vec<(String, String)> {
@@ -216,8 +209,9 @@ fn check_scm_integration(
             known.join(", ")
         ));
     }
-    if normalize_host("host", host).is_err() {
-        result.host_error = Some("host is required and must be a host name".into());
+    let paths = corral_contract::scm_host::PathRule::for_scm(scm_id);
+    if let Err(e) = corral_contract::scm_host::ScmHost::parse(host, paths) {
+        result.host_error = Some(e.to_string());
     }
     // A client id alone is kept (the secret can follow); a secret needs its id.
     let client_id = oauth_client_id.unwrap_or_default();
@@ -301,7 +295,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             org_id: runner.org_id,
             runner_id: runner.id,
             user_id: owner,
-            host: normalize_host("host", &req.host)?,
+            host: normalize_host("host", &req.host, None)?,
             source: req
                 .source
                 .as_known()
@@ -498,10 +492,13 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             org_id: runner.org_id,
             runner_id: runner.id,
             scm_id: req.scm_id.clone(),
-            host: normalize_host("host", &req.host)?,
+            host: normalize_host("host", &req.host, Some(&req.scm_id))?,
             oauth,
             pat: req.pat,
-            virtual_directory: req.virtual_directory.clone().filter(|v| !v.is_empty()),
+            virtual_directory: convert::virtual_directory(
+                "virtual_directory",
+                req.virtual_directory.as_deref(),
+            )?,
             created_at: Utc::now(),
         };
         self.state
@@ -596,7 +593,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             updated.pat = pat;
         }
         if let Some(dir) = &req.virtual_directory {
-            updated.virtual_directory = (!dir.is_empty()).then(|| dir.clone());
+            updated.virtual_directory = convert::virtual_directory("virtual_directory", Some(dir))?;
         }
         let client_id = req
             .oauth_client_id
