@@ -410,6 +410,161 @@ CASES = [
 ]
 
 
+# ---- Bounds: every request list and every stored string has a cap (docs/limits.md).
+def _members(c, **filter):
+    return op.ListMembersRequest(organization_id=c.actor.org_id, filter=op.ListMembersRequest.Filter(**filter))
+
+
+def _token(c, **over):
+    fields = dict(runner_id=c.runner_id, host="h.example.com", token="t", source=rc.HOST_AUTHENTICATION_TOKEN_SOURCE_PAT)
+    fields.update(over)
+    return rc.CreateHostAuthenticationTokenRequest(**fields)
+
+
+def _scm(c, **over):
+    fields = dict(runner_id=c.runner_id, scm_id="gitlab", host="gitlab.bounds.example", pat=True)
+    fields.update(over)
+    return rc.CreateSCMIntegrationRequest(**fields)
+
+
+def _class(c, configuration):
+    return rc.CreateEnvironmentClassRequest(runner_id=c.runner_id, display_name="Bounded", description="Bounded class",
+                                            configuration=configuration)
+
+
+def _metrics(c, **m):
+    return rp.UpdateRunnerRequest(
+        runner_id=c.runner_id,
+        spec=rp.UpdateRunnerRequest.Spec(configuration=rp.UpdateRunnerRequest.RunnerConfiguration(
+            metrics=rp.UpdateRunnerRequest.MetricsConfiguration(**m))),
+    )
+
+
+def _fv(n, key="cpu", value="2"):
+    return [rc.FieldValue(key=key, value=value) for _ in range(n)]
+
+
+CASES += [
+    # Lists
+    Case("ListMembers.statuses.max", "orgs", "list_members",
+         lambda c: _members(c, statuses=[up.USER_STATUS_ACTIVE] * 101), "statuses"),
+    Case("ListMembers.statuses.huge", "orgs", "list_members",
+         lambda c: _members(c, statuses=[up.USER_STATUS_ACTIVE] * 300_000), "statuses"),
+    Case("ListMembers.roles.max", "orgs", "list_members", lambda c: _members(c, roles=[op.ORGANIZATION_ROLE_MEMBER] * 101), "roles"),
+    Case("ListMembers.user_ids.max", "orgs", "list_members", lambda c: _members(c, user_ids=U26), "user_ids"),
+    Case("ListMembers.exclude_group_ids.max", "orgs", "list_members",
+         lambda c: _members(c, exclude_group_ids=U26), "exclude_group_ids"),
+    Case("ListRunners.kinds.huge", "runners", "list_runners",
+         lambda c: rp.ListRunnersRequest(filter=rp.ListRunnersRequest.Filter(kinds=[99] * 300_000)), "kinds"),
+    Case("UpdateHostAuthenticationToken.scopes.max", "config", "update_host_authentication_token",
+         lambda c: rc.UpdateHostAuthenticationTokenRequest(id=c.host_token_id, scopes=[f"s{i}" for i in range(102)]), "scopes"),
+    Case("CreateEnvironmentClass.configuration.max", "config", "create_environment_class",
+         lambda c: _class(c, _fv(101)), "configuration"),
+    Case("ValidateRunnerConfiguration.environment_class.configuration.max", "config", "validate_runner_configuration",
+         lambda c: rc.ValidateRunnerConfigurationRequest(
+             runner_id=c.runner_id,
+             environment_class=rc.EnvironmentClass(display_name="Fine", description="Fine", configuration=_fv(101))),
+         "configuration"),
+    # Strings that are stored or forwarded
+    Case("CreateHostAuthenticationToken.token.long", "config", "create_host_authentication_token",
+         lambda c: _token(c, token="t" * 16385), "token"),
+    Case("CreateHostAuthenticationToken.refresh_token.long", "config", "create_host_authentication_token",
+         lambda c: _token(c, refresh_token="r" * 16385), "refresh_token"),
+    Case("CreateHostAuthenticationToken.scopes.item.long", "config", "create_host_authentication_token",
+         lambda c: _token(c, scopes=["s" * 257]), "scopes"),
+    Case("CreateHostAuthenticationToken.host.long", "config", "create_host_authentication_token",
+         lambda c: _token(c, host="h" * 60 + "." + "x" * 460), "host"),
+    Case("UpdateHostAuthenticationToken.token.long", "config", "update_host_authentication_token",
+         lambda c: rc.UpdateHostAuthenticationTokenRequest(id=c.host_token_id, token="t" * 16385), "token"),
+    Case("UpdateHostAuthenticationToken.refresh_token.long", "config", "update_host_authentication_token",
+         lambda c: rc.UpdateHostAuthenticationTokenRequest(id=c.host_token_id, refresh_token="r" * 16385), "refresh_token"),
+    Case("CreateSCMIntegration.scm_id.long", "config", "create_scm_integration",
+         lambda c: _scm(c, scm_id="g" * 129), "scm_id"),
+    Case("CreateSCMIntegration.oauth_client_id.long", "config", "create_scm_integration",
+         lambda c: _scm(c, oauth_client_id="i" * 1025), "oauth_client_id"),
+    Case("CreateSCMIntegration.oauth_plaintext_client_secret.long", "config", "create_scm_integration",
+         lambda c: _scm(c, oauth_client_id="id", oauth_plaintext_client_secret="s" * 4097), "oauth_plaintext_client_secret"),
+    Case("CreateSCMIntegration.issuer_url.long", "config", "create_scm_integration",
+         lambda c: _scm(c, issuer_url="https://issuer.example/" + "p" * 2048), "issuer_url"),
+    Case("CreateSCMIntegration.virtual_directory.long", "config", "create_scm_integration",
+         lambda c: _scm(c, virtual_directory="/" + "d" * 512), "virtual_directory"),
+    Case("UpdateSCMIntegration.oauth_client_id.long", "config", "update_scm_integration",
+         lambda c: rc.UpdateSCMIntegrationRequest(id=c.scm_id, oauth_client_id="i" * 1025), "oauth_client_id"),
+    Case("UpdateSCMIntegration.issuer_url.long", "config", "update_scm_integration",
+         lambda c: rc.UpdateSCMIntegrationRequest(id=c.scm_id, issuer_url="https://issuer.example/" + "p" * 2048),
+         "issuer_url"),
+    Case("CreateEnvironmentClass.configuration.key.long", "config", "create_environment_class",
+         lambda c: _class(c, _fv(1, key="k" * 129)), "configuration"),
+    Case("CreateEnvironmentClass.configuration.value.long", "config", "create_environment_class",
+         lambda c: _class(c, _fv(1, value="v" * 1025)), "configuration"),
+    Case("UpdateRunner.honeycomb_api_key.long", "runners", "update_runner",
+         lambda c: rp.UpdateRunnerRequest(
+             runner_id=c.runner_id,
+             spec=rp.UpdateRunnerRequest.Spec(configuration=rp.UpdateRunnerRequest.RunnerConfiguration(
+                 honeycomb_api_key="k" * 4097))),
+         "honeycomb_api_key"),
+    Case("UpdateRunner.metrics.url.long", "runners", "update_runner",
+         lambda c: _metrics(c, url="https://metrics.example/" + "p" * 2048), "url"),
+    Case("UpdateRunner.metrics.username.long", "runners", "update_runner", lambda c: _metrics(c, username="u" * 257),
+         "username"),
+    Case("UpdateRunner.metrics.password.long", "runners", "update_runner", lambda c: _metrics(c, password="p" * 4097),
+         "password"),
+    Case("CreateRunner.spec.metrics.url.long", "runners", "create_runner",
+         lambda c: rp.CreateRunnerRequest(
+             name="bounded runner", provider=rc.RUNNER_PROVIDER_LINUX_HOST,
+             spec=rp.RunnerSpec(configuration=rp.RunnerConfiguration(
+                 metrics=rp.MetricsConfiguration(url="https://metrics.example/" + "p" * 2048)))),
+         "url"),
+    Case("CreatePersonalAccessToken.description.long", "users", "create_personal_access_token",
+         lambda c: up.CreatePersonalAccessTokenRequest(user_id=c.actor.user_id, description="d" * 1025,
+                                                       valid_for=Duration(seconds=60)), "description"),
+    Case("ParseContextURL.context_url.long", "runners", "parse_context_url",
+         lambda c: rp.ParseContextURLRequest(runner_id=c.runner_id, context_url="https://github.com/" + "a" * 8192),
+         "context_url"),
+    Case("SearchRepositories.search_string.long", "runners", "search_repositories",
+         lambda c: rp.SearchRepositoriesRequest(runner_id=c.runner_id, search_string="s" * 1025), "search_string"),
+    Case("ListSCMOrganizations.query.long", "runners", "list_scm_organizations",
+         lambda c: rp.ListSCMOrganizationsRequest(runner_id=c.runner_id, scm_host="github.com", query="q" * 1025), "query"),
+    Case("ListRunners.pagination.token.long", "runners", "list_runners",
+         lambda c: rp.ListRunnersRequest(pagination=pg.PaginationRequest(token="t" * 1025)), "token"),
+    # SCM host syntax (corral_contract::scm_host)
+    Case("CreateSCMIntegration.host.nul", "config", "create_scm_integration", lambda c: _scm(c, host="\x00"), "host"),
+    Case("CreateSCMIntegration.host.userinfo", "config", "create_scm_integration",
+         lambda c: _scm(c, host="https://user:pw@gitlab.bounds.example/x"), "host"),
+    Case("CreateSCMIntegration.host.dotdot", "config", "create_scm_integration",
+         lambda c: _scm(c, host="gitlab.bounds.example/../../x"), "host"),
+    Case("CreateSCMIntegration.host.dotdot.ado", "config", "create_scm_integration",
+         lambda c: _scm(c, scm_id="azure-devops", host="tfs.bounds.example/tfs/../x"), "host"),
+    Case("CreateSCMIntegration.host.path", "config", "create_scm_integration",
+         lambda c: _scm(c, host="gitlab.bounds.example/gitlab"), "host"),
+    Case("CreateSCMIntegration.host.port0", "config", "create_scm_integration",
+         lambda c: _scm(c, host="gitlab.bounds.example:0"), "host"),
+    Case("CreateSCMIntegration.host.port70000", "config", "create_scm_integration",
+         lambda c: _scm(c, host="gitlab.bounds.example:70000"), "host"),
+    Case("CreateSCMIntegration.host.whitespace", "config", "create_scm_integration",
+         lambda c: _scm(c, host="gitlab bounds.example"), "host"),
+    Case("CreateSCMIntegration.virtual_directory.dotdot", "config", "create_scm_integration",
+         lambda c: _scm(c, virtual_directory="/../x"), "virtual_directory"),
+    Case("UpdateSCMIntegration.virtual_directory.dotdot", "config", "update_scm_integration",
+         lambda c: rc.UpdateSCMIntegrationRequest(id=c.scm_id, virtual_directory="/tfs/../../x"), "virtual_directory"),
+    Case("CreateHostAuthenticationToken.host.userinfo", "config", "create_host_authentication_token",
+         lambda c: _token(c, host="https://user:pw@github.com"), "host"),
+    Case("CreateHostAuthenticationToken.host.path", "config", "create_host_authentication_token",
+         lambda c: _token(c, host="github.com/../../x"), "host"),
+    Case("CreateHostAuthenticationToken.host.nul", "config", "create_host_authentication_token",
+         lambda c: _token(c, host="github.com\x00"), "host"),
+    Case("CheckAuthenticationForHost.host.userinfo", "runners", "check_authentication_for_host",
+         lambda c: rp.CheckAuthenticationForHostRequest(runner_id=c.runner_id, host="https://user:pw@github.com"), "host"),
+    Case("CheckAuthenticationForHost.host.empty", "runners", "check_authentication_for_host",
+         lambda c: rp.CheckAuthenticationForHostRequest(runner_id=c.runner_id), "host"),
+    Case("SearchRepositories.scm_host.port", "runners", "search_repositories",
+         lambda c: rp.SearchRepositoriesRequest(runner_id=c.runner_id, search_string="x", scm_host="github.com:99999"),
+         "scm_host"),
+    Case("ListSCMOrganizations.scm_host.control", "runners", "list_scm_organizations",
+         lambda c: rp.ListSCMOrganizationsRequest(runner_id=c.runner_id, scm_host="github.com\r\nX: y"), "scm_host"),
+]
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 @pytest.mark.parametrize("codec", ["proto"])
 def test_invalid_argument(ctx, case, codec):
@@ -466,3 +621,76 @@ def test_valid_boundaries_accepted(ctx):
     # clean up so the module's snapshot stays small
     a.groups.delete_group(gp.DeleteGroupRequest(group_id=g.id))
     a.runners.delete_runner(rp.DeleteRunnerRequest(runner_id=r.runner_id, force=True))
+
+
+def test_error_never_echoes_a_password_in_a_host(ctx):
+    a = ctx.actor
+    for call, request in [
+        (a.config.create_scm_integration, _scm(ctx, host="https://alice:hunter2@gitlab.bounds.example/x")),
+        (a.config.create_host_authentication_token, _token(ctx, host="https://alice:hunter2@github.com")),
+    ]:
+        with pytest.raises(ConnectError) as ei:
+            call(request)
+        text = error_text(ei.value)
+        assert ei.value.code == Code.INVALID_ARGUMENT, text
+        assert "user name or password" in text and "hunter2" not in text and "alice" not in text, text
+    result = a.config.validate_runner_configuration(
+        rc.ValidateRunnerConfigurationRequest(
+            runner_id=ctx.runner_id,
+            scm_integration=rc.ValidateRunnerConfigurationRequest.ValidateSCMIntegration(
+                scm_id="github", host="https://alice:hunter2@github.com", pat=True),
+        )
+    ).scm_integration
+    assert result.valid is False
+    assert "user name or password" in result.host_error and "hunter2" not in result.host_error
+
+
+def test_hosts_are_stored_in_canonical_form(ctx):
+    a = ctx.actor
+    r = a.runners.create_runner(rp.CreateRunnerRequest(name="canonical hosts", provider=rc.RUNNER_PROVIDER_LINUX_HOST)).runner
+    try:
+        for scm_id, given, stored in [
+            ("gitea", "HTTP://Gitea.Bounds.Example:3000/", "http://gitea.bounds.example:3000"),
+            ("gitlab", "https://GitLab.Bounds.Example:443", "gitlab.bounds.example"),
+            ("github", "GitHub.Bounds.Example/", "github.bounds.example"),
+            ("github", "[::1]:8080", "[::1]:8080"),
+            ("azure-devops", "https://TFS.Bounds.Example/tfs/DefaultCollection/", "tfs.bounds.example/tfs/defaultcollection"),
+        ]:
+            created = a.config.create_scm_integration(
+                rc.CreateSCMIntegrationRequest(runner_id=r.runner_id, scm_id=scm_id, host=given, pat=True))
+            got = a.config.get_scm_integration(rc.GetSCMIntegrationRequest(id=created.id)).integration
+            assert got.host == stored, (given, got.host)
+        # The same host spelled differently is the same host.
+        with pytest.raises(ConnectError) as ei:
+            a.config.create_scm_integration(rc.CreateSCMIntegrationRequest(
+                runner_id=r.runner_id, scm_id="gitlab", host="gitlab.bounds.example/", pat=True))
+        assert ei.value.code == Code.ALREADY_EXISTS, error_text(ei.value)
+        tok = a.config.create_host_authentication_token(
+            rc.CreateHostAuthenticationTokenRequest(runner_id=r.runner_id, host="GitHub.com/", token="t",
+                                                    source=rc.HOST_AUTHENTICATION_TOKEN_SOURCE_PAT,
+                                                    scopes=["repo", "read:user", "repo"])
+        ).token
+        assert tok.host == "github.com"
+        assert list(tok.scopes) == ["repo", "read:user"], "duplicate scopes are stored once"
+        a.config.update_host_authentication_token(
+            rc.UpdateHostAuthenticationTokenRequest(id=tok.id, scopes=["a", "b", "a", "b"]))
+        got = a.config.get_host_authentication_token(rc.GetHostAuthenticationTokenRequest(id=tok.id)).token
+        assert list(got.scopes) == ["a", "b"]
+    finally:
+        a.runners.delete_runner(rp.DeleteRunnerRequest(runner_id=r.runner_id, force=True))
+
+
+def test_bounds_and_duplicates_at_the_edge(ctx):
+    """Lists at their bound are fine, and duplicates count once."""
+    a = ctx.actor
+    me = [m.user_id for m in a.orgs.list_members(_members(ctx, user_ids=[a.user_id] * 25)).members]
+    assert me == [a.user_id], "a repeated id matches once"
+    many = a.orgs.list_members(_members(ctx, statuses=[up.USER_STATUS_ACTIVE] * 100, roles=[op.ORGANIZATION_ROLE_ADMIN] * 100))
+    assert a.user_id in [m.user_id for m in many.members]
+    runners = a.runners.list_runners(rp.ListRunnersRequest(filter=rp.ListRunnersRequest.Filter(
+        creator_ids=[a.user_id] * 25, providers=[rc.RUNNER_PROVIDER_LINUX_HOST] * 25))).runners
+    assert ctx.runner_id in [r.runner_id for r in runners]
+    tok = a.config.create_host_authentication_token(
+        _token(ctx, host="edge.bounds.example", token="t" * 16384, refresh_token="r" * 16384,
+               scopes=[f"s{i}" for i in range(101)]))
+    a.config.delete_host_authentication_token(rc.DeleteHostAuthenticationTokenRequest(id=tok.token.id))

@@ -83,6 +83,7 @@ fn assert_code<T: std::fmt::Debug>(result: Result<T, ConnectError>, code: ErrorC
 
 corral_testkit::on_both_stores!(
     runner_connects_and_reports_its_status,
+    oversized_runner_reports_are_refused_and_nothing_is_stored,
     sigterm_makes_the_runner_inactive_and_it_resumes_from_its_data_dir,
     killed_runner_becomes_inactive_after_the_grace_period,
     configuration_changes_reach_the_runner,
@@ -699,8 +700,8 @@ async fn runner_connects_and_reports_its_status(store: Store) {
         .schema
         .into_option()
         .expect("a schema");
-    assert_eq!(schema, corral_runner::schema::linux_host_schema());
-    assert_eq!(schema.version, corral_runner::schema::SCHEMA_VERSION);
+    assert_eq!(schema, corral_contract::schema::linux_host_schema());
+    assert_eq!(schema.version, corral_contract::schema::SCHEMA_VERSION);
 }
 
 // ---------------------------------------------------------------------------
@@ -1285,4 +1286,197 @@ async fn runner_is_degraded_while_its_data_dir_cannot_be_written(store: Store) {
     let (runner, took) = c.server.wait_phase(&c.runner_id, ACTIVE).await;
     eprintln!("[measured] ACTIVE again after {took:?}");
     assert_eq!(status(&runner).message, "", "no problem reported any more");
+}
+
+// ---------------------------------------------------------------------------
+// 14. What a runner reports has caps (docs/limits.md)
+// ---------------------------------------------------------------------------
+
+/// Asserts `invalid_argument` whose message names `field`.
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, ConnectError>, field: &str, what: &str) {
+    match result {
+        Ok(value) => panic!("{what}: expected invalid_argument, got a success: {value:?}"),
+        Err(e) => {
+            assert_eq!(
+                e.code,
+                ErrorCode::InvalidArgument,
+                "{what}: {}",
+                describe(&e)
+            );
+            let message = e.message.clone().unwrap_or_default();
+            assert!(message.contains(field), "{what}: {message:?} names {field}");
+            assert!(message.len() < 2048, "{what}: a short error, not an echo");
+        }
+    }
+}
+
+async fn oversized_runner_reports_are_refused_and_nothing_is_stored(store: Store) {
+    use corral_contract::limits;
+
+    let tmp = tempfile::tempdir().unwrap();
+    // A grace long enough that liveness leaves the status alone meanwhile.
+    let server = Server::start(tmp.path(), "120s", store).await;
+    let (runner_id, exchange) = server.create_runner("oversized").await;
+    let token = server
+        .identity()
+        .exchange_token(api::ExchangeTokenRequest {
+            exchange_token: exchange,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ExchangeToken: {}", describe(&e)))
+        .into_owned()
+        .access_token;
+    let runner = server.interaction(&token);
+
+    // A well-behaved runner: key, schema and a status at the caps.
+    let key = vec![7u8; limits::PUBLIC_KEY_BYTES];
+    runner
+        .sign_up(runner_api::SignUpRequest {
+            public_key: key.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("SignUp: {}", describe(&e)));
+    let schema = corral_contract::schema::linux_host_schema();
+    runner
+        .update_configuration_schema(runner_api::UpdateConfigurationSchemaRequest {
+            schema: MessageField::some(schema.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("UpdateConfigurationSchema: {}", describe(&e)));
+    let report = runner_api::ReportStatusRequest {
+        version: "v".repeat(limits::VERSION_MAX_BYTES),
+        region: "r".repeat(limits::REGION_MAX_BYTES),
+        system_details: "s".repeat(limits::SYSTEM_DETAILS_MAX_BYTES),
+        message: "m".repeat(limits::MESSAGE_MAX_BYTES),
+        log_url: "http://127.0.0.1:1/logs".into(),
+        healthy: true,
+        additional_info: vec![
+            api::FieldValue {
+                key: "k".repeat(limits::ADDITIONAL_INFO_KEY_MAX_BYTES),
+                value: "v".repeat(limits::ADDITIONAL_INFO_VALUE_MAX_BYTES),
+                ..Default::default()
+            };
+            limits::ADDITIONAL_INFO_MAX_ENTRIES
+        ],
+        ..Default::default()
+    };
+    runner
+        .report_status(report.clone())
+        .await
+        .unwrap_or_else(|e| panic!("ReportStatus at the caps: {}", describe(&e)));
+    let before = status(&server.get_runner(&runner_id).await.unwrap());
+    assert_eq!(
+        before.system_details.len(),
+        limits::SYSTEM_DETAILS_MAX_BYTES
+    );
+
+    // One field over its cap at a time.
+    type Oversize = fn(&mut runner_api::ReportStatusRequest);
+    let oversized: [(&str, Oversize); 7] = [
+        ("version", |r| r.version.push('v')),
+        ("region", |r| r.region.push('r')),
+        ("system_details", |r| r.system_details.push('s')),
+        ("message", |r| r.message.push('m')),
+        ("log_url", |r| {
+            r.log_url = "u".repeat(limits::URL_MAX_BYTES + 1)
+        }),
+        ("additional_info", |r| {
+            r.additional_info.push(api::FieldValue::default())
+        }),
+        ("additional_info", |r| r.additional_info[0].value.push('v')),
+    ];
+    for (field, oversize) in oversized {
+        let mut bad = report.clone();
+        bad.healthy = false;
+        oversize(&mut bad);
+        assert_refused(
+            runner.report_status(bad).await.map(|r| r.into_owned()),
+            field,
+            &format!("ReportStatus with {field} over its cap"),
+        );
+    }
+    assert_refused(
+        runner
+            .sign_up(runner_api::SignUpRequest {
+                public_key: vec![8u8; limits::PUBLIC_KEY_BYTES + 1],
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_owned()),
+        "public_key",
+        "SignUp with a 33-byte key",
+    );
+
+    // A schema whose fields are each within their caps but which is too big
+    // as a whole, and one with a field over its cap.
+    let mut big = schema.clone();
+    for field in &mut big.environment_classes {
+        field.description = "d".repeat(1024);
+    }
+    while big.environment_classes.len() < 100 {
+        let mut field = big.environment_classes[3].clone();
+        field.id = format!("setting_{}", big.environment_classes.len());
+        if let Some(api::runner_configuration_schema::field::Type::Enum(e)) = field.r#type.as_mut()
+        {
+            e.possible_values = vec![
+                api::runner_configuration_schema::enum_field::Value {
+                    title: "t".into(),
+                    detail: "x".repeat(1024),
+                    ..Default::default()
+                };
+                10
+            ];
+        }
+        big.environment_classes.push(field);
+    }
+    let encoded = buffa::Message::encode_to_vec(&big).len();
+    assert!(
+        encoded > limits::SCHEMA_MAX_BYTES && encoded < 4 * 1024 * 1024,
+        "{encoded} bytes"
+    );
+    assert_refused(
+        runner
+            .update_configuration_schema(runner_api::UpdateConfigurationSchemaRequest {
+                schema: MessageField::some(big),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_owned()),
+        "schema",
+        "UpdateConfigurationSchema over 256 KiB",
+    );
+    let mut long_field = schema.clone();
+    long_field.environment_classes[0].id = "i".repeat(129);
+    assert_refused(
+        runner
+            .update_configuration_schema(runner_api::UpdateConfigurationSchemaRequest {
+                schema: MessageField::some(long_field),
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_owned()),
+        "schema.environment_classes.id",
+        "UpdateConfigurationSchema with a field id over its cap",
+    );
+
+    // Nothing changed.
+    let after = status(&server.get_runner(&runner_id).await.unwrap());
+    assert_eq!(after, before, "refused reports leave the status alone");
+    assert_eq!(after.public_key, key);
+    let stored = server
+        .configs()
+        .get_runner_configuration_schema(api::GetRunnerConfigurationSchemaRequest {
+            runner_id: runner_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("GetRunnerConfigurationSchema: {}", describe(&e)))
+        .into_owned()
+        .schema
+        .into_option()
+        .expect("a schema");
+    assert_eq!(stored, schema, "refused schemas are not stored");
 }

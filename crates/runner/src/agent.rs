@@ -27,6 +27,7 @@ use corral_api::corral::v1::{
     UpdateConfigurationSchemaRequest, WatchRequestsRequest, runner_request::Kind,
 };
 use corral_api::gitpod::v1::{LogLevel, RunnerCapability, RunnerSpec};
+use corral_contract::{limits, schema};
 use crypto_box::SecretKey;
 use ed25519_dalek::VerifyingKey;
 use serde_json::json;
@@ -40,7 +41,7 @@ use crate::connection::{
 use crate::credentials::{Credentials, DataDir};
 use crate::logs::{LogBuffer, Logging};
 use crate::scm_work::{SCM_TIMEOUT, ScmWork};
-use crate::{Error, open_sealed_secret, schema, system};
+use crate::{Error, open_sealed_secret, system};
 
 /// The runner's version, reported to the management plane.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -500,7 +501,7 @@ impl Agent {
             (Some(false), true) => info!("healthy again"),
             _ => {}
         }
-        let request = ReportStatusRequest {
+        let mut request = ReportStatusRequest {
             version: VERSION.into(),
             region: self.region.clone(),
             system_details: system::system_details(),
@@ -511,6 +512,9 @@ impl Agent {
             message,
             ..Default::default()
         };
+        // Shortened rather than refused when something runs long (an error
+        // message, an unusual host summary).
+        limits::fit_status_report(&mut request);
         let response = self
             .conn
             .client()

@@ -15,8 +15,10 @@
 //! - [`logs`]: log capture (ring buffer layer, live log level), logs token
 //!   verification, the HTTP server for `/logs` and `/support-bundle`.
 //! - [`bundle`]: the support bundle (tar.gz, secrets removed).
-//! - [`schema`]: the configuration schema of a Linux host runner.
 //! - [`system`]: the host summary reported as system details.
+//!
+//! The configuration schema the runner uploads and the size caps its reports
+//! must fit come from `corral-contract`, which the management plane shares.
 //!
 //! Library entry points: [`agent::run`] (what the CLI calls),
 //! [`agent::run_until`] (with a caller-chosen shutdown), and
@@ -30,7 +32,6 @@ pub mod bundle;
 pub mod connection;
 pub mod credentials;
 pub mod logs;
-pub mod schema;
 pub mod scm_work;
 pub mod system;
 

@@ -291,9 +291,11 @@ impl ScmWork<'_> {
                 let (next_token, last_page) = page_token(&found);
                 Ok(Out::SearchRepositories(Box::new(
                     api::SearchRepositoriesResponse {
+                        // A page never holds more than asked for (the server refuses more).
                         repositories: found
                             .items
                             .into_iter()
+                            .take(per_page as usize)
                             .map(|r| api::search_repositories_response::Repository {
                                 name: r.name,
                                 url: r.url,
@@ -326,6 +328,7 @@ impl ScmWork<'_> {
                         organizations: found
                             .items
                             .into_iter()
+                            .take(per_page as usize)
                             .map(|o| api::list_scm_organizations_response::SCMOrganization {
                                 name: o.name,
                                 url: o.url,

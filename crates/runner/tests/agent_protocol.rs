@@ -366,7 +366,7 @@ async fn runner_signs_up_answers_requests_serves_logs_and_deletes_itself() {
     let status = mock.rec().statuses[0].clone();
     assert_eq!(
         mock.rec().schema_version.as_deref(),
-        Some(corral_runner::schema::SCHEMA_VERSION)
+        Some(corral_contract::schema::SCHEMA_VERSION)
     );
     assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(status.region, "test-region");

@@ -44,7 +44,8 @@ impl Interceptor for ValidationMessages {
 fn rule_text(rule_id: &str) -> &'static str {
     match rule_id {
         "string.min_len" => "is too short",
-        "string.max_len" => "is too long",
+        "string.max_len" | "string.max_bytes" | "bytes.max_len" => "is too long",
+        "bytes.len" => "has the wrong length",
         "string.uuid" | "string.uuid_empty" => "must be a valid UUID",
         "string.uri" | "string.uri_empty" => "must be an absolute URI",
         "enum.defined_only" => "must be one of the defined enum values",

@@ -1,14 +1,15 @@
 //! The configuration schema of a runner and the checks it implies.
 //!
 //! Until a runner uploads its own schema, the server answers with the schema of
-//! `corral runner` (a Linux host runner), which the runner crate owns. Environment classes and SCM
-//! integrations are checked against whichever schema applies.
+//! `corral runner` (a Linux host runner), which `corral-contract` holds for
+//! both. Environment classes and SCM integrations are checked against
+//! whichever schema applies.
 
 use std::collections::{BTreeMap, HashSet};
 
 use corral_api::gitpod::v1 as api;
 use corral_api::gitpod::v1::runner_configuration_schema::{self as schema, field::Type};
-pub use corral_runner::schema::linux_host_schema;
+pub use corral_contract::schema::linux_host_schema;
 
 /// Problems with an environment class configuration, per key ("" for none).
 pub fn check_environment_class(

@@ -5,6 +5,7 @@ use buffa_types::google::protobuf::Timestamp as WireTimestamp;
 use chrono::TimeZone;
 use connectrpc::ConnectError;
 use corral_api::gitpod::v1 as api;
+use corral_contract::scm_host::{PathRule, ScmHost, check_virtual_directory};
 use uuid::Uuid;
 
 use crate::domain::{self, Subject, Timestamp};
@@ -36,16 +37,46 @@ pub fn parse_id(field: &str, value: &str) -> Result<Uuid, ConnectError> {
     Uuid::parse_str(value).map_err(|_| invalid_field(field, "value must be a valid UUID"))
 }
 
-/// Parses a list of ids; a repeated id counts once (first place kept).
+/// Parses a list of ids that is a set: each id once, in first-seen order.
 pub fn parse_ids(field: &str, values: &[String]) -> Result<Vec<Uuid>, ConnectError> {
-    let mut ids = Vec::with_capacity(values.len());
-    for value in values {
-        let id = parse_id(field, value)?;
-        if !ids.contains(&id) {
-            ids.push(id);
+    let ids = values
+        .iter()
+        .map(|v| parse_id(field, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(distinct(ids))
+}
+
+/// The items of a request list that is a set (enum filters, scopes), each
+/// once, in first-seen order. Request lists are bounded (at most a few
+/// hundred items), so comparing pairwise is cheap.
+pub fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
         }
     }
-    Ok(ids)
+    out
+}
+
+/// An SCM host in canonical form (`corral_contract::scm_host`), or
+/// `invalid_argument` naming `field`. `scm_id` is the integration's SCM when
+/// the host is an integration's (only Azure DevOps hosts may carry a path).
+pub fn scm_host(field: &str, host: &str, scm_id: Option<&str>) -> Result<String, ConnectError> {
+    let paths = scm_id.map_or(PathRule::Refused, PathRule::for_scm);
+    ScmHost::parse(host, paths)
+        .map(|h| h.canonical())
+        .map_err(|e| invalid_field(field, e))
+}
+
+/// An SCM integration's virtual directory as given (`None` when empty), once
+/// checked to be plain path segments.
+pub fn virtual_directory(field: &str, dir: Option<&str>) -> Result<Option<String>, ConnectError> {
+    let Some(dir) = dir.filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    check_virtual_directory(dir).map_err(|e| invalid_field(field, e))?;
+    Ok(Some(dir.to_string()))
 }
 
 pub fn subject<P: ProtoBox<api::Subject>>(s: Subject) -> MessageField<api::Subject, P> {
@@ -539,7 +570,7 @@ pub fn host_credential(
             .source
             .as_known()
             .and_then(host_token_source_from),
-        scopes: credential.scopes.clone(),
+        scopes: distinct(credential.scopes.clone()),
         integration_id: Uuid::parse_str(&credential.integration_id).ok(),
     }
 }
@@ -625,5 +656,52 @@ pub fn audit_entry(e: &domain::AuditEvent) -> api::list_audit_logs_response::Aud
             }
         }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_sets_keep_each_id_once_in_order() {
+        let a = "0190a000-0000-7000-8000-000000000001".to_string();
+        let b = "0190a000-0000-7000-8000-000000000002".to_string();
+        let ids = parse_ids("filter.user_ids", &[b.clone(), a.clone(), b.clone(), a]).unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[0].to_string(), b);
+        let err = parse_ids("filter.user_ids", &[b, "nope".into()]).unwrap_err();
+        assert!(
+            err.message
+                .unwrap_or_default()
+                .starts_with("filter.user_ids:")
+        );
+    }
+
+    #[test]
+    fn hosts_are_canonical_or_refused_naming_the_field() {
+        assert_eq!(scm_host("host", "GitHub.com/", None).unwrap(), "github.com");
+        assert_eq!(
+            scm_host("host", "https://tfs.example.com/tfs/", Some("azure-devops")).unwrap(),
+            "tfs.example.com/tfs"
+        );
+        let err = scm_host("host", "https://tfs.example.com/tfs", Some("github")).unwrap_err();
+        assert_eq!(err.code, connectrpc::ErrorCode::InvalidArgument);
+        assert!(
+            err.message
+                .unwrap_or_default()
+                .starts_with("host: must not contain a path")
+        );
+        assert_eq!(
+            virtual_directory("virtual_directory", Some("")).unwrap(),
+            None
+        );
+        assert_eq!(
+            virtual_directory("virtual_directory", Some("/scm"))
+                .unwrap()
+                .as_deref(),
+            Some("/scm")
+        );
+        assert!(virtual_directory("virtual_directory", Some("/../x")).is_err());
     }
 }

@@ -24,14 +24,8 @@ pub(super) fn own_org(caller_org: Uuid, field: &str, value: &str) -> Result<Uuid
 
 /// Enum values of a list filter mapped to ours: `None` when the filter names
 /// values of which corral has none, so that nothing can match.
-/// A value named twice counts once.
 fn known<W, D: PartialEq>(values: &[W], map: impl Fn(&W) -> Option<D>) -> Option<Vec<D>> {
-    let mut mapped: Vec<D> = Vec::new();
-    for value in values.iter().filter_map(map) {
-        if !mapped.contains(&value) {
-            mapped.push(value);
-        }
-    }
+    let mapped = convert::distinct(values.iter().filter_map(map));
     (values.is_empty() || !mapped.is_empty()).then_some(mapped)
 }
 

@@ -447,6 +447,9 @@ impl api::RunnerService for Runners {
     ) -> ServiceResult<api::SearchRepositoriesResponse> {
         let mut req = request.to_owned_message();
         fill_from_query(&ctx, req.pagination.get_or_insert_default());
+        if !req.scm_host.is_empty() {
+            req.scm_host = convert::scm_host("scm_host", &req.scm_host, None)?;
+        }
         let host = Some(req.scm_host.trim())
             .filter(|h| !h.is_empty())
             .map(super::scm_forwarding::host_key);
@@ -474,6 +477,7 @@ impl api::RunnerService for Runners {
     ) -> ServiceResult<api::ListSCMOrganizationsResponse> {
         let mut req = request.to_owned_message();
         fill_from_query(&ctx, req.pagination.get_or_insert_default());
+        req.scm_host = convert::scm_host("scm_host", &req.scm_host, None)?;
         let host = Some(super::scm_forwarding::host_key(&req.scm_host));
         let runner_id = req.runner_id.clone();
         match self
@@ -497,10 +501,8 @@ impl api::RunnerService for Runners {
         ctx: RequestContext,
         request: ServiceRequest<'_, api::CheckAuthenticationForHostRequest>,
     ) -> ServiceResult<api::CheckAuthenticationForHostResponse> {
-        if request.host.trim().is_empty() {
-            return Err(invalid_field("host", "is required"));
-        }
-        let req = request.to_owned_message();
+        let mut req = request.to_owned_message();
+        req.host = convert::scm_host("host", &req.host, None)?;
         let host = Some(super::scm_forwarding::host_key(&req.host));
         let runner_id = req.runner_id.clone();
         match self

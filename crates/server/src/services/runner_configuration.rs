@@ -20,6 +20,9 @@ pub struct RunnerConfiguration {
     state: SharedState,
 }
 
+/// Entries of an environment class configuration (`max_items` in the .proto).
+const CONFIGURATION_MAX_ENTRIES: usize = 100;
+
 impl RunnerConfiguration {
     pub fn new(state: SharedState) -> Self {
         Self { state }
@@ -55,18 +58,11 @@ fn seal_client_secret(runner: &Runner, secret: &str) -> Result<Vec<u8>, ConnectE
     })
 }
 
-fn normalize_host(field: &str, host: &str) -> Result<String, ConnectError> {
-    let host = host.trim().trim_end_matches('/').to_ascii_lowercase();
-    if host.is_empty() {
-        return Err(invalid_field(field, "is required"));
-    }
-    if host.contains(char::is_whitespace) {
-        return Err(invalid_field(
-            field,
-            "must be a host name, optionally with scheme and port",
-        ));
-    }
-    Ok(host)
+/// `host` in canonical form, or `invalid_argument` naming `field`. A path
+/// (Azure DevOps Server's virtual directory) only in an Azure DevOps
+/// integration's host: pass its `scm_id`.
+fn normalize_host(field: &str, host: &str, scm_id: Option<&str>) -> Result<String, ConnectError> {
+    convert::scm_host(field, host, scm_id)
 }
 
 fn pairs(values: &[api::FieldValue]) -> Vec<(String, String)> {
@@ -98,8 +94,9 @@ fn check_scm_integration(
             known.join(", ")
         ));
     }
-    if normalize_host("host", host).is_err() {
-        result.host_error = Some("host is required and must be a host name".into());
+    let paths = corral_contract::scm_host::PathRule::for_scm(scm_id);
+    if let Err(e) = corral_contract::scm_host::ScmHost::parse(host, paths) {
+        result.host_error = Some(e.to_string());
     }
     // A client id alone is kept (the secret can follow); a secret needs its id.
     let client_id = oauth_client_id.unwrap_or_default();
@@ -161,18 +158,12 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             .as_option()
             .map(|t| convert::from_timestamp("expires_at", t))
             .transpose()?;
-        let mut scopes: Vec<String> = Vec::with_capacity(req.scopes.len());
-        for scope in &req.scopes {
-            if !scopes.contains(scope) {
-                scopes.push(scope.clone());
-            }
-        }
         let token = HostToken {
             id: new_id(),
             org_id: me.org_id,
             runner_id,
             user_id: owner,
-            host: normalize_host("host", &req.host)?,
+            host: normalize_host("host", &req.host, None)?,
             source: req
                 .source
                 .as_known()
@@ -182,7 +173,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                 .then(|| self.state.data_key.encrypt(req.refresh_token.as_bytes())),
             expires_at,
             integration_id,
-            scopes,
+            scopes: convert::distinct(req.scopes.clone()),
             created_at: Utc::now(),
         };
         access.create_host_token(&token).await?;
@@ -255,12 +246,7 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             .refresh_token
             .as_ref()
             .map(|r| (!r.is_empty()).then(|| key.encrypt(r.as_bytes())));
-        let mut scopes: Vec<String> = Vec::with_capacity(req.scopes.len());
-        for scope in &req.scopes {
-            if !scopes.contains(scope) {
-                scopes.push(scope.clone());
-            }
-        }
+        let scopes = convert::distinct(req.scopes.clone());
         access
             .update_host_token(
                 id,
@@ -352,10 +338,13 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             org_id: runner.org_id,
             runner_id: runner.id,
             scm_id: req.scm_id.clone(),
-            host: normalize_host("host", &req.host)?,
+            host: normalize_host("host", &req.host, Some(&req.scm_id))?,
             oauth,
             pat: req.pat,
-            virtual_directory: req.virtual_directory.clone().filter(|v| !v.is_empty()),
+            virtual_directory: convert::virtual_directory(
+                "virtual_directory",
+                req.virtual_directory.as_deref(),
+            )?,
             created_at: Utc::now(),
         };
         access.create_scm_integration(&integration).await?;
@@ -424,6 +413,11 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             Some(_) => Some(Vec::new()),
             None => None,
         };
+        let virtual_directory = req
+            .virtual_directory
+            .as_deref()
+            .map(|dir| convert::virtual_directory("virtual_directory", Some(dir)))
+            .transpose()?;
         let schema = schema_for(&runner);
         access
             .update_scm_integration(
@@ -432,8 +426,8 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                     if let Some(pat) = req.pat {
                         i.pat = pat;
                     }
-                    if let Some(dir) = &req.virtual_directory {
-                        i.virtual_directory = (!dir.is_empty()).then(|| dir.clone());
+                    if let Some(dir) = virtual_directory {
+                        i.virtual_directory = dir;
                     }
                     let current = i.oauth.take();
                     let client_id = req
@@ -639,6 +633,13 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                 ));
             }
             Some(Config::EnvironmentClass(class)) => {
+                // The declarative rules are off for this message; its one list is bounded here.
+                if class.configuration.len() > CONFIGURATION_MAX_ENTRIES {
+                    return Err(invalid_field(
+                        "environment_class.configuration",
+                        format!("list must contain at most {CONFIGURATION_MAX_ENTRIES} items"),
+                    ));
+                }
                 let mut result = api::EnvironmentClassValidationResult::default();
                 let name_len = class.display_name.chars().count();
                 if !(3..=127).contains(&name_len) {

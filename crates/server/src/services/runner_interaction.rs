@@ -7,6 +7,7 @@ use connectrpc::{
     ConnectError, RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream,
 };
 use corral_api::corral::v1 as runner_api;
+use corral_contract::limits;
 use uuid::Uuid;
 
 use super::convert;
@@ -87,6 +88,12 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
             .into_option()
             .ok_or_else(|| invalid_field("schema", "is required"))?;
         let encoded = schema.encode_to_vec();
+        if encoded.len() > limits::SCHEMA_MAX_BYTES {
+            return Err(invalid_field(
+                "schema",
+                format!("is larger than {} bytes encoded", limits::SCHEMA_MAX_BYTES),
+            ));
+        }
         access
             .update_this_runner(Box::new(move |runner: &mut Runner| {
                 runner.config_schema = Some(encoded);
@@ -110,7 +117,8 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                 status.version = report.version;
                 status.region = report.region;
                 status.system_details = report.system_details;
-                status.capabilities = report.capabilities.iter().map(|c| c.to_i32()).collect();
+                status.capabilities =
+                    convert::distinct(report.capabilities.iter().map(|c| c.to_i32()));
                 status.log_url = report.log_url;
                 status.support_bundle_url = report.support_bundle_url;
                 status.additional_info = report

@@ -20,15 +20,10 @@ use crate::state::SharedState;
 /// The longest a caller waits for a runner, whatever its own deadline.
 const MAX_RUNNER_WAIT: Duration = Duration::from_secs(30);
 
-/// A host as tokens and URLs name it: `host[:port]`, lower case, no scheme.
+/// A host as tokens and URLs name it: `host[:port]`, lower case, no scheme
+/// (the key of a canonical host, as `corral_contract::scm_host` defines it).
 pub fn host_key(host: &str) -> String {
-    let host = host.trim().trim_end_matches('/').to_ascii_lowercase();
-    let host = host
-        .split_once("://")
-        .map(|(_, rest)| rest.to_string())
-        .unwrap_or(host);
-    let host = host.split('/').next().unwrap_or_default();
-    host.strip_prefix("www.").unwrap_or(host).to_string()
+    corral_contract::scm_host::lookup_key(host)
 }
 
 /// The host of a context or repository URL (https, ssh or `git@host:path`).

@@ -1,8 +1,8 @@
 //! The configuration schema `corral runner` uploads on a Linux host: which
 //! settings an environment class has and which SCMs the runner can talk to.
 //!
-//! The management plane falls back to the same schema for runners that have
-//! not uploaded one yet; this module is meant to become the single home of it.
+//! The management plane answers with the same schema for runners that have
+//! not uploaded one yet, so it lives here rather than in either of them.
 
 use buffa::MessageField;
 use corral_api::gitpod::v1::RunnerConfigurationSchema;
