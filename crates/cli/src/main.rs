@@ -62,6 +62,20 @@ struct ServeArgs {
     /// URL where browsers reach this server (OAuth callbacks); default http://<listen>.
     #[arg(long, env = "CORRAL_PUBLIC_URL")]
     public_url: Option<String>,
+    /// A connection's first request head (on HTTP/1.1, every request head, counted
+    /// from when the connection waits for it) must arrive in full within this time.
+    #[arg(long, env = "CORRAL_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// A connection with no request in flight is closed after this long.
+    #[arg(long, env = "CORRAL_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// Open connections at most; further ones wait in the listen backlog until one
+    /// closes. Default: the open-files limit (RLIMIT_NOFILE) less 64, at most 25000.
+    #[arg(long, env = "CORRAL_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+    /// A request body must arrive in full within this time of its request head.
+    #[arg(long, env = "CORRAL_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: std::time::Duration,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -171,13 +185,19 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Runner(_) => unreachable!("handled above"),
         Command::Serve(args) => {
+            let defaults = corral_server::ServeConfig::new(args.listen, args.store.data_dir);
             corral_server::serve(corral_server::ServeConfig {
-                listen: args.listen,
-                data_dir: args.store.data_dir,
                 database_url: args.store.database_url,
                 data_key: std::env::var("CORRAL_DATA_KEY").ok(),
                 runner_grace: args.runner_grace,
                 public_url: args.public_url,
+                header_timeout: args.header_timeout,
+                idle_timeout: args.idle_timeout,
+                max_connections: args
+                    .max_connections
+                    .map_or(defaults.max_connections, |n| n as usize),
+                body_timeout: args.body_timeout,
+                ..defaults
             })
             .await
         }

@@ -100,6 +100,8 @@ struct Server {
     data_dir: PathBuf,
     port: u16,
     grace: String,
+    /// Further `corral serve` flags.
+    flags: Vec<String>,
     admin_token: String,
     /// Declared last: dropped after the process has been killed.
     database: Option<Database>,
@@ -107,6 +109,12 @@ struct Server {
 
 impl Server {
     async fn start(tmp: &Path, grace: &str) -> Server {
+        Self::start_with(tmp, grace, &[]).await
+    }
+
+    /// Like [`Server::start`], with further `corral serve` flags.
+    async fn start_with(tmp: &Path, grace: &str, flags: &[&str]) -> Server {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
         let data_dir = tmp.join("server-data");
         let mut database = postgres_if_asked().await;
         let mut attempt = 0;
@@ -115,11 +123,12 @@ impl Server {
             let port = free_port();
             let database_url = database.as_ref().map(|d| d.url.clone());
             let mut server = Server {
-                proc: Self::spawn(tmp, &data_dir, port, grace, database_url.as_deref()),
+                proc: Self::spawn(tmp, &data_dir, port, grace, &flags, database_url.as_deref()),
                 logs: tmp.to_path_buf(),
                 data_dir: data_dir.clone(),
                 port,
                 grace: grace.to_string(),
+                flags: flags.clone(),
                 admin_token: String::new(),
                 database: None,
             };
@@ -142,6 +151,7 @@ impl Server {
         data_dir: &Path,
         port: u16,
         grace: &str,
+        flags: &[String],
         database_url: Option<&str>,
     ) -> Proc {
         let listen = format!("127.0.0.1:{port}");
@@ -157,6 +167,7 @@ impl Server {
         if let Some(url) = database_url {
             args.extend(["--database-url", url]);
         }
+        args.extend(flags.iter().map(String::as_str));
         Proc::spawn(logs, &numbered("server"), &args)
     }
 
@@ -203,6 +214,7 @@ impl Server {
             &self.data_dir,
             self.port,
             &self.grace,
+            &self.flags,
             database_url,
         );
         if let Err(status) = self.wait_ready().await {
@@ -463,8 +475,13 @@ struct Connected {
 
 impl Connected {
     async fn start(grace: &str) -> Connected {
+        Self::start_with(grace, &[]).await
+    }
+
+    /// Like [`Connected::start`], the server started with further flags.
+    async fn start_with(grace: &str, server_flags: &[&str]) -> Connected {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(tmp.path(), grace).await;
+        let server = Server::start_with(tmp.path(), grace, server_flags).await;
         let (runner_id, exchange_token) = server.create_runner("lifecycle").await;
         let data_dir = tmp.path().join("runner-data");
         let started = Instant::now();
@@ -1254,4 +1271,123 @@ async fn runner_is_degraded_while_its_data_dir_cannot_be_written() {
     let (runner, took) = c.server.wait_phase(&c.runner_id, ACTIVE).await;
     eprintln!("[measured] ACTIVE again after {took:?}");
     assert_eq!(status(&runner).message, "", "no problem reported any more");
+}
+
+// ---------------------------------------------------------------------------
+// 14. Runner streams outlive the server's connection timeouts
+// ---------------------------------------------------------------------------
+
+/// Server flags with connection timeouts far shorter than a runner's life.
+const SHORT_TIMEOUTS: &[&str] = &["--header-timeout", "1s", "--idle-timeout", "1s"];
+/// How long the tests below watch a stream: several times those timeouts,
+/// and longer than the idle timeout plus the 5 s a connection being closed
+/// is given to go.
+const WATCH_FOR: Duration = Duration::from_secs(8);
+
+#[tokio::test]
+async fn a_runner_stream_outlives_short_header_and_idle_timeouts() {
+    // Heartbeats every 2 s (a third of the grace): their pooled connections
+    // go idle, and are closed, between two heartbeats.
+    let mut c = Connected::start_with("6s", SHORT_TIMEOUTS).await;
+    let logs_token = c.server.logs_token(&c.runner_id).await;
+    tokio::time::sleep(WATCH_FOR).await;
+
+    let (runner, _) = c.server.wait_phase(&c.runner_id, ACTIVE).await;
+    assert_eq!(status(&runner).message, "");
+    let sent = Instant::now();
+    c.server
+        .update_configuration(
+            &c.runner_id,
+            api::LogLevel::LOG_LEVEL_DEBUG,
+            api::RunnerReleaseChannel::RUNNER_RELEASE_CHANNEL_LATEST,
+        )
+        .await;
+    c.wait_log_line(&logs_token, "log level LOG_LEVEL_DEBUG")
+        .await;
+    eprintln!(
+        "[measured] after {WATCH_FOR:?} with 1 s timeouts, a new spec reached the runner in {:?}",
+        sent.elapsed()
+    );
+
+    // The stream it opened at the start is the one that carried it.
+    let output = c.runner.output();
+    assert_eq!(
+        output.matches("signed up as runner").count(),
+        1,
+        "the runner signed up again (its stream was cut): {output}"
+    );
+    for sign in [
+        "request stream broke",
+        "closed the request stream",
+        "reopening the request stream",
+        "could not open the request stream",
+        "heartbeat failed",
+    ] {
+        assert!(!output.contains(sign), "the runner logged {sign:?}");
+    }
+    assert_eq!(c.runner.try_status(), None, "the runner keeps running");
+}
+
+#[tokio::test]
+async fn an_http2_stream_outlives_short_header_and_idle_timeouts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with(tmp.path(), "6s", SHORT_TIMEOUTS).await;
+    let (runner_id, exchange) = server.create_runner("h2c").await;
+    let token = server
+        .identity()
+        .exchange_token(api::ExchangeTokenRequest {
+            exchange_token: exchange,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ExchangeToken: {}", describe(&e)))
+        .into_owned()
+        .access_token;
+    // HTTP/2 with prior knowledge, as gRPC clients speak it; no deadline.
+    let interaction = Interaction::new(
+        HttpClient::plaintext_http2_only(),
+        ClientConfig::new(server.url().parse().unwrap())
+            .with_default_header("authorization", format!("Bearer {token}")),
+    );
+    interaction
+        .sign_up(runner_api::SignUpRequest {
+            public_key: vec![7; 32],
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("SignUp over HTTP/2: {}", describe(&e)));
+    let mut stream = interaction
+        .watch_requests(runner_api::WatchRequestsRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("WatchRequests over HTTP/2: {}", describe(&e)));
+    let log_level = |request: runner_api::RunnerRequest| match request.kind {
+        Some(runner_api::runner_request::Kind::Spec(spec)) => spec
+            .configuration
+            .as_option()
+            .map(|c| c.log_level.as_known()),
+        other => panic!("expected a spec, got {other:?}"),
+    };
+    let first = tokio::time::timeout(TIMEOUT, stream.message())
+        .await
+        .expect("the first spec in time")
+        .unwrap_or_else(|e| panic!("reading the stream: {}", describe(&e)))
+        .expect("a first message")
+        .to_owned_message();
+    assert_ne!(log_level(first), Some(Some(api::LogLevel::LOG_LEVEL_DEBUG)));
+
+    tokio::time::sleep(WATCH_FOR).await;
+    server
+        .update_configuration(
+            &runner_id,
+            api::LogLevel::LOG_LEVEL_DEBUG,
+            api::RunnerReleaseChannel::RUNNER_RELEASE_CHANNEL_LATEST,
+        )
+        .await;
+    let next = tokio::time::timeout(TIMEOUT, stream.message())
+        .await
+        .expect("the new spec in time")
+        .unwrap_or_else(|e| panic!("the stream broke: {}", describe(&e)))
+        .expect("the stream is still open")
+        .to_owned_message();
+    assert_eq!(log_level(next), Some(Some(api::LogLevel::LOG_LEVEL_DEBUG)));
 }

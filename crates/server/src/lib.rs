@@ -2,6 +2,7 @@
 //!
 //! `serve` opens the store, bootstraps an empty installation, and serves the
 //! `gitpod.v1` services over Connect, gRPC and gRPC-Web on one port. The pieces:
+//! `serving` (the HTTP loop and its limits on clients),
 //! `services` (one module per service, wire types only at this edge), `auth`
 //! (who is calling) and `authz` (what they may do), `store` (persistence behind
 //! one trait), `crypto` (tokens, secrets at rest, sealing), `domain` (the model).
@@ -19,6 +20,7 @@ pub mod oauth_flow;
 pub mod pagination;
 pub mod runner_hub;
 pub mod services;
+pub mod serving;
 pub mod state;
 pub mod store;
 
@@ -52,6 +54,15 @@ pub struct ServeConfig {
     pub runner_grace: std::time::Duration,
     /// Where browsers reach the server; defaults to `http://<listen>`.
     pub public_url: Option<String>,
+    /// A connection's first request head (on HTTP/1.1, every one) must
+    /// arrive within this time.
+    pub header_timeout: std::time::Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: std::time::Duration,
+    /// Open connections at most; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A request body must arrive in full within this time.
+    pub body_timeout: std::time::Duration,
 }
 
 impl ServeConfig {
@@ -64,6 +75,20 @@ impl ServeConfig {
             data_key: None,
             runner_grace: DEFAULT_RUNNER_GRACE,
             public_url: None,
+            header_timeout: serving::DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: serving::DEFAULT_IDLE_TIMEOUT,
+            max_connections: serving::default_max_connections(),
+            body_timeout: serving::DEFAULT_BODY_TIMEOUT,
+        }
+    }
+
+    /// The limits the serving loop applies to each client.
+    pub fn limits(&self) -> serving::Limits {
+        serving::Limits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            body_timeout: self.body_timeout,
         }
     }
 }
@@ -197,18 +222,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "corral is serving");
+    let limits = config.limits();
+    let open_files = serving::open_files_limit().map_or("unlimited".into(), |n| n.to_string());
+    tracing::info!("client limits: {limits} (open-files limit {open_files})");
     let hub_state = state.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Other replicas stop routing here; then runner streams (which
-            // never end on their own) end, so that the graceful shutdown can
-            // finish and runners reconnect elsewhere.
-            hub_state.hub.leave().await;
-            hub_state.hub.close_all();
-        })
-        .await
-        .context("serving")
+    serving::serve(listener, app(state), limits, async move {
+        shutdown_signal().await;
+        // Other replicas stop routing here; then runner streams (which
+        // never end on their own) end, so that the graceful shutdown can
+        // finish and runners reconnect elsewhere.
+        hub_state.hub.leave().await;
+        hub_state.hub.close_all();
+    })
+    .await
+    .context("serving")
 }
 
 async fn shutdown_signal() {
