@@ -185,6 +185,12 @@ pub async fn run_until(
 ) -> Result<Outcome, Error> {
     let mut shutdown = std::pin::pin!(shutdown);
     let dir = DataDir::new(&config.data_dir);
+    if let Some(old) = dir.make_private()? {
+        info!(
+            "made the data dir {} private: mode {old:04o} -> 0700",
+            dir.path().display()
+        );
+    }
     let credentials = tokio::select! {
         credentials = obtain_credentials(&config, &dir) => credentials?,
         () = &mut shutdown => return Ok(Outcome::Stopped),

@@ -491,6 +491,57 @@ async fn runner_signs_up_answers_requests_serves_logs_and_deletes_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_data_dir_is_made_private_when_the_runner_starts() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let (mock, server) = start_mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("runner");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(corral_runner::run_until(
+        config(&server, Some(EXCHANGE_TOKEN), &data_dir),
+        Logging::detached(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    eventually("the runner watches", || mock.rec().stream.is_some()).await;
+    assert_eq!(mode(&data_dir), 0o700);
+    assert_eq!(mode(&data_dir.join("credentials.json")), 0o600);
+    assert_eq!(mode(&data_dir.join("runner.key")), 0o600);
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.unwrap(), Outcome::Stopped);
+
+    // Opened up again while stopped: narrowed again on the next start.
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut resumed = config(&server, None, &data_dir);
+    resumed.server = None;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(corral_runner::run_until(
+        resumed,
+        Logging::detached(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    eventually("the runner watches again", || mock.rec().watches >= 2).await;
+    assert_eq!(mode(&data_dir), 0o700);
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.unwrap(), Outcome::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_reconnects_resumes_and_disconnects_on_shutdown() {
     let (mock, server) = start_mock().await;
     let tmp = tempfile::tempdir().unwrap();

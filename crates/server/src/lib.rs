@@ -102,15 +102,7 @@ pub async fn open_store(
     data_dir: &Path,
     database_url: Option<&str>,
 ) -> anyhow::Result<Arc<dyn Store>> {
-    if !data_dir.exists() {
-        // The data dir holds keys and the database: owner-only from the start.
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    }
+    private_data_dir(data_dir)?;
     let store = match database_url {
         None => SqlStore::open_sqlite(&data_dir.join("corral.db")).await?,
         Some(url) if url.starts_with("sqlite:") => SqlStore::open_sqlite_url(url).await?,
@@ -123,6 +115,33 @@ pub async fn open_store(
         ),
     };
     Ok(Arc::new(store))
+}
+
+/// Creates the data dir (it holds keys and the database) owner-only, or
+/// narrows an existing one to 0700.
+fn private_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if !data_dir.exists() {
+        return std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()));
+    }
+    let mode = std::fs::metadata(data_dir)
+        .with_context(|| format!("reading data directory {}", data_dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o700 {
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making data directory {} private", data_dir.display()))?;
+        tracing::info!(
+            "made the data directory {} private: mode {mode:04o} -> 0700",
+            data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// The database URL when it names PostgreSQL: then replicas may share it.
