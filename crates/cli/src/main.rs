@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use corral_server::domain::OrgRole;
 use corral_server::store::transfer;
@@ -103,6 +104,15 @@ struct RunnerArgs {
     /// Region to report.
     #[arg(long, env = "CORRAL_REGION", default_value = "")]
     region: String,
+    /// SCM requests (and OAuth code exchanges) worked on at once; one arriving while
+    /// all are taken is refused at once as busy (resource_exhausted).
+    #[arg(
+        long,
+        env = "CORRAL_RUNNER_MAX_SCM_REQUESTS",
+        default_value_t = corral_runner::DEFAULT_MAX_SCM_REQUESTS,
+        value_parser = clap::value_parser!(u16).range(1..).map(usize::from)
+    )]
+    max_scm_requests: usize,
 }
 
 #[derive(Subcommand)]
@@ -225,6 +235,7 @@ async fn runner(args: RunnerArgs) -> ! {
         data_dir: args.data_dir,
         listen: args.listen,
         region: args.region,
+        max_scm_requests: args.max_scm_requests,
     };
     match corral_runner::run(config, logging).await {
         Ok(outcome) => {
