@@ -475,22 +475,24 @@ struct Connected {
 
 impl Connected {
     async fn start(grace: &str) -> Connected {
-        Self::start_with(grace, &[]).await
+        Self::start_with(grace, &[], &[]).await
     }
 
-    /// Like [`Connected::start`], the server started with further flags.
-    async fn start_with(grace: &str, server_flags: &[&str]) -> Connected {
+    /// Like [`Connected::start`], server and runner started with further flags.
+    async fn start_with(grace: &str, server_flags: &[&str], runner_flags: &[&str]) -> Connected {
         let tmp = tempfile::tempdir().expect("temp dir");
         let server = Server::start_with(tmp.path(), grace, server_flags).await;
         let (runner_id, exchange_token) = server.create_runner("lifecycle").await;
         let data_dir = tmp.path().join("runner-data");
         let started = Instant::now();
+        let mut flags = vec!["--region", "eu-test-1"];
+        flags.extend_from_slice(runner_flags);
         let runner = start_runner(
             tmp.path(),
             Some(&server),
             &data_dir,
             Some(&exchange_token),
-            &["--region", "eu-test-1"],
+            &flags,
         );
         let mut connected = Connected {
             runner,
@@ -1288,7 +1290,7 @@ const WATCH_FOR: Duration = Duration::from_secs(8);
 async fn a_runner_stream_outlives_short_header_and_idle_timeouts() {
     // Heartbeats every 2 s (a third of the grace): their pooled connections
     // go idle, and are closed, between two heartbeats.
-    let mut c = Connected::start_with("6s", SHORT_TIMEOUTS).await;
+    let mut c = Connected::start_with("6s", SHORT_TIMEOUTS, &[]).await;
     let logs_token = c.server.logs_token(&c.runner_id).await;
     tokio::time::sleep(WATCH_FOR).await;
 
@@ -1390,4 +1392,123 @@ async fn an_http2_stream_outlives_short_header_and_idle_timeouts() {
         .expect("the stream is still open")
         .to_owned_message();
     assert_eq!(log_level(next), Some(Some(api::LogLevel::LOG_LEVEL_DEBUG)));
+}
+
+// ---------------------------------------------------------------------------
+// 15. A busy runner turns SCM work away, and the caller hears it
+// ---------------------------------------------------------------------------
+
+/// A git server (smart HTTP) that holds every answer until released.
+struct HeldGitServer {
+    url: String,
+    asked: std::sync::Arc<AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl HeldGitServer {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = std::sync::Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let counter = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (counter, mut released) = (counter.clone(), released.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if released.wait_for(|go| *go).await.is_err() {
+                        return;
+                    }
+                    let body = "001e# service=git-upload-pack\n0000";
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Self {
+            url,
+            asked,
+            release,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_busy_runner_answers_resource_exhausted_to_the_caller() {
+    let c = Connected::start_with("3s", &[], &["--max-scm-requests", "1"]).await;
+    let git = HeldGitServer::start().await;
+    let check = |repository: &str| {
+        let runners = c.server.runners();
+        let request = api::CheckRepositoryAccessRequest {
+            runner_id: c.runner_id.clone(),
+            repository_url: format!("{}/team/{repository}.git", git.url),
+            ..Default::default()
+        };
+        async move {
+            runners
+                .check_repository_access(request)
+                .await
+                .map(|r| r.into_owned())
+        }
+    };
+
+    // ACTIVE comes with the runner's first report; its request stream opens
+    // just after.
+    let metrics = format!("{}/metrics", c.server.url());
+    eventually(PATIENCE, "the runner's stream is open", || async {
+        let (_, body) = http_get(&metrics, None, CALL_TIMEOUT).await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if text.contains("corral_runner_streams 1\n") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+
+    // The first takes the runner's only slot: the git server holds it.
+    let first = tokio::spawn(check("first"));
+    eventually(PATIENCE, "the runner asks the git server", || async {
+        assert!(
+            !first.is_finished(),
+            "the first check ended before the runner asked the git server"
+        );
+        match git.asked.load(Ordering::SeqCst) {
+            0 => Err("not yet".to_string()),
+            n => Ok(n),
+        }
+    })
+    .await;
+    let refused = check("second").await;
+    match &refused {
+        Err(e) => assert!(
+            e.code == ErrorCode::ResourceExhausted
+                && e.message.as_deref().unwrap_or("").contains("busy"),
+            "expected resource_exhausted (busy), got {}",
+            describe(e)
+        ),
+        Ok(answer) => panic!("a second check while the runner was busy: {answer:?}"),
+    }
+
+    git.release.send(true).unwrap();
+    let answer = first
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the first check: {}", describe(&e)));
+    assert!(answer.has_access, "{answer:?}");
+    assert_eq!(git.asked.load(Ordering::SeqCst), 1);
 }
