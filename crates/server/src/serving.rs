@@ -553,6 +553,89 @@ mod tests {
         assert_eq!(busy.deadline(&limits, Some(later)), None);
     }
 
+    fn limits() -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 4,
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_client_address() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/peer",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.to_string()
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, app, limits(), async {
+            let _ = stopped.await;
+        }));
+
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let me = client.local_addr().unwrap();
+        client
+            .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with(&me.to_string()), "{response}");
+
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn stopping_waits_for_requests_in_flight() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (entered, mut handler_entered) = tokio::sync::mpsc::channel::<()>(1);
+        let (finish, finished) = watch::channel(false);
+        let app = axum::Router::new().route(
+            "/slow",
+            axum::routing::get(move || {
+                let (entered, mut finished) = (entered.clone(), finished.clone());
+                async move {
+                    entered.send(()).await.unwrap();
+                    finished.wait_for(|done| *done).await.unwrap();
+                    "done"
+                }
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, app, limits(), async {
+            let _ = stopped.await;
+        }));
+        let mut client = TcpStream::connect(address).await.unwrap();
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        handler_entered.recv().await.unwrap();
+
+        // Told to stop while the request is in flight: it does not stop yet
+        // (nothing can end that request but the handler).
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!server.is_finished(), "stopped with a request in flight");
+
+        finish.send(true).unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("done"), "{response}");
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn a_body_that_arrives_in_time_is_passed_on() {
         let body = DeadlineBody::new(
