@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use corral_server::domain::{AuditFilter, OrgRole, PageRequest, Subject};
 use corral_server::store::transfer;
@@ -65,6 +66,20 @@ struct ServeArgs {
     /// How long audit events are kept (e.g. 90d, 4w); older ones are deleted.
     #[arg(long, env = "CORRAL_AUDIT_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
     audit_retention: std::time::Duration,
+    /// A connection's first request head (on HTTP/1.1, every request head, counted
+    /// from when the connection waits for it) must arrive in full within this time.
+    #[arg(long, env = "CORRAL_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: std::time::Duration,
+    /// A connection with no request in flight is closed after this long.
+    #[arg(long, env = "CORRAL_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// Open connections at most; further ones wait in the listen backlog until one
+    /// closes. Default: the open-files limit (RLIMIT_NOFILE) less 64, at most 25000.
+    #[arg(long, env = "CORRAL_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+    /// A request body must arrive in full within this time of its request head.
+    #[arg(long, env = "CORRAL_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: std::time::Duration,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -92,6 +107,15 @@ struct RunnerArgs {
     /// Region to report.
     #[arg(long, env = "CORRAL_REGION", default_value = "")]
     region: String,
+    /// SCM requests (and OAuth code exchanges) worked on at once; one arriving while
+    /// all are taken is refused at once as busy (resource_exhausted).
+    #[arg(
+        long,
+        env = "CORRAL_RUNNER_MAX_SCM_REQUESTS",
+        default_value_t = corral_runner::DEFAULT_MAX_SCM_REQUESTS,
+        value_parser = clap::value_parser!(u16).range(1..).map(usize::from)
+    )]
+    max_scm_requests: usize,
 }
 
 #[derive(Subcommand)]
@@ -191,14 +215,20 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Runner(_) => unreachable!("handled above"),
         Command::Serve(args) => {
+            let defaults = corral_server::ServeConfig::new(args.listen, args.store.data_dir);
             corral_server::serve(corral_server::ServeConfig {
-                listen: args.listen,
-                data_dir: args.store.data_dir,
                 database_url: args.store.database_url,
                 data_key: std::env::var("CORRAL_DATA_KEY").ok(),
                 runner_grace: args.runner_grace,
                 public_url: args.public_url,
                 audit_retention: args.audit_retention,
+                header_timeout: args.header_timeout,
+                idle_timeout: args.idle_timeout,
+                max_connections: args
+                    .max_connections
+                    .map_or(defaults.max_connections, |n| n as usize),
+                body_timeout: args.body_timeout,
+                ..defaults
             })
             .await
         }
@@ -226,6 +256,7 @@ async fn runner(args: RunnerArgs) -> ! {
         data_dir: args.data_dir,
         listen: args.listen,
         region: args.region,
+        max_scm_requests: args.max_scm_requests,
     };
     match corral_runner::run(config, logging).await {
         Ok(outcome) => {

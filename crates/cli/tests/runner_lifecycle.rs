@@ -140,6 +140,8 @@ struct Server {
     data_dir: PathBuf,
     port: u16,
     grace: String,
+    /// Further `corral serve` flags.
+    flags: Vec<String>,
     admin_token: String,
     /// Declared last: dropped after the process has been killed.
     store: Store,
@@ -147,14 +149,21 @@ struct Server {
 
 impl Server {
     async fn start(tmp: &Path, grace: &str, store: Store) -> Server {
+        Self::start_with(tmp, grace, store, &[]).await
+    }
+
+    /// Like [`Server::start`], with further `corral serve` flags.
+    async fn start_with(tmp: &Path, grace: &str, store: Store, flags: &[&str]) -> Server {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
         let data_dir = tmp.join("server-data");
         let port = free_port();
         let mut server = Server {
-            proc: Self::spawn(tmp, &data_dir, port, grace, store.database_url()),
+            proc: Self::spawn(tmp, &data_dir, port, grace, &flags, store.database_url()),
             logs: tmp.to_path_buf(),
             data_dir,
             port,
             grace: grace.to_string(),
+            flags,
             admin_token: String::new(),
             store,
         };
@@ -175,6 +184,7 @@ impl Server {
                         &server.data_dir,
                         server.port,
                         &server.grace,
+                        &server.flags,
                         server.store.database_url(),
                     );
                 }
@@ -188,6 +198,7 @@ impl Server {
         data_dir: &Path,
         port: u16,
         grace: &str,
+        flags: &[String],
         database_url: Option<&str>,
     ) -> Proc {
         let listen = format!("127.0.0.1:{port}");
@@ -203,6 +214,7 @@ impl Server {
         if let Some(url) = database_url {
             args.extend(["--database-url", url]);
         }
+        args.extend(flags.iter().map(String::as_str));
         Proc::spawn(logs, &numbered("server"), &args)
     }
 
@@ -248,6 +260,7 @@ impl Server {
             &self.data_dir,
             self.port,
             &self.grace,
+            &self.flags,
             self.store.database_url(),
         );
         if let Err(status) = self.wait_ready().await {
@@ -508,17 +521,29 @@ struct Connected {
 
 impl Connected {
     async fn start(store: Store, grace: &str) -> Connected {
+        Self::start_with(store, grace, &[], &[]).await
+    }
+
+    /// Like [`Connected::start`], server and runner started with further flags.
+    async fn start_with(
+        store: Store,
+        grace: &str,
+        server_flags: &[&str],
+        runner_flags: &[&str],
+    ) -> Connected {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(tmp.path(), grace, store).await;
+        let server = Server::start_with(tmp.path(), grace, store, server_flags).await;
         let (runner_id, exchange_token) = server.create_runner("lifecycle").await;
         let data_dir = tmp.path().join("runner-data");
         let started = Instant::now();
+        let mut flags = vec!["--region", "eu-test-1"];
+        flags.extend_from_slice(runner_flags);
         let runner = start_runner(
             tmp.path(),
             Some(&server),
             &data_dir,
             Some(&exchange_token),
-            &["--region", "eu-test-1"],
+            &flags,
         );
         let mut connected = Connected {
             runner,
@@ -1479,4 +1504,242 @@ async fn oversized_runner_reports_are_refused_and_nothing_is_stored(store: Store
         .into_option()
         .expect("a schema");
     assert_eq!(stored, schema, "refused schemas are not stored");
+}
+
+// ---------------------------------------------------------------------------
+// 15. Runner streams outlive the server's connection timeouts
+// ---------------------------------------------------------------------------
+
+/// Server flags with connection timeouts far shorter than a runner's life.
+const SHORT_TIMEOUTS: &[&str] = &["--header-timeout", "1s", "--idle-timeout", "1s"];
+/// How long the tests below watch a stream: several times those timeouts,
+/// and longer than the idle timeout plus the 5 s a connection being closed
+/// is given to go.
+const WATCH_FOR: Duration = Duration::from_secs(8);
+
+#[tokio::test]
+async fn a_runner_stream_outlives_short_header_and_idle_timeouts() {
+    // Heartbeats every 2 s (a third of the grace): their pooled connections
+    // go idle, and are closed, between two heartbeats.
+    let mut c = Connected::start_with(Store::Sqlite, "6s", SHORT_TIMEOUTS, &[]).await;
+    let logs_token = c.server.logs_token(&c.runner_id).await;
+    tokio::time::sleep(WATCH_FOR).await;
+
+    let (runner, _) = c.server.wait_phase(&c.runner_id, ACTIVE).await;
+    assert_eq!(status(&runner).message, "");
+    let sent = Instant::now();
+    c.server
+        .update_configuration(
+            &c.runner_id,
+            api::LogLevel::LOG_LEVEL_DEBUG,
+            api::RunnerReleaseChannel::RUNNER_RELEASE_CHANNEL_LATEST,
+        )
+        .await;
+    c.wait_log_line(&logs_token, "log level LOG_LEVEL_DEBUG")
+        .await;
+    eprintln!(
+        "[measured] after {WATCH_FOR:?} with 1 s timeouts, a new spec reached the runner in {:?}",
+        sent.elapsed()
+    );
+
+    // The stream it opened at the start is the one that carried it.
+    let output = c.runner.output();
+    assert_eq!(
+        output.matches("signed up as runner").count(),
+        1,
+        "the runner signed up again (its stream was cut): {output}"
+    );
+    for sign in [
+        "request stream broke",
+        "closed the request stream",
+        "reopening the request stream",
+        "could not open the request stream",
+        "heartbeat failed",
+    ] {
+        assert!(!output.contains(sign), "the runner logged {sign:?}");
+    }
+    assert_eq!(c.runner.try_status(), None, "the runner keeps running");
+}
+
+#[tokio::test]
+async fn an_http2_stream_outlives_short_header_and_idle_timeouts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with(tmp.path(), "6s", Store::Sqlite, SHORT_TIMEOUTS).await;
+    let (runner_id, exchange) = server.create_runner("h2c").await;
+    let token = server
+        .identity()
+        .exchange_token(api::ExchangeTokenRequest {
+            exchange_token: exchange,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ExchangeToken: {}", describe(&e)))
+        .into_owned()
+        .access_token;
+    // HTTP/2 with prior knowledge, as gRPC clients speak it; no deadline.
+    let interaction = Interaction::new(
+        HttpClient::plaintext_http2_only(),
+        ClientConfig::new(server.url().parse().unwrap())
+            .with_default_header("authorization", format!("Bearer {token}")),
+    );
+    interaction
+        .sign_up(runner_api::SignUpRequest {
+            public_key: vec![7; 32],
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("SignUp over HTTP/2: {}", describe(&e)));
+    let mut stream = interaction
+        .watch_requests(runner_api::WatchRequestsRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("WatchRequests over HTTP/2: {}", describe(&e)));
+    let log_level = |request: runner_api::RunnerRequest| match request.kind {
+        Some(runner_api::runner_request::Kind::Spec(spec)) => spec
+            .configuration
+            .as_option()
+            .map(|c| c.log_level.as_known()),
+        other => panic!("expected a spec, got {other:?}"),
+    };
+    let first = tokio::time::timeout(TIMEOUT, stream.message())
+        .await
+        .expect("the first spec in time")
+        .unwrap_or_else(|e| panic!("reading the stream: {}", describe(&e)))
+        .expect("a first message")
+        .to_owned_message();
+    assert_ne!(log_level(first), Some(Some(api::LogLevel::LOG_LEVEL_DEBUG)));
+
+    tokio::time::sleep(WATCH_FOR).await;
+    server
+        .update_configuration(
+            &runner_id,
+            api::LogLevel::LOG_LEVEL_DEBUG,
+            api::RunnerReleaseChannel::RUNNER_RELEASE_CHANNEL_LATEST,
+        )
+        .await;
+    let next = tokio::time::timeout(TIMEOUT, stream.message())
+        .await
+        .expect("the new spec in time")
+        .unwrap_or_else(|e| panic!("the stream broke: {}", describe(&e)))
+        .expect("the stream is still open")
+        .to_owned_message();
+    assert_eq!(log_level(next), Some(Some(api::LogLevel::LOG_LEVEL_DEBUG)));
+}
+
+// ---------------------------------------------------------------------------
+// 16. A busy runner turns SCM work away, and the caller hears it
+// ---------------------------------------------------------------------------
+
+/// A git server (smart HTTP) that holds every answer until released.
+struct HeldGitServer {
+    url: String,
+    asked: std::sync::Arc<AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl HeldGitServer {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = std::sync::Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let counter = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (counter, mut released) = (counter.clone(), released.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if released.wait_for(|go| *go).await.is_err() {
+                        return;
+                    }
+                    let body = "001e# service=git-upload-pack\n0000";
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Self {
+            url,
+            asked,
+            release,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_busy_runner_answers_resource_exhausted_to_the_caller() {
+    let c = Connected::start_with(Store::Sqlite, "3s", &[], &["--max-scm-requests", "1"]).await;
+    let git = HeldGitServer::start().await;
+    let check = |repository: &str| {
+        let runners = c.server.runners();
+        let request = api::CheckRepositoryAccessRequest {
+            runner_id: c.runner_id.clone(),
+            repository_url: format!("{}/team/{repository}.git", git.url),
+            ..Default::default()
+        };
+        async move {
+            runners
+                .check_repository_access(request)
+                .await
+                .map(|r| r.into_owned())
+        }
+    };
+
+    // ACTIVE comes with the runner's first report; its request stream opens
+    // just after.
+    let metrics = format!("{}/metrics", c.server.url());
+    eventually(PATIENCE, "the runner's stream is open", || async {
+        let (_, body) = http_get(&metrics, None, CALL_TIMEOUT).await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if text.contains("corral_runner_streams 1\n") {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })
+    .await;
+
+    // The first takes the runner's only slot: the git server holds it.
+    let first = tokio::spawn(check("first"));
+    eventually(PATIENCE, "the runner asks the git server", || async {
+        assert!(
+            !first.is_finished(),
+            "the first check ended before the runner asked the git server"
+        );
+        match git.asked.load(Ordering::SeqCst) {
+            0 => Err("not yet".to_string()),
+            n => Ok(n),
+        }
+    })
+    .await;
+    let refused = check("second").await;
+    match &refused {
+        Err(e) => assert!(
+            e.code == ErrorCode::ResourceExhausted
+                && e.message.as_deref().unwrap_or("").contains("busy"),
+            "expected resource_exhausted (busy), got {}",
+            describe(e)
+        ),
+        Ok(answer) => panic!("a second check while the runner was busy: {answer:?}"),
+    }
+
+    git.release.send(true).unwrap();
+    let answer = first
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the first check: {}", describe(&e)));
+    assert!(answer.has_access, "{answer:?}");
+    assert_eq!(git.asked.load(Ordering::SeqCst), 1);
 }

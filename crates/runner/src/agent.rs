@@ -17,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use buffa::MessageField;
 use connectrpc::{ConnectError, ErrorCode};
@@ -32,6 +32,7 @@ use crypto_box::SecretKey;
 use ed25519_dalek::VerifyingKey;
 use serde_json::json;
 use sha2::{Digest, Sha512};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error, info, warn};
 
 use crate::bundle::{self, BundleContents};
@@ -48,6 +49,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Heartbeat interval until the management plane names one.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// SCM requests and OAuth code exchanges the runner works on at once, unless
+/// configured otherwise.
+pub const DEFAULT_MAX_SCM_REQUESTS: usize = 16;
+
+/// How often, at most, the runner warns that it turned SCM work away.
+const BUSY_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What this runner can do beyond the basics.
 const CAPABILITIES: &[RunnerCapability] =
@@ -66,6 +74,9 @@ pub struct Config {
     /// Address of the logs server (port 0 picks a free one).
     pub listen: SocketAddr,
     pub region: String,
+    /// SCM requests and OAuth code exchanges worked on at once (at least 1);
+    /// one arriving while all are taken is answered `resource_exhausted`.
+    pub max_scm_requests: usize,
 }
 
 /// How the agent ended without error.
@@ -186,6 +197,12 @@ pub async fn run_until(
 ) -> Result<Outcome, Error> {
     let mut shutdown = std::pin::pin!(shutdown);
     let dir = DataDir::new(&config.data_dir);
+    if let Some(old) = dir.make_private()? {
+        info!(
+            "made the data dir {} private: mode {old:04o} -> 0700",
+            dir.path().display()
+        );
+    }
     let credentials = tokio::select! {
         credentials = obtain_credentials(&config, &dir) => credentials?,
         () = &mut shutdown => return Ok(Outcome::Stopped),
@@ -227,6 +244,9 @@ pub async fn run_until(
         support_bundle_url: format!("{base_url}/support-bundle"),
         region: config.region,
         stream_suspect: Arc::new(tokio::sync::Notify::new()),
+        scm_slots: Arc::new(Semaphore::new(config.max_scm_requests.max(1))),
+        max_scm_requests: config.max_scm_requests.max(1),
+        last_busy_warning: Arc::new(Mutex::new(None)),
     };
     let outcome = tokio::select! {
         outcome = agent.main_loop() => outcome,
@@ -392,6 +412,11 @@ struct Agent {
     /// request stream may be dead without having noticed (e.g. a network
     /// partition), so the watch loop reopens it.
     stream_suspect: Arc<tokio::sync::Notify>,
+    /// One permit per SCM request or OAuth code exchange being worked on.
+    scm_slots: Arc<Semaphore>,
+    max_scm_requests: usize,
+    /// When the runner last warned that it turned SCM work away.
+    last_busy_warning: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Agent {
@@ -649,9 +674,13 @@ impl Agent {
                 Some(Outcome::Deleted)
             }
             Some(Kind::Scm(work)) => {
+                let Some(slot) = self.scm_slot(&request_id).await else {
+                    return None; // answered as busy
+                };
                 // SCM calls can take seconds: keep reading the stream meanwhile.
                 let agent = self.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let integrations = agent.scm_integrations().await;
                     let worker = ScmWork {
                         integrations: &integrations,
@@ -664,8 +693,12 @@ impl Agent {
                 None
             }
             Some(Kind::OauthCodeExchange(exchange)) => {
+                let Some(slot) = self.scm_slot(&request_id).await else {
+                    return None; // answered as busy
+                };
                 let agent = self.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let integrations = agent.scm_integrations().await;
                     let worker = ScmWork {
                         integrations: &integrations,
@@ -694,6 +727,38 @@ impl Agent {
                 None
             }
         }
+    }
+
+    /// A slot for one piece of SCM work; when all are taken, answers the
+    /// request at once as `resource_exhausted` and returns `None`.
+    async fn scm_slot(&self, request_id: &str) -> Option<OwnedSemaphorePermit> {
+        if let Ok(slot) = self.scm_slots.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        let limit = self.max_scm_requests;
+        {
+            let mut last = self
+                .last_busy_warning
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if last.is_none_or(|at| at.elapsed() >= BUSY_WARNING_INTERVAL) {
+                *last = Some(Instant::now());
+                warn!(
+                    "busy: already working on {limit} SCM requests (--max-scm-requests); \
+                     turning further ones away until one finishes"
+                );
+            }
+        }
+        debug!("request {request_id} turned away: busy");
+        let failure = Failure {
+            code: "resource_exhausted".into(),
+            message: format!(
+                "the runner is busy: it is already working on {limit} SCM requests; try again shortly"
+            ),
+            ..Default::default()
+        };
+        self.respond(request_id.to_string(), Some(failure)).await;
+        None
     }
 
     fn apply_spec(&self, spec: RunnerSpec) {
@@ -911,6 +976,7 @@ mod tests {
             data_dir: tmp.path().to_path_buf(),
             listen: "127.0.0.1:0".parse().unwrap(),
             region: String::new(),
+            max_scm_requests: DEFAULT_MAX_SCM_REQUESTS,
         };
         let result = run_until(config, Logging::detached(), std::future::pending()).await;
         let error = result.unwrap_err();

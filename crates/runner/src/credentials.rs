@@ -1,6 +1,7 @@
 //! The runner's state on disk: its access token and its X25519 key pair.
 //!
-//! Layout of the data dir (the directory itself is created with mode 0700):
+//! Layout of the data dir (the directory itself is created with mode 0700, and
+//! an existing one is narrowed to 0700 when the runner starts):
 //! - `credentials.json` (0600): the management plane's URL, the runner id once
 //!   known, and the access token.
 //! - `runner.key` (0600): the 32 raw bytes of the X25519 secret key. Secrets for
@@ -11,7 +12,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crypto_box::SecretKey;
@@ -63,7 +64,8 @@ impl DataDir {
         Self { path: path.into() }
     }
 
-    /// Creates the directory (mode 0700) if it does not exist yet.
+    /// Creates the directory (mode 0700) if it does not exist yet, and
+    /// narrows an existing one to 0700.
     pub fn create(path: impl Into<PathBuf>) -> Result<Self, Error> {
         let dir = Self::new(path);
         fs::DirBuilder::new()
@@ -71,7 +73,33 @@ impl DataDir {
             .mode(0o700)
             .create(&dir.path)
             .map_err(|e| Error::io(format!("creating data dir {}", dir.path.display()), e))?;
+        dir.make_private()?;
         Ok(dir)
+    }
+
+    /// Narrows an existing directory to mode 0700; returns its old mode when
+    /// that was wider. A missing directory is left for [`DataDir::create`].
+    pub fn make_private(&self) -> Result<Option<u32>, Error> {
+        let mode = match fs::metadata(&self.path) {
+            Ok(metadata) => metadata.permissions().mode() & 0o777,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("reading data dir {}", self.path.display()),
+                    e,
+                ));
+            }
+        };
+        if mode == 0o700 {
+            return Ok(None);
+        }
+        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700)).map_err(|e| {
+            Error::io(
+                format!("making data dir {} private", self.path.display()),
+                e,
+            )
+        })?;
+        Ok(Some(mode))
     }
 
     pub fn path(&self) -> &Path {
@@ -187,8 +215,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
     use super::*;
 
     fn mode(path: &Path) -> u32 {
@@ -219,6 +245,28 @@ mod tests {
         dir.save_credentials(&updated).unwrap();
         assert_eq!(dir.load_credentials().unwrap(), Some(updated.clone()));
         assert!(!format!("{updated:?}").contains("crl_rt_secret"));
+    }
+
+    #[test]
+    fn an_existing_open_data_dir_is_narrowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("runner");
+        fs::create_dir(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = DataDir::new(&path);
+        assert_eq!(dir.make_private().unwrap(), Some(0o755));
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(dir.make_private().unwrap(), None, "already private");
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o750)).unwrap();
+        DataDir::create(&path).unwrap();
+        assert_eq!(mode(&path), 0o700, "create narrows an existing dir too");
+        assert_eq!(
+            DataDir::new(tmp.path().join("missing"))
+                .make_private()
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub mod logs;
 pub mod scm_work;
 pub mod system;
 
-pub use agent::{Config, Outcome, run, run_until};
+pub use agent::{Config, DEFAULT_MAX_SCM_REQUESTS, Outcome, run, run_until};
 pub use credentials::{Credentials, DataDir};
 pub use crypto_box::{PublicKey, SecretKey};
 pub use logs::Logging;

@@ -1,8 +1,8 @@
 //! The agent against a scripted management plane: a mock of
 //! `corral.v1.RunnerInteractionService` and `gitpod.v1.IdentityService` that
 //! records what the runner sends and lets the test push requests down the
-//! runner's stream (pings, unknown requests, deletion) — things the real
-//! server does not send on demand.
+//! runner's stream (pings, unknown requests, deletion, floods of SCM work) —
+//! things the real server does not send on demand.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,6 +37,8 @@ struct Recorded {
     statuses: Vec<runner_api::ReportStatusRequest>,
     watches: usize,
     responses: Vec<(String, Option<String>)>,
+    /// Every answer in full, in the order they came.
+    answers: Vec<runner_api::RespondRequest>,
     confirmed_deletion: bool,
     disconnected: bool,
     stream: Option<mpsc::UnboundedSender<runner_api::RunnerRequest>>,
@@ -218,9 +220,10 @@ impl runner_api::RunnerInteractionService for Mock {
     ) -> ServiceResult<runner_api::RespondResponse> {
         self.authenticate(&ctx)?;
         let failure = request.failure.as_option().map(|f| f.code.to_string());
-        self.rec()
-            .responses
+        let mut rec = self.rec();
+        rec.responses
             .push((request.request_id.to_string(), failure));
+        rec.answers.push(request.to_owned_message());
         Response::ok(Default::default())
     }
 
@@ -306,6 +309,7 @@ fn config(server: &str, exchange_token: Option<&str>, data_dir: &Path) -> Config
         data_dir: data_dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         region: "test-region".into(),
+        max_scm_requests: corral_runner::DEFAULT_MAX_SCM_REQUESTS,
     }
 }
 
@@ -491,6 +495,57 @@ async fn runner_signs_up_answers_requests_serves_logs_and_deletes_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_data_dir_is_made_private_when_the_runner_starts() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let (mock, server) = start_mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("runner");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(corral_runner::run_until(
+        config(&server, Some(EXCHANGE_TOKEN), &data_dir),
+        Logging::detached(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    eventually("the runner watches", || mock.rec().stream.is_some()).await;
+    assert_eq!(mode(&data_dir), 0o700);
+    assert_eq!(mode(&data_dir.join("credentials.json")), 0o600);
+    assert_eq!(mode(&data_dir.join("runner.key")), 0o600);
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.unwrap(), Outcome::Stopped);
+
+    // Opened up again while stopped: narrowed again on the next start.
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut resumed = config(&server, None, &data_dir);
+    resumed.server = None;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(corral_runner::run_until(
+        resumed,
+        Logging::detached(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    eventually("the runner watches again", || mock.rec().watches >= 2).await;
+    assert_eq!(mode(&data_dir), 0o700);
+    stop.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.unwrap(), Outcome::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_reconnects_resumes_and_disconnects_on_shutdown() {
     let (mock, server) = start_mock().await;
     let tmp = tempfile::tempdir().unwrap();
@@ -602,4 +657,157 @@ async fn runner_moves_to_the_next_server_when_one_is_down() {
         .unwrap()
         .unwrap();
     assert_eq!(outcome.unwrap(), Outcome::Stopped);
+}
+
+/// A git server that counts the ref advertisements asked of it and holds
+/// every answer until the test releases them: an SCM that is slow for as
+/// long as the test wants.
+struct HeldGitServer {
+    url: String,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl HeldGitServer {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let counter = asked.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (counter, mut released) = (counter.clone(), released.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if released.wait_for(|go| *go).await.is_err() {
+                        return;
+                    }
+                    let body = "001e# service=git-upload-pack\n0000";
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Self {
+            url,
+            asked,
+            release,
+        }
+    }
+
+    fn asked(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A CheckRepositoryAccess for a repository on `git` (no SCM API: the
+/// runner asks git's smart HTTP).
+fn access_check(request_id: &str, git: &HeldGitServer) -> runner_api::RunnerRequest {
+    runner_api::RunnerRequest {
+        request_id: request_id.into(),
+        kind: Some(runner_api::runner_request::Kind::Scm(Box::new(
+            runner_api::ScmRequest {
+                user_id: "0190a000-0000-7000-8000-0000000000aa".into(),
+                call: Some(runner_api::scm_request::Call::CheckRepositoryAccess(
+                    Box::new(api::CheckRepositoryAccessRequest {
+                        repository_url: format!("{}/team/repo.git", git.url),
+                        ..Default::default()
+                    }),
+                )),
+                ..Default::default()
+            },
+        ))),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scm_work_beyond_the_limit_is_turned_away_as_busy() {
+    let git = HeldGitServer::start().await;
+    let (mock, server) = start_mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = config(&server, Some(EXCHANGE_TOKEN), tmp.path());
+    config.max_scm_requests = 2;
+    let agent = tokio::spawn(corral_runner::run_until(
+        config,
+        Logging::detached(),
+        std::future::pending(),
+    ));
+    eventually("the runner watches", || mock.rec().stream.is_some()).await;
+
+    // A flood: the runner reads them one after another; the first two take
+    // both slots (the git server holds their answers), the rest find none.
+    const FLOOD: usize = 10;
+    for i in 0..FLOOD {
+        mock.send(access_check(&format!("scm-{i}"), &git));
+    }
+    let answers_to = |prefix: &str| -> Vec<runner_api::RespondRequest> {
+        mock.rec()
+            .answers
+            .iter()
+            .filter(|a| a.request_id.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    eventually("every request beyond the limit is answered", || {
+        answers_to("scm-").len() >= FLOOD - 2
+    })
+    .await;
+    eventually("the git server is asked twice", || git.asked() >= 2).await;
+    let busy = answers_to("scm-");
+    assert_eq!(busy.len(), FLOOD - 2, "only the excess is answered yet");
+    for answer in &busy {
+        let failure = answer.failure.as_option().expect("a failure");
+        assert_eq!(failure.code, "resource_exhausted", "{answer:?}");
+        assert!(failure.message.contains("busy"), "{}", failure.message);
+        assert!(
+            !["scm-0", "scm-1"].contains(&answer.request_id.as_str()),
+            "{} had a slot",
+            answer.request_id
+        );
+    }
+    assert_eq!(git.asked(), 2, "no more SCM work than the limit");
+
+    // The held two finish and succeed.
+    git.release.send(true).unwrap();
+    eventually("the two held requests are answered", || {
+        answers_to("scm-").len() == FLOOD
+    })
+    .await;
+    for id in ["scm-0", "scm-1"] {
+        let answer = answers_to(id).pop().unwrap();
+        assert!(answer.failure.as_option().is_none(), "{answer:?}");
+        match answer.result {
+            Some(runner_api::respond_request::Result::CheckRepositoryAccess(access)) => {
+                assert!(access.has_access, "{access:?}")
+            }
+            other => panic!("{id}: unexpected result {other:?}"),
+        }
+    }
+
+    // With the slots free again, new work is taken.
+    mock.send(access_check("again", &git));
+    eventually("the next request is answered", || {
+        !answers_to("again").is_empty()
+    })
+    .await;
+    assert!(answers_to("again")[0].failure.as_option().is_none());
+    assert_eq!(git.asked(), 3);
+    agent.abort();
 }

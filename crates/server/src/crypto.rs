@@ -43,10 +43,11 @@ pub fn token_kind(token: &str) -> Option<TokenKind> {
     .find(|kind| token.starts_with(kind.prefix()))
 }
 
-/// Writes `contents` to `path` readable by the owner only.
+/// Writes `contents` to `path` readable by the owner only (an existing file
+/// is narrowed to 0600 before it is written).
 pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -54,6 +55,8 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private", path.display()))?;
     file.write_all(contents)?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //!
 //! `serve` opens the store, bootstraps an empty installation, and serves the
 //! `gitpod.v1` services over Connect, gRPC and gRPC-Web on one port. The pieces:
+//! `serving` (the HTTP loop and its limits on clients),
 //! `services` (one module per service, wire types only at this edge), `auth`
 //! (who is calling) and `authz` (what they may do), `store` (persistence behind
 //! one trait), `crypto` (tokens, secrets at rest, sealing), `domain` (the model).
@@ -20,6 +21,7 @@ pub mod oauth_flow;
 pub mod pagination;
 pub mod runner_hub;
 pub mod services;
+pub mod serving;
 pub mod state;
 pub mod store;
 
@@ -55,6 +57,15 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// Audit events older than this are deleted.
     pub audit_retention: std::time::Duration,
+    /// A connection's first request head (on HTTP/1.1, every one) must
+    /// arrive within this time.
+    pub header_timeout: std::time::Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: std::time::Duration,
+    /// Open connections at most; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A request body must arrive in full within this time.
+    pub body_timeout: std::time::Duration,
 }
 
 impl ServeConfig {
@@ -68,6 +79,20 @@ impl ServeConfig {
             runner_grace: DEFAULT_RUNNER_GRACE,
             public_url: None,
             audit_retention: DEFAULT_AUDIT_RETENTION,
+            header_timeout: serving::DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: serving::DEFAULT_IDLE_TIMEOUT,
+            max_connections: serving::default_max_connections(),
+            body_timeout: serving::DEFAULT_BODY_TIMEOUT,
+        }
+    }
+
+    /// The limits the serving loop applies to each client.
+    pub fn limits(&self) -> serving::Limits {
+        serving::Limits {
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            body_timeout: self.body_timeout,
         }
     }
 }
@@ -85,15 +110,7 @@ pub async fn open_store(
     data_dir: &Path,
     database_url: Option<&str>,
 ) -> anyhow::Result<Arc<dyn Store>> {
-    if !data_dir.exists() {
-        // The data dir holds keys and the database: owner-only from the start.
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    }
+    private_data_dir(data_dir)?;
     let store = match database_url {
         None => SqlStore::open_sqlite(&data_dir.join("corral.db")).await?,
         Some(url) if url.starts_with("sqlite:") => SqlStore::open_sqlite_url(url).await?,
@@ -106,6 +123,33 @@ pub async fn open_store(
         ),
     };
     Ok(Arc::new(store))
+}
+
+/// Creates the data dir (it holds keys and the database) owner-only, or
+/// narrows an existing one to 0700.
+fn private_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if !data_dir.exists() {
+        return std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()));
+    }
+    let mode = std::fs::metadata(data_dir)
+        .with_context(|| format!("reading data directory {}", data_dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o700 {
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making data directory {} private", data_dir.display()))?;
+        tracing::info!(
+            "made the data directory {} private: mode {mode:04o} -> 0700",
+            data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// The database URL when it names PostgreSQL: then replicas may share it.
@@ -245,12 +289,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "corral is serving");
+    let limits = config.limits();
+    let open_files = serving::open_files_limit().map_or("unlimited".into(), |n| n.to_string());
+    tracing::info!("client limits: {limits} (open-files limit {open_files})");
     let hub_state = state.clone();
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    serving::serve(listener, app(state), limits, async move {
         shutdown_signal().await;
         // Other replicas stop routing here; then runner streams (which
         // never end on their own) end, so that the graceful shutdown can

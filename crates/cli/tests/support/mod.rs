@@ -1,6 +1,9 @@
 //! Helpers shared by the end-to-end tests: child processes of the built
-//! binary, polling, and plain HTTP. PostgreSQL databases and free ports come
-//! from `corral_testkit`.
+//! binary, a bare server, polling, and plain HTTP. PostgreSQL databases and
+//! free ports come from `corral_testkit`.
+
+// Each test file uses some of these.
+#![allow(dead_code)]
 
 use std::fs;
 use std::future::Future;
@@ -10,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use connectrpc::ConnectError;
 use corral_api::gitpod::v1 as api;
+use corral_testkit::free_port;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const BIN: &str = env!("CARGO_BIN_EXE_corral");
@@ -127,6 +131,11 @@ impl Proc {
     pub fn output(&self) -> String {
         fs::read_to_string(&self.output).unwrap_or_default()
     }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Proc {
@@ -144,6 +153,87 @@ impl Drop for Proc {
                 self.name
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A bare server
+// ---------------------------------------------------------------------------
+
+/// `corral serve` on SQLite with a data dir of its own, on a free port.
+pub struct Served {
+    pub proc: Proc,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// The admin's API token from the data dir.
+    pub admin_token: String,
+}
+
+impl Served {
+    /// Starts `corral serve --listen 127.0.0.1:<free port> --data-dir <dir>/<name>-data EXTRA…`
+    /// and waits until it answers its admin's token (so that it is this
+    /// server that answers on the port, not another one that took it).
+    pub async fn start(dir: &Path, name: &str, extra: &[&str], patience: Patience) -> Served {
+        let data_dir = dir.join(format!("{name}-data"));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let mut args = vec![
+                "serve",
+                "--listen",
+                &listen,
+                "--data-dir",
+                data_dir.to_str().expect("a UTF-8 path"),
+            ];
+            args.extend_from_slice(extra);
+            let mut proc = Proc::spawn(dir, &format!("{name}-{attempt}"), &args);
+            let start = Instant::now();
+            let ready = loop {
+                if let Some(status) = proc.try_status() {
+                    break Err(status);
+                }
+                let token = fs::read_to_string(data_dir.join("admin-token")).unwrap_or_default();
+                let token = token.trim();
+                if !token.is_empty() {
+                    let identity = format!(
+                        "http://{listen}/gitpod.v1.IdentityService/GetAuthenticatedIdentity\
+                         ?connect=v1&encoding=json&message=%7B%7D"
+                    );
+                    if let Ok((200, _)) = http_get(&identity, Some(token), patience.timeout).await {
+                        break Ok(token.to_string());
+                    }
+                }
+                assert!(
+                    start.elapsed() < patience.timeout,
+                    "{name} did not come up within {:?}",
+                    patience.timeout
+                );
+                tokio::time::sleep(patience.poll).await;
+            };
+            match ready {
+                Ok(admin_token) => {
+                    return Served {
+                        proc,
+                        port,
+                        data_dir,
+                        admin_token,
+                    };
+                }
+                // The free port was taken between finding and binding it.
+                Err(_) if attempt < 3 && proc.output().contains("binding") => {}
+                Err(status) => panic!("{name} exited while starting: {status:?}"),
+            }
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 }
 

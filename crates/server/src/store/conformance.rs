@@ -1002,6 +1002,16 @@ async fn org_members_filter_by_role_email_search_and_groups(store: Arc<dyn Store
     })
     .await;
     assert!(suspended.items.is_empty());
+    // A status named over and over is one condition (SQLite would refuse a
+    // query with a parameter for each).
+    let mut statuses = vec![UserStatus::Active; 50_000];
+    statuses.push(UserStatus::Suspended);
+    let repeated = list(OrgMemberFilter {
+        statuses,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(repeated.items.len(), 3);
 
     let not_in_team = list(OrgMemberFilter {
         exclude_group_ids: vec![team.id],

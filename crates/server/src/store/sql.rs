@@ -606,12 +606,21 @@ impl Store for SqlStore {
             binds.extend(uuid_strings(&filter.user_ids));
         }
         if !filter.statuses.is_empty() {
+            // Each status once: a status repeated in the request must not
+            // grow the query (SQLite refuses more than 32766 parameters,
+            // and parsing an IN list that long costs tens of MB).
+            let mut statuses: Vec<&UserStatus> = Vec::new();
+            for status in &filter.statuses {
+                if !statuses.contains(&status) {
+                    statuses.push(status);
+                }
+            }
             condition.push_str(&format!(
                 " AND {} IN ({})",
                 self.dialect.json_text("data", "status"),
-                in_list(filter.statuses.len())
+                in_list(statuses.len())
             ));
-            for status in &filter.statuses {
+            for status in statuses {
                 binds.push(enum_name(status)?);
             }
         }

@@ -1,7 +1,12 @@
 //! Opening the embedded SQLite store: one file in the data directory, WAL mode
 //! so the CLI can write while the server runs, migrations applied on open.
+//!
+//! The database and its companion files (`-wal`, `-shm`, `-journal`) are
+//! readable by the owner only: the file is created with mode 0600 before
+//! SQLite opens it (SQLite gives the companions the database file's mode),
+//! and existing files with a wider mode are narrowed on open.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::Context;
@@ -27,10 +32,22 @@ impl SqlStore {
     /// Opens a `sqlite:` URL, e.g. `sqlite:/var/lib/corral/corral.db`; the file
     /// is created if missing unless the URL names another `mode`.
     pub async fn open_sqlite_url(url: &str) -> anyhow::Result<Self> {
-        SqliteConnectOptions::from_str(url).with_context(|| format!("invalid SQLite URL {url}"))?;
-        let has_mode = url
-            .split_once('?')
-            .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("mode=")));
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("invalid SQLite URL {url}"))?;
+        let mode = url.split_once('?').and_then(|(_, query)| {
+            query
+                .split('&')
+                .find_map(|p| p.strip_prefix("mode="))
+                .map(str::to_string)
+        });
+        let has_mode = mode.is_some();
+        let file = options.get_filename();
+        let in_memory = file.as_os_str().is_empty()
+            || file == Path::new(":memory:")
+            || mode.as_deref() == Some("memory");
+        if !in_memory {
+            make_private(file, matches!(mode.as_deref(), None | Some("rwc")));
+        }
         let url = match (has_mode, url.contains('?')) {
             (true, _) => url.to_string(),
             (false, true) => format!("{url}&mode=rwc"),
@@ -56,5 +73,96 @@ impl SqlStore {
             .await
             .context("migrating the SQLite database")?;
         Ok(Self::new(pool, Dialect::Sqlite))
+    }
+}
+
+/// Narrows the database file and its companions to mode 0600, creating the
+/// database file first (empty, 0600) when `create` and it does not exist.
+/// Problems are logged: SQLite reports any that keep it from opening.
+fn make_private(database: &Path, create: bool) {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    if create {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(database)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => tracing::debug!("could not create {}: {e}", database.display()),
+        }
+    }
+    for file in companions(database) {
+        let mode = match std::fs::metadata(&file) {
+            Ok(metadata) => metadata.permissions().mode() & 0o777,
+            Err(_) => continue,
+        };
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => tracing::info!("made {} private: mode {mode:04o} -> 0600", file.display()),
+            Err(e) => tracing::warn!(
+                "{} has mode {mode:04o} and could not be made private: {e}",
+                file.display()
+            ),
+        }
+    }
+}
+
+/// The database file and the files SQLite keeps next to it.
+fn companions(database: &Path) -> Vec<PathBuf> {
+    let mut files = vec![database.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn a_new_database_and_its_companions_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corral.db");
+        let store = SqlStore::open_sqlite(&path).await.unwrap();
+        // WAL mode: the companions exist while the database is open.
+        for file in companions(&path).iter().filter(|f| f.exists()) {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        assert!(companions(&path)[1].exists(), "a -wal file while open");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn existing_database_files_are_narrowed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corral.db");
+        SqlStore::open_sqlite(&path).await.unwrap().close().await;
+        let files = companions(&path);
+        for file in &files[..3] {
+            if !file.exists() {
+                std::fs::write(file, b"").unwrap();
+            }
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        // An empty -wal/-shm is fine for SQLite: it rebuilds them.
+        let url = format!("sqlite:{}", path.display());
+        let store = SqlStore::open_sqlite_url(&url).await.unwrap();
+        for file in files.iter().filter(|f| f.exists()) {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        store.close().await;
     }
 }
