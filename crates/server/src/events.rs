@@ -142,3 +142,71 @@ async fn relay(mut listener: PgListener, local: broadcast::Sender<ChangeEvent>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use corral_testkit::PostgresDatabase;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::{ChangeOperation, ResourceKind};
+
+    fn change() -> ChangeEvent {
+        ChangeEvent {
+            org_id: Uuid::now_v7(),
+            operation: ChangeOperation::Update,
+            kind: ResourceKind::Runner,
+            id: Uuid::now_v7(),
+            creator_id: Some(Uuid::now_v7()),
+            runner_id: None,
+            owner_id: None,
+        }
+    }
+
+    async fn next(receiver: &mut broadcast::Receiver<ChangeEvent>) -> ChangeEvent {
+        tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("the hub is open")
+    }
+
+    #[tokio::test]
+    async fn a_lone_server_tells_its_watchers_and_stops_them() {
+        let hub = EventHub::local();
+        let (mut events, mut closed) = hub.subscribe();
+        assert_eq!(hub.watchers(), 1);
+        let sent = change();
+        hub.publish(sent.clone()).await;
+        assert_eq!(next(&mut events).await, sent);
+        hub.close_all();
+        tokio::time::timeout(Duration::from_secs(10), closed.changed())
+            .await
+            .expect("watchers hear that the server stops")
+            .unwrap();
+    }
+
+    /// Two replicas on one PostgreSQL database: a change published on one
+    /// reaches the watchers of both, once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+    async fn changes_cross_replicas() {
+        let database = PostgresDatabase::create().await;
+        let a = EventHub::postgres(database.url()).await.unwrap();
+        let b = EventHub::postgres(database.url()).await.unwrap();
+        let (mut on_a, _) = a.subscribe();
+        let (mut on_b, _) = b.subscribe();
+        let first = change();
+        a.publish(first.clone()).await;
+        assert_eq!(next(&mut on_b).await, first);
+        assert_eq!(next(&mut on_a).await, first);
+        let second = change();
+        b.publish(second.clone()).await;
+        assert_eq!(next(&mut on_a).await, second);
+        assert_eq!(next(&mut on_b).await, second);
+        // Each event once: nothing else is waiting.
+        assert!(on_a.try_recv().is_err() && on_b.try_recv().is_err());
+        drop((a, b));
+    }
+}

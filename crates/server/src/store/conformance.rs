@@ -43,6 +43,7 @@ conformance!(
     org_members_filter_by_role_email_search_and_groups,
     the_first_server_secret_stays,
     spent_exchange_tokens_are_purged,
+    audit_events_filter_page_and_expire,
 );
 
 async fn on_sqlite<F, Fut>(test: F)
@@ -1025,4 +1026,155 @@ async fn org_members_filter_by_role_email_search_and_groups(store: Arc<dyn Store
     })
     .await;
     assert_eq!(names(&no_team, |m| &m.user.name), ["root", "bob"]);
+}
+
+/// The audit trail lists by organization, actor, subject and time, oldest
+/// or newest first, pages either way, and forgets what is past retention.
+async fn audit_events_filter_page_and_expire(store: Arc<dyn Store>) {
+    let a = org(store.as_ref(), "Audited").await;
+    let b = org(store.as_ref(), "Elsewhere").await;
+    let (user, other_user, runner, group) = (new_id(), new_id(), new_id(), new_id());
+    let start = Utc::now() - chrono::Duration::days(10);
+    let mut recorded = Vec::new();
+    for (org_id, day, actor, kind, subject, outcome) in [
+        (
+            a.id,
+            0,
+            Some(Subject::User(user)),
+            ResourceKind::Runner,
+            runner,
+            "ok",
+        ),
+        (
+            a.id,
+            1,
+            Some(Subject::Runner(runner)),
+            ResourceKind::Runner,
+            runner,
+            "ok",
+        ),
+        (
+            a.id,
+            2,
+            Some(Subject::User(user)),
+            ResourceKind::Group,
+            group,
+            "permission_denied",
+        ),
+        (
+            b.id,
+            3,
+            Some(Subject::User(other_user)),
+            ResourceKind::Group,
+            new_id(),
+            "ok",
+        ),
+        (
+            a.id,
+            9,
+            None,
+            ResourceKind::Runner,
+            runner,
+            "unauthenticated",
+        ),
+    ] {
+        let event = AuditEvent {
+            id: new_id(),
+            org_id,
+            at: start + chrono::Duration::days(day),
+            actor,
+            token_id: actor.map(|_| new_id()),
+            rpc: "gitpod.v1.RunnerService/UpdateRunner".into(),
+            kind: AuditKind::ResourceChange,
+            subject_kind: kind,
+            subject_id: Some(subject),
+            outcome: outcome.into(),
+            request_id: format!("request-{day}"),
+            client_address: "192.0.2.7".into(),
+        };
+        store.record_audit_event(&event).await.unwrap();
+        recorded.push(event);
+    }
+    let ids = |page: &Page<AuditEvent>| page.items.iter().map(|e| e.id).collect::<Vec<_>>();
+    let of = |picks: &[usize]| picks.iter().map(|&i| recorded[i].id).collect::<Vec<_>>();
+    let all = PageRequest {
+        after: None,
+        limit: 100,
+    };
+    let list = |org: Option<Uuid>, filter: AuditFilter, page: PageRequest| {
+        let store = store.clone();
+        async move { store.list_audit_events(org, &filter, page).await.unwrap() }
+    };
+    assert_eq!(
+        ids(&list(Some(a.id), AuditFilter::default(), all).await),
+        of(&[0, 1, 2, 4])
+    );
+    assert_eq!(
+        ids(&list(None, AuditFilter::default(), all).await),
+        of(&[0, 1, 2, 3, 4])
+    );
+    let by_actor = AuditFilter {
+        actor_ids: vec![user],
+        ..Default::default()
+    };
+    assert_eq!(ids(&list(Some(a.id), by_actor, all).await), of(&[0, 2]));
+    let by_kind = AuditFilter {
+        actor_kinds: vec![SubjectKind::Runner],
+        ..Default::default()
+    };
+    assert_eq!(ids(&list(Some(a.id), by_kind, all).await), of(&[1]));
+    let by_subject = AuditFilter {
+        subject_ids: vec![group],
+        subject_kinds: vec![ResourceKind::Group],
+        ..Default::default()
+    };
+    assert_eq!(ids(&list(None, by_subject, all).await), of(&[2]));
+    let in_time = AuditFilter {
+        from: Some(start + chrono::Duration::days(1)),
+        to: Some(start + chrono::Duration::days(3)),
+        ..Default::default()
+    };
+    assert_eq!(ids(&list(Some(a.id), in_time, all).await), of(&[1, 2]));
+    // Newest first, two at a time.
+    let newest = AuditFilter {
+        newest_first: true,
+        ..Default::default()
+    };
+    let first = list(
+        Some(a.id),
+        newest.clone(),
+        PageRequest {
+            after: None,
+            limit: 2,
+        },
+    )
+    .await;
+    assert_eq!(ids(&first), of(&[4, 2]));
+    let second = list(
+        Some(a.id),
+        newest,
+        PageRequest {
+            after: first.next_after,
+            limit: 2,
+        },
+    )
+    .await;
+    assert_eq!(ids(&second), of(&[1, 0]));
+    assert_eq!(second.next_after, None);
+    // One event round-trips whole.
+    assert_eq!(
+        store.get_audit_event(recorded[2].id).await.unwrap(),
+        recorded[2]
+    );
+    assert_not_found(store.get_audit_event(new_id()).await);
+    // Retention: what is older than the cutoff goes, on every organization.
+    let pruned = store
+        .prune_audit_events(start + chrono::Duration::days(2))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    assert_eq!(
+        ids(&list(None, AuditFilter::default(), all).await),
+        of(&[2, 3, 4])
+    );
 }

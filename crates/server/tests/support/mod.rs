@@ -23,9 +23,17 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server on SQLite in a temporary data dir.
     pub async fn start() -> Server {
+        Self::start_on(None).await
+    }
+
+    /// A server on the database at `database_url` (SQLite in a temporary
+    /// data dir when `None`).
+    pub async fn start_on(database_url: Option<&str>) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+        let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+        config.database_url = database_url.map(str::to_string);
         let state = build_state(&config).await.unwrap();
         let admin = bootstrap::bootstrap_if_empty(state.unrestricted_store().as_ref(), dir.path())
             .await
