@@ -62,12 +62,12 @@ impl Access {
 /// Decides, event by event, what one watcher may see: what it could read.
 /// Roles on runners are remembered briefly, so that a busy fleet does not
 /// cost a query per event; a deleted runner is judged by what was last known.
-pub struct Visibility<'a> {
+pub struct WatchVisibility<'a> {
     access: &'a Access,
     roles: HashMap<Uuid, (Option<RunnerRole>, Instant)>,
 }
 
-impl<'a> Visibility<'a> {
+impl<'a> WatchVisibility<'a> {
     pub fn new(access: &'a Access) -> Self {
         Self {
             access,

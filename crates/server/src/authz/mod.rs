@@ -30,7 +30,7 @@ mod runners;
 pub use crate::pagination::Paging;
 pub use access::{Access, access};
 pub use configuration::save_host_credential;
-pub use events::Visibility;
+pub use events::WatchVisibility;
 pub use gate::{ClientAddress, Gate, RequestId};
 
 use connectrpc::ConnectError;

@@ -38,11 +38,11 @@ impl Access {
     /// Organization `id`: the caller's own (a runner's too); others do not exist.
     pub async fn organization(&self, id: Uuid) -> Result<Organization, ConnectError> {
         let what = format!("organization {id}");
-        self.check(Resource::Organization, Action::Read, Target::Org(id), what)?;
+        self.check(Resource::Organization, Action::Read, Target::Org(id), &what)?;
         self.store()
             .get_organization(id)
             .await
-            .map_err(missing(format!("organization {id}")))
+            .map_err(missing(&what))
     }
 
     pub async fn list_members(
@@ -223,11 +223,11 @@ impl Access {
             owner,
         };
         let what = format!("personal access token {id}");
-        self.check(Resource::PersonalAccessToken, Action::Delete, target, what)?;
+        self.check(Resource::PersonalAccessToken, Action::Delete, target, &what)?;
         self.store()
             .delete_token(id)
             .await
-            .map_err(missing(format!("personal access token {id}")))?;
+            .map_err(missing(&what))?;
         self.note_change(ChangeEvent {
             owner_id: Some(owner),
             ..org_change(
@@ -355,12 +355,12 @@ impl Access {
             Resource::Group,
             Action::Delete,
             Target::Org(group.org_id),
-            what,
+            &what,
         )?;
         self.store()
             .delete_group(group.id)
             .await
-            .map_err(missing(format!("group {}", group.id)))?;
+            .map_err(missing(&what))?;
         self.note_change(org_change(
             group.org_id,
             ChangeOperation::Delete,
@@ -435,12 +435,12 @@ impl Access {
             Resource::Membership,
             Action::Delete,
             Target::Org(group.org_id),
-            what,
+            &what,
         )?;
         self.store()
             .delete_membership(membership.id)
             .await
-            .map_err(missing(format!("membership {}", membership.id)))?;
+            .map_err(missing(&what))?;
         self.note_change(org_change(
             group.org_id,
             ChangeOperation::Update,

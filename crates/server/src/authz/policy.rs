@@ -356,9 +356,11 @@ pub static RPCS: &[Rpc] = &[
 
 /// The row for a request path (`/gitpod.v1.X/Y`, also under `/api/`).
 pub fn rpc_for(path: &str) -> Option<&'static Rpc> {
+    static BY_PROCEDURE: std::sync::LazyLock<std::collections::HashMap<&str, &Rpc>> =
+        std::sync::LazyLock::new(|| RPCS.iter().map(|r| (r.procedure, r)).collect());
     let procedure = path.trim_start_matches('/');
     let procedure = procedure.strip_prefix("api/").unwrap_or(procedure);
-    RPCS.iter().find(|r| r.procedure == procedure)
+    BY_PROCEDURE.get(procedure).copied()
 }
 
 /// The kinds of caller the operator docs (and the matrix test) tell apart.

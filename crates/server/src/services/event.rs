@@ -10,7 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::convert::{self, parse_id, parse_ids};
-use crate::authz::{Visibility, access};
+use crate::authz::{WatchVisibility, access};
 use crate::domain::*;
 use crate::errors::invalid_field;
 use crate::state::SharedState;
@@ -88,7 +88,7 @@ impl api::EventService for Events {
         let only_unknown_kinds = !req.resource_type_filters.is_empty() && interests.is_empty();
         let (mut changes, mut closed) = self.state.events.subscribe();
         let stream = async_stream::stream! {
-            let mut visibility = Visibility::new(&access);
+            let mut visibility = WatchVisibility::new(&access);
             loop {
                 let event = tokio::select! {
                     _ = closed.changed() => break,
