@@ -301,10 +301,55 @@ pub struct Runner {
     pub updated_at: Timestamp,
 }
 
+/// The status message of a runner an admin set inactive.
+pub const CORDONED_MESSAGE: &str =
+    "set inactive: the runner takes no work until it is set active again";
+
 impl Runner {
     /// Whether the runner ever reported in.
     pub fn has_connected(&self) -> bool {
         self.status.updated_at.is_some()
+    }
+
+    /// Whether an admin set the runner inactive (`spec.desired_phase`): it
+    /// takes no SCM work, and its status says so.
+    pub fn is_cordoned(&self) -> bool {
+        self.spec.desired_phase == RunnerPhase::Inactive
+    }
+
+    /// Brings the status phase in line with the desired phase after the spec
+    /// changed: a runner set inactive is INACTIVE at once; one set active
+    /// again that reported within `recent_since` is ACTIVE at once (its next
+    /// report says whether it is healthy).
+    pub fn follow_desired_phase(&mut self, recent_since: Timestamp) {
+        let status = &mut self.status;
+        let reporting = matches!(status.phase, RunnerPhase::Active | RunnerPhase::Degraded);
+        if self.spec.desired_phase == RunnerPhase::Inactive && reporting {
+            status.phase = RunnerPhase::Inactive;
+            status.message = CORDONED_MESSAGE.into();
+        } else if self.spec.desired_phase == RunnerPhase::Active
+            && status.phase == RunnerPhase::Inactive
+            && status.message == CORDONED_MESSAGE
+        {
+            let recent = status.updated_at.is_some_and(|at| at >= recent_since);
+            status.phase = if recent {
+                RunnerPhase::Active
+            } else {
+                RunnerPhase::Inactive
+            };
+            status.message.clear();
+        }
+    }
+
+    /// The phase a status report puts the runner in.
+    pub fn reported_phase(&self, healthy: bool) -> RunnerPhase {
+        match self.status.phase {
+            // A runner being deleted stays DELETING until it confirms.
+            RunnerPhase::Deleting => RunnerPhase::Deleting,
+            _ if self.is_cordoned() => RunnerPhase::Inactive,
+            _ if healthy => RunnerPhase::Active,
+            _ => RunnerPhase::Degraded,
+        }
     }
 }
 

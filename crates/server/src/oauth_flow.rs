@@ -96,6 +96,26 @@ pub async fn callback(
             "This sign-in link is invalid or has expired; start again.",
         );
     };
+    // No bearer token here: the sealed state, which only this server can
+    // make, names the user and runner, so the store is used without an Access.
+    let store = state.unrestricted_store().as_ref();
+    match store.get_runner(sign_in.runner_id).await {
+        Ok(runner) if runner.is_cordoned() => {
+            return page(
+                StatusCode::CONFLICT,
+                "Sign-in failed",
+                "The runner is set inactive; an admin must set it active again.",
+            );
+        }
+        Ok(_) => {}
+        Err(_) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                "The runner no longer exists.",
+            );
+        }
+    }
     let request = runner_api::RunnerRequest {
         kind: Some(runner_api::runner_request::Kind::OauthCodeExchange(
             Box::new(runner_api::OAuthCodeExchange {
@@ -136,9 +156,6 @@ pub async fn callback(
             "The runner returned no token.",
         );
     };
-    // No bearer token here: the sealed state, which only this server can
-    // make, names the user, so the store is used without an Access.
-    let store = state.unrestricted_store().as_ref();
     let user = match store.get_user(sign_in.user_id).await {
         Ok(user) => user,
         Err(_) => {

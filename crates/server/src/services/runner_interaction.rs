@@ -127,15 +127,11 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                     .map(|f| (f.key, f.value))
                     .collect();
                 status.message = report.message;
-                // A runner being deleted stays DELETING until it confirms.
-                if status.phase != RunnerPhase::Deleting {
-                    status.phase = if report.healthy {
-                        RunnerPhase::Active
-                    } else {
-                        RunnerPhase::Degraded
-                    };
-                }
                 status.updated_at = Some(Utc::now());
+                runner.status.phase = runner.reported_phase(report.healthy);
+                if runner.is_cordoned() {
+                    runner.status.message = CORDONED_MESSAGE.into();
+                }
                 Ok(())
             }))
             .await?;

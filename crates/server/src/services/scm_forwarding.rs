@@ -69,6 +69,12 @@ impl ScmForwarding<'_> {
             let id = convert::parse_id("runner_id", runner_id)?;
             (access.usable_runner(id).await?, Vec::new())
         };
+        if runner.is_cordoned() {
+            return Err(ConnectError::failed_precondition(format!(
+                "runner {} ({}) is set inactive; an admin must set it active again before it takes work",
+                runner.id, runner.name
+            )));
+        }
         if !self.state.hub.is_connected(runner.id).await {
             return Err(ConnectError::unavailable(format!(
                 "runner {} ({}) is not connected; start it and try again",
@@ -121,7 +127,13 @@ impl ScmForwarding<'_> {
         access: &Access,
         host: Option<&str>,
     ) -> Result<(Runner, Vec<Uuid>), ConnectError> {
-        let usable = access.usable_runners().await?;
+        // Runners an admin set inactive take no work.
+        let usable: Vec<Runner> = access
+            .usable_runners()
+            .await?
+            .into_iter()
+            .filter(|r| !r.is_cordoned())
+            .collect();
         let ids: Vec<Uuid> = usable.iter().map(|r| r.id).collect();
         let online = self.state.hub.connected(&ids).await;
         let connected: Vec<Runner> = usable
@@ -130,7 +142,7 @@ impl ScmForwarding<'_> {
             .collect();
         if connected.is_empty() {
             return Err(ConnectError::unavailable(
-                "no runner you may use is connected; start one or name it with runner_id",
+                "no runner you may use is connected and active; start one or name it with runner_id",
             ));
         }
         let mut serving_host = Vec::new();
