@@ -319,9 +319,9 @@ impl Runner {
 
     /// Brings the status phase in line with the desired phase after the spec
     /// changed: a runner set inactive is INACTIVE at once; one set active
-    /// again that reported within `recent_since` is ACTIVE at once (its next
-    /// report says whether it is healthy).
-    pub fn follow_desired_phase(&mut self, recent_since: Timestamp) {
+    /// again is ACTIVE at once when it is `connected` (its next report says
+    /// whether it is healthy), else INACTIVE until it reports.
+    pub fn follow_desired_phase(&mut self, connected: bool) {
         let status = &mut self.status;
         let reporting = matches!(status.phase, RunnerPhase::Active | RunnerPhase::Degraded);
         if self.spec.desired_phase == RunnerPhase::Inactive && reporting {
@@ -331,12 +331,9 @@ impl Runner {
             && status.phase == RunnerPhase::Inactive
             && status.message == CORDONED_MESSAGE
         {
-            let recent = status.updated_at.is_some_and(|at| at >= recent_since);
-            status.phase = if recent {
-                RunnerPhase::Active
-            } else {
-                RunnerPhase::Inactive
-            };
+            if connected {
+                status.phase = RunnerPhase::Active;
+            }
             status.message.clear();
         }
     }

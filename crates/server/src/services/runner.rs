@@ -339,8 +339,7 @@ impl api::RunnerService for Runners {
         }
         let state = self.state.clone();
         let name = req.name.clone();
-        let grace =
-            chrono::Duration::from_std(self.state.runner_grace).unwrap_or(chrono::Duration::MAX);
+        let connected = self.state.hub.is_connected(id).await;
         let updated = access
             .update_runner(
                 id,
@@ -350,7 +349,7 @@ impl api::RunnerService for Runners {
                     }
                     if let Some(phase) = desired.filter(|p| *p != RunnerPhase::Unspecified) {
                         runner.spec.desired_phase = phase;
-                        runner.follow_desired_phase(Utc::now() - grace);
+                        runner.follow_desired_phase(connected);
                     }
                     if let Some(config) = spec.as_ref().and_then(|s| s.configuration.as_option()) {
                         apply_config_update(&state, &mut runner.spec.config, config).map_err(
