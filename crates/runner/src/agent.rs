@@ -26,7 +26,7 @@ use corral_api::corral::v1::{
     ReportStatusRequest, RespondRequest, RunnerRequest, SignUpRequest,
     UpdateConfigurationSchemaRequest, WatchRequestsRequest, runner_request::Kind,
 };
-use corral_api::gitpod::v1::{LogLevel, RunnerCapability, RunnerSpec};
+use corral_api::gitpod::v1::{LogLevel, RunnerCapability, RunnerPhase, RunnerSpec};
 use corral_contract::{limits, schema};
 use crypto_box::SecretKey;
 use ed25519_dalek::VerifyingKey;
@@ -674,6 +674,9 @@ impl Agent {
                 Some(Outcome::Deleted)
             }
             Some(Kind::Scm(work)) => {
+                if self.refuse_if_cordoned(&request_id).await {
+                    return None;
+                }
                 let Some(slot) = self.scm_slot(&request_id).await else {
                     return None; // answered as busy
                 };
@@ -693,6 +696,9 @@ impl Agent {
                 None
             }
             Some(Kind::OauthCodeExchange(exchange)) => {
+                if self.refuse_if_cordoned(&request_id).await {
+                    return None;
+                }
                 let Some(slot) = self.scm_slot(&request_id).await else {
                     return None; // answered as busy
                 };
@@ -727,6 +733,27 @@ impl Agent {
                 None
             }
         }
+    }
+
+    /// Whether the latest spec sets this runner inactive; if so, answers the
+    /// request `failed_precondition`. The management plane does not send work
+    /// to such a runner, but a request can cross a spec change on the way.
+    async fn refuse_if_cordoned(&self, request_id: &str) -> bool {
+        let cordoned = self.shared.state().spec.as_ref().is_some_and(|spec| {
+            spec.desired_phase.as_known() == Some(RunnerPhase::RUNNER_PHASE_INACTIVE)
+        });
+        if cordoned {
+            debug!("request {request_id} turned away: the runner is set inactive");
+            let failure = Failure {
+                code: "failed_precondition".into(),
+                message:
+                    "the runner is set inactive: it takes no work until it is set active again"
+                        .into(),
+                ..Default::default()
+            };
+            self.respond(request_id.to_string(), Some(failure)).await;
+        }
+        cordoned
     }
 
     /// A slot for one piece of SCM work; when all are taken, answers the
