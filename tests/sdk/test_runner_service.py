@@ -77,17 +77,17 @@ def test_get_unknown_runner_is_not_found(admin):
     expect_error(Code.NOT_FOUND, admin.runners.get_runner, rp.GetRunnerRequest(runner_id=random_uuid()))
 
 
-def test_create_runner_with_runner_manager_id(admin):
-    # runner_manager_id is optional; a valid uuid is accepted (or refused as unknown), never a 500.
-    mgr = random_uuid()
-    try:
-        r = admin.runners.create_runner(
-            rp.CreateRunnerRequest(name=new_name("mgr"), provider=rc.RUNNER_PROVIDER_LINUX_HOST, runner_manager_id=mgr)
-        ).runner
-    except ConnectError as e:
-        assert e.code in (Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.INVALID_ARGUMENT), e
-        return
-    assert r.runner_manager_id in ("", mgr)
+def test_create_runner_with_runner_manager_id_is_refused(admin):
+    # Only runners of Ona's runner managers carry one; corral has none.
+    name = new_name("mgr")
+    err = expect_error(
+        Code.INVALID_ARGUMENT,
+        admin.runners.create_runner,
+        rp.CreateRunnerRequest(name=name, provider=rc.RUNNER_PROVIDER_LINUX_HOST, runner_manager_id=random_uuid()),
+    )
+    assert "runner_manager_id" in err.message
+    runners = list_all(lambda p: admin.runners.list_runners(rp.ListRunnersRequest(pagination=p)), "runners")
+    assert name not in {r.name for r in runners}
 
 
 # -- ListRunners ----------------------------------------------------------------

@@ -232,14 +232,14 @@ impl api::RunnerService for Runners {
         let user = access.user()?;
         let req = request.to_owned_message();
         let (kind, provider) = kind_and_provider(req.kind, req.provider)?;
-        let runner_manager_id = if req.runner_manager_id.is_empty() {
-            None
-        } else {
-            Some(convert::parse_id(
+        if !req.runner_manager_id.is_empty() {
+            // Only runners that Ona's own runner managers run have one; corral
+            // has no runner managers, so the id could name nothing.
+            return Err(invalid_field(
                 "runner_manager_id",
-                &req.runner_manager_id,
-            )?)
-        };
+                "corral has no runner managers: leave runner_manager_id empty",
+            ));
+        }
         let (config, variant) = initial_config(&self.state, req.spec.as_option())?;
         let now = Utc::now();
         let runner = Runner {
@@ -249,7 +249,7 @@ impl api::RunnerService for Runners {
             kind,
             provider,
             creator: Subject::User(user.user.id),
-            runner_manager_id,
+            runner_manager_id: None,
             spec: RunnerSpec {
                 desired_phase: RunnerPhase::Active,
                 config,
