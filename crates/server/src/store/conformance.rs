@@ -44,6 +44,7 @@ conformance!(
     the_first_server_secret_stays,
     spent_exchange_tokens_are_purged,
     audit_events_filter_page_and_expire,
+    one_integration_per_host_under_any_spelling_and_at_once,
 );
 
 async fn on_sqlite<F, Fut>(test: F)
@@ -620,6 +621,41 @@ async fn unique_constraints_answer_already_exists(store: Arc<dyn Store>) {
             .create_scm_integration(&new_integration(&r, "github.com"))
             .await,
     );
+}
+
+/// `http://git.example.test`, `git.example.test` and `WWW.git.example.test/`
+/// are one host: a runner has one integration for it, also when several
+/// requests create one at the same time.
+async fn one_integration_per_host_under_any_spelling_and_at_once(store: Arc<dyn Store>) {
+    let a = org(&*store, "a").await;
+    let root = user(&*store, a.id, "root", OrgRole::Admin).await;
+    let r = runner(&*store, &root, "r", &[]).await;
+    let other = runner(&*store, &root, "other", &[]).await;
+    let spellings = [
+        "http://git.example.test",
+        "git.example.test",
+        "https://www.git.example.test/",
+        "http://git.example.test",
+    ];
+    let results = at_once(spellings.map(|host| {
+        let store = store.clone();
+        let integration = new_integration(&r, host);
+        async move { store.create_scm_integration(&integration).await }
+    }))
+    .await;
+    assert_eq!(successes(&results), 1, "{results:?}");
+    for result in results.into_iter().filter(Result::is_err) {
+        assert_already_exists(result);
+    }
+    // Another runner, or another port, is another integration.
+    store
+        .create_scm_integration(&new_integration(&other, "git.example.test"))
+        .await
+        .unwrap();
+    store
+        .create_scm_integration(&new_integration(&r, "git.example.test:8443"))
+        .await
+        .unwrap();
 }
 
 /// Many partial updates of one runner at once, as from several replicas: each

@@ -1230,7 +1230,8 @@ impl Store for SqlStore {
         .bind(integration.id.to_string())
         .bind(integration.org_id.to_string())
         .bind(integration.runner_id.to_string())
-        .bind(&integration.host)
+        // The column holds the key, so every spelling of one host is one row.
+        .bind(corral_contract::scm_host::lookup_key(&integration.host))
         .bind(to_json(integration)?)
         .execute(&self.pool)
         .await
