@@ -53,8 +53,8 @@ pub struct GitContext {
     pub branch: String,
     pub tag: String,
     pub commit: String,
-    /// For a change from a fork: the fork's clone URL (what to clone); `clone_url`
-    /// then names the upstream repository.
+    /// For a change from a fork: the base repository's clone URL (the one
+    /// the change targets); `clone_url`, `owner` and `repo` then name the fork.
     pub upstream_remote_url: String,
 }
 

@@ -54,8 +54,9 @@ struct Want {
     branch: &'static str,
     tag: &'static str,
     commit: String,
-    /// The fork's clone URL below the collection, for PRs from forks.
-    upstream: Option<&'static str>,
+    /// The fork (project, repository) a PR comes from: what to clone, while
+    /// `project`/`repo` name the base it targets.
+    fork: Option<(&'static str, &'static str)>,
     /// id, state, draft, author.
     change: Option<(&'static str, ChangeState, bool, &'static str)>,
 }
@@ -73,7 +74,7 @@ fn want(
         branch,
         tag,
         commit,
-        upstream: None,
+        fork: None,
         change: None,
     })
 }
@@ -82,7 +83,7 @@ fn pr(
     branch: &'static str,
     commit: String,
     change: (&'static str, ChangeState, bool, &'static str),
-    upstream: Option<&'static str>,
+    fork: Option<(&'static str, &'static str)>,
 ) -> Result<Want, &'static str> {
     Ok(Want {
         project: "Fabrikam",
@@ -90,7 +91,7 @@ fn pr(
         branch,
         tag: "",
         commit,
-        upstream,
+        fork,
         change: Some(change),
     })
 }
@@ -110,13 +111,13 @@ async fn check_cases(
             (Ok(want), Ok(ctx)) => {
                 let g = &ctx.git;
                 assert_eq!(ctx.scm_id, "azure-devops", "{url}");
-                assert_eq!(
-                    (g.owner.as_str(), g.repo.as_str()),
-                    (want.project, want.repo),
-                    "{url}"
-                );
-                let clone = format!("{collection}/{}/_git/{}", enc(want.project), enc(want.repo));
-                assert_eq!(g.clone_url, clone, "{url}");
+                let clone_of =
+                    |project: &str, repo: &str| format!("{collection}/{}/_git/{}", enc(project), enc(repo));
+                let clone = clone_of(want.project, want.repo);
+                // A PR from a fork opens the fork at its branch, with the base upstream.
+                let (owner, name) = want.fork.unwrap_or((want.project, want.repo));
+                assert_eq!((g.owner.as_str(), g.repo.as_str()), (owner, name), "{url}");
+                assert_eq!(g.clone_url, clone_of(owner, name), "{url}");
                 assert_eq!(
                     (g.branch.as_str(), g.tag.as_str()),
                     (want.branch, want.tag),
@@ -129,10 +130,7 @@ async fn check_cases(
                     want.commit.as_str()
                 };
                 assert_eq!(g.commit, want_commit, "{url}");
-                let upstream = want
-                    .upstream
-                    .map(|u| format!("{collection}{u}"))
-                    .unwrap_or_default();
+                let upstream = if want.fork.is_some() { clone.clone() } else { String::new() };
                 assert_eq!(g.upstream_remote_url, upstream, "{url}");
                 match (want.change, ctx.change) {
                     (None, None) => {}
@@ -149,11 +147,11 @@ async fn check_cases(
                         );
                         assert_eq!(c.head_sha, want.commit, "{url}");
                         assert_eq!(c.url, format!("{clone}/pullrequest/{id}"), "{url}");
-                        if want.upstream.is_some() {
-                            assert_eq!(c.head_clone_url, upstream, "{url}");
+                        if let Some((project, repo)) = want.fork {
+                            assert_eq!(c.head_clone_url, g.clone_url, "{url}");
                             assert_eq!(
                                 (c.head_owner.as_str(), c.head_repo.as_str()),
-                                ("Tailspin", "web-fork"),
+                                (project, repo),
                                 "{url}"
                             );
                         } else {
@@ -259,7 +257,7 @@ async fn context_urls_with_the_collection_in_the_path_resolve() {
                 "fix/css",
                 sha("Tailspin/web-fork@fix/css"),
                 ("12", ChangeState::Open, false, "Jane Doe"),
-                Some("/Tailspin/_git/web-fork"),
+                Some(("Tailspin", "web-fork")),
             ),
         ),
         (
@@ -381,7 +379,7 @@ async fn context_urls_below_a_virtual_directory_resolve() {
                 "fix/css",
                 sha("Tailspin/web-fork@fix/css"),
                 ("12", ChangeState::Open, false, "Jane Doe"),
-                Some("/Tailspin/_git/web-fork"),
+                Some(("Tailspin", "web-fork")),
             ),
         ),
         (

@@ -584,13 +584,25 @@ async fn context_urls_resolve_against_the_api() {
         head_owner: head.0.into(),
         head_repo: head.1.into(),
     };
-    let pr = |branch: &str, upstream: String, change: ChangeRequest| {
-        Want::Ctx(Context {
-            git: GitContext {
+    // A PR from a fork opens the fork (owner, repository) at its branch,
+    // with the base repository upstream.
+    let pr = |branch: &str, fork: Option<(&str, &str)>, change: ChangeRequest| {
+        let git = match fork {
+            Some((owner, repo)) => GitContext {
+                owner: owner.into(),
+                repo: repo.into(),
+                clone_url: format!("{web}/{owner}/{repo}.git"),
                 branch: branch.into(),
-                upstream_remote_url: upstream,
+                upstream_remote_url: hello.clone_url.clone(),
                 ..hello.clone()
             },
+            None => GitContext {
+                branch: branch.into(),
+                ..hello.clone()
+            },
+        };
+        Want::Ctx(Context {
+            git,
             change: Some(change),
             issue: None,
             scm_id: "github".into(),
@@ -599,7 +611,7 @@ async fn context_urls_resolve_against_the_api() {
     let login_pr = || {
         pr(
             "feature/login",
-            String::new(),
+            None,
             change(
                 "7",
                 "Add login form",
@@ -719,7 +731,7 @@ async fn context_urls_resolve_against_the_api() {
             format!("{web}/octo/hello/pull/8"),
             pr(
                 "patch-1",
-                format!("{web}/forker/hello.git"),
+                Some(("forker", "hello")),
                 change(
                     "8",
                     "Fix typo in README",
@@ -736,7 +748,7 @@ async fn context_urls_resolve_against_the_api() {
             format!("{web}/octo/hello/pull/9"),
             pr(
                 "feature",
-                String::new(),
+                None,
                 change(
                     "9",
                     "Release 1.2",
@@ -753,7 +765,7 @@ async fn context_urls_resolve_against_the_api() {
             format!("{web}/octo/hello/pull/10"),
             pr(
                 "feature",
-                String::new(),
+                None,
                 change(
                     "10",
                     "Abandoned idea",
@@ -770,7 +782,7 @@ async fn context_urls_resolve_against_the_api() {
             format!("{web}/octo/hello/pull/11"),
             pr(
                 "wip",
-                String::new(),
+                None,
                 change(
                     "11",
                     "Orphaned change",

@@ -171,9 +171,10 @@ async fn context_urls_resolve_against_the_api() {
         ),
         (
             format!("{base}/acme/widgets/-/merge_requests/8/diffs"),
-            widgets()
+            // The fork at its branch, with the base repository upstream.
+            e.repo("jdoe/widgets")
                 .branch("patch-1")
-                .upstream(&format!("{base}/jdoe/widgets.git"))
+                .upstream(&format!("{base}/acme/widgets.git"))
                 .change(fork_mr),
         ),
         (

@@ -87,24 +87,35 @@ pub fn provider_for(host: ScmHost, timeout: Duration) -> Box<dyn Provider> {
     }
 }
 
-/// The context of a pull or merge request: the upstream repository on the
-/// change's head branch (its tip, so `commit` stays empty; the head SHA is in the
-/// change). For a change from a fork, the fork is what to clone.
+/// The context of a pull or merge request: the repository its head branch
+/// lives in, on that branch (its tip, so `commit` stays empty; the head SHA
+/// is in the change). For a change from a fork that is the fork — its clone
+/// URL and the branch can be fetched as they stand — and
+/// `upstream_remote_url` names the base repository the change targets, as
+/// Gitpod has always opened them. A fork that is gone leaves the base.
 pub(crate) fn change_context(
     scm: &ScmHost,
-    upstream: GitContext,
+    base: GitContext,
     change: ChangeRequest,
     from_fork: bool,
 ) -> Context {
-    let git = GitContext {
-        branch: change.from_branch.clone(),
-        commit: String::new(),
-        upstream_remote_url: if from_fork {
-            change.head_clone_url.clone()
-        } else {
-            String::new()
-        },
-        ..upstream
+    let git = if from_fork && !change.head_clone_url.is_empty() {
+        GitContext {
+            owner: change.head_owner.clone(),
+            repo: change.head_repo.clone(),
+            clone_url: change.head_clone_url.clone(),
+            branch: change.from_branch.clone(),
+            commit: String::new(),
+            upstream_remote_url: base.clone_url.clone(),
+            ..base
+        }
+    } else {
+        GitContext {
+            branch: change.from_branch.clone(),
+            commit: String::new(),
+            upstream_remote_url: String::new(),
+            ..base
+        }
     };
     Context {
         git,
