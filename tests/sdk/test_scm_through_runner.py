@@ -173,7 +173,11 @@ def test_pull_request_from_a_fork_clones_the_fork(scm):
     assert answer.pull_request.author == "contributor"
     assert answer.pull_request.from_branch == "patch-1"
     assert answer.pull_request.to_branch == "main"
-    assert answer.git.upstream_remote_url == f"{github.base}/fork-owner/app.git"
+    # The fork and its branch are what to fetch; the base repository is upstream.
+    assert answer.git.clone_url == f"{github.base}/fork-owner/app.git"
+    assert (answer.git.owner, answer.git.repo) == ("fork-owner", "app")
+    assert answer.git.branch == "patch-1"
+    assert answer.git.upstream_remote_url == f"{github.base}/octo/app.git"
     issue = parse(member, runner, f"{github.base}/octo/app/issues/3")
     assert issue.issue.id == "3" and issue.issue.title == "It breaks on Tuesdays"
 
