@@ -594,7 +594,10 @@ mod tests {
             ("", HostError::NotAbsolute),
             ("https://", HostError::NoName),
             ("https://user:pw@login.example.com", HostError::UserInfo),
-            ("https://login.example.com/a?b=c", HostError::QueryOrFragment),
+            (
+                "https://login.example.com/a?b=c",
+                HostError::QueryOrFragment,
+            ),
             ("https://login example.com", HostError::Whitespace),
         ] {
             assert_eq!(check_issuer_url(bad), Err(why), "{bad:?}");

@@ -111,8 +111,9 @@ async fn check_cases(
             (Ok(want), Ok(ctx)) => {
                 let g = &ctx.git;
                 assert_eq!(ctx.scm_id, "azure-devops", "{url}");
-                let clone_of =
-                    |project: &str, repo: &str| format!("{collection}/{}/_git/{}", enc(project), enc(repo));
+                let clone_of = |project: &str, repo: &str| {
+                    format!("{collection}/{}/_git/{}", enc(project), enc(repo))
+                };
                 let clone = clone_of(want.project, want.repo);
                 // A PR from a fork opens the fork at its branch, with the base upstream.
                 let (owner, name) = want.fork.unwrap_or((want.project, want.repo));
@@ -130,7 +131,11 @@ async fn check_cases(
                     want.commit.as_str()
                 };
                 assert_eq!(g.commit, want_commit, "{url}");
-                let upstream = if want.fork.is_some() { clone.clone() } else { String::new() };
+                let upstream = if want.fork.is_some() {
+                    clone.clone()
+                } else {
+                    String::new()
+                };
                 assert_eq!(g.upstream_remote_url, upstream, "{url}");
                 match (want.change, ctx.change) {
                     (None, None) => {}
