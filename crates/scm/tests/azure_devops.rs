@@ -15,7 +15,10 @@ use corral_scm::{
 };
 use support_ado::{AzureDevOpsServer, ENTRA, PAT, READER, RETRY_AFTER, TEAMS, THROTTLED, sha};
 
-const VDIR: &str = "tfs/DefaultCollection";
+/// The Server's virtual directory; the collection follows it in URLs.
+const VDIR: &str = "tfs";
+/// The collection below it.
+const COLLECTION: &str = "tfs/DefaultCollection";
 
 fn provider_with(
     server: &AzureDevOpsServer,
@@ -358,7 +361,7 @@ async fn context_urls_with_the_collection_in_the_path_resolve() {
 async fn context_urls_below_a_virtual_directory_resolve() {
     let server = support_ado::start().await;
     let p = provider(&server, Some(VDIR));
-    let coll = format!("{}/{VDIR}", server.base());
+    let coll = format!("{}/{COLLECTION}", server.base());
     let cases: Vec<(String, Result<Want, &'static str>)> = vec![
         (
             format!("{coll}/Fabrikam/_git/web?version=GBmain"),
@@ -388,7 +391,7 @@ async fn context_urls_below_a_virtual_directory_resolve() {
             ),
         ),
         (
-            format!("ssh://127.0.0.1:22/{VDIR}/Fabrikam/_git/web"),
+            format!("ssh://127.0.0.1:22/{COLLECTION}/Fabrikam/_git/web"),
             want("Fabrikam", "web", "main", "", web("main")),
         ),
         (format!("{coll}/Fabrikam/_git/missing"), Err("not_found")),
@@ -400,7 +403,8 @@ async fn context_urls_below_a_virtual_directory_resolve() {
 async fn credentials_go_as_basic_pats_or_bearer_entra_tokens() {
     let server = support_ado::start().await;
     let p = provider(&server, Some(VDIR));
-    let url = ContextUrl::parse(&format!("{}/{VDIR}/Fabrikam/_git/web", server.base())).unwrap();
+    let url =
+        ContextUrl::parse(&format!("{}/{COLLECTION}/Fabrikam/_git/web", server.base())).unwrap();
 
     assert_eq!(p.check_repository_access(&pat(PAT), &url).await, Ok(()));
     let seen = server.requests().pop().unwrap();
@@ -506,12 +510,17 @@ async fn tokens_access_and_limits() {
 async fn a_slow_server_runs_into_the_deadline() {
     let server = support_ado::start().await;
     let p = provider_with(&server, Some(VDIR), Duration::from_millis(300));
-    let slow = ContextUrl::parse(&format!("{}/{VDIR}/Fabrikam/_git/slow", server.base())).unwrap();
+    let slow = ContextUrl::parse(&format!(
+        "{}/{COLLECTION}/Fabrikam/_git/slow",
+        server.base()
+    ))
+    .unwrap();
     assert!(matches!(
         p.parse_context(&slow, &pat(PAT)).await,
         Err(ScmError::Unavailable(_))
     ));
-    let web = ContextUrl::parse(&format!("{}/{VDIR}/Fabrikam/_git/web", server.base())).unwrap();
+    let web =
+        ContextUrl::parse(&format!("{}/{COLLECTION}/Fabrikam/_git/web", server.base())).unwrap();
     assert_eq!(p.check_repository_access(&pat(PAT), &web).await, Ok(()));
 }
 
@@ -542,7 +551,10 @@ async fn repositories_are_listed_and_filtered() {
     );
     assert_eq!(
         all.items[0].url,
-        format!("{}/{VDIR}/Fabrikam%20Fiber/_git/fiber%20app", server.base())
+        format!(
+            "{}/{COLLECTION}/Fabrikam%20Fiber/_git/fiber%20app",
+            server.base()
+        )
     );
     let rest = coll
         .search_repositories(&pat(PAT), "", SearchMode::Keyword, 2, 4)
@@ -623,10 +635,12 @@ async fn projects_are_the_organizations() {
         Some(3 + TEAMS as u64),
         "every page of projects was read"
     );
-    assert_eq!(all.items[0].name, "Fabrikam");
+    // The collection comes from the server (below its virtual directory), so
+    // names carry it.
+    assert_eq!(all.items[0].name, "DefaultCollection/Fabrikam");
     assert_eq!(
         all.items[1].url,
-        format!("{}/{VDIR}/Fabrikam%20Fiber", server.base())
+        format!("{}/{COLLECTION}/Fabrikam%20Fiber", server.base())
     );
     assert!(all.has_next);
     assert!(
@@ -645,7 +659,10 @@ async fn projects_are_the_organizations() {
             .iter()
             .map(|o| o.name.as_str())
             .collect::<Vec<_>>(),
-        ["Fabrikam", "Fabrikam Fiber"]
+        [
+            "DefaultCollection/Fabrikam",
+            "DefaultCollection/Fabrikam Fiber"
+        ]
     );
     let reader = coll
         .list_organizations(&pat(READER), "", 1, 10)
@@ -657,7 +674,7 @@ async fn projects_are_the_organizations() {
             .iter()
             .map(|o| o.name.as_str())
             .collect::<Vec<_>>(),
-        ["Fabrikam"]
+        ["DefaultCollection/Fabrikam"]
     );
 
     let root = provider(&server, None);

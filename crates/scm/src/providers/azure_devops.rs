@@ -4,11 +4,11 @@
 //! Every repository lives in a *collection* (a Services organization or a Server
 //! collection) and a project: `{collection}/{project}/_git/{repo}`. Where the
 //! collection sits depends on the host:
-//! - `dev.azure.com`, and Server hosts configured without a virtual directory: the
-//!   first path segment names it (`https://dev.azure.com/{org}/…`).
+//! - `dev.azure.com` and Server hosts: the first path segment names it
+//!   (`https://dev.azure.com/{org}/…`), below the Server's virtual directory
+//!   when it has one (`https://tfs.example.com/tfs/{collection}/…` with the
+//!   virtual directory `/tfs`, as the published API defines it).
 //! - `{org}.visualstudio.com`: the host names it; a `/DefaultCollection` segment may follow.
-//! - Server hosts whose virtual directory names the collection (`tfs/DefaultCollection`):
-//!   the web base is the collection.
 //!
 //! PATs go as Basic credentials with an empty user name (or the configured one);
 //! Microsoft Entra OAuth tokens (JWTs) go as Bearer tokens. Services speaks REST
@@ -77,9 +77,10 @@ fn is_services(host: &ScmHost) -> bool {
     host.host == "dev.azure.com" || host.host.ends_with(".visualstudio.com")
 }
 
-/// Whether the collection is the first path segment (not known from the host).
+/// Whether the collection is the first path segment below the virtual
+/// directory (not known from the host).
 fn collection_in_path(host: &ScmHost) -> bool {
-    host.virtual_directory.is_none() && !host.host.ends_with(".visualstudio.com")
+    !host.host.ends_with(".visualstudio.com")
 }
 
 fn collection_url(host: &ScmHost, org: &str) -> String {
@@ -90,11 +91,8 @@ fn collection_url(host: &ScmHost, org: &str) -> String {
     }
 }
 
-/// The collection named by the host or its virtual directory, if any.
+/// The collection named by the host, if any.
 fn fixed_collection(host: &ScmHost) -> Option<String> {
-    if let Some(dir) = &host.virtual_directory {
-        return Some(dir.rsplit('/').next().unwrap_or(dir).to_string());
-    }
     host.host
         .strip_suffix(".visualstudio.com")
         .map(|org| org.split(':').next().unwrap_or(org).to_string())
@@ -149,12 +147,7 @@ pub(crate) fn locate(host: &ScmHost, url: &ContextUrl) -> Result<Location, ScmEr
     } else {
         let org = fixed_collection(host).unwrap_or_default();
         let rest = match segments.first() {
-            Some(first)
-                if host.virtual_directory.is_none()
-                    && first.eq_ignore_ascii_case("DefaultCollection") =>
-            {
-                &segments[1..]
-            }
+            Some(first) if first.eq_ignore_ascii_case("DefaultCollection") => &segments[1..],
             _ => segments,
         };
         (org, rest)
