@@ -24,7 +24,7 @@ pub mod providers;
 pub use context_url::ContextUrl;
 pub use error::ScmError;
 pub use host::{HostRegistry, ScmHost, ScmKind};
-pub use providers::{Provider, provider_for};
+pub use providers::{OAuthEndpoints, Provider, provider_for};
 
 /// A user's credential for a host, as the runner hands it to a provider.
 #[derive(Clone)]

@@ -144,6 +144,33 @@ async fn context_urls_resolve_against_the_api() {
             format!("{base}/acme/widgets/-/tree/develop?ref_type=heads"),
             widgets().branch("develop"),
         ),
+        // Older URLs without `/-/`: GitLab says which prefix is the project,
+        // also in a subgroup and when a subgroup's name is a route word.
+        (
+            format!("{base}/acme/widgets/tree/feature/login/src/app"),
+            widgets().branch("feature/login"),
+        ),
+        (
+            format!("{base}/acme/widgets/blob/release/2024/q1/README.md"),
+            widgets().branch("release/2024/q1"),
+        ),
+        (
+            format!(
+                "{base}/acme/platform/backend/api/blob/{}/README.md",
+                &API_HEAD[..10]
+            ),
+            api().commit(API_HEAD),
+        ),
+        (
+            format!("{base}/acme/widgets/merge_requests/7"),
+            widgets()
+                .branch("feature/login")
+                .change(same_repo_mr.clone()),
+        ),
+        (
+            format!("{base}/acme/widgets/issues/12"),
+            widgets().branch("main").issue("12", "Crash on startup"),
+        ),
         // Commits, short SHAs resolved.
         (
             format!("{base}/acme/widgets/-/commit/{LOGIN_HEAD}"),

@@ -799,12 +799,14 @@ impl Provider for AzureDevOps {
 
     /// Microsoft Entra ID (the Azure DevOps OAuth app model is retired); also
     /// for Server hosts, whose own OAuth needs no separate endpoints here.
-    fn oauth_authorize_url(&self) -> String {
-        "https://login.microsoftonline.com/common/oauth2/v2.0/authorize".into()
+    /// Microsoft Entra ID, for accounts of any tenant unless an issuer
+    /// names one.
+    fn oauth_root(&self) -> String {
+        "https://login.microsoftonline.com/common".into()
     }
 
-    fn oauth_token_url(&self) -> String {
-        "https://login.microsoftonline.com/common/oauth2/v2.0/token".into()
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/oauth2/v2.0/authorize", "/oauth2/v2.0/token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {

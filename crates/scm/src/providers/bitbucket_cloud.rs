@@ -854,12 +854,8 @@ impl Provider for BitbucketCloud {
         }
     }
 
-    fn oauth_authorize_url(&self) -> String {
-        format!("{}/site/oauth2/authorize", self.host.web_base())
-    }
-
-    fn oauth_token_url(&self) -> String {
-        format!("{}/site/oauth2/access_token", self.host.web_base())
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/site/oauth2/authorize", "/site/oauth2/access_token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {

@@ -701,12 +701,8 @@ impl Provider for BitbucketServer {
         }
     }
 
-    fn oauth_authorize_url(&self) -> String {
-        format!("{}/rest/oauth2/latest/authorize", self.host.web_base())
-    }
-
-    fn oauth_token_url(&self) -> String {
-        format!("{}/rest/oauth2/latest/token", self.host.web_base())
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/rest/oauth2/latest/authorize", "/rest/oauth2/latest/token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {

@@ -578,12 +578,8 @@ impl Provider for GitHub {
         }
     }
 
-    fn oauth_authorize_url(&self) -> String {
-        format!("{}/login/oauth/authorize", self.host.web_base())
-    }
-
-    fn oauth_token_url(&self) -> String {
-        format!("{}/login/oauth/access_token", self.host.web_base())
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/login/oauth/authorize", "/login/oauth/access_token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {

@@ -64,14 +64,52 @@ pub trait Provider: Send + Sync {
     /// How to create a personal access token for this host.
     fn pat_help(&self) -> PatHelp;
 
-    /// The authorize endpoint of this host's OAuth 2 server.
-    fn oauth_authorize_url(&self) -> String;
+    /// The root of this host's OAuth 2 server, when no `issuer_url` says
+    /// otherwise: the host's web base, for most.
+    fn oauth_root(&self) -> String {
+        self.host().web_base()
+    }
 
-    /// The token endpoint of this host's OAuth 2 server.
-    fn oauth_token_url(&self) -> String;
+    /// The authorize and token endpoints' paths below the OAuth server's root.
+    fn oauth_paths(&self) -> (&'static str, &'static str);
+
+    /// The authorize and token endpoints: below the SCM integration's
+    /// `issuer_url` when it has one (an OpenID issuer's trailing `/v2.0`, as
+    /// Microsoft Entra names tenants, is not part of the root), else below
+    /// [`Provider::oauth_root`].
+    fn oauth_endpoints(&self, issuer_url: Option<&str>) -> OAuthEndpoints {
+        let root = match issuer_url.map(|u| u.trim().trim_end_matches('/')) {
+            Some(issuer) if !issuer.is_empty() => {
+                issuer.strip_suffix("/v2.0").unwrap_or(issuer).to_string()
+            }
+            _ => self.oauth_root(),
+        };
+        let (authorize, token) = self.oauth_paths();
+        OAuthEndpoints {
+            authorize: format!("{root}{authorize}"),
+            token: format!("{root}{token}"),
+        }
+    }
+
+    /// The authorize endpoint of this host's own OAuth 2 server.
+    fn oauth_authorize_url(&self) -> String {
+        self.oauth_endpoints(None).authorize
+    }
+
+    /// The token endpoint of this host's own OAuth 2 server.
+    fn oauth_token_url(&self) -> String {
+        self.oauth_endpoints(None).token
+    }
 
     /// Scopes corral asks for when signing in with OAuth.
     fn oauth_scopes(&self) -> Vec<String>;
+}
+
+/// Where a browser signs in and where codes are traded for tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthEndpoints {
+    pub authorize: String,
+    pub token: String,
 }
 
 /// The provider for `host`, with `timeout` on each SCM call.
