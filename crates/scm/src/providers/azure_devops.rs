@@ -1013,7 +1013,7 @@ mod tests {
             ),
             (
                 "tfs.example.com",
-                Some("tfs/DefaultCollection"),
+                Some("tfs"),
                 "https://tfs.example.com/tfs/DefaultCollection/Fabrikam/_git/web?version=GTrelease/2024",
                 (
                     "DefaultCollection",
@@ -1037,7 +1037,7 @@ mod tests {
             ),
             (
                 "tfs.example.com",
-                Some("tfs/DefaultCollection"),
+                Some("tfs"),
                 "ssh://tfs.example.com:22/tfs/DefaultCollection/Fabrikam/_git/web",
                 (
                     "DefaultCollection",
