@@ -296,19 +296,20 @@ def test_pat_false_refuses_personal_host_tokens(admin):
         assert "pat" in err.message
     assert _list_tokens(admin, runner_id=runner.runner_id) == []
     # OAuth tokens are what such a host takes.
-    admin.config.create_host_authentication_token(
+    oauth = admin.config.create_host_authentication_token(
         rc.CreateHostAuthenticationTokenRequest(
             runner_id=runner.runner_id, host=host, token=_secret(), source=rc.HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH
         )
-    )
+    ).token
+    admin.config.delete_host_authentication_token(rc.DeleteHostAuthenticationTokenRequest(id=oauth.id))
     # Once PATs are allowed again, they are accepted.
     admin.config.update_scm_integration(rc.UpdateSCMIntegrationRequest(id=integration.id, pat=True))
-    admin.config.create_host_authentication_token(
+    pat = admin.config.create_host_authentication_token(
         rc.CreateHostAuthenticationTokenRequest(
             runner_id=runner.runner_id, host=host, token=_secret(), source=rc.HOST_AUTHENTICATION_TOKEN_SOURCE_PAT
         )
-    )
-    assert len(_list_tokens(admin, runner_id=runner.runner_id)) == 2
+    ).token
+    assert [t.id for t in _list_tokens(admin, runner_id=runner.runner_id)] == [pat.id]
 
 
 def test_scm_integration_secret_needs_runner_public_key(admin):
