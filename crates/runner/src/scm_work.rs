@@ -346,6 +346,7 @@ impl ScmWork<'_> {
                             .map(|o| api::list_scm_organizations_response::SCMOrganization {
                                 name: o.name,
                                 url: o.url,
+                                is_admin: o.is_admin.unwrap_or(false),
                                 ..Default::default()
                             })
                             .collect(),

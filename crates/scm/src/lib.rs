@@ -112,6 +112,8 @@ pub struct Repository {
 pub struct Organization {
     pub name: String,
     pub url: String,
+    /// Whether the user administers it, where the SCM says.
+    pub is_admin: Option<bool>,
 }
 
 /// One page of results and how many pages there are, where the SCM says.

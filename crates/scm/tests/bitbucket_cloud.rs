@@ -621,10 +621,12 @@ async fn organizations_are_the_users_workspaces() {
             Organization {
                 name: "acme".into(),
                 url: format!("{base}/acme"),
+                is_admin: Some(true),
             },
             Organization {
                 name: "tooling".into(),
                 url: format!("{base}/tooling"),
+                is_admin: Some(false),
             },
         ]
     );

@@ -184,14 +184,21 @@ async fn user_orgs(
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    assert_eq!(q.get("state").map(String::as_str), Some("active"));
     let orgs: Vec<Value> = ["acme", "acme-labs", "octo-org", "github", "rust-lang", "ACME-archive", "tooling"]
         .iter()
         .enumerate()
         .map(|(i, login)| {
             json!({
-                "login": login, "id": 9000 + i, "node_id": "MDEyOk9yZ2FuaXphdGlvbjE=",
-                "url": format!("{}/api/v3/orgs/{login}", f.base), "repos_url": format!("{}/api/v3/orgs/{login}/repos", f.base),
-                "avatar_url": format!("{}/avatars/o/{i}", f.base), "description": format!("The {login} organization"),
+                "url": format!("{}/api/v3/orgs/{login}/memberships/alice", f.base), "state": "active",
+                "role": if *login == "acme" || *login == "tooling" { "admin" } else { "member" },
+                "organization_url": format!("{}/api/v3/orgs/{login}", f.base),
+                "organization": {
+                    "login": login, "id": 9000 + i, "node_id": "MDEyOk9yZ2FuaXphdGlvbjE=",
+                    "url": format!("{}/api/v3/orgs/{login}", f.base), "repos_url": format!("{}/api/v3/orgs/{login}/repos", f.base),
+                    "avatar_url": format!("{}/avatars/o/{i}", f.base), "description": format!("The {login} organization"),
+                },
+                "user": {"login": "alice"},
             })
         })
         .collect();
@@ -492,7 +499,7 @@ async fn start() -> (Server, Arc<Mutex<Vec<String>>>) {
         let fake = Fake { base, searches };
         let api = Router::new()
             .route("/user", get(user))
-            .route("/user/orgs", get(user_orgs))
+            .route("/user/memberships/orgs", get(user_orgs))
             .route("/user/repos", get(user_repos))
             .route("/search/repositories", get(search_repositories))
             .route("/repos/{owner}/{repo}", get(repository))
@@ -1029,6 +1036,11 @@ async fn organizations_page_and_filter() {
         ["acme", "acme-labs", "octo-org"]
     );
     assert_eq!(first.items[0].url, format!("{}/acme", server.base));
+    // The membership's role says who administers an organization.
+    assert_eq!(
+        first.items.iter().map(|o| o.is_admin).collect::<Vec<_>>(),
+        [Some(true), Some(false), Some(false)]
+    );
     assert_eq!((first.has_next, first.total_pages), (true, Some(3)));
     let last = provider
         .list_organizations(&creds(GOOD), "", 3, 3)

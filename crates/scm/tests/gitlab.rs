@@ -579,10 +579,12 @@ async fn organizations_are_the_groups_the_user_belongs_to() {
             Organization {
                 name: "acme".into(),
                 url: format!("{base}/groups/acme"),
+                is_admin: None,
             },
             Organization {
                 name: "acme/platform".into(),
                 url: format!("{base}/groups/acme/platform"),
+                is_admin: None,
             },
         ]
     );

@@ -757,6 +757,7 @@ impl Provider for AzureDevOps {
                     found.push(Organization {
                         url: join(&collection.url, &[&project]),
                         name,
+                        is_admin: None,
                     });
                 }
             }

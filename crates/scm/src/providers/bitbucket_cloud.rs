@@ -150,6 +150,9 @@ struct IssueJson {
 #[derive(Deserialize)]
 struct WorkspaceAccess {
     workspace: Workspace,
+    /// Whether the user administers the workspace.
+    #[serde(default)]
+    administrator: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -817,6 +820,7 @@ impl Provider for BitbucketCloud {
                         .map(str::to_string)
                         .unwrap_or_else(|| format!("{web}/{}", a.workspace.slug)),
                     name: a.workspace.slug,
+                    is_admin: a.administrator,
                 })
                 .collect(),
         })

@@ -660,6 +660,7 @@ impl Provider for BitbucketServer {
             .map(|p| Organization {
                 url: format!("{web}/projects/{}", p.key),
                 name: p.key,
+                is_admin: None,
             })
             .collect();
         Ok(Self::paged(items, page, answer.is_last_page))

@@ -556,6 +556,7 @@ impl Provider for Gitea {
             Organization {
                 url: format!("{web}/{name}"),
                 name,
+                is_admin: None,
             }
         };
         let query = query.trim().to_lowercase();

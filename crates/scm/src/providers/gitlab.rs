@@ -683,6 +683,7 @@ impl Provider for GitLab {
                     g.web_url
                 },
                 name: g.full_path,
+                is_admin: None,
             })
             .collect();
         Ok(paged(items, &answer.headers, page, per_page))
