@@ -12,7 +12,7 @@ use corral_testkit::PostgresDatabase;
 use sqlx::Connection;
 use uuid::Uuid;
 
-use super::sql::SqlStore;
+use super::sql::{Dialect, SqlStore};
 use super::{Mutation, Store, StoreError};
 use crate::domain::*;
 
@@ -656,6 +656,70 @@ async fn one_integration_per_host_under_any_spelling_and_at_once(store: Arc<dyn 
         .create_scm_integration(&new_integration(&r, "git.example.test:8443"))
         .await
         .unwrap();
+}
+
+/// The migration that made an integration's `host` column its host key turns
+/// the spellings older versions stored into keys, and leaves hosts whose keys
+/// would collide as they were.
+async fn integration_hosts_become_their_keys(store: &SqlStore) {
+    let s: &dyn Store = store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let r = runner(s, &root, "r", &[]).await;
+    let stored = [
+        "http://plain.test:8080",
+        "https://www.tfs.test/tfs/coll",
+        "http://dup.test",
+        "dup.test",
+        "keep.test",
+    ];
+    let mut script = String::new();
+    for (i, host) in stored.iter().enumerate() {
+        let integration = new_integration(&r, &format!("h{i}.test"));
+        s.create_scm_integration(&integration).await.unwrap();
+        script.push_str(&format!(
+            "UPDATE scm_integrations SET host = '{host}' WHERE id = '{}';\n",
+            integration.id
+        ));
+    }
+    store.execute_script(script).await.unwrap();
+    let migration = match store.dialect() {
+        Dialect::Sqlite => {
+            include_str!("../../migrations/sqlite/0006_scm_integration_host_key.sql")
+        }
+        Dialect::Postgres => {
+            include_str!("../../migrations/postgres/0007_scm_integration_host_key.sql")
+        }
+    };
+    store.execute_script(migration.to_string()).await.unwrap();
+    assert_eq!(
+        store.integration_host_column().await,
+        [
+            "plain.test:8080",
+            "tfs.test",
+            "http://dup.test",
+            "dup.test",
+            "keep.test"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_integration_hosts_become_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("corral.db"))
+        .await
+        .unwrap();
+    integration_hosts_become_their_keys(&store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+async fn postgres_integration_hosts_become_their_keys() {
+    let database = PostgresDatabase::create().await;
+    let store = SqlStore::open_postgres(database.url()).await.unwrap();
+    integration_hosts_become_their_keys(&store).await;
+    store.close().await;
 }
 
 /// Many partial updates of one runner at once, as from several replicas: each
