@@ -289,6 +289,15 @@ def test_list_scm_organizations_filters_by_query(scm):
     assert answer.organizations[0].url == f"{github.base}/acme"
 
 
+def test_list_scm_organizations_says_where_the_user_is_admin(scm):
+    github, runner, member = scm
+    keep_pat(member, runner, github)
+    answer = member.runners.list_scm_organizations(
+        rp.ListSCMOrganizationsRequest(runner_id=runner.runner_id, scm_host=host_of(github))
+    )
+    assert [(o.name, o.is_admin) for o in answer.organizations] == [("acme", True), ("octo", False)]
+
+
 def test_check_repository_access(scm):
     github, runner, member = scm
     keep_pat(member, runner, github)
