@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use corral_scm::host::ConfiguredHost;
 use corral_scm::{ContextUrl, Credentials, HostRegistry, ScmKind, provider_for};
 use serde_json::json;
-use support_git_http::{TempDir, bare_repo_with_commit, git};
+use support_git_http::{TempDir, bare_repo_with_commit, git, run};
 
 const ALICE: (&str, &str) = ("alice", "alice-token");
 
@@ -21,15 +21,7 @@ const ALICE: (&str, &str) = ("alice", "alice-token");
 /// returns the new commit.
 fn fork_with_commit(root: &Path, from: &str, to: &str, branch: &str) -> String {
     let (from, to) = (root.join(from), root.join(to));
-    let ok = |cmd: &mut std::process::Command| {
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let ok = |cmd: &mut std::process::Command| run(cmd, None);
     ok(git()
         .args(["clone", "--quiet", "--bare"])
         .arg(&from)
@@ -55,18 +47,10 @@ fn repo_json(owner: &str, name: &str) -> serde_json::Value {
 fn fetch(url: &str, branch: &str) -> String {
     let work = TempDir::new("fork-fetch");
     let authed = url.replacen("http://", &format!("http://{}:{}@", ALICE.0, ALICE.1), 1);
-    let run = |args: &[&str]| {
-        let out = git().arg("-C").arg(&work.0).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    run(&["init", "--quiet"]);
-    run(&["fetch", "--quiet", &authed, branch]);
-    run(&["rev-parse", "FETCH_HEAD"])
+    let git_in = |args: &[&str]| run(git().arg("-C").arg(&work.0).args(args), None);
+    git_in(&["init", "--quiet"]);
+    git_in(&["fetch", "--quiet", &authed, branch]);
+    git_in(&["rev-parse", "FETCH_HEAD"])
 }
 
 #[tokio::test]

@@ -52,7 +52,9 @@ pub fn git() -> std::process::Command {
     cmd
 }
 
-fn run(cmd: &mut std::process::Command, input: Option<&str>) -> String {
+/// Runs `cmd` (with `input` on its stdin), asserts it succeeded, returns its
+/// trimmed output.
+pub fn run(cmd: &mut std::process::Command, input: Option<&str>) -> String {
     use std::io::Write;
     let mut child = cmd
         .stdin(Stdio::piped())
