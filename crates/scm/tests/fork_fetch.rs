@@ -1,7 +1,7 @@
-//! A pull request from a fork, resolved against a GitHub Enterprise API whose
-//! host also serves real repositories (`git http-backend`): the clone URL and
-//! branch the context names are fetched with `git` as they stand, and the
-//! upstream remote is the base repository.
+//! A pull request from a fork, resolved against a GitHub Enterprise or Gitea
+//! API whose host also serves real repositories (`git http-backend`): the
+//! clone URL and branch the context names are fetched with `git` as they
+//! stand, and the upstream remote is the base repository.
 
 mod support_git_http;
 
@@ -54,15 +54,29 @@ fn fetch(url: &str, branch: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_fork_pull_request_names_what_git_can_fetch() {
+async fn a_github_fork_pull_request_names_what_git_can_fetch() {
+    fork_pull_request_is_fetchable(ScmKind::GitHub, "/api/v3", "pull").await;
+}
+
+#[tokio::test]
+async fn a_gitea_fork_pull_request_names_what_git_can_fetch() {
+    fork_pull_request_is_fetchable(ScmKind::Gitea, "/api/v1", "pulls").await;
+}
+
+/// Both APIs answer these two calls in the same shape; `api` is the API's
+/// root below the host, `pulls` the web path word for pull requests.
+async fn fork_pull_request_is_fetchable(kind: ScmKind, api: &str, pulls: &str) {
     let root = TempDir::new("fork-repos");
     let base_commit = bare_repo_with_commit(&root.0, "octo/hello.git");
     let fork_commit = fork_with_commit(&root.0, "octo/hello.git", "forker/hello.git", "patch-1");
     let head_sha = fork_commit.clone();
-    let api = Router::new()
-        .route("/api/v3/repos/octo/hello", get(|| async { Json(repo_json("octo", "hello")) }))
+    let routes = Router::new()
         .route(
-            "/api/v3/repos/octo/hello/pulls/8",
+            &format!("{api}/repos/octo/hello"),
+            get(|| async { Json(repo_json("octo", "hello")) }),
+        )
+        .route(
+            &format!("{api}/repos/octo/hello/pulls/8"),
             get(move || {
                 let head_sha = head_sha.clone();
                 async move {
@@ -75,9 +89,9 @@ async fn a_fork_pull_request_names_what_git_can_fetch() {
                 }
             }),
         );
-    let server = support_git_http::start_with(root, &[ALICE], &[], api).await;
+    let server = support_git_http::start_with(root, &[ALICE], &[], routes).await;
     let host = HostRegistry::new([ConfiguredHost {
-        kind: ScmKind::GitHub,
+        kind,
         host: format!("http://127.0.0.1:{}", server.port),
         virtual_directory: None,
     }])
@@ -85,7 +99,7 @@ async fn a_fork_pull_request_names_what_git_can_fetch() {
     .resolve(&format!("127.0.0.1:{}", server.port))
     .unwrap();
     let provider = provider_for(host, Duration::from_secs(10));
-    let url = ContextUrl::parse(&server.url("octo/hello/pull/8")).unwrap();
+    let url = ContextUrl::parse(&server.url(&format!("octo/hello/{pulls}/8"))).unwrap();
     let creds = Credentials {
         token: "alice-token".into(),
         username: None,
