@@ -716,6 +716,61 @@ mod tests {
         );
     }
 
+    /// A host whose integration says `pat: false` takes only OAuth tokens:
+    /// a personal token in the request is as good as none.
+    #[tokio::test]
+    async fn personal_tokens_are_ignored_where_pat_is_false() {
+        let integrations = [api::SCMIntegration {
+            id: "integration".into(),
+            scm_id: "gitlab".into(),
+            host: "http://git.example.test".into(),
+            pat: false,
+            ..Default::default()
+        }];
+        let key = SecretKey::generate(&mut crypto_box::aead::OsRng);
+        let work = ScmWork {
+            integrations: &integrations,
+            key: &key,
+            timeout: SCM_TIMEOUT,
+        };
+        let host = work
+            .registry()
+            .ok()
+            .and_then(|r| r.resolve("git.example.test"))
+            .unwrap();
+        let provider = provider_for(host.clone(), SCM_TIMEOUT);
+        let credential = |token: &str, source| HostCredential {
+            host: "git.example.test".into(),
+            token: token.into(),
+            source: EnumValue::Known(source),
+            ..Default::default()
+        };
+        use api::HostAuthenticationTokenSource as Source;
+        let mut request = ScmRequest {
+            credentials: vec![credential(
+                "personal",
+                Source::HOST_AUTHENTICATION_TOKEN_SOURCE_PAT,
+            )],
+            ..Default::default()
+        };
+        let refused = work
+            .credentials(&host, provider.as_ref(), &request, &mut Vec::new())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(refused.code, "failed_precondition");
+        request.credentials.push(credential(
+            "signed-in",
+            Source::HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH,
+        ));
+        let used = work
+            .credentials(&host, provider.as_ref(), &request, &mut Vec::new())
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(used.token, "signed-in");
+    }
+
     #[test]
     fn page_tokens_follow_the_published_format() {
         let found = Paged {

@@ -187,6 +187,51 @@ pub fn longest_ref_prefix<'a>(
 mod tests {
     use super::*;
 
+    fn provider(kind: ScmKind, host: &str) -> Box<dyn Provider> {
+        let host = ScmHost {
+            kind,
+            host: host.into(),
+            scheme: "https".into(),
+            virtual_directory: None,
+        };
+        provider_for(host, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn oauth_endpoints_hang_off_the_issuer_url_when_there_is_one() {
+        let ghe = provider(ScmKind::GitHub, "ghe.example.com");
+        assert_eq!(
+            ghe.oauth_endpoints(None),
+            OAuthEndpoints {
+                authorize: "https://ghe.example.com/login/oauth/authorize".into(),
+                token: "https://ghe.example.com/login/oauth/access_token".into(),
+            }
+        );
+        assert_eq!(ghe.oauth_endpoints(Some("")), ghe.oauth_endpoints(None));
+        assert_eq!(
+            ghe.oauth_endpoints(Some("https://sso.example.com/github/")),
+            OAuthEndpoints {
+                authorize: "https://sso.example.com/github/login/oauth/authorize".into(),
+                token: "https://sso.example.com/github/login/oauth/access_token".into(),
+            }
+        );
+        let ado = provider(ScmKind::AzureDevOps, "dev.azure.com");
+        assert_eq!(
+            ado.oauth_endpoints(None).token,
+            "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            ado.oauth_endpoints(Some("https://login.microsoftonline.com/tenant-1/v2.0"))
+                .authorize,
+            "https://login.microsoftonline.com/tenant-1/oauth2/v2.0/authorize"
+        );
+        let gitlab = provider(ScmKind::GitLab, "gitlab.example.com");
+        assert_eq!(
+            gitlab.oauth_endpoints(Some("http://127.0.0.1:9000")).token,
+            "http://127.0.0.1:9000/oauth/token"
+        );
+    }
+
     #[test]
     fn longest_ref_wins() {
         let segs: Vec<String> = ["feature", "x", "src", "main.rs"]
