@@ -123,8 +123,12 @@ class FakeGitHub:
                 per_page = int(query.get("per_page", "30"))
                 if parts == ["user"]:
                     return self._send(200, {"login": "octocat", "id": 1})
-                if parts == ["user", "orgs"]:
-                    return self._send(200, [{"login": "acme"}, {"login": "octo"}])
+                if parts == ["user", "memberships", "orgs"]:
+                    # The user's memberships, with their role in each organization.
+                    return self._send(200, [
+                        {"state": "active", "role": "admin", "organization": {"login": "acme"}},
+                        {"state": "active", "role": "member", "organization": {"login": "octo"}},
+                    ])
                 if parts == ["search", "repositories"]:
                     start = (page - 1) * per_page
                     items = [self._search_item(n) for n in fake.search_names[start:start + per_page]]

@@ -172,11 +172,12 @@ def test_scm_integration_lifecycle(admin):
     assert [i.id for i in _list_scm(admin, [runner.runner_id])] == [created.id]
 
     admin.config.update_scm_integration(
-        rc.UpdateSCMIntegrationRequest(id=created.id, oauth_client_id="client-123", virtual_directory="/scm")
+        rc.UpdateSCMIntegrationRequest(id=created.id, oauth_client_id="client-123", issuer_url="https://sso.example.com")
     )
     got2 = admin.config.get_scm_integration(rc.GetSCMIntegrationRequest(id=created.id)).integration
     assert got2.oauth.client_id == "client-123"
-    assert got2.virtual_directory == "/scm"
+    assert got2.oauth.issuer_url == "https://sso.example.com"
+    assert not got2.virtual_directory
     assert got2.pat is True
     assert got2.host == host
 
@@ -186,6 +187,129 @@ def test_scm_integration_lifecycle(admin):
     admin.config.delete_scm_integration(rc.DeleteSCMIntegrationRequest(id=created.id))
     expect_error(Code.NOT_FOUND, admin.config.get_scm_integration, rc.GetSCMIntegrationRequest(id=created.id))
     assert _list_scm(admin, [runner.runner_id]) == []
+
+
+def _scm_host() -> str:
+    return f"git-{uuid.uuid4().hex[:8]}.example.com"
+
+
+def test_scm_integration_issuer_url_must_be_an_http_url(admin):
+    runner = admin.create_runner(provider=rc.RUNNER_PROVIDER_LINUX_HOST).runner
+    host = _scm_host()
+    for bad in ["sso.example.com", "ftp://sso.example.com", "/oauth", "https://user:pw@sso.example.com",
+                "https://sso.example.com/?x=1"]:
+        err = expect_error(
+            Code.INVALID_ARGUMENT,
+            admin.config.create_scm_integration,
+            rc.CreateSCMIntegrationRequest(
+                runner_id=runner.runner_id, scm_id="github", host=host, pat=True,
+                oauth_client_id="cid", issuer_url=bad,
+            ),
+        )
+        assert "issuer_url" in err.message, err.message
+        assert "pw" not in err.message
+    assert _list_scm(admin, [runner.runner_id]) == []
+
+    created = admin.config.create_scm_integration(
+        rc.CreateSCMIntegrationRequest(
+            runner_id=runner.runner_id, scm_id="github", host=host, pat=True,
+            oauth_client_id="cid", issuer_url="https://sso.example.com/realm",
+        )
+    )
+    err = expect_error(
+        Code.INVALID_ARGUMENT,
+        admin.config.update_scm_integration,
+        rc.UpdateSCMIntegrationRequest(id=created.id, issuer_url="javascript:alert(1)"),
+    )
+    assert "issuer_url" in err.message
+    got = admin.config.get_scm_integration(rc.GetSCMIntegrationRequest(id=created.id)).integration
+    assert got.oauth.issuer_url == "https://sso.example.com/realm"
+
+
+def test_scm_integration_for_a_host_twice_is_already_exists(admin):
+    runner = admin.create_runner(provider=rc.RUNNER_PROVIDER_LINUX_HOST).runner
+    host = _scm_host()
+    first = admin.config.create_scm_integration(
+        rc.CreateSCMIntegrationRequest(runner_id=runner.runner_id, scm_id="gitlab", host=f"http://{host}", pat=True)
+    )
+    for spelling in [host, f"https://{host}/", f"http://{host.upper()}", f"http://{host}:80"]:
+        expect_error(
+            Code.ALREADY_EXISTS,
+            admin.config.create_scm_integration,
+            rc.CreateSCMIntegrationRequest(runner_id=runner.runner_id, scm_id="github", host=spelling, pat=True),
+        )
+    assert [i.id for i in _list_scm(admin, [runner.runner_id])] == [first.id]
+    # Another port is another host; another runner may have the same host.
+    admin.config.create_scm_integration(
+        rc.CreateSCMIntegrationRequest(runner_id=runner.runner_id, scm_id="gitlab", host=f"{host}:8443", pat=True)
+    )
+    other = admin.create_runner(provider=rc.RUNNER_PROVIDER_LINUX_HOST).runner
+    admin.config.create_scm_integration(
+        rc.CreateSCMIntegrationRequest(runner_id=other.runner_id, scm_id="gitlab", host=host, pat=True)
+    )
+
+
+def test_virtual_directory_is_for_azure_devops_only(admin):
+    runner = admin.create_runner(provider=rc.RUNNER_PROVIDER_LINUX_HOST).runner
+    for scm_id in ["github", "gitlab", "bitbucket", "bitbucket-server", "gitea"]:
+        err = expect_error(
+            Code.INVALID_ARGUMENT,
+            admin.config.create_scm_integration,
+            rc.CreateSCMIntegrationRequest(
+                runner_id=runner.runner_id, scm_id=scm_id, host=_scm_host(), pat=True, virtual_directory="/tfs"
+            ),
+        )
+        assert "virtual_directory" in err.message
+    assert _list_scm(admin, [runner.runner_id]) == []
+    gitlab = admin.config.create_scm_integration(
+        rc.CreateSCMIntegrationRequest(runner_id=runner.runner_id, scm_id="gitlab", host=_scm_host(), pat=True)
+    )
+    expect_error(
+        Code.INVALID_ARGUMENT,
+        admin.config.update_scm_integration,
+        rc.UpdateSCMIntegrationRequest(id=gitlab.id, virtual_directory="/gitlab"),
+    )
+    assert not admin.config.get_scm_integration(rc.GetSCMIntegrationRequest(id=gitlab.id)).integration.virtual_directory
+    # Azure DevOps Server: the prefix before the collection.
+    ado = admin.config.create_scm_integration(
+        rc.CreateSCMIntegrationRequest(
+            runner_id=runner.runner_id, scm_id="azure-devops", host=_scm_host(), pat=True, virtual_directory="/tfs"
+        )
+    )
+    assert admin.config.get_scm_integration(rc.GetSCMIntegrationRequest(id=ado.id)).integration.virtual_directory == "/tfs"
+
+
+def test_pat_false_refuses_personal_host_tokens(admin):
+    runner = admin.create_runner(provider=rc.RUNNER_PROVIDER_LINUX_HOST).runner
+    host = _scm_host()
+    integration = admin.config.create_scm_integration(
+        rc.CreateSCMIntegrationRequest(
+            runner_id=runner.runner_id, scm_id="gitlab", host=f"http://{host}", pat=False, oauth_client_id="cid"
+        )
+    )
+    for source in [rc.HOST_AUTHENTICATION_TOKEN_SOURCE_PAT, rc.HOST_AUTHENTICATION_TOKEN_SOURCE_UNSPECIFIED]:
+        err = expect_error(
+            Code.FAILED_PRECONDITION,
+            admin.config.create_host_authentication_token,
+            rc.CreateHostAuthenticationTokenRequest(runner_id=runner.runner_id, host=host, token=_secret(), source=source),
+        )
+        assert "pat" in err.message
+    assert _list_tokens(admin, runner_id=runner.runner_id) == []
+    # OAuth tokens are what such a host takes.
+    oauth = admin.config.create_host_authentication_token(
+        rc.CreateHostAuthenticationTokenRequest(
+            runner_id=runner.runner_id, host=host, token=_secret(), source=rc.HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH
+        )
+    ).token
+    admin.config.delete_host_authentication_token(rc.DeleteHostAuthenticationTokenRequest(id=oauth.id))
+    # Once PATs are allowed again, they are accepted.
+    admin.config.update_scm_integration(rc.UpdateSCMIntegrationRequest(id=integration.id, pat=True))
+    pat = admin.config.create_host_authentication_token(
+        rc.CreateHostAuthenticationTokenRequest(
+            runner_id=runner.runner_id, host=host, token=_secret(), source=rc.HOST_AUTHENTICATION_TOKEN_SOURCE_PAT
+        )
+    ).token
+    assert [t.id for t in _list_tokens(admin, runner_id=runner.runner_id)] == [pat.id]
 
 
 def test_scm_integration_secret_needs_runner_public_key(admin):
@@ -407,6 +531,58 @@ def test_validate_scm_integration(admin, runner):
     assert bad.WhichOneof("result") == "scm_integration"
     assert bad.scm_integration.valid is False
     assert bad.scm_integration.host_error
+
+
+def _validate_scm(admin, runner, **fields):
+    resp = admin.config.validate_runner_configuration(
+        rc.ValidateRunnerConfigurationRequest(
+            runner_id=runner.runner_id,
+            scm_integration=rc.ValidateRunnerConfigurationRequest.ValidateSCMIntegration(**fields),
+        )
+    )
+    assert resp.WhichOneof("result") == "scm_integration"
+    return resp.scm_integration
+
+
+def test_validate_scm_integration_reports_hosts_issuers_and_virtual_directories(admin):
+    runner = admin.create_runner(provider=rc.RUNNER_PROVIDER_LINUX_HOST).runner
+    host = _scm_host()
+    existing = admin.config.create_scm_integration(
+        rc.CreateSCMIntegrationRequest(runner_id=runner.runner_id, scm_id="gitlab", host=host, pat=True)
+    )
+    dup = _validate_scm(admin, runner, scm_id="gitlab", host=f"http://{host}/", pat=True)
+    assert dup.valid is False
+    assert existing.id in dup.host_error
+    # The same integration, named by its id: an update, no duplicate.
+    assert _validate_scm(admin, runner, id=existing.id, scm_id="gitlab", host=host, pat=True).valid is True
+
+    bad_issuer = _validate_scm(
+        admin, runner, scm_id="github", host=_scm_host(), pat=True, oauth_client_id="cid", issuer_url="ldap://sso"
+    )
+    assert bad_issuer.valid is False
+    assert "issuer_url" in bad_issuer.oauth_error
+    good_issuer = _validate_scm(
+        admin, runner, scm_id="github", host=_scm_host(), pat=True, oauth_client_id="cid",
+        issuer_url="https://sso.example.com",
+    )
+    assert good_issuer.valid is True, good_issuer
+
+    misplaced = _validate_scm(admin, runner, scm_id="github", host=_scm_host(), pat=True, virtual_directory="/tfs")
+    assert misplaced.valid is False
+    assert "virtual_directory" in misplaced.host_error
+    ado = _validate_scm(admin, runner, scm_id="azure-devops", host=_scm_host(), pat=True, virtual_directory="/tfs")
+    assert ado.valid is True, ado
+    # Validation changes nothing.
+    assert [i.id for i in _list_scm(admin, [runner.runner_id])] == [existing.id]
+
+
+def test_schema_oauth_callback_url_is_absolute(admin, runner, server):
+    schema = admin.config.get_runner_configuration_schema(
+        rc.GetRunnerConfigurationSchemaRequest(runner_id=runner.runner_id)
+    ).schema
+    assert schema.scm
+    for scm in schema.scm:
+        assert scm.oauth.callback_url == f"{server.url}/auth/oauth2/callback", scm
 
 
 def test_validate_unknown_runner(admin):

@@ -121,6 +121,60 @@ def test_oauth_sign_in_stores_an_oauth_host_token(scm, server):
     assert refused.value.code == 400
 
 
+def _integration_of(admin, runner):
+    (integration,) = admin.config.list_scm_integrations(
+        rc.ListSCMIntegrationsRequest(filter=rc.ListSCMIntegrationsRequest.Filter(runner_ids=[runner.runner_id]))
+    ).integrations
+    return integration
+
+
+def test_personal_tokens_are_not_used_where_pat_is_false(scm, admin):
+    github, runner, member = scm
+    keep_pat(member, runner, github)
+    assert parse(member, runner, f"{github.base}/octo/app").git.repo == "app"
+    admin.config.update_scm_integration(rc.UpdateSCMIntegrationRequest(id=_integration_of(admin, runner).id, pat=False))
+    seen = len(github.requests)
+    # The stored PAT stays, but the host no longer sees it: the user must sign in with OAuth.
+    err = expect_error(Code.FAILED_PRECONDITION, parse, member, runner, f"{github.base}/octo/app")
+    details = [d for d in err.details if d.type_name == DETAILS]
+    info = rp.ParseContextURLPreconditionFailureDetails.FromString(details[0].message_bytes)
+    assert info.authentication_required_url.startswith(f"{github.base}/login/oauth/authorize?")
+    assert github.requests[seen:] == []
+    answer = member.runners.check_authentication_for_host(
+        rp.CheckAuthenticationForHostRequest(runner_id=runner.runner_id, host=host_of(github))
+    )
+    assert not answer.authenticated
+    assert not answer.pat_supported
+
+
+def test_oauth_sign_in_goes_to_the_issuer_url(scm, admin, server):
+    github, runner, member = scm
+    issuer = FakeGitHub().start()
+    try:
+        admin.config.update_scm_integration(
+            rc.UpdateSCMIntegrationRequest(id=_integration_of(admin, runner).id, issuer_url=issuer.base)
+        )
+        auth_url = member.runners.check_authentication_for_host(
+            rp.CheckAuthenticationForHostRequest(runner_id=runner.runner_id, host=host_of(github))
+        ).supports_oauth2.auth_url
+        assert auth_url.startswith(f"{issuer.base}/login/oauth/authorize?"), auth_url
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(auth_url).query))
+        back = query["redirect_uri"] + "?" + urllib.parse.urlencode({"code": AUTH_CODE, "state": query["state"]})
+        with urllib.request.urlopen(back, timeout=30) as page:
+            assert page.status == 200
+        # The code was traded at the issuer's token endpoint, not the SCM host's.
+        assert "POST /login/oauth/access_token authorization_code" in issuer.requests
+        assert not any(r.startswith("POST ") for r in github.requests)
+        (token,) = member.config.list_host_authentication_tokens(
+            rc.ListHostAuthenticationTokensRequest(
+                filter=rc.ListHostAuthenticationTokensRequest.Filter(runner_id=runner.runner_id)
+            )
+        ).tokens
+        assert token.source == rc.HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH
+    finally:
+        issuer.stop()
+
+
 def test_expired_oauth_token_is_refreshed_before_use(scm):
     github, runner, member = scm
     past = Timestamp()
@@ -173,7 +227,11 @@ def test_pull_request_from_a_fork_clones_the_fork(scm):
     assert answer.pull_request.author == "contributor"
     assert answer.pull_request.from_branch == "patch-1"
     assert answer.pull_request.to_branch == "main"
-    assert answer.git.upstream_remote_url == f"{github.base}/fork-owner/app.git"
+    # The fork and its branch are what to fetch; the base repository is upstream.
+    assert answer.git.clone_url == f"{github.base}/fork-owner/app.git"
+    assert (answer.git.owner, answer.git.repo) == ("fork-owner", "app")
+    assert answer.git.branch == "patch-1"
+    assert answer.git.upstream_remote_url == f"{github.base}/octo/app.git"
     issue = parse(member, runner, f"{github.base}/octo/app/issues/3")
     assert issue.issue.id == "3" and issue.issue.title == "It breaks on Tuesdays"
 
@@ -229,6 +287,15 @@ def test_list_scm_organizations_filters_by_query(scm):
     )
     assert [o.name for o in answer.organizations] == ["acme"]
     assert answer.organizations[0].url == f"{github.base}/acme"
+
+
+def test_list_scm_organizations_says_where_the_user_is_admin(scm):
+    github, runner, member = scm
+    keep_pat(member, runner, github)
+    answer = member.runners.list_scm_organizations(
+        rp.ListSCMOrganizationsRequest(runner_id=runner.runner_id, scm_host=host_of(github))
+    )
+    assert [(o.name, o.is_admin) for o in answer.organizations] == [("acme", True), ("octo", False)]
 
 
 def test_check_repository_access(scm):

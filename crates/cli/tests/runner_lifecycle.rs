@@ -725,8 +725,28 @@ async fn runner_connects_and_reports_its_status(store: Store) {
         .schema
         .into_option()
         .expect("a schema");
-    assert_eq!(schema, corral_contract::schema::linux_host_schema());
+    assert_eq!(
+        schema,
+        as_served(
+            corral_contract::schema::linux_host_schema(),
+            &c.server.url()
+        )
+    );
     assert_eq!(schema.version, corral_contract::schema::SCHEMA_VERSION);
+}
+
+/// `schema` as the server answers it: each SCM's OAuth callback is the
+/// absolute URL to register with the SCM, at the server's public URL.
+fn as_served(
+    mut schema: api::RunnerConfigurationSchema,
+    server_url: &str,
+) -> api::RunnerConfigurationSchema {
+    for scm in &mut schema.scm {
+        if let Some(oauth) = scm.oauth.as_option_mut() {
+            oauth.callback_url = format!("{server_url}/auth/oauth2/callback");
+        }
+    }
+    schema
 }
 
 // ---------------------------------------------------------------------------
@@ -1503,7 +1523,11 @@ async fn oversized_runner_reports_are_refused_and_nothing_is_stored(store: Store
         .schema
         .into_option()
         .expect("a schema");
-    assert_eq!(stored, schema, "refused schemas are not stored");
+    assert_eq!(
+        stored,
+        as_served(schema, &server.url()),
+        "refused schemas are not stored"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -57,6 +57,8 @@ pub enum HostError {
     Whitespace,
     #[error("may start with http:// or https:// and no other scheme")]
     Scheme,
+    #[error("must be an absolute URL that starts with https:// or http://")]
+    NotAbsolute,
     #[error("must not contain a user name or password")]
     UserInfo,
     #[error("must not contain a query, a fragment or a backslash")]
@@ -191,6 +193,20 @@ pub fn check_virtual_directory(dir: &str) -> Result<(), HostError> {
         return Ok(());
     }
     path_segments(&format!("/{inner}")).map(|_| ())
+}
+
+/// Checks an OAuth `issuer_url`, where an SCM integration's authorize and
+/// token endpoints live when they are not on the SCM host: an absolute
+/// `https://` or `http://` URL of a host, optionally with a path of plain
+/// segments (`https://login.example.com/tenant/v2.0`). Returns it in
+/// canonical form (which drops the scheme for https). Error texts complete
+/// "issuer_url …".
+pub fn check_issuer_url(url: &str) -> Result<ScmHost, HostError> {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return Err(HostError::NotAbsolute);
+    }
+    ScmHost::parse(url, PathRule::Allowed)
 }
 
 /// The key a stored or requested host is matched by, for any spelling the
@@ -559,5 +575,32 @@ mod tests {
         );
         assert_eq!(lookup_key("www.github.com"), "github.com");
         assert_eq!(lookup_key(" github.com "), "github.com");
+    }
+
+    #[test]
+    fn issuer_urls_are_absolute_http_urls() {
+        for ok in [
+            "https://login.example.com",
+            "https://login.example.com/tenant-1/v2.0",
+            "http://127.0.0.1:8080/oauth",
+            "HTTPS://Auth.Example.com/",
+        ] {
+            assert!(check_issuer_url(ok).is_ok(), "{ok:?}");
+        }
+        for (bad, why) in [
+            ("login.example.com", HostError::NotAbsolute),
+            ("ftp://login.example.com", HostError::NotAbsolute),
+            ("/oauth", HostError::NotAbsolute),
+            ("", HostError::NotAbsolute),
+            ("https://", HostError::NoName),
+            ("https://user:pw@login.example.com", HostError::UserInfo),
+            (
+                "https://login.example.com/a?b=c",
+                HostError::QueryOrFragment,
+            ),
+            ("https://login example.com", HostError::Whitespace),
+        ] {
+            assert_eq!(check_issuer_url(bad), Err(why), "{bad:?}");
+        }
     }
 }

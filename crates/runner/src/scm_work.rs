@@ -15,8 +15,8 @@ use corral_api::gitpod::v1 as api;
 use corral_scm::host::ConfiguredHost;
 use corral_scm::oauth::{OAuthClient, authorize_url};
 use corral_scm::{
-    Context, ContextUrl, Credentials, HostRegistry, Paged, Provider, ScmError, ScmHost, ScmKind,
-    SearchMode, provider_for,
+    Context, ContextUrl, Credentials, HostRegistry, OAuthEndpoints, Paged, Provider, ScmError,
+    ScmHost, ScmKind, SearchMode, provider_for,
 };
 use crypto_box::SecretKey;
 
@@ -99,6 +99,16 @@ impl ScmWork<'_> {
             .find(|i| host_key(&i.host) == host.host)
     }
 
+    /// The endpoints of the OAuth server for `host`: its integration's
+    /// `issuer_url` when set, else the provider's own.
+    fn oauth_endpoints(&self, host: &ScmHost, provider: &dyn Provider) -> OAuthEndpoints {
+        let issuer = self
+            .integration_for(host)
+            .and_then(|i| i.oauth.as_option())
+            .map(|o| o.issuer_url.as_str());
+        provider.oauth_endpoints(issuer)
+    }
+
     fn oauth_client(&self, host: &ScmHost, provider: &dyn Provider) -> Option<OAuthClient> {
         let oauth = self.integration_for(host)?.oauth.as_option()?;
         if oauth.client_id.is_empty() || oauth.encrypted_client_secret.is_empty() {
@@ -108,7 +118,7 @@ impl ScmWork<'_> {
         Some(OAuthClient {
             client_id: oauth.client_id.clone(),
             client_secret: String::from_utf8(secret).ok()?,
-            token_url: provider.oauth_token_url(),
+            token_url: self.oauth_endpoints(host, provider).token,
         })
     }
 
@@ -144,7 +154,7 @@ impl ScmWork<'_> {
             return None;
         }
         Some(authorize_url(
-            &provider.oauth_authorize_url(),
+            &self.oauth_endpoints(host, provider).authorize,
             &oauth.client_id,
             &request.oauth_redirect_uri,
             &request.oauth_state,
@@ -172,9 +182,13 @@ impl ScmWork<'_> {
                 self.authentication_details(host, provider, request),
             )),
         };
+        // With `pat: false` the host takes OAuth tokens only.
+        let pat_allowed = self.integration_for(host).is_none_or(|i| i.pat);
+        let oauth = api::HostAuthenticationTokenSource::HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH;
         let stored = request
             .credentials
             .iter()
+            .filter(|c| pat_allowed || c.source.as_known() == Some(oauth))
             .find(|c| host_key(&c.host) == host.host)
             .ok_or_else(|| needs_auth("you have no token for this host on this runner"))?;
         let expiring =
@@ -332,6 +346,7 @@ impl ScmWork<'_> {
                             .map(|o| api::list_scm_organizations_response::SCMOrganization {
                                 name: o.name,
                                 url: o.url,
+                                is_admin: o.is_admin.unwrap_or(false),
                                 ..Default::default()
                             })
                             .collect(),
@@ -699,6 +714,61 @@ mod tests {
             host_key("https://tfs.example.com/tfs/Coll"),
             "tfs.example.com"
         );
+    }
+
+    /// A host whose integration says `pat: false` takes only OAuth tokens:
+    /// a personal token in the request is as good as none.
+    #[tokio::test]
+    async fn personal_tokens_are_ignored_where_pat_is_false() {
+        let integrations = [api::SCMIntegration {
+            id: "integration".into(),
+            scm_id: "gitlab".into(),
+            host: "http://git.example.test".into(),
+            pat: false,
+            ..Default::default()
+        }];
+        let key = SecretKey::generate(&mut crypto_box::aead::OsRng);
+        let work = ScmWork {
+            integrations: &integrations,
+            key: &key,
+            timeout: SCM_TIMEOUT,
+        };
+        let host = work
+            .registry()
+            .ok()
+            .and_then(|r| r.resolve("git.example.test"))
+            .unwrap();
+        let provider = provider_for(host.clone(), SCM_TIMEOUT);
+        let credential = |token: &str, source| HostCredential {
+            host: "git.example.test".into(),
+            token: token.into(),
+            source: EnumValue::Known(source),
+            ..Default::default()
+        };
+        use api::HostAuthenticationTokenSource as Source;
+        let mut request = ScmRequest {
+            credentials: vec![credential(
+                "personal",
+                Source::HOST_AUTHENTICATION_TOKEN_SOURCE_PAT,
+            )],
+            ..Default::default()
+        };
+        let refused = work
+            .credentials(&host, provider.as_ref(), &request, &mut Vec::new())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(refused.code, "failed_precondition");
+        request.credentials.push(credential(
+            "signed-in",
+            Source::HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH,
+        ));
+        let used = work
+            .credentials(&host, provider.as_ref(), &request, &mut Vec::new())
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(used.token, "signed-in");
     }
 
     #[test]

@@ -61,7 +61,9 @@ pub struct ScmHost {
     pub host: String,
     /// `https`, or `http` for lab and test setups that say so.
     pub scheme: String,
-    /// Azure DevOps Server collection path or another path prefix (no slashes at the ends).
+    /// The path the SCM is installed under (no slashes at the ends): Azure
+    /// DevOps Server's virtual directory such as `tfs`, with collections
+    /// below it.
     pub virtual_directory: Option<String>,
 }
 

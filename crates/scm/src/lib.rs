@@ -24,7 +24,7 @@ pub mod providers;
 pub use context_url::ContextUrl;
 pub use error::ScmError;
 pub use host::{HostRegistry, ScmHost, ScmKind};
-pub use providers::{Provider, provider_for};
+pub use providers::{OAuthEndpoints, Provider, provider_for};
 
 /// A user's credential for a host, as the runner hands it to a provider.
 #[derive(Clone)]
@@ -53,8 +53,8 @@ pub struct GitContext {
     pub branch: String,
     pub tag: String,
     pub commit: String,
-    /// For a change from a fork: the fork's clone URL (what to clone); `clone_url`
-    /// then names the upstream repository.
+    /// For a change from a fork: the base repository's clone URL (the one
+    /// the change targets); `clone_url`, `owner` and `repo` then name the fork.
     pub upstream_remote_url: String,
 }
 
@@ -112,6 +112,8 @@ pub struct Repository {
 pub struct Organization {
     pub name: String,
     pub url: String,
+    /// Whether the user administers it, where the SCM says.
+    pub is_admin: Option<bool>,
 }
 
 /// One page of results and how many pages there are, where the SCM says.

@@ -15,7 +15,10 @@ use corral_scm::{
 };
 use support_ado::{AzureDevOpsServer, ENTRA, PAT, READER, RETRY_AFTER, TEAMS, THROTTLED, sha};
 
-const VDIR: &str = "tfs/DefaultCollection";
+/// The Server's virtual directory; the collection follows it in URLs.
+const VDIR: &str = "tfs";
+/// The collection below it.
+const COLLECTION: &str = "tfs/DefaultCollection";
 
 fn provider_with(
     server: &AzureDevOpsServer,
@@ -54,8 +57,9 @@ struct Want {
     branch: &'static str,
     tag: &'static str,
     commit: String,
-    /// The fork's clone URL below the collection, for PRs from forks.
-    upstream: Option<&'static str>,
+    /// The fork (project, repository) a PR comes from: what to clone, while
+    /// `project`/`repo` name the base it targets.
+    fork: Option<(&'static str, &'static str)>,
     /// id, state, draft, author.
     change: Option<(&'static str, ChangeState, bool, &'static str)>,
 }
@@ -73,7 +77,7 @@ fn want(
         branch,
         tag,
         commit,
-        upstream: None,
+        fork: None,
         change: None,
     })
 }
@@ -82,7 +86,7 @@ fn pr(
     branch: &'static str,
     commit: String,
     change: (&'static str, ChangeState, bool, &'static str),
-    upstream: Option<&'static str>,
+    fork: Option<(&'static str, &'static str)>,
 ) -> Result<Want, &'static str> {
     Ok(Want {
         project: "Fabrikam",
@@ -90,7 +94,7 @@ fn pr(
         branch,
         tag: "",
         commit,
-        upstream,
+        fork,
         change: Some(change),
     })
 }
@@ -110,13 +114,14 @@ async fn check_cases(
             (Ok(want), Ok(ctx)) => {
                 let g = &ctx.git;
                 assert_eq!(ctx.scm_id, "azure-devops", "{url}");
-                assert_eq!(
-                    (g.owner.as_str(), g.repo.as_str()),
-                    (want.project, want.repo),
-                    "{url}"
-                );
-                let clone = format!("{collection}/{}/_git/{}", enc(want.project), enc(want.repo));
-                assert_eq!(g.clone_url, clone, "{url}");
+                let clone_of = |project: &str, repo: &str| {
+                    format!("{collection}/{}/_git/{}", enc(project), enc(repo))
+                };
+                let clone = clone_of(want.project, want.repo);
+                // A PR from a fork opens the fork at its branch, with the base upstream.
+                let (owner, name) = want.fork.unwrap_or((want.project, want.repo));
+                assert_eq!((g.owner.as_str(), g.repo.as_str()), (owner, name), "{url}");
+                assert_eq!(g.clone_url, clone_of(owner, name), "{url}");
                 assert_eq!(
                     (g.branch.as_str(), g.tag.as_str()),
                     (want.branch, want.tag),
@@ -129,10 +134,11 @@ async fn check_cases(
                     want.commit.as_str()
                 };
                 assert_eq!(g.commit, want_commit, "{url}");
-                let upstream = want
-                    .upstream
-                    .map(|u| format!("{collection}{u}"))
-                    .unwrap_or_default();
+                let upstream = if want.fork.is_some() {
+                    clone.clone()
+                } else {
+                    String::new()
+                };
                 assert_eq!(g.upstream_remote_url, upstream, "{url}");
                 match (want.change, ctx.change) {
                     (None, None) => {}
@@ -149,11 +155,11 @@ async fn check_cases(
                         );
                         assert_eq!(c.head_sha, want.commit, "{url}");
                         assert_eq!(c.url, format!("{clone}/pullrequest/{id}"), "{url}");
-                        if want.upstream.is_some() {
-                            assert_eq!(c.head_clone_url, upstream, "{url}");
+                        if let Some((project, repo)) = want.fork {
+                            assert_eq!(c.head_clone_url, g.clone_url, "{url}");
                             assert_eq!(
                                 (c.head_owner.as_str(), c.head_repo.as_str()),
-                                ("Tailspin", "web-fork"),
+                                (project, repo),
                                 "{url}"
                             );
                         } else {
@@ -259,7 +265,7 @@ async fn context_urls_with_the_collection_in_the_path_resolve() {
                 "fix/css",
                 sha("Tailspin/web-fork@fix/css"),
                 ("12", ChangeState::Open, false, "Jane Doe"),
-                Some("/Tailspin/_git/web-fork"),
+                Some(("Tailspin", "web-fork")),
             ),
         ),
         (
@@ -355,7 +361,7 @@ async fn context_urls_with_the_collection_in_the_path_resolve() {
 async fn context_urls_below_a_virtual_directory_resolve() {
     let server = support_ado::start().await;
     let p = provider(&server, Some(VDIR));
-    let coll = format!("{}/{VDIR}", server.base());
+    let coll = format!("{}/{COLLECTION}", server.base());
     let cases: Vec<(String, Result<Want, &'static str>)> = vec![
         (
             format!("{coll}/Fabrikam/_git/web?version=GBmain"),
@@ -381,11 +387,11 @@ async fn context_urls_below_a_virtual_directory_resolve() {
                 "fix/css",
                 sha("Tailspin/web-fork@fix/css"),
                 ("12", ChangeState::Open, false, "Jane Doe"),
-                Some("/Tailspin/_git/web-fork"),
+                Some(("Tailspin", "web-fork")),
             ),
         ),
         (
-            format!("ssh://127.0.0.1:22/{VDIR}/Fabrikam/_git/web"),
+            format!("ssh://127.0.0.1:22/{COLLECTION}/Fabrikam/_git/web"),
             want("Fabrikam", "web", "main", "", web("main")),
         ),
         (format!("{coll}/Fabrikam/_git/missing"), Err("not_found")),
@@ -397,7 +403,8 @@ async fn context_urls_below_a_virtual_directory_resolve() {
 async fn credentials_go_as_basic_pats_or_bearer_entra_tokens() {
     let server = support_ado::start().await;
     let p = provider(&server, Some(VDIR));
-    let url = ContextUrl::parse(&format!("{}/{VDIR}/Fabrikam/_git/web", server.base())).unwrap();
+    let url =
+        ContextUrl::parse(&format!("{}/{COLLECTION}/Fabrikam/_git/web", server.base())).unwrap();
 
     assert_eq!(p.check_repository_access(&pat(PAT), &url).await, Ok(()));
     let seen = server.requests().pop().unwrap();
@@ -503,12 +510,17 @@ async fn tokens_access_and_limits() {
 async fn a_slow_server_runs_into_the_deadline() {
     let server = support_ado::start().await;
     let p = provider_with(&server, Some(VDIR), Duration::from_millis(300));
-    let slow = ContextUrl::parse(&format!("{}/{VDIR}/Fabrikam/_git/slow", server.base())).unwrap();
+    let slow = ContextUrl::parse(&format!(
+        "{}/{COLLECTION}/Fabrikam/_git/slow",
+        server.base()
+    ))
+    .unwrap();
     assert!(matches!(
         p.parse_context(&slow, &pat(PAT)).await,
         Err(ScmError::Unavailable(_))
     ));
-    let web = ContextUrl::parse(&format!("{}/{VDIR}/Fabrikam/_git/web", server.base())).unwrap();
+    let web =
+        ContextUrl::parse(&format!("{}/{COLLECTION}/Fabrikam/_git/web", server.base())).unwrap();
     assert_eq!(p.check_repository_access(&pat(PAT), &web).await, Ok(()));
 }
 
@@ -539,7 +551,10 @@ async fn repositories_are_listed_and_filtered() {
     );
     assert_eq!(
         all.items[0].url,
-        format!("{}/{VDIR}/Fabrikam%20Fiber/_git/fiber%20app", server.base())
+        format!(
+            "{}/{COLLECTION}/Fabrikam%20Fiber/_git/fiber%20app",
+            server.base()
+        )
     );
     let rest = coll
         .search_repositories(&pat(PAT), "", SearchMode::Keyword, 2, 4)
@@ -620,10 +635,12 @@ async fn projects_are_the_organizations() {
         Some(3 + TEAMS as u64),
         "every page of projects was read"
     );
-    assert_eq!(all.items[0].name, "Fabrikam");
+    // The collection comes from the server (below its virtual directory), so
+    // names carry it.
+    assert_eq!(all.items[0].name, "DefaultCollection/Fabrikam");
     assert_eq!(
         all.items[1].url,
-        format!("{}/{VDIR}/Fabrikam%20Fiber", server.base())
+        format!("{}/{COLLECTION}/Fabrikam%20Fiber", server.base())
     );
     assert!(all.has_next);
     assert!(
@@ -642,7 +659,10 @@ async fn projects_are_the_organizations() {
             .iter()
             .map(|o| o.name.as_str())
             .collect::<Vec<_>>(),
-        ["Fabrikam", "Fabrikam Fiber"]
+        [
+            "DefaultCollection/Fabrikam",
+            "DefaultCollection/Fabrikam Fiber"
+        ]
     );
     let reader = coll
         .list_organizations(&pat(READER), "", 1, 10)
@@ -654,7 +674,7 @@ async fn projects_are_the_organizations() {
             .iter()
             .map(|o| o.name.as_str())
             .collect::<Vec<_>>(),
-        ["Fabrikam"]
+        ["DefaultCollection/Fabrikam"]
     );
 
     let root = provider(&server, None);

@@ -176,9 +176,10 @@ async fn context_urls_resolve_against_the_api() {
         ),
         (
             format!("{base}/acme/widgets/pull-requests/4/diff"),
-            widgets()
+            // The fork at its branch, with the base repository upstream.
+            e.repo("jdoe/widgets")
                 .branch("patch-1")
-                .upstream(&format!("{base}/jdoe/widgets.git"))
+                .upstream(&format!("{base}/acme/widgets.git"))
                 .change(from_fork),
         ),
         (
@@ -620,10 +621,12 @@ async fn organizations_are_the_users_workspaces() {
             Organization {
                 name: "acme".into(),
                 url: format!("{base}/acme"),
+                is_admin: Some(true),
             },
             Organization {
                 name: "tooling".into(),
                 url: format!("{base}/tooling"),
+                is_admin: Some(false),
             },
         ]
     );

@@ -47,8 +47,9 @@ struct Want {
     branch: &'static str,
     tag: &'static str,
     commit: String,
-    /// The fork's clone URL path below the web base, for PRs from forks.
-    upstream: Option<&'static str>,
+    /// The fork (project key, repository) a PR comes from: what to clone,
+    /// while `owner`/`repo` name the base it targets.
+    fork: Option<(&'static str, &'static str)>,
     /// id, state, draft, author.
     change: Option<(&'static str, ChangeState, bool, &'static str)>,
 }
@@ -66,7 +67,7 @@ fn want(
         branch,
         tag,
         commit,
-        upstream: None,
+        fork: None,
         change: None,
     })
 }
@@ -75,7 +76,7 @@ fn pr(
     branch: &'static str,
     commit: String,
     change: (&'static str, ChangeState, bool, &'static str),
-    upstream: Option<&'static str>,
+    fork: Option<(&'static str, &'static str)>,
 ) -> Result<Want, &'static str> {
     Ok(Want {
         owner: "PRJ",
@@ -83,7 +84,7 @@ fn pr(
         branch,
         tag: "",
         commit,
-        upstream,
+        fork,
         change: Some(change),
     })
 }
@@ -107,20 +108,13 @@ async fn check_cases(
                 let g = &ctx.git;
                 assert_eq!(ctx.scm_id, "bitbucket-server", "{url}");
                 assert_eq!(g.host, format!("127.0.0.1:{}", server.port), "{url}");
-                assert_eq!(
-                    (g.owner.as_str(), g.repo.as_str()),
-                    (want.owner, want.repo),
-                    "{url}"
-                );
-                assert_eq!(
-                    g.clone_url,
-                    format!(
-                        "{web}/scm/{}/{}.git",
-                        want.owner.to_ascii_lowercase(),
-                        want.repo
-                    ),
-                    "{url}"
-                );
+                let clone_of = |owner: &str, repo: &str| {
+                    format!("{web}/scm/{}/{repo}.git", owner.to_ascii_lowercase())
+                };
+                // A PR from a fork opens the fork at its branch, with the base upstream.
+                let (owner, name) = want.fork.unwrap_or((want.owner, want.repo));
+                assert_eq!((g.owner.as_str(), g.repo.as_str()), (owner, name), "{url}");
+                assert_eq!(g.clone_url, clone_of(owner, name), "{url}");
                 assert_eq!(
                     (g.branch.as_str(), g.tag.as_str()),
                     (want.branch, want.tag),
@@ -133,10 +127,10 @@ async fn check_cases(
                     want.commit.as_str()
                 };
                 assert_eq!(g.commit, want_commit, "{url}");
-                let upstream = want
-                    .upstream
-                    .map(|p| format!("{web}{p}"))
-                    .unwrap_or_default();
+                let upstream = match want.fork {
+                    Some(_) => clone_of(want.owner, want.repo),
+                    None => String::new(),
+                };
                 assert_eq!(g.upstream_remote_url, upstream, "{url}");
                 match (want.change, ctx.change) {
                     (None, None) => {}
@@ -154,11 +148,11 @@ async fn check_cases(
                             format!("{web}/projects/PRJ/repos/app/pull-requests/{id}"),
                             "{url}"
                         );
-                        if want.upstream.is_some() {
-                            assert_eq!(c.head_clone_url, upstream, "{url}");
+                        if let Some(fork) = want.fork {
+                            assert_eq!(c.head_clone_url, g.clone_url, "{url}");
                             assert_eq!(
                                 (c.head_owner.as_str(), c.head_repo.as_str()),
-                                ("~JDOE", "app"),
+                                fork,
                                 "{url}"
                             );
                         } else {
@@ -272,7 +266,7 @@ async fn context_urls_resolve_against_the_server() {
                 "fix/typo",
                 sha("~JDOE/app@fix/typo"),
                 ("7", ChangeState::Open, false, "jdoe"),
-                Some("/scm/~jdoe/app.git"),
+                Some(("~JDOE", "app")),
             ),
         ),
         (
@@ -371,7 +365,7 @@ async fn context_urls_below_a_context_path_resolve() {
                 "fix/typo",
                 sha("~JDOE/app@fix/typo"),
                 ("7", ChangeState::Open, false, "jdoe"),
-                Some("/scm/~jdoe/app.git"),
+                Some(("~JDOE", "app")),
             ),
         ),
         (

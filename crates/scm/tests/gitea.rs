@@ -514,17 +514,23 @@ async fn context_urls_resolve_against_the_api() {
               sha: &str,
               head: &str| {
         let head_clone_url = format!("{web}/{head}/hello.git");
-        let from_fork = head != "octo";
-        Want::Ctx(Context {
-            git: GitContext {
+        // A PR from a fork opens the fork at its branch, with the base upstream.
+        let git = if head == "octo" {
+            GitContext {
                 branch: from.into(),
-                upstream_remote_url: if from_fork {
-                    head_clone_url.clone()
-                } else {
-                    String::new()
-                },
                 ..hello.clone()
-            },
+            }
+        } else {
+            GitContext {
+                owner: head.into(),
+                clone_url: head_clone_url.clone(),
+                branch: from.into(),
+                upstream_remote_url: hello.clone_url.clone(),
+                ..hello.clone()
+            }
+        };
+        Want::Ctx(Context {
+            git,
             change: Some(ChangeRequest {
                 id: id.into(),
                 title: title.into(),

@@ -184,14 +184,21 @@ async fn user_orgs(
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    assert_eq!(q.get("state").map(String::as_str), Some("active"));
     let orgs: Vec<Value> = ["acme", "acme-labs", "octo-org", "github", "rust-lang", "ACME-archive", "tooling"]
         .iter()
         .enumerate()
         .map(|(i, login)| {
             json!({
-                "login": login, "id": 9000 + i, "node_id": "MDEyOk9yZ2FuaXphdGlvbjE=",
-                "url": format!("{}/api/v3/orgs/{login}", f.base), "repos_url": format!("{}/api/v3/orgs/{login}/repos", f.base),
-                "avatar_url": format!("{}/avatars/o/{i}", f.base), "description": format!("The {login} organization"),
+                "url": format!("{}/api/v3/orgs/{login}/memberships/alice", f.base), "state": "active",
+                "role": if *login == "acme" || *login == "tooling" { "admin" } else { "member" },
+                "organization_url": format!("{}/api/v3/orgs/{login}", f.base),
+                "organization": {
+                    "login": login, "id": 9000 + i, "node_id": "MDEyOk9yZ2FuaXphdGlvbjE=",
+                    "url": format!("{}/api/v3/orgs/{login}", f.base), "repos_url": format!("{}/api/v3/orgs/{login}/repos", f.base),
+                    "avatar_url": format!("{}/avatars/o/{i}", f.base), "description": format!("The {login} organization"),
+                },
+                "user": {"login": "alice"},
             })
         })
         .collect();
@@ -492,7 +499,7 @@ async fn start() -> (Server, Arc<Mutex<Vec<String>>>) {
         let fake = Fake { base, searches };
         let api = Router::new()
             .route("/user", get(user))
-            .route("/user/orgs", get(user_orgs))
+            .route("/user/memberships/orgs", get(user_orgs))
             .route("/user/repos", get(user_repos))
             .route("/search/repositories", get(search_repositories))
             .route("/repos/{owner}/{repo}", get(repository))
@@ -584,13 +591,25 @@ async fn context_urls_resolve_against_the_api() {
         head_owner: head.0.into(),
         head_repo: head.1.into(),
     };
-    let pr = |branch: &str, upstream: String, change: ChangeRequest| {
-        Want::Ctx(Context {
-            git: GitContext {
+    // A PR from a fork opens the fork (owner, repository) at its branch,
+    // with the base repository upstream.
+    let pr = |branch: &str, fork: Option<(&str, &str)>, change: ChangeRequest| {
+        let git = match fork {
+            Some((owner, repo)) => GitContext {
+                owner: owner.into(),
+                repo: repo.into(),
+                clone_url: format!("{web}/{owner}/{repo}.git"),
                 branch: branch.into(),
-                upstream_remote_url: upstream,
+                upstream_remote_url: hello.clone_url.clone(),
                 ..hello.clone()
             },
+            None => GitContext {
+                branch: branch.into(),
+                ..hello.clone()
+            },
+        };
+        Want::Ctx(Context {
+            git,
             change: Some(change),
             issue: None,
             scm_id: "github".into(),
@@ -599,7 +618,7 @@ async fn context_urls_resolve_against_the_api() {
     let login_pr = || {
         pr(
             "feature/login",
-            String::new(),
+            None,
             change(
                 "7",
                 "Add login form",
@@ -719,7 +738,7 @@ async fn context_urls_resolve_against_the_api() {
             format!("{web}/octo/hello/pull/8"),
             pr(
                 "patch-1",
-                format!("{web}/forker/hello.git"),
+                Some(("forker", "hello")),
                 change(
                     "8",
                     "Fix typo in README",
@@ -736,7 +755,7 @@ async fn context_urls_resolve_against_the_api() {
             format!("{web}/octo/hello/pull/9"),
             pr(
                 "feature",
-                String::new(),
+                None,
                 change(
                     "9",
                     "Release 1.2",
@@ -753,7 +772,7 @@ async fn context_urls_resolve_against_the_api() {
             format!("{web}/octo/hello/pull/10"),
             pr(
                 "feature",
-                String::new(),
+                None,
                 change(
                     "10",
                     "Abandoned idea",
@@ -770,7 +789,7 @@ async fn context_urls_resolve_against_the_api() {
             format!("{web}/octo/hello/pull/11"),
             pr(
                 "wip",
-                String::new(),
+                None,
                 change(
                     "11",
                     "Orphaned change",
@@ -1017,6 +1036,11 @@ async fn organizations_page_and_filter() {
         ["acme", "acme-labs", "octo-org"]
     );
     assert_eq!(first.items[0].url, format!("{}/acme", server.base));
+    // The membership's role says who administers an organization.
+    assert_eq!(
+        first.items.iter().map(|o| o.is_admin).collect::<Vec<_>>(),
+        [Some(true), Some(false), Some(false)]
+    );
     assert_eq!((first.has_next, first.total_pages), (true, Some(3)));
     let last = provider
         .list_organizations(&creds(GOOD), "", 3, 3)

@@ -144,6 +144,33 @@ async fn context_urls_resolve_against_the_api() {
             format!("{base}/acme/widgets/-/tree/develop?ref_type=heads"),
             widgets().branch("develop"),
         ),
+        // Older URLs without `/-/`: GitLab says which prefix is the project,
+        // also in a subgroup and when a subgroup's name is a route word.
+        (
+            format!("{base}/acme/widgets/tree/feature/login/src/app"),
+            widgets().branch("feature/login"),
+        ),
+        (
+            format!("{base}/acme/widgets/blob/release/2024/q1/README.md"),
+            widgets().branch("release/2024/q1"),
+        ),
+        (
+            format!(
+                "{base}/acme/platform/backend/api/blob/{}/README.md",
+                &API_HEAD[..10]
+            ),
+            api().commit(API_HEAD),
+        ),
+        (
+            format!("{base}/acme/widgets/merge_requests/7"),
+            widgets()
+                .branch("feature/login")
+                .change(same_repo_mr.clone()),
+        ),
+        (
+            format!("{base}/acme/widgets/issues/12"),
+            widgets().branch("main").issue("12", "Crash on startup"),
+        ),
         // Commits, short SHAs resolved.
         (
             format!("{base}/acme/widgets/-/commit/{LOGIN_HEAD}"),
@@ -171,9 +198,10 @@ async fn context_urls_resolve_against_the_api() {
         ),
         (
             format!("{base}/acme/widgets/-/merge_requests/8/diffs"),
-            widgets()
+            // The fork at its branch, with the base repository upstream.
+            e.repo("jdoe/widgets")
                 .branch("patch-1")
-                .upstream(&format!("{base}/jdoe/widgets.git"))
+                .upstream(&format!("{base}/acme/widgets.git"))
                 .change(fork_mr),
         ),
         (
@@ -551,10 +579,12 @@ async fn organizations_are_the_groups_the_user_belongs_to() {
             Organization {
                 name: "acme".into(),
                 url: format!("{base}/groups/acme"),
+                is_admin: None,
             },
             Organization {
                 name: "acme/platform".into(),
                 url: format!("{base}/groups/acme/platform"),
+                is_admin: None,
             },
         ]
     );

@@ -424,6 +424,31 @@ pub struct ScmIntegration {
     pub created_at: Timestamp,
 }
 
+impl ScmIntegration {
+    /// Whether this integration is for `host` (any spelling: compared by key).
+    pub fn serves(&self, host: &str) -> bool {
+        use corral_contract::scm_host::lookup_key;
+        lookup_key(&self.host) == lookup_key(host)
+    }
+}
+
+/// The integration among `integrations` that refuses personal access tokens
+/// for `host` (`pat: false`): such tokens are neither accepted nor used there.
+pub fn pat_refused_by<'a>(
+    integrations: &'a [ScmIntegration],
+    host: &str,
+) -> Option<&'a ScmIntegration> {
+    integrations.iter().find(|i| !i.pat && i.serves(host))
+}
+
+impl HostTokenSource {
+    /// Whether a token of `source` counts as a personal access token: every
+    /// token not obtained through the OAuth sign-in does.
+    pub fn is_personal(source: Option<HostTokenSource>) -> bool {
+        source != Some(HostTokenSource::OAuth)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EnvironmentClass {
     pub id: Uuid,

@@ -4,11 +4,11 @@
 //! Every repository lives in a *collection* (a Services organization or a Server
 //! collection) and a project: `{collection}/{project}/_git/{repo}`. Where the
 //! collection sits depends on the host:
-//! - `dev.azure.com`, and Server hosts configured without a virtual directory: the
-//!   first path segment names it (`https://dev.azure.com/{org}/…`).
+//! - `dev.azure.com` and Server hosts: the first path segment names it
+//!   (`https://dev.azure.com/{org}/…`), below the Server's virtual directory
+//!   when it has one (`https://tfs.example.com/tfs/{collection}/…` with the
+//!   virtual directory `/tfs`, as the published API defines it).
 //! - `{org}.visualstudio.com`: the host names it; a `/DefaultCollection` segment may follow.
-//! - Server hosts whose virtual directory names the collection (`tfs/DefaultCollection`):
-//!   the web base is the collection.
 //!
 //! PATs go as Basic credentials with an empty user name (or the configured one);
 //! Microsoft Entra OAuth tokens (JWTs) go as Bearer tokens. Services speaks REST
@@ -77,9 +77,10 @@ fn is_services(host: &ScmHost) -> bool {
     host.host == "dev.azure.com" || host.host.ends_with(".visualstudio.com")
 }
 
-/// Whether the collection is the first path segment (not known from the host).
+/// Whether the collection is the first path segment below the virtual
+/// directory (not known from the host).
 fn collection_in_path(host: &ScmHost) -> bool {
-    host.virtual_directory.is_none() && !host.host.ends_with(".visualstudio.com")
+    !host.host.ends_with(".visualstudio.com")
 }
 
 fn collection_url(host: &ScmHost, org: &str) -> String {
@@ -90,11 +91,8 @@ fn collection_url(host: &ScmHost, org: &str) -> String {
     }
 }
 
-/// The collection named by the host or its virtual directory, if any.
+/// The collection named by the host, if any.
 fn fixed_collection(host: &ScmHost) -> Option<String> {
-    if let Some(dir) = &host.virtual_directory {
-        return Some(dir.rsplit('/').next().unwrap_or(dir).to_string());
-    }
     host.host
         .strip_suffix(".visualstudio.com")
         .map(|org| org.split(':').next().unwrap_or(org).to_string())
@@ -149,12 +147,7 @@ pub(crate) fn locate(host: &ScmHost, url: &ContextUrl) -> Result<Location, ScmEr
     } else {
         let org = fixed_collection(host).unwrap_or_default();
         let rest = match segments.first() {
-            Some(first)
-                if host.virtual_directory.is_none()
-                    && first.eq_ignore_ascii_case("DefaultCollection") =>
-            {
-                &segments[1..]
-            }
+            Some(first) if first.eq_ignore_ascii_case("DefaultCollection") => &segments[1..],
             _ => segments,
         };
         (org, rest)
@@ -764,6 +757,7 @@ impl Provider for AzureDevOps {
                     found.push(Organization {
                         url: join(&collection.url, &[&project]),
                         name,
+                        is_admin: None,
                     });
                 }
             }
@@ -806,12 +800,14 @@ impl Provider for AzureDevOps {
 
     /// Microsoft Entra ID (the Azure DevOps OAuth app model is retired); also
     /// for Server hosts, whose own OAuth needs no separate endpoints here.
-    fn oauth_authorize_url(&self) -> String {
-        "https://login.microsoftonline.com/common/oauth2/v2.0/authorize".into()
+    /// Microsoft Entra ID, for accounts of any tenant unless an issuer
+    /// names one.
+    fn oauth_root(&self) -> String {
+        "https://login.microsoftonline.com/common".into()
     }
 
-    fn oauth_token_url(&self) -> String {
-        "https://login.microsoftonline.com/common/oauth2/v2.0/token".into()
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/oauth2/v2.0/authorize", "/oauth2/v2.0/token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {
@@ -1018,7 +1014,7 @@ mod tests {
             ),
             (
                 "tfs.example.com",
-                Some("tfs/DefaultCollection"),
+                Some("tfs"),
                 "https://tfs.example.com/tfs/DefaultCollection/Fabrikam/_git/web?version=GTrelease/2024",
                 (
                     "DefaultCollection",
@@ -1042,7 +1038,7 @@ mod tests {
             ),
             (
                 "tfs.example.com",
-                Some("tfs/DefaultCollection"),
+                Some("tfs"),
                 "ssh://tfs.example.com:22/tfs/DefaultCollection/Fabrikam/_git/web",
                 (
                     "DefaultCollection",

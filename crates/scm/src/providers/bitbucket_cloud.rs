@@ -150,6 +150,9 @@ struct IssueJson {
 #[derive(Deserialize)]
 struct WorkspaceAccess {
     workspace: Workspace,
+    /// Whether the user administers the workspace.
+    #[serde(default)]
+    administrator: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -817,6 +820,7 @@ impl Provider for BitbucketCloud {
                         .map(str::to_string)
                         .unwrap_or_else(|| format!("{web}/{}", a.workspace.slug)),
                     name: a.workspace.slug,
+                    is_admin: a.administrator,
                 })
                 .collect(),
         })
@@ -854,12 +858,8 @@ impl Provider for BitbucketCloud {
         }
     }
 
-    fn oauth_authorize_url(&self) -> String {
-        format!("{}/site/oauth2/authorize", self.host.web_base())
-    }
-
-    fn oauth_token_url(&self) -> String {
-        format!("{}/site/oauth2/access_token", self.host.web_base())
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/site/oauth2/authorize", "/site/oauth2/access_token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {

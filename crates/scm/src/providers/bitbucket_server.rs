@@ -660,6 +660,7 @@ impl Provider for BitbucketServer {
             .map(|p| Organization {
                 url: format!("{web}/projects/{}", p.key),
                 name: p.key,
+                is_admin: None,
             })
             .collect();
         Ok(Self::paged(items, page, answer.is_last_page))
@@ -701,12 +702,8 @@ impl Provider for BitbucketServer {
         }
     }
 
-    fn oauth_authorize_url(&self) -> String {
-        format!("{}/rest/oauth2/latest/authorize", self.host.web_base())
-    }
-
-    fn oauth_token_url(&self) -> String {
-        format!("{}/rest/oauth2/latest/token", self.host.web_base())
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/rest/oauth2/latest/authorize", "/rest/oauth2/latest/token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {

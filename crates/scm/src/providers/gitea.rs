@@ -556,6 +556,7 @@ impl Provider for Gitea {
             Organization {
                 url: format!("{web}/{name}"),
                 name,
+                is_admin: None,
             }
         };
         let query = query.trim().to_lowercase();
@@ -615,12 +616,8 @@ impl Provider for Gitea {
         }
     }
 
-    fn oauth_authorize_url(&self) -> String {
-        format!("{}/login/oauth/authorize", self.host.web_base())
-    }
-
-    fn oauth_token_url(&self) -> String {
-        format!("{}/login/oauth/access_token", self.host.web_base())
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/login/oauth/authorize", "/login/oauth/access_token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {

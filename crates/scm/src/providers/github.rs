@@ -68,6 +68,14 @@ struct Owner {
     login: String,
 }
 
+/// One of the user's organization memberships.
+#[derive(Deserialize)]
+struct Membership {
+    /// `admin` or `member`.
+    role: String,
+    organization: Owner,
+}
+
 #[derive(Deserialize)]
 struct Permissions {
     #[serde(default = "yes")]
@@ -504,20 +512,23 @@ impl Provider for GitHub {
         let page = page.max(1);
         let per_page = per_page.clamp(1, MAX_PER_PAGE);
         let web = self.host.web_base();
-        let to_org = |o: Owner| Organization {
-            url: format!("{web}/{}", o.login),
-            name: o.login,
+        // Memberships rather than `/user/orgs`: they carry the user's role.
+        let to_org = |m: Membership| Organization {
+            url: format!("{web}/{}", m.organization.login),
+            name: m.organization.login,
+            is_admin: Some(m.role == "admin"),
         };
         let query = query.trim().to_lowercase();
         if query.is_empty() {
             let url = self.api(
-                &["user", "orgs"],
+                &["user", "memberships", "orgs"],
                 &[
+                    ("state", "active".to_string()),
                     ("per_page", per_page.to_string()),
                     ("page", page.to_string()),
                 ],
             )?;
-            let answer = self.get::<Vec<Owner>>(&url, &auth).await?;
+            let answer = self.get::<Vec<Membership>>(&url, &auth).await?;
             let info = page_info(&answer.headers, page, per_page, answer.body.len(), None);
             return Ok(info.into_paged(answer.body.into_iter().map(to_org).collect()));
         }
@@ -525,13 +536,14 @@ impl Provider for GitHub {
         let mut all = Vec::new();
         for api_page in 1..=MAX_LIST_PAGES {
             let url = self.api(
-                &["user", "orgs"],
+                &["user", "memberships", "orgs"],
                 &[
+                    ("state", "active".to_string()),
                     ("per_page", MAX_PER_PAGE.to_string()),
                     ("page", api_page.to_string()),
                 ],
             )?;
-            let answer = self.get::<Vec<Owner>>(&url, &auth).await?;
+            let answer = self.get::<Vec<Membership>>(&url, &auth).await?;
             let count = answer.body.len();
             all.extend(answer.body);
             if !has_more(&answer.headers, count, MAX_PER_PAGE, all.len()) {
@@ -540,7 +552,7 @@ impl Provider for GitHub {
         }
         let matching: Vec<Organization> = all
             .into_iter()
-            .filter(|o| o.login.to_lowercase().contains(&query))
+            .filter(|m| m.organization.login.to_lowercase().contains(&query))
             .map(to_org)
             .collect();
         Ok(page_of(matching, page, per_page))
@@ -578,12 +590,8 @@ impl Provider for GitHub {
         }
     }
 
-    fn oauth_authorize_url(&self) -> String {
-        format!("{}/login/oauth/authorize", self.host.web_base())
-    }
-
-    fn oauth_token_url(&self) -> String {
-        format!("{}/login/oauth/access_token", self.host.web_base())
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/login/oauth/authorize", "/login/oauth/access_token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {

@@ -108,6 +108,20 @@ struct Group {
     web_url: String,
 }
 
+/// Route words that may follow a project's path in URLs from before GitLab
+/// put `/-/` in front of them.
+const OLD_ROUTES: &[&str] = &[
+    "tree",
+    "blob",
+    "raw",
+    "blame",
+    "commits",
+    "commit",
+    "merge_requests",
+    "issues",
+    "tags",
+];
+
 /// What a context URL asks for within its project.
 #[derive(Debug, PartialEq, Eq)]
 enum Target {
@@ -176,6 +190,23 @@ impl GitLab {
             .map_err(|e| e.about(&format!("project {id_or_path}"), &self.host.host))
     }
 
+    /// The project a context URL is in, and what in it: the first reading
+    /// whose project GitLab knows. When none is known, the first reading's
+    /// answer stands.
+    async fn locate(&self, url: &ContextUrl, auth: &Auth) -> Result<(Project, Target), ScmError> {
+        let mut first_error = None;
+        for (path, target) in self.readings(url)? {
+            match self.project(&path, auth).await {
+                Ok(project) => return Ok((project, target)),
+                Err(ScmError::NotFound(m)) => {
+                    first_error.get_or_insert(ScmError::NotFound(m));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_error.expect("a URL has at least one reading"))
+    }
+
     fn git_context(&self, project: &Project) -> GitContext {
         let (owner, repo) = split_full_path(&project.path_with_namespace);
         GitContext {
@@ -200,8 +231,13 @@ impl GitLab {
         }
     }
 
-    /// The project path and target of a context URL, without asking GitLab.
-    fn split(&self, url: &ContextUrl) -> Result<(String, Target), ScmError> {
+    /// The readings of a context URL as (project path, target), without
+    /// asking GitLab. A URL with GitLab's `/-/` separator has one. Older URLs
+    /// without it (`group/project/tree/main`) have one per place a route word
+    /// could end the project path, the whole path first: only GitLab knows
+    /// which prefix is a project (a path is never both a group and a project,
+    /// so at most one reading finds one).
+    fn readings(&self, url: &ContextUrl) -> Result<Vec<(String, Target)>, ScmError> {
         let mut segments: &[String] = &url.segments;
         // A self-managed GitLab under a relative URL root (`https://host/gitlab/…`):
         // web URLs carry the prefix, ssh paths do not.
@@ -216,10 +252,32 @@ impl GitLab {
                 segments = &segments[prefix.len()..];
             }
         }
-        let (project, rest) = match segments.iter().position(|s| s == "-") {
-            Some(at) => (&segments[..at], &segments[at + 1..]),
-            None => (segments, &[][..]),
-        };
+        if let Some(at) = segments.iter().position(|s| s == "-") {
+            return Ok(vec![self.reading(
+                url,
+                &segments[..at],
+                &segments[at + 1..],
+            )?]);
+        }
+        let mut readings = vec![self.reading(url, segments, &[])?];
+        for at in 2..segments.len() {
+            if OLD_ROUTES.contains(&segments[at].as_str())
+                && let Ok(reading) = self.reading(url, &segments[..at], &segments[at..])
+                && reading.1 != Target::Project
+            {
+                readings.push(reading);
+            }
+        }
+        Ok(readings)
+    }
+
+    /// One reading: `project` is the project's path, `rest` what follows it.
+    fn reading(
+        &self,
+        url: &ContextUrl,
+        project: &[String],
+        rest: &[String],
+    ) -> Result<(String, Target), ScmError> {
         let not_project = || {
             ScmError::InvalidInput(format!(
                 "{:?} does not point to a GitLab project (expected {}/GROUP/PROJECT)",
@@ -501,9 +559,8 @@ impl Provider for GitLab {
         url: &ContextUrl,
         creds: &Credentials,
     ) -> Result<Context, ScmError> {
-        let (path, target) = self.split(url)?;
         let auth = self.auth(creds)?;
-        let project = self.project(&path, &auth).await?;
+        let (project, target) = self.locate(url, &auth).await?;
         let mut git = self.git_context(&project);
         match target {
             Target::MergeRequest(iid) => {
@@ -626,6 +683,7 @@ impl Provider for GitLab {
                     g.web_url
                 },
                 name: g.full_path,
+                is_admin: None,
             })
             .collect();
         Ok(paged(items, &answer.headers, page, per_page))
@@ -642,10 +700,9 @@ impl Provider for GitLab {
         creds: &Credentials,
         url: &ContextUrl,
     ) -> Result<(), ScmError> {
-        let (path, _) = self.split(url)?;
         let auth = self.auth(creds)?;
         // GitLab answers 404 for projects the token may not see.
-        self.project(&path, &auth).await.map(|_| ())
+        self.locate(url, &auth).await.map(|_| ())
     }
 
     fn pat_help(&self) -> PatHelp {
@@ -660,12 +717,8 @@ impl Provider for GitLab {
         }
     }
 
-    fn oauth_authorize_url(&self) -> String {
-        format!("{}/oauth/authorize", self.host.web_base())
-    }
-
-    fn oauth_token_url(&self) -> String {
-        format!("{}/oauth/token", self.host.web_base())
+    fn oauth_paths(&self) -> (&'static str, &'static str) {
+        ("/oauth/authorize", "/oauth/token")
     }
 
     fn oauth_scopes(&self) -> Vec<String> {
@@ -746,7 +799,23 @@ mod tests {
     }
 
     fn split(g: &GitLab, url: &str) -> Result<(String, Target), ScmError> {
-        g.split(&ContextUrl::parse(url).unwrap())
+        g.readings(&ContextUrl::parse(url).unwrap())
+            .map(|mut r| r.remove(0))
+    }
+
+    #[test]
+    fn urls_without_the_separator_have_a_reading_per_route_word() {
+        let g = gitlab(None);
+        let url = ContextUrl::parse("https://gitlab.example.com/a/tree/b/tree/main/src").unwrap();
+        let paths: Vec<String> = g
+            .readings(&url)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(paths, ["a/tree/b/tree/main/src", "a/tree/b"]);
+        let url = ContextUrl::parse("https://gitlab.example.com/a/b/-/tree/main").unwrap();
+        assert_eq!(g.readings(&url).unwrap().len(), 1);
     }
 
     #[test]

@@ -64,14 +64,52 @@ pub trait Provider: Send + Sync {
     /// How to create a personal access token for this host.
     fn pat_help(&self) -> PatHelp;
 
-    /// The authorize endpoint of this host's OAuth 2 server.
-    fn oauth_authorize_url(&self) -> String;
+    /// The root of this host's OAuth 2 server, when no `issuer_url` says
+    /// otherwise: the host's web base, for most.
+    fn oauth_root(&self) -> String {
+        self.host().web_base()
+    }
 
-    /// The token endpoint of this host's OAuth 2 server.
-    fn oauth_token_url(&self) -> String;
+    /// The authorize and token endpoints' paths below the OAuth server's root.
+    fn oauth_paths(&self) -> (&'static str, &'static str);
+
+    /// The authorize and token endpoints: below the SCM integration's
+    /// `issuer_url` when it has one (an OpenID issuer's trailing `/v2.0`, as
+    /// Microsoft Entra names tenants, is not part of the root), else below
+    /// [`Provider::oauth_root`].
+    fn oauth_endpoints(&self, issuer_url: Option<&str>) -> OAuthEndpoints {
+        let root = match issuer_url.map(|u| u.trim().trim_end_matches('/')) {
+            Some(issuer) if !issuer.is_empty() => {
+                issuer.strip_suffix("/v2.0").unwrap_or(issuer).to_string()
+            }
+            _ => self.oauth_root(),
+        };
+        let (authorize, token) = self.oauth_paths();
+        OAuthEndpoints {
+            authorize: format!("{root}{authorize}"),
+            token: format!("{root}{token}"),
+        }
+    }
+
+    /// The authorize endpoint of this host's own OAuth 2 server.
+    fn oauth_authorize_url(&self) -> String {
+        self.oauth_endpoints(None).authorize
+    }
+
+    /// The token endpoint of this host's own OAuth 2 server.
+    fn oauth_token_url(&self) -> String {
+        self.oauth_endpoints(None).token
+    }
 
     /// Scopes corral asks for when signing in with OAuth.
     fn oauth_scopes(&self) -> Vec<String>;
+}
+
+/// Where a browser signs in and where codes are traded for tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthEndpoints {
+    pub authorize: String,
+    pub token: String,
 }
 
 /// The provider for `host`, with `timeout` on each SCM call.
@@ -87,24 +125,35 @@ pub fn provider_for(host: ScmHost, timeout: Duration) -> Box<dyn Provider> {
     }
 }
 
-/// The context of a pull or merge request: the upstream repository on the
-/// change's head branch (its tip, so `commit` stays empty; the head SHA is in the
-/// change). For a change from a fork, the fork is what to clone.
+/// The context of a pull or merge request: the repository its head branch
+/// lives in, on that branch (its tip, so `commit` stays empty; the head SHA
+/// is in the change). For a change from a fork that is the fork — its clone
+/// URL and the branch can be fetched as they stand — and
+/// `upstream_remote_url` names the base repository the change targets, as
+/// Gitpod has always opened them. A fork that is gone leaves the base.
 pub(crate) fn change_context(
     scm: &ScmHost,
-    upstream: GitContext,
+    base: GitContext,
     change: ChangeRequest,
     from_fork: bool,
 ) -> Context {
-    let git = GitContext {
-        branch: change.from_branch.clone(),
-        commit: String::new(),
-        upstream_remote_url: if from_fork {
-            change.head_clone_url.clone()
-        } else {
-            String::new()
-        },
-        ..upstream
+    let git = if from_fork && !change.head_clone_url.is_empty() {
+        GitContext {
+            owner: change.head_owner.clone(),
+            repo: change.head_repo.clone(),
+            clone_url: change.head_clone_url.clone(),
+            branch: change.from_branch.clone(),
+            commit: String::new(),
+            upstream_remote_url: base.clone_url.clone(),
+            ..base
+        }
+    } else {
+        GitContext {
+            branch: change.from_branch.clone(),
+            commit: String::new(),
+            upstream_remote_url: String::new(),
+            ..base
+        }
     };
     Context {
         git,
@@ -137,6 +186,51 @@ pub fn longest_ref_prefix<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn provider(kind: ScmKind, host: &str) -> Box<dyn Provider> {
+        let host = ScmHost {
+            kind,
+            host: host.into(),
+            scheme: "https".into(),
+            virtual_directory: None,
+        };
+        provider_for(host, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn oauth_endpoints_hang_off_the_issuer_url_when_there_is_one() {
+        let ghe = provider(ScmKind::GitHub, "ghe.example.com");
+        assert_eq!(
+            ghe.oauth_endpoints(None),
+            OAuthEndpoints {
+                authorize: "https://ghe.example.com/login/oauth/authorize".into(),
+                token: "https://ghe.example.com/login/oauth/access_token".into(),
+            }
+        );
+        assert_eq!(ghe.oauth_endpoints(Some("")), ghe.oauth_endpoints(None));
+        assert_eq!(
+            ghe.oauth_endpoints(Some("https://sso.example.com/github/")),
+            OAuthEndpoints {
+                authorize: "https://sso.example.com/github/login/oauth/authorize".into(),
+                token: "https://sso.example.com/github/login/oauth/access_token".into(),
+            }
+        );
+        let ado = provider(ScmKind::AzureDevOps, "dev.azure.com");
+        assert_eq!(
+            ado.oauth_endpoints(None).token,
+            "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+        );
+        assert_eq!(
+            ado.oauth_endpoints(Some("https://login.microsoftonline.com/tenant-1/v2.0"))
+                .authorize,
+            "https://login.microsoftonline.com/tenant-1/oauth2/v2.0/authorize"
+        );
+        let gitlab = provider(ScmKind::GitLab, "gitlab.example.com");
+        assert_eq!(
+            gitlab.oauth_endpoints(Some("http://127.0.0.1:9000")).token,
+            "http://127.0.0.1:9000/oauth/token"
+        );
+    }
 
     #[test]
     fn longest_ref_wins() {

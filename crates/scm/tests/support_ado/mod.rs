@@ -336,6 +336,15 @@ async fn handle(State(data): State<Arc<Data>>, request: Request) -> Response {
                 .collect();
             return axum::Json(json!({"count": value.len(), "value": value})).into_response();
         }
+        // The server's virtual directory, with one collection below it.
+        ["tfs", "_apis", "connectionData"] => return connection_data(),
+        ["tfs", "_apis", "projectCollections"] => {
+            let n = "DefaultCollection";
+            let value = vec![
+                json!({"id": uuid_for(n), "name": n, "url": format!("http://127.0.0.1/tfs/_apis/projectCollections/{}", uuid_for(n))}),
+            ];
+            return axum::Json(json!({"count": value.len(), "value": value})).into_response();
+        }
         ["tfs", "DefaultCollection", rest @ ..] => ("DefaultCollection", rest),
         [name @ ("contoso" | "archive"), rest @ ..] => (*name, rest),
         _ => {

@@ -52,7 +52,9 @@ pub fn git() -> std::process::Command {
     cmd
 }
 
-fn run(cmd: &mut std::process::Command, input: Option<&str>) -> String {
+/// Runs `cmd` (with `input` on its stdin), asserts it succeeded, returns its
+/// trimmed output.
+pub fn run(cmd: &mut std::process::Command, input: Option<&str>) -> String {
     use std::io::Write;
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -138,6 +140,17 @@ impl GitServer {
 /// Serves the bare repositories below `root` to `users` (name, password);
 /// `denied` users get 403 for repositories below the named top-level directory.
 pub async fn start(root: TempDir, users: &[(&str, &str)], denied: &[(&str, &str)]) -> GitServer {
+    start_with(root, users, denied, Router::new()).await
+}
+
+/// Like [`start`], with `api` answering the paths it routes (an SCM's REST
+/// API on the same host as its repositories) and git the rest.
+pub async fn start_with(
+    root: TempDir,
+    users: &[(&str, &str)],
+    denied: &[(&str, &str)],
+    api: Router,
+) -> GitServer {
     let exec_path = run(git().arg("--exec-path"), None);
     let backend = Path::new(&exec_path).join("git-http-backend");
     assert!(
@@ -156,7 +169,7 @@ pub async fn start(root: TempDir, users: &[(&str, &str)], denied: &[(&str, &str)
             .map(|(u, d)| (u.to_string(), d.to_string()))
             .collect(),
     });
-    let app = Router::new().fallback(cgi).with_state(bridge);
+    let app = api.merge(Router::new().fallback(cgi).with_state(bridge));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

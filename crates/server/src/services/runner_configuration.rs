@@ -15,6 +15,7 @@ use crate::domain::*;
 use crate::errors::invalid_field;
 use crate::state::SharedState;
 use crate::store::StoreError;
+use uuid::Uuid;
 
 pub struct RunnerConfiguration {
     state: SharedState,
@@ -65,6 +66,18 @@ fn normalize_host(field: &str, host: &str, scm_id: Option<&str>) -> Result<Strin
     convert::scm_host(field, host, scm_id)
 }
 
+/// `failed_precondition` when the runner's integration for `host` says
+/// `pat: false`: such a host takes OAuth sign-ins only.
+fn refuse_personal_tokens(integrations: &[ScmIntegration], host: &str) -> Result<(), ConnectError> {
+    match pat_refused_by(integrations, host) {
+        Some(i) => Err(ConnectError::failed_precondition(format!(
+            "the runner's SCM integration for {} ({}) does not accept personal access tokens (pat is false); sign in with OAuth instead",
+            i.host, i.id
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn pairs(values: &[api::FieldValue]) -> Vec<(String, String)> {
     values
         .iter()
@@ -77,58 +90,130 @@ fn configuration_error(errors: &[(String, String)]) -> ConnectError {
     invalid_field("configuration", detail.join("; "))
 }
 
-/// Problems with an SCM integration against the runner's schema.
-fn check_scm_integration(
-    schema: &api::RunnerConfigurationSchema,
-    scm_id: &str,
-    host: &str,
+/// An SCM integration as a request describes it, to be checked as a whole.
+struct IntegrationDraft<'a> {
+    /// The integration being changed (an update, or a validation naming it).
+    id: Option<Uuid>,
+    scm_id: &'a str,
+    host: &'a str,
     pat: bool,
-    oauth_client_id: Option<&str>,
+    oauth_client_id: Option<&'a str>,
     has_secret: bool,
-) -> api::SCMIntegrationValidationResult {
-    let mut result = api::SCMIntegrationValidationResult::default();
-    if scm_entry(schema, scm_id).is_none() {
-        let known: Vec<&str> = schema.scm.iter().map(|s| s.scm_id.as_str()).collect();
-        result.scm_id_error = Some(format!(
-            "unknown SCM {scm_id:?}; this runner supports {}",
-            known.join(", ")
-        ));
+    issuer_url: Option<&'a str>,
+    virtual_directory: Option<&'a str>,
+}
+
+/// One thing wrong with a draft: the request field and what is wrong.
+type Problem = (&'static str, String);
+
+impl IntegrationDraft<'_> {
+    /// Everything wrong with the draft against the runner's schema and the
+    /// runner's other integrations (`existing`), in field order.
+    fn problems(
+        &self,
+        schema: &api::RunnerConfigurationSchema,
+        existing: &[ScmIntegration],
+    ) -> Vec<Problem> {
+        use corral_contract::scm_host::{self, PathRule, ScmHost};
+        let mut problems = Vec::new();
+        if scm_entry(schema, self.scm_id).is_none() {
+            let known: Vec<&str> = schema.scm.iter().map(|s| s.scm_id.as_str()).collect();
+            problems.push((
+                "scm_id",
+                format!(
+                    "unknown SCM {:?}; this runner supports {}",
+                    self.scm_id,
+                    known.join(", ")
+                ),
+            ));
+        }
+        match ScmHost::parse(self.host, PathRule::for_scm(self.scm_id)) {
+            Err(e) => problems.push(("host", e.to_string())),
+            Ok(host) => {
+                let key = scm_host::lookup_key(&host.canonical());
+                if let Some(twin) = existing
+                    .iter()
+                    .find(|i| Some(i.id) != self.id && i.serves(&key))
+                {
+                    problems.push((
+                        "host",
+                        format!(
+                            "the runner already has an SCM integration for {key} ({}); update that one instead",
+                            twin.id
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(dir) = self.virtual_directory.filter(|d| !d.is_empty()) {
+            if self.scm_id != scm_host::AZURE_DEVOPS {
+                problems.push((
+                    "virtual_directory",
+                    "is only for Azure DevOps Server integrations (scm_id azure-devops); leave it empty"
+                        .into(),
+                ));
+            } else if let Err(e) = scm_host::check_virtual_directory(dir) {
+                problems.push(("virtual_directory", e.to_string()));
+            }
+        }
+        // A client id alone is kept (the secret can follow); a secret needs its id.
+        let client_id = self.oauth_client_id.unwrap_or_default();
+        if self.has_secret && client_id.is_empty() {
+            problems.push((
+                "oauth_client_id",
+                "an OAuth client secret needs an OAuth client id".into(),
+            ));
+        }
+        if let Some(issuer) = self.issuer_url.filter(|u| !u.is_empty())
+            && let Err(e) = scm_host::check_issuer_url(issuer)
+        {
+            problems.push(("issuer_url", e.to_string()));
+        }
+        if !self.pat && client_id.is_empty() {
+            problems.push((
+                "pat",
+                "enable personal access tokens or configure an OAuth app".into(),
+            ));
+        }
+        problems
     }
-    let paths = corral_contract::scm_host::PathRule::for_scm(scm_id);
-    if let Err(e) = corral_contract::scm_host::ScmHost::parse(host, paths) {
-        result.host_error = Some(e.to_string());
+}
+
+/// Problems as ValidateRunnerConfiguration reports them: each in the slot
+/// of its field (a virtual directory with the host, the issuer with OAuth).
+fn validation_result(problems: &[Problem]) -> api::SCMIntegrationValidationResult {
+    let mut result = api::SCMIntegrationValidationResult {
+        valid: problems.is_empty(),
+        ..Default::default()
+    };
+    for (field, message) in problems {
+        // The response has no slot for these two: they go with their
+        // neighbours, named.
+        let (slot, message) = match *field {
+            "scm_id" => (&mut result.scm_id_error, message.clone()),
+            "host" => (&mut result.host_error, message.clone()),
+            "virtual_directory" => (&mut result.host_error, format!("{field}: {message}")),
+            "oauth_client_id" => (&mut result.oauth_error, message.clone()),
+            "issuer_url" => (&mut result.oauth_error, format!("{field}: {message}")),
+            _ => (&mut result.pat_error, message.clone()),
+        };
+        match slot {
+            Some(text) => {
+                text.push_str("; ");
+                text.push_str(&message);
+            }
+            None => *slot = Some(message),
+        }
     }
-    // A client id alone is kept (the secret can follow); a secret needs its id.
-    let client_id = oauth_client_id.unwrap_or_default();
-    if has_secret && client_id.is_empty() {
-        result.oauth_error = Some("an OAuth client secret needs an OAuth client id".into());
-    }
-    if !pat && client_id.is_empty() {
-        result.pat_error = Some("enable personal access tokens or configure an OAuth app".into());
-    }
-    result.valid = result.scm_id_error.is_none()
-        && result.host_error.is_none()
-        && result.oauth_error.is_none()
-        && result.pat_error.is_none();
     result
 }
 
-/// The first problem of a failed check, as the field and what is wrong.
-fn scm_validation_problem(result: &api::SCMIntegrationValidationResult) -> (&'static str, String) {
-    [
-        ("scm_id", &result.scm_id_error),
-        ("host", &result.host_error),
-        ("oauth_client_id", &result.oauth_error),
-        ("pat", &result.pat_error),
-    ]
-    .into_iter()
-    .find_map(|(f, e)| e.as_ref().map(|e| (f, e.clone())))
-    .unwrap_or(("scm_id", "is invalid".into()))
-}
-
-fn scm_validation_error(result: &api::SCMIntegrationValidationResult) -> ConnectError {
-    let (field, message) = scm_validation_problem(result);
-    invalid_field(field, message)
+/// The first problem, as the error a create answers with.
+fn refuse_problems(problems: Vec<Problem>) -> Result<(), ConnectError> {
+    match problems.into_iter().next() {
+        Some((field, message)) => Err(invalid_field(field, message)),
+        None => Ok(()),
+    }
 }
 
 #[protovalidate_buffa::connect_impl]
@@ -158,16 +243,21 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             .as_option()
             .map(|t| convert::from_timestamp("expires_at", t))
             .transpose()?;
+        let host = normalize_host("host", &req.host, None)?;
+        let source = req
+            .source
+            .as_known()
+            .and_then(convert::host_token_source_from);
+        if HostTokenSource::is_personal(source) {
+            refuse_personal_tokens(&access.integrations_of(&[runner_id]).await?, &host)?;
+        }
         let token = HostToken {
             id: new_id(),
             org_id: me.org_id,
             runner_id,
             user_id: owner,
-            host: normalize_host("host", &req.host, None)?,
-            source: req
-                .source
-                .as_known()
-                .and_then(convert::host_token_source_from),
+            host,
+            source,
             token_encrypted: self.state.data_key.encrypt(req.token.as_bytes()),
             refresh_token_encrypted: (!req.refresh_token.is_empty())
                 .then(|| self.state.data_key.encrypt(req.refresh_token.as_bytes())),
@@ -289,8 +379,17 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
     ) -> ServiceResult<api::GetRunnerConfigurationSchemaResponse> {
         let id = convert::parse_id("runner_id", request.runner_id)?;
         let runner = access(&ctx)?.runner_with_schema(id).await?;
+        let mut schema = schema_for(&runner);
+        // The runner knows only the callback's path; the SCM needs the
+        // absolute URL browsers reach this server by.
+        let callback = self.state.oauth_redirect_uri();
+        for scm in &mut schema.scm {
+            if let Some(oauth) = scm.oauth.as_option_mut() {
+                oauth.callback_url = callback.clone();
+            }
+        }
         Response::ok(api::GetRunnerConfigurationSchemaResponse {
-            schema: MessageField::some(schema_for(&runner)),
+            schema: MessageField::some(schema),
             ..Default::default()
         })
     }
@@ -309,17 +408,19 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
             .oauth_plaintext_client_secret
             .clone()
             .filter(|s| !s.is_empty());
-        let check = check_scm_integration(
-            &schema_for(&runner),
-            &req.scm_id,
-            &req.host,
-            req.pat,
-            req.oauth_client_id.as_deref(),
-            secret.is_some(),
-        );
-        if !check.valid {
-            return Err(scm_validation_error(&check));
-        }
+        // A second integration for the host is the store's to refuse
+        // (already_exists), also when two requests race.
+        let draft = IntegrationDraft {
+            id: None,
+            scm_id: &req.scm_id,
+            host: &req.host,
+            pat: req.pat,
+            oauth_client_id: req.oauth_client_id.as_deref(),
+            has_secret: secret.is_some(),
+            issuer_url: req.issuer_url.as_deref(),
+            virtual_directory: req.virtual_directory.as_deref(),
+        };
+        refuse_problems(draft.problems(&schema_for(&runner), &[]))?;
         let client_id = req.oauth_client_id.clone().unwrap_or_default();
         let oauth = if client_id.is_empty() {
             None
@@ -443,16 +544,18 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                     let sealed = sealed
                         .or_else(|| current.map(|o| o.encrypted_client_secret))
                         .unwrap_or_default();
-                    let check = check_scm_integration(
-                        &schema,
-                        &i.scm_id,
-                        &i.host,
-                        i.pat,
-                        Some(&client_id),
-                        !sealed.is_empty(),
-                    );
-                    if !check.valid {
-                        let (field, message) = scm_validation_problem(&check);
+                    let draft = IntegrationDraft {
+                        id: Some(i.id),
+                        scm_id: &i.scm_id,
+                        host: &i.host,
+                        pat: i.pat,
+                        oauth_client_id: Some(&client_id),
+                        has_secret: !sealed.is_empty(),
+                        issuer_url: Some(&issuer_url),
+                        virtual_directory: i.virtual_directory.as_deref(),
+                    };
+                    if let Some((field, message)) = draft.problems(&schema, &[]).into_iter().next()
+                    {
                         return Err(StoreError::Invalid {
                             field: field.to_string(),
                             message,
@@ -623,7 +726,8 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         use api::validate_runner_configuration_response::Result as Outcome;
         let req = request.to_owned_message();
         let runner_id = convert::parse_id("runner_id", &req.runner_id)?;
-        let runner = access(&ctx)?.usable_runner(runner_id).await?;
+        let access = access(&ctx)?;
+        let runner = access.usable_runner(runner_id).await?;
         let schema = schema_for(&runner);
         let result = match req.config {
             None => {
@@ -669,13 +773,23 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
                     Some(OauthClientSecret::OauthEncryptedClientSecret(s)) => !s.is_empty(),
                     None => false,
                 };
-                Outcome::ScmIntegration(Box::new(check_scm_integration(
-                    &schema,
-                    &scm.scm_id,
-                    &scm.host,
-                    scm.pat,
-                    scm.oauth_client_id.as_deref(),
+                let id = match scm.id.as_str() {
+                    "" => None,
+                    id => Some(convert::parse_id("scm_integration.id", id)?),
+                };
+                let existing = access.integrations_of(&[runner.id]).await?;
+                let draft = IntegrationDraft {
+                    id,
+                    scm_id: &scm.scm_id,
+                    host: &scm.host,
+                    pat: scm.pat,
+                    oauth_client_id: scm.oauth_client_id.as_deref(),
                     has_secret,
+                    issuer_url: scm.issuer_url.as_deref(),
+                    virtual_directory: scm.virtual_directory.as_deref(),
+                };
+                Outcome::ScmIntegration(Box::new(validation_result(
+                    &draft.problems(&schema, &existing),
                 )))
             }
         };

@@ -177,10 +177,16 @@ impl ScmForwarding<'_> {
         host: Option<&str>,
     ) -> Result<Vec<runner_api::HostCredential>, ConnectError> {
         let tokens = access.my_host_tokens(runner_id).await?;
+        let integrations = access.integrations_of(&[runner_id]).await?;
         let mut credentials = Vec::new();
         for token in tokens
             .iter()
             .filter(|t| host.is_none_or(|h| host_key(&t.host) == h))
+            // A host whose integration says `pat: false` never sees a personal token.
+            .filter(|t| {
+                !HostTokenSource::is_personal(t.source)
+                    || pat_refused_by(&integrations, &t.host).is_none()
+            })
         {
             let secret = match self.state.data_key.decrypt(&token.token_encrypted) {
                 Ok(secret) => secret,

@@ -12,7 +12,7 @@ use corral_testkit::PostgresDatabase;
 use sqlx::Connection;
 use uuid::Uuid;
 
-use super::sql::SqlStore;
+use super::sql::{Dialect, SqlStore};
 use super::{Mutation, Store, StoreError};
 use crate::domain::*;
 
@@ -44,6 +44,7 @@ conformance!(
     the_first_server_secret_stays,
     spent_exchange_tokens_are_purged,
     audit_events_filter_page_and_expire,
+    one_integration_per_host_under_any_spelling_and_at_once,
 );
 
 async fn on_sqlite<F, Fut>(test: F)
@@ -620,6 +621,105 @@ async fn unique_constraints_answer_already_exists(store: Arc<dyn Store>) {
             .create_scm_integration(&new_integration(&r, "github.com"))
             .await,
     );
+}
+
+/// `http://git.example.test`, `git.example.test` and `WWW.git.example.test/`
+/// are one host: a runner has one integration for it, also when several
+/// requests create one at the same time.
+async fn one_integration_per_host_under_any_spelling_and_at_once(store: Arc<dyn Store>) {
+    let a = org(&*store, "a").await;
+    let root = user(&*store, a.id, "root", OrgRole::Admin).await;
+    let r = runner(&*store, &root, "r", &[]).await;
+    let other = runner(&*store, &root, "other", &[]).await;
+    let spellings = [
+        "http://git.example.test",
+        "git.example.test",
+        "https://www.git.example.test/",
+        "http://git.example.test",
+    ];
+    let results = at_once(spellings.map(|host| {
+        let store = store.clone();
+        let integration = new_integration(&r, host);
+        async move { store.create_scm_integration(&integration).await }
+    }))
+    .await;
+    assert_eq!(successes(&results), 1, "{results:?}");
+    for result in results.into_iter().filter(Result::is_err) {
+        assert_already_exists(result);
+    }
+    // Another runner, or another port, is another integration.
+    store
+        .create_scm_integration(&new_integration(&other, "git.example.test"))
+        .await
+        .unwrap();
+    store
+        .create_scm_integration(&new_integration(&r, "git.example.test:8443"))
+        .await
+        .unwrap();
+}
+
+/// The migration that made an integration's `host` column its host key turns
+/// the spellings older versions stored into keys, and leaves hosts whose keys
+/// would collide as they were.
+async fn integration_hosts_become_their_keys(store: &SqlStore) {
+    let s: &dyn Store = store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let r = runner(s, &root, "r", &[]).await;
+    let stored = [
+        "http://plain.test:8080",
+        "https://www.tfs.test/tfs/coll",
+        "http://dup.test",
+        "dup.test",
+        "keep.test",
+    ];
+    let mut script = String::new();
+    for (i, host) in stored.iter().enumerate() {
+        let integration = new_integration(&r, &format!("h{i}.test"));
+        s.create_scm_integration(&integration).await.unwrap();
+        script.push_str(&format!(
+            "UPDATE scm_integrations SET host = '{host}' WHERE id = '{}';\n",
+            integration.id
+        ));
+    }
+    store.execute_script(script).await.unwrap();
+    let migration = match store.dialect() {
+        Dialect::Sqlite => {
+            include_str!("../../migrations/sqlite/0006_scm_integration_host_key.sql")
+        }
+        Dialect::Postgres => {
+            include_str!("../../migrations/postgres/0007_scm_integration_host_key.sql")
+        }
+    };
+    store.execute_script(migration.to_string()).await.unwrap();
+    assert_eq!(
+        store.integration_host_column().await,
+        [
+            "plain.test:8080",
+            "tfs.test",
+            "http://dup.test",
+            "dup.test",
+            "keep.test"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_integration_hosts_become_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("corral.db"))
+        .await
+        .unwrap();
+    integration_hosts_become_their_keys(&store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+async fn postgres_integration_hosts_become_their_keys() {
+    let database = PostgresDatabase::create().await;
+    let store = SqlStore::open_postgres(database.url()).await.unwrap();
+    integration_hosts_become_their_keys(&store).await;
+    store.close().await;
 }
 
 /// Many partial updates of one runner at once, as from several replicas: each

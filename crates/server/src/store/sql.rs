@@ -157,6 +157,27 @@ impl SqlStore {
         self.pool.close().await;
     }
 
+    /// Runs `script` (statements without parameters) as is: for tests that
+    /// set up rows as an older version left them, and replay a migration.
+    #[cfg(test)]
+    pub(crate) async fn execute_script(&self, script: String) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// The `host` column of every SCM integration, in id order.
+    #[cfg(test)]
+    pub(crate) async fn integration_host_column(&self) -> Vec<String> {
+        sqlx::query_scalar(AssertSqlSafe(
+            "SELECT host FROM scm_integrations ORDER BY id",
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
     /// A query written with `?` placeholders, in this store's dialect.
     fn query<'q>(&self, sql: &str) -> Query<'q, Any, AnyArguments> {
         sqlx::query(AssertSqlSafe(self.dialect.placeholders(sql)))
@@ -1230,7 +1251,8 @@ impl Store for SqlStore {
         .bind(integration.id.to_string())
         .bind(integration.org_id.to_string())
         .bind(integration.runner_id.to_string())
-        .bind(&integration.host)
+        // The column holds the key, so every spelling of one host is one row.
+        .bind(corral_contract::scm_host::lookup_key(&integration.host))
         .bind(to_json(integration)?)
         .execute(&self.pool)
         .await
