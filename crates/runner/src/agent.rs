@@ -342,9 +342,8 @@ pub async fn run_until(
 
     let metrics = Arc::new(Metrics::new(VERSION));
     let (metrics_targets, targets) = tokio::sync::watch::channel(None);
-    let (runner_id_tx, runner_id) = tokio::sync::watch::channel(
-        credentials.runner_id.clone().unwrap_or_default(),
-    );
+    let (runner_id_tx, runner_id) =
+        tokio::sync::watch::channel(credentials.runner_id.clone().unwrap_or_default());
     let pusher = tokio::spawn(
         metrics::Pusher {
             metrics: metrics.clone(),
@@ -668,11 +667,11 @@ impl Agent {
             (Some(false), true) => info!("healthy again"),
             _ => {}
         }
-        let latency_ms = self
+        let latency_micros = self
             .shared
             .state()
             .status_round_trip
-            .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
+            .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
             .unwrap_or(0);
         let mut request = ReportStatusRequest {
             version: VERSION.into(),
@@ -692,7 +691,7 @@ impl Agent {
                     ..Default::default()
                 })
                 .collect(),
-            latency_ms,
+            latency_micros,
             ..Default::default()
         };
         // Shortened rather than refused when something runs long (an error
@@ -990,7 +989,10 @@ impl Agent {
     /// Hands the spec's metrics configuration to the pusher (which pushes at
     /// once when it changed).
     fn apply_metrics(&self, spec: &RunnerSpec, sealed_password: &[u8]) {
-        let config = spec.configuration.as_option().and_then(|c| c.metrics.as_option());
+        let config = spec
+            .configuration
+            .as_option()
+            .and_then(|c| c.metrics.as_option());
         let target = config.filter(|m| m.enabled).and_then(|m| {
             if m.managed_metrics_enabled {
                 debug!("managed metrics do not apply to corral: pushing to metrics.url only");
@@ -1008,7 +1010,9 @@ impl Agent {
                 {
                     Some(password) => password,
                     None => {
-                        warn!("the metrics password does not open with this runner's key: not pushing");
+                        warn!(
+                            "the metrics password does not open with this runner's key: not pushing"
+                        );
                         return None;
                     }
                 }
@@ -1025,10 +1029,7 @@ impl Agent {
                 return false;
             }
             match &target {
-                Some(t) => info!(
-                    "pushing metrics to {} (verbose: {})",
-                    t.url, t.verbose
-                ),
+                Some(t) => info!("pushing metrics to {} (verbose: {})", t.url, t.verbose),
                 None if current.is_some() => info!("metrics push disabled"),
                 None => {}
             }

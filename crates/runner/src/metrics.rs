@@ -56,7 +56,10 @@ impl std::fmt::Debug for Target {
         f.debug_struct("Target")
             .field("url", &self.url)
             .field("username", &self.username)
-            .field("password", &if self.password.is_empty() { "" } else { "***" })
+            .field(
+                "password",
+                &if self.password.is_empty() { "" } else { "***" },
+            )
             .field("verbose", &self.verbose)
             .finish()
     }

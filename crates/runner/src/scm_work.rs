@@ -27,6 +27,8 @@ use crate::open_sealed_secret;
 pub const SCM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Page size when the request names none.
 const DEFAULT_PAGE_SIZE: u32 = 25;
+/// The provider (and host) label of work on no host this runner knows.
+const UNKNOWN: &str = "unknown";
 /// Refresh OAuth tokens this long before they expire.
 const REFRESH_MARGIN_SECS: i64 = 60;
 
@@ -251,7 +253,15 @@ impl ScmWork<'_> {
                 resolve(&registry, &host).ok()
             }
         });
-        self.labels(call, resolved)
+        let mut labels = self.labels(call, resolved);
+        if labels.provider == UNKNOWN && !host.trim().is_empty() {
+            labels.host = host_key(&host);
+            // check_access asks git itself when the host has no SCM API.
+            if call == "check_repository_access" {
+                labels.provider = "git".into();
+            }
+        }
+        labels
     }
 
     /// Provider and host of an OAuth code exchange, for metrics.
@@ -266,7 +276,7 @@ impl ScmWork<'_> {
     fn labels(&self, call: &str, host: Option<ScmHost>) -> ScmLabels {
         let (provider, host) = match host {
             Some(h) => (h.kind.id().to_string(), h.host),
-            None => ("unknown".to_string(), "unknown".to_string()),
+            None => (UNKNOWN.to_string(), UNKNOWN.to_string()),
         };
         ScmLabels {
             provider,

@@ -301,7 +301,7 @@ pub struct Gateway {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct GatewayInfo {
     pub gateway: Gateway,
-    pub latency_ms: u32,
+    pub latency_micros: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -331,7 +331,7 @@ fn runner_status(s: &domain::RunnerStatus) -> api::RunnerStatus {
 }
 
 fn gateway_info(info: &domain::GatewayInfo) -> api::GatewayInfo {
-    let millis = i64::from(info.latency_ms);
+    let micros = i64::from(info.latency_micros);
     api::GatewayInfo {
         gateway: MessageField::some(api::Gateway {
             name: info.gateway.name.clone(),
@@ -340,8 +340,8 @@ fn gateway_info(info: &domain::GatewayInfo) -> api::GatewayInfo {
             ..Default::default()
         }),
         latency: MessageField::some(WireDuration {
-            seconds: millis / 1000,
-            nanos: ((millis % 1000) * 1_000_000) as i32,
+            seconds: micros / 1_000_000,
+            nanos: ((micros % 1_000_000) * 1000) as i32,
             ..Default::default()
         }),
         ..Default::default()

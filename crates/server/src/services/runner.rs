@@ -363,7 +363,10 @@ impl api::RunnerService for Runners {
             .await?;
         // A connected runner learns of the change at once; one that is not
         // gets its spec when it next connects.
-        self.state.hub.notify(id, spec_request(&self.state, &updated)).await;
+        self.state
+            .hub
+            .notify(id, spec_request(&self.state, &updated))
+            .await;
         Response::ok(api::UpdateRunnerResponse::default())
     }
 

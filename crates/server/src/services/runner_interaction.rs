@@ -13,9 +13,9 @@ use uuid::Uuid;
 use super::convert;
 use crate::authz::access;
 use crate::crypto;
-use crate::state::AppState;
 use crate::domain::*;
 use crate::errors::invalid_field;
+use crate::state::AppState;
 use crate::state::SharedState;
 
 pub struct RunnerInteraction {
@@ -159,7 +159,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                 status.updated_at = Some(Utc::now());
                 status.gateway = Some(GatewayInfo {
                     gateway,
-                    latency_ms: report.latency_ms,
+                    latency_micros: report.latency_micros,
                 });
                 runner.status.phase = runner.reported_phase(report.healthy);
                 if runner.is_cordoned() {
