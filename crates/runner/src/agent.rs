@@ -1222,6 +1222,63 @@ mod tests {
     }
 
     #[test]
+    fn info_entries_are_key_value_within_the_caps() {
+        assert_eq!(
+            parse_info("team=platform=core"),
+            Ok(("team".into(), "platform=core".into()))
+        );
+        assert_eq!(parse_info(" rack =b7"), Ok(("rack".into(), "b7".into())));
+        assert_eq!(parse_info("empty="), Ok(("empty".into(), String::new())));
+        for bad in [
+            "no-equals".to_string(),
+            "=value".into(),
+            format!(
+                "{}=v",
+                "k".repeat(limits::ADDITIONAL_INFO_KEY_MAX_BYTES + 1)
+            ),
+            format!(
+                "k={}",
+                "v".repeat(limits::ADDITIONAL_INFO_VALUE_MAX_BYTES + 1)
+            ),
+        ] {
+            assert!(parse_info(&bad).is_err(), "{bad}");
+        }
+        let entry = |k: &str| (k.to_string(), String::new());
+        assert!(check_info(&[entry("a"), entry("b")]).is_ok());
+        assert!(check_info(&[entry("a"), entry("a")]).is_err());
+        let many: Vec<_> = (0..=limits::ADDITIONAL_INFO_MAX_ENTRIES)
+            .map(|i| entry(&i.to_string()))
+            .collect();
+        assert!(check_info(&many).is_err());
+        assert!(check_info(&many[1..]).is_ok());
+    }
+
+    #[test]
+    fn advertised_urls_are_plain_http_base_urls() {
+        assert_eq!(
+            advertised_base_url("https://runner-7.example.com/corral/"),
+            Ok("https://runner-7.example.com/corral".into())
+        );
+        assert_eq!(
+            advertised_base_url("http://10.0.0.7:7070"),
+            Ok("http://10.0.0.7:7070".into())
+        );
+        let long = format!("http://h/{}", "p".repeat(limits::URL_MAX_BYTES));
+        for bad in [
+            "ftp://example.com",
+            "example.com",
+            "http://",
+            "http:///path",
+            "http://h/?q=1",
+            "http://h/#x",
+            "http://h/a b",
+            long.as_str(),
+        ] {
+            assert!(advertised_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn fingerprints_are_stable_and_do_not_reveal_the_token() {
         let a = token_fingerprint("crl_ex_abc");
         assert_eq!(a, token_fingerprint(" crl_ex_abc\n"));
