@@ -541,10 +541,10 @@ mod tests {
         let bytes = encode_write_request(&series, 300);
         #[rustfmt::skip]
         let expected: Vec<u8> = [
-            &[0x0a, 39][..],                           // timeseries, 39 bytes
+            &[0x0a, 38][..],                           // timeseries, 38 bytes
             &[0x0a, 14, 0x0a, 8], b"__name__", &[0x12, 2], b"up", // label
             &[0x0a, 6, 0x0a, 1], b"a", &[0x12, 1], b"b",           // label
-            &[0x12, 13, 0x09], &1.5f64.to_le_bytes(), &[0x10, 0xac, 0x02], // sample
+            &[0x12, 12, 0x09], &1.5f64.to_le_bytes(), &[0x10, 0xac, 0x02], // sample
         ]
         .concat();
         assert_eq!(bytes, expected);
