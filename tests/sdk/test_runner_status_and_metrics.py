@@ -21,6 +21,7 @@ import urllib.request
 import pytest
 
 from corral_harness import free_port
+from helpers import Code, expect_error
 from runner_harness import start_connected_runner, wait_for
 from gitpod.v1 import runner_configuration_pb2 as rc
 from gitpod.v1 import runner_pb2 as rp
@@ -174,3 +175,24 @@ def test_metrics_configuration_reaches_the_collector_with_its_credentials(admin,
         assert process.proc.poll() is None
     finally:
         receiver.close()
+
+
+def test_a_metrics_url_that_is_not_http_is_refused_and_nothing_changes(admin, advertised_runner):
+    runner, _, _ = advertised_runner
+    _set_metrics(admin, runner.runner_id, url="https://collector.example/api/v1/write")
+    for bad in ("ftp://collector.example/write", "collector.example:9090", "http:///write", "http://a b/write"):
+        expect_error(
+            Code.INVALID_ARGUMENT,
+            admin.runners.update_runner,
+            rp.UpdateRunnerRequest(
+                runner_id=runner.runner_id,
+                spec=rp.UpdateRunnerRequest.Spec(
+                    configuration=rp.UpdateRunnerRequest.RunnerConfiguration(
+                        metrics=rp.UpdateRunnerRequest.MetricsConfiguration(url=bad, enabled=True)
+                    )
+                ),
+            ),
+        )
+    got = admin.runners.get_runner(rp.GetRunnerRequest(runner_id=runner.runner_id)).runner
+    assert got.spec.configuration.metrics.url == "https://collector.example/api/v1/write"
+    assert not got.spec.configuration.metrics.enabled

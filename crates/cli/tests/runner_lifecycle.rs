@@ -2054,6 +2054,17 @@ async fn metrics_reach_prometheus_and_follow_configuration_changes(store: Store)
         })
         .await;
 
+    // A heartbeat after the first report (which gives the latency) has a lag to push.
+    c.server
+        .wait_runner("a second report", &c.runner_id, |r| {
+            status(r)
+                .gateway_info
+                .as_option()
+                .and_then(|g| g.latency.as_option())
+                .is_some_and(|l| l.seconds > 0 || l.nanos > 0)
+        })
+        .await;
+
     // The right password: pushed at once, without a restart.
     configure_metrics(
         &c.server,
@@ -2077,6 +2088,10 @@ async fn metrics_reach_prometheus_and_follow_configuration_changes(store: Store)
     prometheus
         .wait_series(&format!("corral_runner_stream_reconnects_total{selector}"))
         .await;
+    let lag = prometheus
+        .wait_series(&format!("corral_runner_heartbeat_lag_seconds{selector}"))
+        .await;
+    assert!(lag[0].1 >= 0.0 && lag[0].1 < 60.0, "{lag:?}");
     let scm = prometheus
         .wait_series(&format!("corral_runner_scm_requests_total{selector}"))
         .await;
