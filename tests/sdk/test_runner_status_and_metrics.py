@@ -57,7 +57,7 @@ def test_capabilities_are_exactly_what_the_runner_serves(advertised_runner):
 
 def test_gateway_info_names_the_replica_with_a_measured_latency(server, admin, advertised_runner):
     runner, process, _ = advertised_runner
-    # The latency is the round trip of the runner's previous report: there from its second.
+    # The latency is the round trip of the runner's previous call (sign-up, then reports).
     runner = wait_for(
         admin,
         runner.runner_id,
@@ -180,7 +180,8 @@ def test_metrics_configuration_reaches_the_collector_with_its_credentials(admin,
 def test_a_metrics_url_that_is_not_http_is_refused_and_nothing_changes(admin, advertised_runner):
     runner, _, _ = advertised_runner
     _set_metrics(admin, runner.runner_id, url="https://collector.example/api/v1/write")
-    for bad in ("ftp://collector.example/write", "collector.example:9090", "http:///write", "http://a b/write"):
+    for bad in ("ftp://collector.example/write", "collector.example:9090", "http:///write", "http://a b/write",
+                "https://user:secret@collector.example/write"):
         expect_error(
             Code.INVALID_ARGUMENT,
             admin.runners.update_runner,

@@ -1779,8 +1779,8 @@ async fn status_names_capabilities_gateway_info_and_advertised_urls(store: Store
     )
     .await;
 
-    // The latency is the round trip of the runner's previous report: there
-    // after its second one.
+    // The latency is the round trip of the runner's previous call (sign-up,
+    // then reports): there from the first report on.
     let (runner, _) = c
         .server
         .wait_runner("gateway_info with a latency", &c.runner_id, |r| {
@@ -2054,16 +2054,16 @@ async fn metrics_reach_prometheus_and_follow_configuration_changes(store: Store)
         })
         .await;
 
-    // A heartbeat after the first report (which gives the latency) has a lag to push.
-    c.server
-        .wait_runner("a second report", &c.runner_id, |r| {
-            status(r)
-                .gateway_info
-                .as_option()
-                .and_then(|g| g.latency.as_option())
-                .is_some_and(|l| l.seconds > 0 || l.nanos > 0)
-        })
-        .await;
+    // A heartbeat has a lag to push. Two more reports: the runner has handled
+    // the answer to the first of them (heartbeats go one after the other).
+    for _ in 0..2 {
+        let before = status(&c.server.get_runner(&c.runner_id).await.unwrap()).updated_at;
+        c.server
+            .wait_runner("a heartbeat", &c.runner_id, |r| {
+                status(r).updated_at != before
+            })
+            .await;
+    }
 
     // The right password: pushed at once, without a restart.
     configure_metrics(

@@ -218,7 +218,8 @@ struct State {
     scm_integrations: Vec<ScmIntegrationSummary>,
     heartbeat: Option<Duration>,
     healthy: Option<bool>,
-    /// Round trip of the latest ReportStatus.
+    /// Round trip of the latest call to the current replica timed: SignUp,
+    /// then each ReportStatus; sent as the next report's latency.
     status_round_trip: Option<Duration>,
 }
 
@@ -588,6 +589,7 @@ impl Agent {
     /// SignUp, UpdateConfigurationSchema, ReportStatus, then a look at the
     /// SCM integrations.
     async fn register(&self) -> Result<(), ConnectError> {
+        let sent = Instant::now();
         let response = self
             .conn
             .client()
@@ -597,6 +599,8 @@ impl Agent {
             })
             .await?
             .into_owned();
+        // The first report's latency: no report has been timed on this replica yet.
+        self.shared.state().status_round_trip = Some(sent.elapsed());
         let logs_key = <[u8; 32]>::try_from(response.logs_token_public_key.as_slice())
             .ok()
             .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok());

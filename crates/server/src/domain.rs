@@ -297,7 +297,7 @@ pub struct Gateway {
 }
 
 /// The replica a runner is connected to and the latency the runner measured
-/// (the round trip of its previous status report).
+/// (the round trip of its previous call: sign-up or status report).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct GatewayInfo {
     pub gateway: Gateway,

@@ -159,6 +159,12 @@ fn metrics_url(field: &str, url: &str) -> Result<String, ConnectError> {
         .or_else(|| url.strip_prefix("http://"))
         .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
     match host {
+        // Credentials go in username and password, which stay secret; a URL
+        // is shown and logged.
+        Some(host) if host.contains('@') => Err(invalid_field(
+            field,
+            "must not carry credentials: give them as metrics.username and metrics.password",
+        )),
         Some(host)
             if !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
         {
