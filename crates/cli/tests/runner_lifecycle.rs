@@ -2088,6 +2088,12 @@ async fn metrics_reach_prometheus_and_follow_configuration_changes(store: Store)
     prometheus
         .wait_series(&format!("corral_runner_stream_reconnects_total{selector}"))
         .await;
+    let failures = prometheus
+        .wait_series(&format!(
+            "corral_runner_metrics_push_failures_total{selector}"
+        ))
+        .await;
+    assert!(failures[0].1 >= 1.0, "the refused pushes: {failures:?}");
     let lag = prometheus
         .wait_series(&format!("corral_runner_heartbeat_lag_seconds{selector}"))
         .await;

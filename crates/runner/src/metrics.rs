@@ -103,6 +103,7 @@ struct Counts {
     scm: BTreeMap<ScmLabels, Latency>,
     stream_reconnects: u64,
     heartbeat_lag: Option<Duration>,
+    push_failures: u64,
 }
 
 /// The runner's metrics; cheap to record into from any task.
@@ -143,6 +144,15 @@ impl Metrics {
         self.counts().stream_reconnects += 1;
     }
 
+    /// A push to the collector failed (it shows in the next push that works).
+    pub fn record_push_failure(&self) {
+        self.counts().push_failures += 1;
+    }
+
+    fn push_failures(&self) -> u64 {
+        self.counts().push_failures
+    }
+
     /// A heartbeat was acknowledged `lag` after it was due.
     pub fn record_heartbeat_lag(&self, lag: Duration) {
         self.counts().heartbeat_lag = Some(lag);
@@ -169,6 +179,10 @@ impl Metrics {
             Series::new(
                 base("corral_runner_stream_reconnects_total"),
                 counts.stream_reconnects as f64,
+            ),
+            Series::new(
+                base("corral_runner_metrics_push_failures_total"),
+                counts.push_failures as f64,
             ),
         ];
         if let Some(lag) = counts.heartbeat_lag {
@@ -386,6 +400,7 @@ impl Pusher {
                             Some(self.interval)
                         }
                         Err(e) => {
+                            self.metrics.record_push_failure();
                             let delay = backoff.next_delay();
                             if failing {
                                 debug!("metrics push to {} failed again: {e}", target.url);
@@ -548,6 +563,73 @@ mod tests {
         ]
         .concat();
         assert_eq!(bytes, expected);
+    }
+
+    /// A collector that is down when the runner first pushes gets the push
+    /// once it is up, without a new configuration: failures are retried.
+    #[tokio::test]
+    async fn a_collector_that_is_down_is_retried_until_it_answers() {
+        // A free port, closed again: nothing listens there yet.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let metrics = std::sync::Arc::new(Metrics::new("9.9.9"));
+        let (_runner_id_tx, runner_id) = watch::channel("r-7".to_string());
+        let (targets_tx, targets) = watch::channel(None);
+        let pusher = tokio::spawn(
+            Pusher {
+                metrics: metrics.clone(),
+                runner_id,
+                interval: MIN_INTERVAL,
+            }
+            .run(targets),
+        );
+        targets_tx.send_replace(Some(Target {
+            url: format!("http://{addr}/api/v1/write"),
+            username: "u".into(),
+            password: "p".into(),
+            verbose: false,
+        }));
+        // A few attempts fail against the closed port.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while metrics.push_failures() < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("pushes to a closed port fail");
+
+        let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+        let app = axum::Router::new().route(
+            "/api/v1/write",
+            axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+                let got_tx = got_tx.clone();
+                async move {
+                    let _ = got_tx.send((headers, body));
+                    http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let (headers, body) = tokio::time::timeout(Duration::from_secs(30), got.recv())
+            .await
+            .expect("a retry reaches the collector once it is up")
+            .unwrap();
+        assert_eq!(headers["content-encoding"], "snappy");
+        assert_eq!(headers["content-type"], "application/x-protobuf");
+        assert_eq!(headers["x-prometheus-remote-write-version"], "0.1.0");
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode("u:p");
+        assert_eq!(headers["authorization"], format!("Basic {basic}"));
+        let decoded = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let text = String::from_utf8_lossy(&decoded);
+        assert!(text.contains("corral_runner_info") && text.contains("9.9.9"));
+        assert!(text.contains("r-7"));
+        assert!(text.contains("corral_runner_metrics_push_failures_total"));
+        pusher.abort();
+        server.abort();
     }
 
     #[test]
