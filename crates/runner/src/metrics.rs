@@ -149,10 +149,6 @@ impl Metrics {
         self.counts().push_failures += 1;
     }
 
-    fn push_failures(&self) -> u64 {
-        self.counts().push_failures
-    }
-
     /// A heartbeat was acknowledged `lag` after it was due.
     pub fn record_heartbeat_lag(&self, lag: Duration) {
         self.counts().heartbeat_lag = Some(lag);
@@ -593,7 +589,7 @@ mod tests {
         }));
         // A few attempts fail against the closed port.
         tokio::time::timeout(Duration::from_secs(30), async {
-            while metrics.push_failures() < 3 {
+            while metrics.counts().push_failures < 3 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
