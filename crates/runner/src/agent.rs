@@ -341,6 +341,15 @@ pub async fn run_until(
         }
     });
 
+    let metrics_interval = metrics::clamp_interval(config.metrics_interval);
+    if metrics_interval != config.metrics_interval {
+        warn!(
+            "--metrics-interval {:?} is outside {:?}–{:?}: pushing metrics every {metrics_interval:?}",
+            config.metrics_interval,
+            metrics::MIN_INTERVAL,
+            metrics::MAX_INTERVAL
+        );
+    }
     let metrics = Arc::new(Metrics::new(VERSION));
     let (metrics_targets, targets) = tokio::sync::watch::channel(None);
     let (runner_id_tx, runner_id) =
@@ -349,7 +358,7 @@ pub async fn run_until(
         metrics::Pusher {
             metrics: metrics.clone(),
             runner_id,
-            interval: metrics::clamp_interval(config.metrics_interval),
+            interval: metrics_interval,
         }
         .run(targets),
     );
