@@ -1886,46 +1886,65 @@ impl Prometheus {
         .unwrap();
         let config = dir.join("prometheus.yml");
         fs::write(&config, "scrape_configs: []\n").unwrap();
-        let port = free_port();
         let log = dir.join("prometheus.log");
-        let file = fs::File::create(&log).unwrap();
-        let child = std::process::Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.config.file={}", web.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdin(std::process::Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("starting prometheus");
-        let prometheus = Prometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            password,
-            log,
-        };
-        let ready = format!("{}/-/ready", prometheus.url);
-        eventually(PATIENCE, "Prometheus is ready", || async {
-            let response = prometheus
+        // A free port can be taken before Prometheus binds it: then another.
+        for _attempt in 0..3 {
+            let port = free_port();
+            let file = fs::File::create(&log).unwrap();
+            let child = std::process::Command::new(PROMETHEUS)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--web.config.file={}", web.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--web.enable-remote-write-receiver")
+                .stdin(std::process::Stdio::null())
+                .stdout(file.try_clone().unwrap())
+                .stderr(file)
+                .spawn()
+                .expect("starting prometheus");
+            let mut prometheus = Prometheus {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                password: password.clone(),
+                log: log.clone(),
+            };
+            if prometheus.wait_ready().await {
+                return Some(prometheus);
+            }
+            eprintln!(
+                "prometheus exited while starting:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        panic!("prometheus did not start");
+    }
+
+    /// Waits until Prometheus answers `/-/ready`; `false` if it exits first.
+    async fn wait_ready(&mut self) -> bool {
+        let ready = format!("{}/-/ready", self.url);
+        let start = Instant::now();
+        loop {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            let answer = self
                 .client()
                 .get(&ready)
-                .basic_auth(METRICS_USER, Some(&prometheus.password))
+                .basic_auth(METRICS_USER, Some(&self.password))
                 .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(format!("HTTP {}", response.status()))
+                .await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                return true;
             }
-        })
-        .await;
-        Some(prometheus)
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "prometheus was not ready within {TIMEOUT:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     fn client(&self) -> reqwest::Client {
