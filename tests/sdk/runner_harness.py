@@ -16,13 +16,13 @@ from gitpod.v1 import runner_pb2 as rp
 class RunnerProcess:
     """One `corral runner` with its own data dir; killed and removed on close."""
 
-    def __init__(self, server_url: str, exchange_token: str):
+    def __init__(self, server_url: str, exchange_token: str, extra_args: tuple[str, ...] = ()):
         self.data_dir = tempfile.mkdtemp(prefix="corral-runner-")
         self.log_path = self.data_dir + ".log"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [require_binary(), "runner", "--server", server_url, "--exchange-token", exchange_token,
-             "--data-dir", self.data_dir, "--region", "lab-1"],
+             "--data-dir", self.data_dir, "--region", "lab-1", *extra_args],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -57,10 +57,11 @@ def wait_for(actor, runner_id: str, condition, process: RunnerProcess | None = N
     raise AssertionError(f"runner never reached the expected state; last seen: {last}\n--- runner log ---\n{log}")
 
 
-def start_connected_runner(server, actor, provider) -> tuple:
-    """Creates a runner, starts its process, and waits until it is ACTIVE."""
+def start_connected_runner(server, actor, provider, extra_args: tuple[str, ...] = ()) -> tuple:
+    """Creates a runner, starts its process (with further `corral runner` flags), and
+    waits until it is ACTIVE."""
     created = actor.create_runner(provider=provider)
-    process = RunnerProcess(server.url, created.exchange_token)
+    process = RunnerProcess(server.url, created.exchange_token, extra_args)
     try:
         runner = wait_for(actor, created.runner.runner_id, lambda r: r.status.phase == rp.RUNNER_PHASE_ACTIVE, process)
     except BaseException:

@@ -107,6 +107,36 @@ def test_host_authentication_token_secret_not_in_json(admin, runner):
     assert got.token.source == rc.HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH
 
 
+def test_host_authentication_token_subject_keeps_its_principal(admin, runner):
+    from gitpod.v1 import identity_pb2 as ip
+
+    subject = ip.Subject(id=admin.user_id, principal=ip.PRINCIPAL_USER)
+    tok = admin.config.create_host_authentication_token(
+        rc.CreateHostAuthenticationTokenRequest(
+            runner_id=runner.runner_id, host=f"subject-{uuid.uuid4().hex[:6]}.example.com", token=_secret(),
+            source=rc.HOST_AUTHENTICATION_TOKEN_SOURCE_PAT, subject=subject,
+        )
+    ).token
+    assert tok.subject == subject
+    got = admin.config.get_host_authentication_token(rc.GetHostAuthenticationTokenRequest(id=tok.id)).token
+    assert got.subject == subject
+    listed = [t for t in _list_tokens(admin, runner_id=runner.runner_id) if t.id == tok.id]
+    assert [t.subject for t in listed] == [subject]
+
+    # A host token is a user's: another principal is refused, and nothing is created.
+    host = f"service-{uuid.uuid4().hex[:6]}.example.com"
+    expect_error(
+        Code.INVALID_ARGUMENT,
+        admin.config.create_host_authentication_token,
+        rc.CreateHostAuthenticationTokenRequest(
+            runner_id=runner.runner_id, host=host, token=_secret(),
+            source=rc.HOST_AUTHENTICATION_TOKEN_SOURCE_PAT,
+            subject=ip.Subject(id=admin.user_id, principal=ip.PRINCIPAL_SERVICE_ACCOUNT),
+        ),
+    )
+    assert host not in [t.host for t in _list_tokens(admin, runner_id=runner.runner_id)]
+
+
 def test_host_authentication_token_unknown_ids(admin):
     expect_error(
         Code.NOT_FOUND,

@@ -63,6 +63,13 @@ struct ServeArgs {
     /// URL where browsers reach this server (OAuth callbacks); default http://<listen>.
     #[arg(long, env = "CORRAL_PUBLIC_URL")]
     public_url: Option<String>,
+    /// This replica's name in the gateway_info of the runners connected to it;
+    /// default: the host name.
+    #[arg(long, env = "CORRAL_REPLICA_NAME", value_parser = bounded::<128>)]
+    replica_name: Option<String>,
+    /// This replica's region in the gateway_info of the runners connected to it.
+    #[arg(long, env = "CORRAL_REPLICA_REGION", default_value = "", value_parser = bounded::<64>)]
+    replica_region: String,
     /// How long audit events are kept (e.g. 90d, 4w); older ones are deleted.
     #[arg(long, env = "CORRAL_AUDIT_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
     audit_retention: std::time::Duration,
@@ -82,6 +89,14 @@ struct ServeArgs {
     body_timeout: std::time::Duration,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+/// A flag's text of at most `MAX` bytes.
+fn bounded<const MAX: usize>(value: &str) -> Result<String, String> {
+    if value.len() > MAX {
+        return Err(format!("at most {MAX} bytes, not {}", value.len()));
+    }
+    Ok(value.to_string())
 }
 
 #[derive(Args)]
@@ -116,6 +131,29 @@ struct RunnerArgs {
         value_parser = clap::value_parser!(u16).range(1..).map(usize::from)
     )]
     max_scm_requests: usize,
+    /// Base URL under which operators reach this runner's HTTP server (e.g. behind a
+    /// proxy or NAT: https://runner-7.example.com); the reported log_url and
+    /// support_bundle_url are built from it. Without it, the address the server is
+    /// bound to (with the host name for 0.0.0.0).
+    #[arg(long, env = "CORRAL_ADVERTISE_URL", value_parser = advertise_url)]
+    advertise_url: Option<String>,
+    /// A key=value the runner reports in its status (additional_info); repeat it for
+    /// several (at most 32; keys up to 128 bytes, values up to 1 KiB). In the
+    /// environment, separate entries with commas.
+    #[arg(long = "info", env = "CORRAL_RUNNER_INFO", value_delimiter = ',', value_parser = info_entry)]
+    info: Vec<(String, String)>,
+    /// How often the runner pushes its metrics while its configuration enables them;
+    /// clamped to 15s–60s. A changed metrics configuration is pushed at once.
+    #[arg(long, env = "CORRAL_METRICS_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    metrics_interval: std::time::Duration,
+}
+
+fn advertise_url(url: &str) -> Result<String, String> {
+    corral_runner::agent::advertised_base_url(url)
+}
+
+fn info_entry(entry: &str) -> Result<(String, String), String> {
+    corral_runner::agent::parse_info(entry)
 }
 
 #[derive(Subcommand)]
@@ -221,6 +259,8 @@ async fn main() -> anyhow::Result<()> {
                 data_key: std::env::var("CORRAL_DATA_KEY").ok(),
                 runner_grace: args.runner_grace,
                 public_url: args.public_url,
+                replica_name: args.replica_name,
+                replica_region: args.replica_region,
                 audit_retention: args.audit_retention,
                 header_timeout: args.header_timeout,
                 idle_timeout: args.idle_timeout,
@@ -250,6 +290,10 @@ async fn runner(args: RunnerArgs) -> ! {
             std::process::exit(1);
         }
     };
+    if let Err(e) = corral_runner::agent::check_info(&args.info) {
+        eprintln!("corral runner: {e}");
+        std::process::exit(2);
+    }
     let config = corral_runner::Config {
         server: (!args.server.is_empty()).then(|| args.server.join(",")),
         exchange_token: args.exchange_token,
@@ -257,6 +301,9 @@ async fn runner(args: RunnerArgs) -> ! {
         listen: args.listen,
         region: args.region,
         max_scm_requests: args.max_scm_requests,
+        advertise_url: args.advertise_url,
+        info: args.info,
+        metrics_interval: args.metrics_interval,
     };
     match corral_runner::run(config, logging).await {
         Ok(outcome) => {

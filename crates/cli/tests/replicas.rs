@@ -7,7 +7,8 @@
 //!   an SCM RPC reach it (B passes them to A through PostgreSQL).
 //! - While both are up, the liveness duty runs on exactly one of them.
 //! - A is killed (SIGKILL): the runner moves to B and is ACTIVE there; it is
-//!   never INACTIVE meanwhile, and B takes over the duties if A had them.
+//!   never INACTIVE meanwhile, B takes over the duties if A had them, and the
+//!   runner's gateway_info names B (`--replica-name`, URL).
 //! - A rolling restart: A comes back, B stops (SIGTERM); the runner returns to
 //!   A, again never INACTIVE, and A leads.
 //!
@@ -141,6 +142,7 @@ impl Replica {
         let port = free_port();
         let proc = Self::launch(
             tmp,
+            name,
             &format!("replica-{name}"),
             port,
             &data_dir,
@@ -157,13 +159,24 @@ impl Replica {
         }
     }
 
-    fn launch(tmp: &Path, name: &str, port: u16, data_dir: &Path, database_url: &str) -> Proc {
+    /// `corral serve` as replica `replica` (its name in runners' gateway_info),
+    /// output in `<tmp>/<name>.log`.
+    fn launch(
+        tmp: &Path,
+        replica: &str,
+        name: &str,
+        port: u16,
+        data_dir: &Path,
+        database_url: &str,
+    ) -> Proc {
         let listen = format!("127.0.0.1:{port}");
         Proc::spawn(
             tmp,
             name,
             &[
                 "serve",
+                "--replica-name",
+                replica,
                 "--listen",
                 &listen,
                 "--data-dir",
@@ -183,6 +196,7 @@ impl Replica {
         let name = format!("replica-{}-{}", self.name, self.starts);
         self.proc = Self::launch(
             &self.tmp,
+            &self.name,
             &name,
             self.port,
             &self.data_dir,
@@ -539,11 +553,11 @@ async fn switch_to(
                 if let Some(status) = runner_exited {
                     panic!("the runner exited: {status:?}");
                 }
-                let phase = phase(
-                    &to.get_runner(admin, runner_id)
-                        .await
-                        .map_err(|e| describe(&e))?,
-                );
+                let seen = to
+                    .get_runner(admin, runner_id)
+                    .await
+                    .map_err(|e| describe(&e))?;
+                let phase = phase(&seen);
                 if phases_seen.borrow().last() != Some(&phase) {
                     phases_seen.borrow_mut().push(phase);
                 }
@@ -555,6 +569,16 @@ async fn switch_to(
                 let metrics = to.metrics().await?;
                 if phase != Some(ACTIVE) || metrics.runner_streams != 1 || !metrics.leader {
                     return Err(format!("phase {phase:?}, {} {metrics:?}", to.name));
+                }
+                // The runner's status names the replica it is connected to.
+                let gateway = seen
+                    .status
+                    .as_option()
+                    .and_then(|s| s.gateway_info.as_option())
+                    .and_then(|g| g.gateway.as_option())
+                    .map(|g| (g.name.clone(), g.url.clone()));
+                if gateway != Some((to.name.clone(), to.url())) {
+                    return Err(format!("gateway_info names {gateway:?}"));
                 }
                 to.check_authentication(admin, runner_id, "github.com")
                     .await

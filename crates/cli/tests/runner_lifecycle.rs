@@ -96,6 +96,8 @@ corral_testkit::on_both_stores!(
     logs_and_support_bundle_need_a_logs_token_for_this_runner,
     runner_and_user_tokens_are_isolated,
     runner_is_degraded_while_its_data_dir_cannot_be_written,
+    status_names_capabilities_gateway_info_and_advertised_urls,
+    metrics_reach_prometheus_and_follow_configuration_changes,
 );
 
 /// The store a test's server runs on.
@@ -697,7 +699,7 @@ async fn runner_connects_and_reports_its_status(store: Store) {
     );
     assert!(
         s.capabilities.iter().any(|c| c.as_known()
-            == Some(api::RunnerCapability::RUNNER_CAPABILITY_FETCH_LOCAL_SCM_INTEGRATIONS)),
+            == Some(api::RunnerCapability::RUNNER_CAPABILITY_CHECK_REPOSITORY_ACCESS)),
         "capabilities {:?}",
         s.capabilities
     );
@@ -1766,4 +1768,427 @@ async fn a_busy_runner_answers_resource_exhausted_to_the_caller() {
         .unwrap_or_else(|e| panic!("the first check: {}", describe(&e)));
     assert!(answer.has_access, "{answer:?}");
     assert_eq!(git.asked.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Status tells the truth
+// ---------------------------------------------------------------------------
+
+async fn status_names_capabilities_gateway_info_and_advertised_urls(store: Store) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    // Another spelling of the same address: the URLs must be built from it.
+    let advertised = format!("http://localhost:{port}/");
+    let c = Connected::start_with(
+        store,
+        "3s",
+        &[
+            "--replica-name",
+            "replica-a",
+            "--replica-region",
+            "eu-gw-1",
+            "--public-url",
+            "http://gateway.test:9/",
+        ],
+        &[
+            "--listen",
+            &listen,
+            "--advertise-url",
+            &advertised,
+            "--info",
+            "team=platform",
+            "--info",
+            "rack=b7",
+        ],
+    )
+    .await;
+
+    // The latency is the round trip of the runner's previous call (sign-up,
+    // then reports): there from the first report on.
+    let (runner, _) = c
+        .server
+        .wait_runner("gateway_info with a latency", &c.runner_id, |r| {
+            status(r)
+                .gateway_info
+                .as_option()
+                .and_then(|g| g.latency.as_option())
+                .is_some_and(|l| l.seconds > 0 || l.nanos > 0)
+        })
+        .await;
+    let s = status(&runner);
+    let gateway = s.gateway_info.gateway.as_option().expect("a gateway");
+    assert_eq!(gateway.name, "replica-a");
+    assert_eq!(gateway.url, "http://gateway.test:9");
+    assert_eq!(gateway.region, "eu-gw-1");
+
+    let mut capabilities: Vec<_> = s.capabilities.iter().map(|c| c.as_known()).collect();
+    capabilities.sort_by_key(|c| c.map(|c| c as i32));
+    assert_eq!(
+        capabilities,
+        [
+            Some(api::RunnerCapability::RUNNER_CAPABILITY_LIST_SCM_ORGANIZATIONS),
+            Some(api::RunnerCapability::RUNNER_CAPABILITY_CHECK_REPOSITORY_ACCESS),
+        ],
+        "exactly what the runner serves"
+    );
+
+    let info: Vec<_> = s
+        .additional_info
+        .iter()
+        .map(|f| (f.key.as_str(), f.value.as_str()))
+        .collect();
+    assert_eq!(info, [("team", "platform"), ("rack", "b7")]);
+
+    assert_eq!(s.log_url, format!("http://localhost:{port}/logs"));
+    assert_eq!(
+        s.support_bundle_url,
+        format!("http://localhost:{port}/support-bundle")
+    );
+    let token = c.server.logs_token(&c.runner_id).await;
+    for url in [&s.log_url, &s.support_bundle_url] {
+        let (code, _) = http_get(url, Some(&token), CALL_TIMEOUT).await.unwrap();
+        assert_eq!(code, 200, "GET {url}");
+    }
+}
+
+#[tokio::test]
+async fn bad_info_and_advertise_url_flags_are_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long_key = format!("{}=x", "k".repeat(129));
+    let cases: [&[&str]; 5] = [
+        &["--info", "no-equals-sign"],
+        &["--info", "=empty-key"],
+        &["--info", &long_key],
+        &["--info", "a=1", "--info", "a=2"],
+        &["--advertise-url", "ftp://example.com"],
+    ];
+    for (i, flags) in cases.into_iter().enumerate() {
+        let data_dir = tmp.path().join(format!("runner-{i}"));
+        let mut runner = start_runner(tmp.path(), None, &data_dir, Some("crl_ex_unused"), flags);
+        let exit = runner.wait_exit(PATIENCE).await;
+        assert_eq!(exit.code(), Some(2), "{flags:?}: {}", runner.output());
+        assert!(
+            !data_dir.exists(),
+            "{flags:?}: nothing is created before the flags are checked"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Metrics reach a real Prometheus
+// ---------------------------------------------------------------------------
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const METRICS_USER: &str = "corral-metrics";
+
+/// Prometheus with its remote-write receiver, behind basic auth, on a free
+/// port with a temporary database; killed when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    password: String,
+    log: PathBuf,
+}
+
+impl Prometheus {
+    /// `None` when Prometheus is not installed (`.ci/run` installs it).
+    async fn start(dir: &Path) -> Option<Prometheus> {
+        if !Path::new(PROMETHEUS).exists() {
+            eprintln!(
+                "SKIPPED: {PROMETHEUS} is not installed (apt-get install prometheus); \
+                 the metrics push is not tested against a real Prometheus"
+            );
+            return None;
+        }
+        let password = format!("pw-{}", uuid::Uuid::new_v4());
+        let hash = bcrypt::hash(&password, 4).unwrap();
+        let web = dir.join("web.yml");
+        fs::write(
+            &web,
+            format!("basic_auth_users:\n  {METRICS_USER}: '{hash}'\n"),
+        )
+        .unwrap();
+        let config = dir.join("prometheus.yml");
+        fs::write(&config, "scrape_configs: []\n").unwrap();
+        let log = dir.join("prometheus.log");
+        // A free port can be taken before Prometheus binds it: then another.
+        for _attempt in 0..3 {
+            let port = free_port();
+            let file = fs::File::create(&log).unwrap();
+            let child = std::process::Command::new(PROMETHEUS)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--web.config.file={}", web.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--web.enable-remote-write-receiver")
+                .stdin(std::process::Stdio::null())
+                .stdout(file.try_clone().unwrap())
+                .stderr(file)
+                .spawn()
+                .expect("starting prometheus");
+            let mut prometheus = Prometheus {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                password: password.clone(),
+                log: log.clone(),
+            };
+            if prometheus.wait_ready().await {
+                return Some(prometheus);
+            }
+            eprintln!(
+                "prometheus exited while starting:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        panic!("prometheus did not start");
+    }
+
+    /// Waits until Prometheus answers `/-/ready`; `false` if it exits first.
+    async fn wait_ready(&mut self) -> bool {
+        let ready = format!("{}/-/ready", self.url);
+        let start = Instant::now();
+        loop {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            let answer = self
+                .client()
+                .get(&ready)
+                .basic_auth(METRICS_USER, Some(&self.password))
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                return true;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "prometheus was not ready within {TIMEOUT:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .unwrap()
+    }
+
+    fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.url)
+    }
+
+    /// The series an instant query returns: each one's labels and value.
+    async fn query(&self, query: &str) -> Result<Vec<(serde_json::Value, f64)>, String> {
+        let response = self
+            .client()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", query)])
+            .basic_auth(METRICS_USER, Some(&self.password))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+        let results = body["data"]["result"]
+            .as_array()
+            .ok_or_else(|| format!("no result in {body}"))?;
+        Ok(results
+            .iter()
+            .map(|r| {
+                let value = r["value"][1].as_str().and_then(|v| v.parse().ok());
+                (r["metric"].clone(), value.unwrap_or(f64::NAN))
+            })
+            .collect())
+    }
+
+    /// Waits until `query` returns at least one series.
+    async fn wait_series(&self, query: &str) -> Vec<(serde_json::Value, f64)> {
+        let (series, took) = eventually(PATIENCE, &format!("Prometheus has {query}"), || async {
+            let series = self.query(query).await?;
+            if series.is_empty() {
+                Err("no series yet".to_string())
+            } else {
+                Ok(series)
+            }
+        })
+        .await;
+        eprintln!("[measured] {query} in Prometheus after {took:?}");
+        series
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "===== prometheus =====\n{}",
+                fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// UpdateRunner: the metrics configuration.
+async fn configure_metrics(
+    server: &Server,
+    id: &str,
+    metrics: api::update_runner_request::MetricsConfiguration,
+) {
+    server
+        .runners()
+        .update_runner(api::UpdateRunnerRequest {
+            runner_id: id.into(),
+            spec: MessageField::some(api::update_runner_request::Spec {
+                configuration: MessageField::some(
+                    api::update_runner_request::RunnerConfiguration {
+                        metrics: MessageField::some(metrics),
+                        ..Default::default()
+                    },
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("UpdateRunner: {}", describe(&e)));
+}
+
+async fn metrics_reach_prometheus_and_follow_configuration_changes(store: Store) {
+    let prometheus_dir = tempfile::tempdir().unwrap();
+    let Some(prometheus) = Prometheus::start(prometheus_dir.path()).await else {
+        return;
+    };
+    let mut c = Connected::start(store, "3s").await;
+    let logs_token = c.server.logs_token(&c.runner_id).await;
+
+    // A collector that refuses: the runner keeps working and retries.
+    let wrong = "wrong-password-1f3a";
+    configure_metrics(
+        &c.server,
+        &c.runner_id,
+        api::update_runner_request::MetricsConfiguration {
+            enabled: Some(true),
+            url: Some(prometheus.write_url()),
+            username: Some(METRICS_USER.into()),
+            password: Some(wrong.into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (line, _) = c.wait_log_line(&logs_token, "could not push metrics").await;
+    assert!(line.contains("401"), "{line}");
+    c.wait_active().await;
+
+    // Some SCM work to count: an access check against a closed port.
+    let closed = format!("http://127.0.0.1:{}/team/repo.git", free_port());
+    let _ = c
+        .server
+        .runners()
+        .check_repository_access(api::CheckRepositoryAccessRequest {
+            runner_id: c.runner_id.clone(),
+            repository_url: closed,
+            ..Default::default()
+        })
+        .await;
+
+    // A heartbeat has a lag to push. Two more reports: the runner has handled
+    // the answer to the first of them (heartbeats go one after the other).
+    for _ in 0..2 {
+        let before = status(&c.server.get_runner(&c.runner_id).await.unwrap()).updated_at;
+        c.server
+            .wait_runner("a heartbeat", &c.runner_id, |r| {
+                status(r).updated_at != before
+            })
+            .await;
+    }
+
+    // The right password: pushed at once, without a restart.
+    configure_metrics(
+        &c.server,
+        &c.runner_id,
+        api::update_runner_request::MetricsConfiguration {
+            password: Some(prometheus.password.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let selector = format!("{{runner_id=\"{}\"}}", c.runner_id);
+    let info = prometheus
+        .wait_series(&format!("corral_runner_info{selector}"))
+        .await;
+    assert_eq!(info[0].0["version"], corral_runner::agent::VERSION);
+    assert_eq!(info[0].1, 1.0);
+    let uptime = prometheus
+        .wait_series(&format!("corral_runner_uptime_seconds{selector}"))
+        .await;
+    assert!(uptime[0].1 > 0.0, "{uptime:?}");
+    prometheus
+        .wait_series(&format!("corral_runner_stream_reconnects_total{selector}"))
+        .await;
+    let failures = prometheus
+        .wait_series(&format!(
+            "corral_runner_metrics_push_failures_total{selector}"
+        ))
+        .await;
+    assert!(failures[0].1 >= 1.0, "the refused pushes: {failures:?}");
+    let lag = prometheus
+        .wait_series(&format!("corral_runner_heartbeat_lag_seconds{selector}"))
+        .await;
+    assert!(lag[0].1 >= 0.0 && lag[0].1 < 60.0, "{lag:?}");
+    let scm = prometheus
+        .wait_series(&format!("corral_runner_scm_requests_total{selector}"))
+        .await;
+    assert_eq!(scm.len(), 1, "{scm:?}");
+    assert_eq!(scm[0].1, 1.0);
+    assert!(scm[0].0["provider"].is_string() && scm[0].0["outcome"].is_string());
+    assert!(
+        scm[0].0.get("host").is_none(),
+        "no per-host series: {scm:?}"
+    );
+    prometheus
+        .wait_series(&format!(
+            "corral_runner_scm_request_duration_seconds_count{selector}"
+        ))
+        .await;
+
+    // Verbose: per-call series and histogram buckets.
+    configure_metrics(
+        &c.server,
+        &c.runner_id,
+        api::update_runner_request::MetricsConfiguration {
+            include_verbose_metrics: Some(true),
+            ..Default::default()
+        },
+    )
+    .await;
+    let buckets = prometheus
+        .wait_series(&format!(
+            "corral_runner_scm_request_duration_seconds_bucket{{runner_id=\"{}\",call=\"check_repository_access\",le=\"+Inf\"}}",
+            c.runner_id
+        ))
+        .await;
+    assert_eq!(buckets[0].1, 1.0);
+    let host = buckets[0].0["host"].as_str().unwrap_or_default();
+    assert!(host.starts_with("127.0.0.1"), "host {host:?}");
+
+    // The password is nowhere the runner writes to, nor in the API.
+    let (code, logs) = http_get(&c.log_url().await, Some(&logs_token), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let logs = String::from_utf8_lossy(&logs);
+    let output = c.runner.output();
+    for secret in [wrong, prometheus.password.as_str()] {
+        assert!(!logs.contains(secret) && !output.contains(secret));
+    }
+    let runner = c.server.get_runner(&c.runner_id).await.unwrap();
+    let metrics = spec_configuration(&runner).metrics.into_option().unwrap();
+    assert!(metrics.enabled && metrics.include_verbose_metrics);
+    assert_eq!(metrics.password, "", "write-only");
 }

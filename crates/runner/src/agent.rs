@@ -26,7 +26,7 @@ use corral_api::corral::v1::{
     ReportStatusRequest, RespondRequest, RunnerRequest, SignUpRequest,
     UpdateConfigurationSchemaRequest, WatchRequestsRequest, runner_request::Kind,
 };
-use corral_api::gitpod::v1::{LogLevel, RunnerCapability, RunnerPhase, RunnerSpec};
+use corral_api::gitpod::v1::{FieldValue, LogLevel, RunnerCapability, RunnerPhase, RunnerSpec};
 use corral_contract::{limits, schema};
 use crypto_box::SecretKey;
 use ed25519_dalek::VerifyingKey;
@@ -41,6 +41,7 @@ use crate::connection::{
 };
 use crate::credentials::{Credentials, DataDir};
 use crate::logs::{LogBuffer, Logging};
+use crate::metrics::{self, Metrics, ScmLabels};
 use crate::scm_work::{SCM_TIMEOUT, ScmWork};
 use crate::{Error, open_sealed_secret, system};
 
@@ -57,9 +58,14 @@ pub const DEFAULT_MAX_SCM_REQUESTS: usize = 16;
 /// How often, at most, the runner warns that it turned SCM work away.
 const BUSY_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
-/// What this runner can do beyond the basics.
-const CAPABILITIES: &[RunnerCapability] =
-    &[RunnerCapability::RUNNER_CAPABILITY_FETCH_LOCAL_SCM_INTEGRATIONS];
+/// What this runner can do beyond the basics: exactly the optional calls it
+/// serves (`scm_work` answers ListSCMOrganizations and CheckRepositoryAccess).
+/// It does not read SCM integrations from a local configuration
+/// (FETCH_LOCAL_SCM_INTEGRATIONS): it lists the management plane's.
+pub const CAPABILITIES: &[RunnerCapability] = &[
+    RunnerCapability::RUNNER_CAPABILITY_LIST_SCM_ORGANIZATIONS,
+    RunnerCapability::RUNNER_CAPABILITY_CHECK_REPOSITORY_ACCESS,
+];
 
 /// How the agent is started (the `corral runner` flags).
 #[derive(Debug, Clone)]
@@ -77,6 +83,102 @@ pub struct Config {
     /// SCM requests and OAuth code exchanges worked on at once (at least 1);
     /// one arriving while all are taken is answered `resource_exhausted`.
     pub max_scm_requests: usize,
+    /// Base URL under which operators reach the logs server (`--advertise-url`,
+    /// checked by [`advertised_base_url`]); `None`: the bound address.
+    pub advertise_url: Option<String>,
+    /// Reported as the runner's additional_info (`--info key=value`, each
+    /// checked by [`parse_info`]).
+    pub info: Vec<(String, String)>,
+    /// How often metrics are pushed while enabled; clamped to 15–60 s.
+    pub metrics_interval: Duration,
+}
+
+impl Config {
+    /// A configuration with the defaults for everything but the essentials.
+    pub fn new(server: Option<String>, exchange_token: Option<String>, data_dir: PathBuf) -> Self {
+        Self {
+            server,
+            exchange_token,
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            region: String::new(),
+            max_scm_requests: DEFAULT_MAX_SCM_REQUESTS,
+            advertise_url: None,
+            info: Vec::new(),
+            metrics_interval: metrics::DEFAULT_INTERVAL,
+        }
+    }
+}
+
+/// One `--info key=value`: a non-empty key and a value within the caps on
+/// additional_info.
+pub fn parse_info(entry: &str) -> Result<(String, String), String> {
+    let (key, value) = entry
+        .split_once('=')
+        .ok_or_else(|| format!("{entry:?} is not key=value"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("{entry:?} has an empty key"));
+    }
+    if key.len() > limits::ADDITIONAL_INFO_KEY_MAX_BYTES {
+        return Err(format!(
+            "the key {key:?} is longer than {} bytes",
+            limits::ADDITIONAL_INFO_KEY_MAX_BYTES
+        ));
+    }
+    if value.len() > limits::ADDITIONAL_INFO_VALUE_MAX_BYTES {
+        return Err(format!(
+            "the value of {key:?} is longer than {} bytes",
+            limits::ADDITIONAL_INFO_VALUE_MAX_BYTES
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Checks a whole `--info` list: at most the entries additional_info holds,
+/// each key once.
+pub fn check_info(info: &[(String, String)]) -> Result<(), String> {
+    if info.len() > limits::ADDITIONAL_INFO_MAX_ENTRIES {
+        return Err(format!(
+            "at most {} --info entries, not {}",
+            limits::ADDITIONAL_INFO_MAX_ENTRIES,
+            info.len()
+        ));
+    }
+    for (i, (key, _)) in info.iter().enumerate() {
+        if info[..i].iter().any(|(k, _)| k == key) {
+            return Err(format!("--info {key} is given twice"));
+        }
+    }
+    Ok(())
+}
+
+/// The longest path the runner appends to its advertised URL.
+const LONGEST_LOGS_PATH: &str = "/support-bundle";
+
+/// An `--advertise-url`: an http(s) URL without query or fragment, short
+/// enough for log_url and support_bundle_url; returned without a trailing `/`.
+pub fn advertised_base_url(url: &str) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} names no host"));
+    }
+    if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{url:?} must be a plain base URL (no query, fragment or spaces)"
+        ));
+    }
+    if url.len() + LONGEST_LOGS_PATH.len() > limits::URL_MAX_BYTES {
+        return Err(format!(
+            "{url:?} is too long: log URLs are at most {} bytes",
+            limits::URL_MAX_BYTES
+        ));
+    }
+    Ok(url.to_string())
 }
 
 /// How the agent ended without error.
@@ -116,6 +218,9 @@ struct State {
     scm_integrations: Vec<ScmIntegrationSummary>,
     heartbeat: Option<Duration>,
     healthy: Option<bool>,
+    /// Round trip of the latest call to the current replica timed: SignUp,
+    /// then each ReportStatus; sent as the next report's latency.
+    status_round_trip: Option<Duration>,
 }
 
 impl Shared {
@@ -224,7 +329,10 @@ pub async fn run_until(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("reading the logs server address", e))?;
-    let base_url = public_base_url(addr);
+    let base_url = match &config.advertise_url {
+        Some(url) => advertised_base_url(url).map_err(Error::Config)?,
+        None => public_base_url(addr),
+    };
     info!("serving logs at {base_url}/logs and a support bundle at {base_url}/support-bundle");
     let router = crate::logs::router(shared.clone());
     let http = tokio::spawn(async move {
@@ -232,6 +340,28 @@ pub async fn run_until(
             error!("logs server stopped: {e}");
         }
     });
+
+    let metrics_interval = metrics::clamp_interval(config.metrics_interval);
+    if metrics_interval != config.metrics_interval {
+        warn!(
+            "--metrics-interval {:?} is outside {:?}–{:?}: pushing metrics every {metrics_interval:?}",
+            config.metrics_interval,
+            metrics::MIN_INTERVAL,
+            metrics::MAX_INTERVAL
+        );
+    }
+    let metrics = Arc::new(Metrics::new(VERSION));
+    let (metrics_targets, targets) = tokio::sync::watch::channel(None);
+    let (runner_id_tx, runner_id) =
+        tokio::sync::watch::channel(credentials.runner_id.clone().unwrap_or_default());
+    let pusher = tokio::spawn(
+        metrics::Pusher {
+            metrics: metrics.clone(),
+            runner_id,
+            interval: metrics_interval,
+        }
+        .run(targets),
+    );
 
     let agent = Agent {
         conn: Connection::new(&servers, &credentials.access_token),
@@ -243,6 +373,10 @@ pub async fn run_until(
         log_url: format!("{base_url}/logs"),
         support_bundle_url: format!("{base_url}/support-bundle"),
         region: config.region,
+        info: config.info,
+        metrics,
+        metrics_targets: Arc::new(metrics_targets),
+        runner_id: Arc::new(runner_id_tx),
         stream_suspect: Arc::new(tokio::sync::Notify::new()),
         scm_slots: Arc::new(Semaphore::new(config.max_scm_requests.max(1))),
         max_scm_requests: config.max_scm_requests.max(1),
@@ -257,6 +391,7 @@ pub async fn run_until(
         }
     };
     http.abort();
+    pusher.abort();
     outcome
 }
 
@@ -389,6 +524,15 @@ fn shares_a_server(a: &str, b: &str) -> bool {
     connection::split_servers(a).any(|x| connection::split_servers(b).any(|y| x == y))
 }
 
+/// How an answer went, for metrics: `ok` or the failure's code.
+fn outcome(answer: &RespondRequest) -> String {
+    answer
+        .failure
+        .as_option()
+        .map(|f| f.code.clone())
+        .unwrap_or_else(|| "ok".into())
+}
+
 /// A ConnectError as one line (code and message).
 fn describe(e: &ConnectError) -> String {
     match &e.message {
@@ -408,6 +552,12 @@ struct Agent {
     log_url: String,
     support_bundle_url: String,
     region: String,
+    info: Vec<(String, String)>,
+    metrics: Arc<Metrics>,
+    /// Where metrics go (from the spec); the pusher task watches it.
+    metrics_targets: Arc<tokio::sync::watch::Sender<Option<metrics::Target>>>,
+    /// The runner id for the metrics' labels.
+    runner_id: Arc<tokio::sync::watch::Sender<String>>,
     /// Signalled when a heartbeat cannot reach the management plane: the
     /// request stream may be dead without having noticed (e.g. a network
     /// partition), so the watch loop reopens it.
@@ -448,6 +598,7 @@ impl Agent {
     /// SignUp, UpdateConfigurationSchema, ReportStatus, then a look at the
     /// SCM integrations.
     async fn register(&self) -> Result<(), ConnectError> {
+        let sent = Instant::now();
         let response = self
             .conn
             .client()
@@ -457,6 +608,8 @@ impl Agent {
             })
             .await?
             .into_owned();
+        // The first report's latency: no report has been timed on this replica yet.
+        self.shared.state().status_round_trip = Some(sent.elapsed());
         let logs_key = <[u8; 32]>::try_from(response.logs_token_public_key.as_slice())
             .ok()
             .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok());
@@ -471,6 +624,7 @@ impl Agent {
         self.shared
             .set_heartbeat_interval(response.heartbeat_interval_seconds);
         self.remember_runner_id(&response.runner_id);
+        self.runner_id.send_replace(response.runner_id.clone());
         info!(
             "signed up as runner {} (heartbeat every {}s)",
             response.runner_id,
@@ -526,6 +680,12 @@ impl Agent {
             (Some(false), true) => info!("healthy again"),
             _ => {}
         }
+        let latency_micros = self
+            .shared
+            .state()
+            .status_round_trip
+            .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
+            .unwrap_or(0);
         let mut request = ReportStatusRequest {
             version: VERSION.into(),
             region: self.region.clone(),
@@ -535,17 +695,29 @@ impl Agent {
             support_bundle_url: self.support_bundle_url.clone(),
             healthy,
             message,
+            additional_info: self
+                .info
+                .iter()
+                .map(|(key, value)| FieldValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            latency_micros,
             ..Default::default()
         };
         // Shortened rather than refused when something runs long (an error
         // message, an unusual host summary).
         limits::fit_status_report(&mut request);
+        let sent = Instant::now();
         let response = self
             .conn
             .client()
             .report_status(request)
             .await?
             .into_owned();
+        self.shared.state().status_round_trip = Some(sent.elapsed());
         self.shared
             .set_heartbeat_interval(response.heartbeat_interval_seconds);
         Ok(())
@@ -554,10 +726,13 @@ impl Agent {
     /// Reports status every heartbeat interval; ends only on a rejection.
     async fn heartbeat_loop(&self) -> Result<Outcome, Error> {
         loop {
-            tokio::time::sleep(self.shared.heartbeat_interval()).await;
+            let due = Instant::now() + self.shared.heartbeat_interval();
+            tokio::time::sleep_until(due.into()).await;
             match self.report_status().await {
                 Ok(()) => {
                     debug!("heartbeat sent");
+                    self.metrics
+                        .record_heartbeat_lag(Instant::now().saturating_duration_since(due));
                     // Integrations change without a new spec: look again.
                     let agent = self.clone();
                     tokio::spawn(async move { agent.check_scm_integrations().await });
@@ -599,6 +774,9 @@ impl Agent {
                         continue;
                     }
                 }
+            }
+            if reconnecting {
+                self.metrics.record_stream_reconnect();
             }
             reconnecting = true;
             match self
@@ -656,7 +834,7 @@ impl Agent {
         let request_id = request.request_id;
         match request.kind {
             Some(Kind::Spec(spec)) => {
-                self.apply_spec(*spec);
+                self.apply_spec(*spec, &request.sealed_metrics_password);
                 if !request_id.is_empty() {
                     self.respond(request_id, None).await;
                 }
@@ -690,7 +868,16 @@ impl Agent {
                         key: &agent.key,
                         timeout: SCM_TIMEOUT,
                     };
+                    let labels = worker.metric_labels(&work);
+                    let started = Instant::now();
                     let answer = worker.execute(&work).await;
+                    agent.metrics.record_scm(
+                        ScmLabels {
+                            outcome: outcome(&answer),
+                            ..labels
+                        },
+                        started.elapsed(),
+                    );
                     agent.answer(request_id, answer).await;
                 });
                 None
@@ -711,7 +898,16 @@ impl Agent {
                         key: &agent.key,
                         timeout: SCM_TIMEOUT,
                     };
+                    let labels = worker.exchange_labels(&exchange);
+                    let started = Instant::now();
                     let answer = worker.exchange_code(&exchange).await;
+                    agent.metrics.record_scm(
+                        ScmLabels {
+                            outcome: outcome(&answer),
+                            ..labels
+                        },
+                        started.elapsed(),
+                    );
                     agent.answer(request_id, answer).await;
                 });
                 None
@@ -788,7 +984,8 @@ impl Agent {
         None
     }
 
-    fn apply_spec(&self, spec: RunnerSpec) {
+    fn apply_spec(&self, spec: RunnerSpec, sealed_metrics_password: &[u8]) {
+        self.apply_metrics(&spec, sealed_metrics_password);
         let level = spec
             .configuration
             .as_option()
@@ -800,6 +997,58 @@ impl Agent {
             spec.desired_phase.as_known()
         );
         self.shared.state().spec = Some(spec);
+    }
+
+    /// Hands the spec's metrics configuration to the pusher (which pushes at
+    /// once when it changed).
+    fn apply_metrics(&self, spec: &RunnerSpec, sealed_password: &[u8]) {
+        let config = spec
+            .configuration
+            .as_option()
+            .and_then(|c| c.metrics.as_option());
+        let target = config.filter(|m| m.enabled).and_then(|m| {
+            if m.managed_metrics_enabled {
+                debug!("managed metrics do not apply to corral: pushing to metrics.url only");
+            }
+            if m.url.is_empty() {
+                warn!("metrics are enabled but metrics.url is empty: not pushing");
+                return None;
+            }
+            let password = if sealed_password.is_empty() {
+                String::new()
+            } else {
+                match open_sealed_secret(&self.key, sealed_password)
+                    .ok()
+                    .and_then(|p| String::from_utf8(p).ok())
+                {
+                    Some(password) => password,
+                    None => {
+                        warn!(
+                            "the metrics password does not open with this runner's key: not pushing"
+                        );
+                        return None;
+                    }
+                }
+            };
+            Some(metrics::Target {
+                url: m.url.clone(),
+                username: m.username.clone(),
+                password,
+                verbose: m.include_verbose_metrics,
+            })
+        });
+        self.metrics_targets.send_if_modified(|current| {
+            if *current == target {
+                return false;
+            }
+            match &target {
+                Some(t) => info!("pushing metrics to {} (verbose: {})", t.url, t.verbose),
+                None if current.is_some() => info!("metrics push disabled"),
+                None => {}
+            }
+            *current = target;
+            true
+        });
     }
 
     async fn respond(&self, request_id: String, failure: Option<Failure>) {
@@ -986,6 +1235,63 @@ mod tests {
     }
 
     #[test]
+    fn info_entries_are_key_value_within_the_caps() {
+        assert_eq!(
+            parse_info("team=platform=core"),
+            Ok(("team".into(), "platform=core".into()))
+        );
+        assert_eq!(parse_info(" rack =b7"), Ok(("rack".into(), "b7".into())));
+        assert_eq!(parse_info("empty="), Ok(("empty".into(), String::new())));
+        for bad in [
+            "no-equals".to_string(),
+            "=value".into(),
+            format!(
+                "{}=v",
+                "k".repeat(limits::ADDITIONAL_INFO_KEY_MAX_BYTES + 1)
+            ),
+            format!(
+                "k={}",
+                "v".repeat(limits::ADDITIONAL_INFO_VALUE_MAX_BYTES + 1)
+            ),
+        ] {
+            assert!(parse_info(&bad).is_err(), "{bad}");
+        }
+        let entry = |k: &str| (k.to_string(), String::new());
+        assert!(check_info(&[entry("a"), entry("b")]).is_ok());
+        assert!(check_info(&[entry("a"), entry("a")]).is_err());
+        let many: Vec<_> = (0..=limits::ADDITIONAL_INFO_MAX_ENTRIES)
+            .map(|i| entry(&i.to_string()))
+            .collect();
+        assert!(check_info(&many).is_err());
+        assert!(check_info(&many[1..]).is_ok());
+    }
+
+    #[test]
+    fn advertised_urls_are_plain_http_base_urls() {
+        assert_eq!(
+            advertised_base_url("https://runner-7.example.com/corral/"),
+            Ok("https://runner-7.example.com/corral".into())
+        );
+        assert_eq!(
+            advertised_base_url("http://10.0.0.7:7070"),
+            Ok("http://10.0.0.7:7070".into())
+        );
+        let long = format!("http://h/{}", "p".repeat(limits::URL_MAX_BYTES));
+        for bad in [
+            "ftp://example.com",
+            "example.com",
+            "http://",
+            "http:///path",
+            "http://h/?q=1",
+            "http://h/#x",
+            "http://h/a b",
+            long.as_str(),
+        ] {
+            assert!(advertised_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn fingerprints_are_stable_and_do_not_reveal_the_token() {
         let a = token_fingerprint("crl_ex_abc");
         assert_eq!(a, token_fingerprint(" crl_ex_abc\n"));
@@ -997,14 +1303,11 @@ mod tests {
     #[tokio::test]
     async fn starting_without_credentials_or_token_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
-        let config = Config {
-            server: Some("http://127.0.0.1:9".into()),
-            exchange_token: None,
-            data_dir: tmp.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            region: String::new(),
-            max_scm_requests: DEFAULT_MAX_SCM_REQUESTS,
-        };
+        let config = Config::new(
+            Some("http://127.0.0.1:9".into()),
+            None,
+            tmp.path().to_path_buf(),
+        );
         let result = run_until(config, Logging::detached(), std::future::pending()).await;
         let error = result.unwrap_err();
         assert!(matches!(error, Error::NotRegistered(_)));

@@ -205,6 +205,7 @@ pub fn is_exchange_rejection(error: &ConnectError) -> bool {
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
+    max: Duration,
 }
 
 impl Default for Backoff {
@@ -218,15 +219,21 @@ impl Backoff {
     pub const MAX: Duration = Duration::from_secs(5);
 
     pub fn new() -> Self {
+        Self::capped(Self::MAX)
+    }
+
+    /// Like [`Backoff::new`], but growing up to `max` instead of [`Backoff::MAX`].
+    pub fn capped(max: Duration) -> Self {
         Self {
             base: Self::INITIAL,
+            max: max.max(Self::INITIAL),
         }
     }
 
     /// The next delay to wait; each call (until the cap) doubles the next base.
     pub fn next_delay(&mut self) -> Duration {
         let base = self.base;
-        self.base = (self.base * 2).min(Self::MAX);
+        self.base = (self.base * 2).min(self.max);
         let half = base / 2;
         half + rand::thread_rng().gen_range(Duration::ZERO..=half)
     }

@@ -15,6 +15,8 @@
 //! - [`logs`]: log capture (ring buffer layer, live log level), logs token
 //!   verification, the HTTP server for `/logs` and `/support-bundle`.
 //! - [`bundle`]: the support bundle (tar.gz, secrets removed).
+//! - [`metrics`]: the runner's metrics and their push to a Prometheus
+//!   remote-write collector.
 //! - [`system`]: the host summary reported as system details.
 //!
 //! The configuration schema the runner uploads and the size caps its reports
@@ -32,6 +34,7 @@ pub mod bundle;
 pub mod connection;
 pub mod credentials;
 pub mod logs;
+pub mod metrics;
 pub mod scm_work;
 pub mod system;
 
@@ -67,6 +70,8 @@ pub enum Error {
     Corrupt { path: PathBuf, reason: String },
     #[error("the sealed secret does not open with this runner's key")]
     Unseal,
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error("cannot set up logging: {0}")]
     Logging(String),
 }
@@ -84,7 +89,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::ExchangeRejected(_) | Error::AccessRejected(_) | Error::NotRegistered(_) => 3,
-            Error::ServerUrl { .. } => 2,
+            Error::ServerUrl { .. } | Error::Config(_) => 2,
             _ => 1,
         }
     }

@@ -20,12 +20,15 @@ use corral_scm::{
 };
 use crypto_box::SecretKey;
 
+use crate::metrics::ScmLabels;
 use crate::open_sealed_secret;
 
 /// How long one SCM call may take.
 pub const SCM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Page size when the request names none.
 const DEFAULT_PAGE_SIZE: u32 = 25;
+/// The provider (and host) label of work on no host this runner knows.
+const UNKNOWN: &str = "unknown";
 /// Refresh OAuth tokens this long before they expire.
 const REFRESH_MARGIN_SECS: i64 = 60;
 
@@ -230,6 +233,70 @@ impl ScmWork<'_> {
                 })
             }
             _ => Err(needs_auth("the token has expired")),
+        }
+    }
+
+    /// Provider, host and call of `request` for metrics (outcome left
+    /// empty); `unknown` where the request names no host this runner knows.
+    pub fn metric_labels(&self, request: &ScmRequest) -> ScmLabels {
+        use scm_request::Call;
+        let (call, host) = match request.call.as_ref() {
+            None => ("none", String::new()),
+            Some(Call::ParseContextUrl(c)) => (
+                "parse_context_url",
+                ContextUrl::parse(&c.context_url)
+                    .map(|u| u.host)
+                    .unwrap_or_default(),
+            ),
+            Some(Call::SearchRepositories(c)) => ("search_repositories", c.scm_host.clone()),
+            Some(Call::ListScmOrganizations(c)) => ("list_scm_organizations", c.scm_host.clone()),
+            Some(Call::CheckAuthenticationForHost(c)) => {
+                ("check_authentication_for_host", c.host.clone())
+            }
+            Some(Call::CheckRepositoryAccess(c)) => (
+                "check_repository_access",
+                ContextUrl::parse(&c.repository_url)
+                    .map(|u| u.host)
+                    .unwrap_or_default(),
+            ),
+        };
+        let resolved = self.registry().ok().and_then(|registry| {
+            if host.trim().is_empty() {
+                default_host(&registry, request).ok()
+            } else {
+                resolve(&registry, &host).ok()
+            }
+        });
+        let mut labels = self.labels(call, resolved);
+        if labels.provider == UNKNOWN && !host.trim().is_empty() {
+            labels.host = host_key(&host);
+            // check_access asks git itself when the host has no SCM API.
+            if call == "check_repository_access" {
+                labels.provider = "git".into();
+            }
+        }
+        labels
+    }
+
+    /// Provider and host of an OAuth code exchange, for metrics.
+    pub fn exchange_labels(&self, exchange: &OAuthCodeExchange) -> ScmLabels {
+        let resolved = self
+            .registry()
+            .ok()
+            .and_then(|registry| resolve(&registry, &exchange.host).ok());
+        self.labels("oauth_code_exchange", resolved)
+    }
+
+    fn labels(&self, call: &str, host: Option<ScmHost>) -> ScmLabels {
+        let (provider, host) = match host {
+            Some(h) => (h.kind.id().to_string(), h.host),
+            None => (UNKNOWN.to_string(), UNKNOWN.to_string()),
+        };
+        ScmLabels {
+            provider,
+            host,
+            call: call.to_string(),
+            outcome: String::new(),
         }
     }
 

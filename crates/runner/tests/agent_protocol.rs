@@ -304,12 +304,12 @@ async fn start_mock() -> (Mock, String) {
 
 fn config(server: &str, exchange_token: Option<&str>, data_dir: &Path) -> Config {
     Config {
-        server: Some(server.to_string()),
-        exchange_token: exchange_token.map(str::to_string),
-        data_dir: data_dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
         region: "test-region".into(),
-        max_scm_requests: corral_runner::DEFAULT_MAX_SCM_REQUESTS,
+        ..Config::new(
+            Some(server.to_string()),
+            exchange_token.map(str::to_string),
+            data_dir.to_path_buf(),
+        )
     }
 }
 

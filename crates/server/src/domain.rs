@@ -280,6 +280,28 @@ pub struct RunnerStatus {
     /// The runner's X25519 public key (32 bytes) once it has signed up.
     pub public_key: Option<Vec<u8>>,
     pub updated_at: Option<Timestamp>,
+    /// The replica that took the runner's latest status report (a runner
+    /// talks to one replica at a time: its stream is there too); `None`
+    /// before the first report and after the runner disconnected.
+    #[serde(default)]
+    pub gateway: Option<GatewayInfo>,
+}
+
+/// A management-plane replica as runners see it (`--replica-name`,
+/// `--public-url`, `--replica-region`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Gateway {
+    pub name: String,
+    pub url: String,
+    pub region: String,
+}
+
+/// The replica a runner is connected to and the latency the runner measured
+/// (the round trip of its previous call: sign-up or status report).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GatewayInfo {
+    pub gateway: Gateway,
+    pub latency_micros: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

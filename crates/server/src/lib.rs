@@ -55,6 +55,10 @@ pub struct ServeConfig {
     pub runner_grace: std::time::Duration,
     /// Where browsers reach the server; defaults to `http://<listen>`.
     pub public_url: Option<String>,
+    /// This replica's name in runners' gateway_info; defaults to the host name.
+    pub replica_name: Option<String>,
+    /// This replica's region in runners' gateway_info.
+    pub replica_region: String,
     /// Audit events older than this are deleted.
     pub audit_retention: std::time::Duration,
     /// A connection's first request head (on HTTP/1.1, every one) must
@@ -78,6 +82,8 @@ impl ServeConfig {
             data_key: None,
             runner_grace: DEFAULT_RUNNER_GRACE,
             public_url: None,
+            replica_name: None,
+            replica_region: String::new(),
             audit_retention: DEFAULT_AUDIT_RETENTION,
             header_timeout: serving::DEFAULT_HEADER_TIMEOUT,
             idle_timeout: serving::DEFAULT_IDLE_TIMEOUT,
@@ -196,8 +202,21 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
         duties,
         config.runner_grace,
         config.audit_retention,
-        public_url,
+        domain::Gateway {
+            name: config.replica_name.clone().unwrap_or_else(host_name),
+            url: public_url,
+            region: config.replica_region.clone(),
+        },
     )))
+}
+
+/// The machine's host name (`localhost` when it cannot be read).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// The HTTP application: every service at the root and again under `/api`

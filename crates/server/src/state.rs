@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crypto::{DataKey, LogsTokenSigner};
+use crate::domain::Gateway;
 use crate::duties::Duties;
 use crate::events::EventHub;
 use crate::pagination::PageKey;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub audit_retention: Duration,
     /// Where browsers reach this server (for OAuth callbacks), without a trailing slash.
     pub public_url: String,
+    /// This replica as runners' gateway_info names it.
+    pub gateway: Gateway,
 }
 
 impl AppState {
@@ -45,7 +48,7 @@ impl AppState {
         duties: Duties,
         runner_grace: Duration,
         audit_retention: Duration,
-        public_url: String,
+        gateway: Gateway,
     ) -> Self {
         Self {
             store,
@@ -57,7 +60,8 @@ impl AppState {
             duties,
             runner_grace,
             audit_retention,
-            public_url,
+            public_url: gateway.url.clone(),
+            gateway,
         }
     }
 

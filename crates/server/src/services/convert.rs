@@ -1,7 +1,7 @@
 //! Domain types to `gitpod.v1` messages and back: the only place that knows both.
 
 use buffa::{EnumValue, MessageField, ProtoBox};
-use buffa_types::google::protobuf::Timestamp as WireTimestamp;
+use buffa_types::google::protobuf::{Duration as WireDuration, Timestamp as WireTimestamp};
 use chrono::TimeZone;
 use connectrpc::ConnectError;
 use corral_api::gitpod::v1 as api;
@@ -321,6 +321,29 @@ fn runner_status(s: &domain::RunnerStatus) -> api::RunnerStatus {
             .collect(),
         public_key: s.public_key.clone().unwrap_or_default(),
         support_bundle_url: s.support_bundle_url.clone(),
+        gateway_info: s
+            .gateway
+            .as_ref()
+            .map(|g| MessageField::some(gateway_info(g)))
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn gateway_info(info: &domain::GatewayInfo) -> api::GatewayInfo {
+    let micros = i64::from(info.latency_micros);
+    api::GatewayInfo {
+        gateway: MessageField::some(api::Gateway {
+            name: info.gateway.name.clone(),
+            url: info.gateway.url.clone(),
+            region: info.gateway.region.clone(),
+            ..Default::default()
+        }),
+        latency: MessageField::some(WireDuration {
+            seconds: micros / 1_000_000,
+            nanos: ((micros % 1_000_000) * 1000) as i32,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

@@ -133,7 +133,7 @@ fn initial_config(
         if let Some(m) = c.metrics.as_option() {
             config.metrics = MetricsConfig {
                 enabled: m.enabled,
-                url: m.url.clone(),
+                url: metrics_url("spec.configuration.metrics.url", &m.url)?,
                 username: m.username.clone(),
                 password_encrypted: (!m.password.is_empty())
                     .then(|| state.data_key.encrypt(m.password.as_bytes())),
@@ -146,6 +146,35 @@ fn initial_config(
         }
     }
     Ok((config, variant))
+}
+
+/// A metrics collector's URL: empty, or http(s) with a host (the runner
+/// POSTs remote-write requests to it).
+fn metrics_url(field: &str, url: &str) -> Result<String, ConnectError> {
+    if url.is_empty() {
+        return Ok(String::new());
+    }
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+    match host {
+        // Credentials go in username and password, which stay secret; a URL
+        // is shown and logged.
+        Some(host) if host.contains('@') => Err(invalid_field(
+            field,
+            "must not carry credentials: give them as metrics.username and metrics.password",
+        )),
+        Some(host)
+            if !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(url.to_string())
+        }
+        _ => Err(invalid_field(
+            field,
+            "must be an http:// or https:// URL of a remote-write receiver, e.g. http://prometheus:9090/api/v1/write",
+        )),
+    }
 }
 
 /// Applies the fields present in an UpdateRunner configuration.
@@ -183,7 +212,7 @@ fn apply_config_update(
             metrics.enabled = enabled;
         }
         if let Some(url) = &m.url {
-            metrics.url = url.clone();
+            metrics.url = metrics_url("spec.configuration.metrics.url", url)?;
         }
         if let Some(username) = &m.username {
             metrics.username = username.clone();
@@ -363,7 +392,10 @@ impl api::RunnerService for Runners {
             .await?;
         // A connected runner learns of the change at once; one that is not
         // gets its spec when it next connects.
-        self.state.hub.notify(id, spec_request(&updated)).await;
+        self.state
+            .hub
+            .notify(id, spec_request(&self.state, &updated))
+            .await;
         Response::ok(api::UpdateRunnerResponse::default())
     }
 

@@ -228,6 +228,19 @@ impl api::RunnerConfigurationService for RunnerConfiguration {
         let me = access.user()?;
         let req = request.to_owned_message();
         let runner_id = convert::parse_id("runner_id", &req.runner_id)?;
+        // A host token is a user's: the subject it is created with is a
+        // user, and it is returned as that user (PRINCIPAL_USER).
+        if let Some(subject) = req.subject.as_option()
+            && !matches!(
+                subject.principal.as_known(),
+                Some(api::Principal::PRINCIPAL_USER | api::Principal::PRINCIPAL_UNSPECIFIED)
+            )
+        {
+            return Err(invalid_field(
+                "subject.principal",
+                "a host authentication token belongs to a user: use PRINCIPAL_USER",
+            ));
+        }
         let owner = match req.subject.as_option().filter(|s| !s.id.is_empty()) {
             Some(subject) => convert::parse_id("subject.id", &subject.id)?,
             None if !req.user_id.is_empty() => convert::parse_id("user_id", &req.user_id)?,

@@ -12,8 +12,10 @@ use uuid::Uuid;
 
 use super::convert;
 use crate::authz::access;
+use crate::crypto;
 use crate::domain::*;
 use crate::errors::invalid_field;
+use crate::state::AppState;
 use crate::state::SharedState;
 
 pub struct RunnerInteraction {
@@ -26,15 +28,41 @@ impl RunnerInteraction {
     }
 }
 
-/// What the stream sends a runner first, and after every change of its spec.
-pub fn spec_request(runner: &Runner) -> runner_api::RunnerRequest {
+/// What the stream sends a runner first, and after every change of its spec:
+/// the spec as the public API shows it, plus the metrics password (which the
+/// API never returns) sealed to the runner's key.
+pub fn spec_request(state: &AppState, runner: &Runner) -> runner_api::RunnerRequest {
     let spec = convert::runner(runner)
         .spec
         .into_option()
         .unwrap_or_default();
     runner_api::RunnerRequest {
         kind: Some(runner_api::runner_request::Kind::Spec(Box::new(spec))),
+        sealed_metrics_password: sealed_metrics_password(state, runner),
         ..Default::default()
+    }
+}
+
+/// The metrics password sealed to the runner's key; empty when there is no
+/// password or no key yet (the runner signs up before it opens its stream).
+fn sealed_metrics_password(state: &AppState, runner: &Runner) -> Vec<u8> {
+    let (Some(encrypted), Some(key)) = (
+        &runner.spec.config.metrics.password_encrypted,
+        &runner.status.public_key,
+    ) else {
+        return Vec::new();
+    };
+    let sealed = state
+        .data_key
+        .decrypt(encrypted)
+        .and_then(|password| crypto::seal_to_runner(key, &password));
+    match sealed {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            // Never the password itself: only that it could not be passed on.
+            tracing::warn!(runner_id = %runner.id, "cannot seal the metrics password for the runner: {e}");
+            Vec::new()
+        }
     }
 }
 
@@ -111,6 +139,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
     ) -> ServiceResult<runner_api::ReportStatusResponse> {
         let access = access(&ctx)?;
         let report = request.to_owned_message();
+        let gateway = self.state.gateway.clone();
         let updated = access
             .update_this_runner(Box::new(move |runner: &mut Runner| {
                 let status = &mut runner.status;
@@ -128,6 +157,10 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                     .collect();
                 status.message = report.message;
                 status.updated_at = Some(Utc::now());
+                status.gateway = Some(GatewayInfo {
+                    gateway,
+                    latency_micros: report.latency_micros,
+                });
                 runner.status.phase = runner.reported_phase(report.healthy);
                 if runner.is_cordoned() {
                     runner.status.message = CORDONED_MESSAGE.into();
@@ -153,7 +186,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         let runner = access(&ctx)?.this_runner().await?;
         let runner_id = runner.id;
         let (connection, mut inbox) = self.state.hub.connect(runner_id).await?;
-        let mut first = vec![spec_request(&runner)];
+        let mut first = vec![spec_request(&self.state, &runner)];
         if runner.status.phase == RunnerPhase::Deleting {
             first.push(delete_request());
         }
@@ -216,6 +249,8 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                     runner.status.phase = RunnerPhase::Inactive;
                     runner.status.message = "the runner stopped".into();
                 }
+                // Connected to no replica any more.
+                runner.status.gateway = None;
                 Ok(())
             }))
             .await?;
