@@ -22,7 +22,7 @@ import pytest
 
 from corral_harness import free_port
 from helpers import Code, expect_error
-from runner_harness import start_connected_runner, wait_for
+from runner_harness import RunnerProcess, start_connected_runner, wait_for
 from gitpod.v1 import runner_configuration_pb2 as rc
 from gitpod.v1 import runner_pb2 as rp
 
@@ -197,3 +197,21 @@ def test_a_metrics_url_that_is_not_http_is_refused_and_nothing_changes(admin, ad
     got = admin.runners.get_runner(rp.GetRunnerRequest(runner_id=runner.runner_id)).runner
     assert got.spec.configuration.metrics.url == "https://collector.example/api/v1/write"
     assert not got.spec.configuration.metrics.enabled
+
+
+def test_region_is_the_spec_hint_when_the_runner_has_no_region_flag(server, admin):
+    created = admin.create_runner(spec=rp.RunnerSpec(configuration=rp.RunnerConfiguration(region="eu-hint-1")))
+    process = RunnerProcess(server.url, created.exchange_token)
+    try:
+        # The spec arrives on the stream, possibly after the first report: the next one has it.
+        runner = wait_for(admin, created.runner.runner_id, lambda r: r.status.region == "eu-hint-1", process)
+        assert runner.status.phase == rp.RUNNER_PHASE_ACTIVE
+    finally:
+        process.close()
+    created = admin.create_runner(spec=rp.RunnerSpec(configuration=rp.RunnerConfiguration(region="eu-hint-1")))
+    process = RunnerProcess(server.url, created.exchange_token, ("--region", "eu-actual-2"))
+    try:
+        runner = wait_for(admin, created.runner.runner_id, lambda r: r.status.phase == rp.RUNNER_PHASE_ACTIVE, process)
+        assert runner.status.region == "eu-actual-2"
+    finally:
+        process.close()

@@ -119,7 +119,7 @@ struct RunnerArgs {
     /// Address of the runner's own HTTP server (logs, support bundle); port 0 picks one.
     #[arg(long, env = "CORRAL_RUNNER_LISTEN", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Region to report.
+    /// Region to report (without it, the region hint in the runner's spec).
     #[arg(long, env = "CORRAL_REGION", default_value = "")]
     region: String,
     /// SCM requests (and OAuth code exchanges) worked on at once; one arriving while

@@ -669,6 +669,21 @@ impl Agent {
 
     /// One status report; also the heartbeat. Checks that the data dir is
     /// writable and reports unhealthy (DEGRADED) if not.
+    /// The region to report: `--region`, else the spec's region hint (an
+    /// operator who set it knows better than nothing).
+    fn reported_region(&self) -> String {
+        if !self.region.is_empty() {
+            return self.region.clone();
+        }
+        self.shared
+            .state()
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.configuration.as_option())
+            .map(|c| c.region.clone())
+            .unwrap_or_default()
+    }
+
     async fn report_status(&self) -> Result<(), ConnectError> {
         let (healthy, message) = match self.dir.probe_writable() {
             Ok(()) => (true, String::new()),
@@ -686,9 +701,10 @@ impl Agent {
             .status_round_trip
             .map(|d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX))
             .unwrap_or(0);
+        let region = self.reported_region();
         let mut request = ReportStatusRequest {
             version: VERSION.into(),
-            region: self.region.clone(),
+            region,
             system_details: system::system_details(),
             capabilities: CAPABILITIES.iter().map(|c| (*c).into()).collect(),
             log_url: self.log_url.clone(),
@@ -834,9 +850,23 @@ impl Agent {
         let request_id = request.request_id;
         match request.kind {
             Some(Kind::Spec(spec)) => {
+                let region_before = self.reported_region();
                 self.apply_spec(*spec, &request.sealed_metrics_password);
                 if !request_id.is_empty() {
                     self.respond(request_id, None).await;
+                }
+                if self.reported_region() != region_before {
+                    // The region hint is what this runner reports: say so now,
+                    // not a heartbeat later.
+                    let agent = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = agent.report_status().await {
+                            debug!(
+                                "status report after a new region hint failed: {}",
+                                describe(&e)
+                            );
+                        }
+                    });
                 }
                 let agent = self.clone();
                 tokio::spawn(async move { agent.check_scm_integrations().await });
