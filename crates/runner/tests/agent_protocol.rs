@@ -285,6 +285,25 @@ impl runner_api::RunnerInteractionService for Mock {
             ..Default::default()
         })
     }
+
+    #[allow(refining_impl_trait)]
+    async fn get_latest_release(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::GetLatestReleaseRequest>,
+    ) -> ServiceResult<runner_api::GetLatestReleaseResponse> {
+        self.authenticate(&ctx)?;
+        Response::ok(runner_api::GetLatestReleaseResponse::default())
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn download_release(
+        &self,
+        _ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::DownloadReleaseRequest>,
+    ) -> ServiceResult<ServiceStream<runner_api::ReleaseChunk>> {
+        Err(ConnectError::not_found("no release is published"))
+    }
 }
 
 async fn start_mock() -> (Mock, String) {
@@ -310,6 +329,8 @@ fn config(server: &str, exchange_token: Option<&str>, data_dir: &Path) -> Config
         listen: "127.0.0.1:0".parse().unwrap(),
         region: "test-region".into(),
         max_scm_requests: corral_runner::DEFAULT_MAX_SCM_REQUESTS,
+        executable: None,
+        update_check_interval: corral_runner::update::DEFAULT_CHECK_INTERVAL,
     }
 }
 

@@ -705,3 +705,16 @@ mod tests {
         assert!(virtual_directory("virtual_directory", Some("/../x")).is_err());
     }
 }
+
+/// A release as runners see it (the artifact itself is downloaded apart).
+pub fn release(release: &domain::Release) -> corral_api::corral::v1::Release {
+    corral_api::corral::v1::Release {
+        id: release.id.to_string(),
+        channel: release.channel.name().into(),
+        version: release.version.clone(),
+        size: release.size,
+        sha256: release.sha256.clone(),
+        signature: release.signature.clone(),
+        ..Default::default()
+    }
+}
