@@ -1112,6 +1112,8 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             region: String::new(),
             max_scm_requests: DEFAULT_MAX_SCM_REQUESTS,
+            executable: None,
+            update_check_interval: update::DEFAULT_CHECK_INTERVAL,
         };
         let result = run_until(config, Logging::detached(), std::future::pending()).await;
         let error = result.unwrap_err();
