@@ -1965,6 +1965,22 @@ async fn a_runner_updates_itself_only_when_allowed(store: Store) {
     assert_eq!(status(&r).version, "0.0.1");
     assert_ne!(sha256_file(&exe), "", "the executable is still there");
 
+    // A failed update keeps the running version and says why: the file the
+    // download goes to is taken (by a directory).
+    let staging = bin_dir.join(format!(".corral.update-{}", runner.pid()));
+    fs::create_dir(&staging).unwrap();
+    set_update_policy(&server, &runner_id, true, (10, 13)).await;
+    let (r, _) = server
+        .wait_runner("the failed update is reported", &runner_id, |r| {
+            update_note(r)
+                .is_some_and(|n| n.starts_with(&format!("update to {real_version} failed")))
+        })
+        .await;
+    eprintln!("reported: {:?}", update_note(&r));
+    assert_eq!(status(&r).version, "0.0.1");
+    assert!(runner.try_status().is_none(), "the runner keeps running");
+    fs::remove_dir(&staging).unwrap();
+
     // Auto-update on and 12:00 inside 11-13: the runner downloads, verifies,
     // replaces its executable and restarts into it (same process id, same
     // data dir), reporting its real version.
