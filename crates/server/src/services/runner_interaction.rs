@@ -270,7 +270,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         ctx: RequestContext,
         request: ServiceRequest<'_, runner_api::DownloadReleaseRequest>,
     ) -> ServiceResult<ServiceStream<runner_api::ReleaseChunk>> {
-        let id = convert::parse_id("release_id", &request.release_id)?;
+        let id = convert::parse_id("release_id", request.release_id)?;
         let mut download = access(&ctx)?.release_download(id).await?;
         // One chunk read from the store per message sent: the artifact is
         // never held whole.
