@@ -902,6 +902,22 @@ mod tests {
             })
             .await
             .unwrap();
+        // A release of more chunks than one batch of release_chunks holds.
+        let release = Release {
+            id: new_id(),
+            channel: ReleaseChannel::Stable,
+            version: "1.2.3".into(),
+            size: 6,
+            sha256: "00".repeat(32),
+            signature: vec![1; 64],
+            published_at: chrono::Utc::now(),
+        };
+        let chunks: Vec<std::io::Result<Vec<u8>>> =
+            (0..6u8).map(|i| Ok(vec![i, 255 - i])).collect();
+        store
+            .create_release(&release, &mut chunks.into_iter())
+            .await
+            .unwrap();
         Installation {
             orgs: vec![acme.id, other.id],
             users: vec![admin.user.id, dev.user.id, other_admin.user.id],
@@ -958,6 +974,15 @@ mod tests {
                 .await
                 .unwrap();
             seen.push(format!("{events:?}"));
+        }
+        for release in store.list_releases(None).await.unwrap() {
+            for seq in 0..7 {
+                seen.push(format!(
+                    "{:?}",
+                    store.release_chunk(release.id, seq).await.unwrap()
+                ));
+            }
+            seen.push(format!("{release:?}"));
         }
         for &user in &installation.users {
             seen.push(format!("{:?}", store.get_user(user).await.unwrap()));
@@ -1034,6 +1059,8 @@ mod tests {
                 ("environment_classes", 2),
                 ("server_secrets", 1),
                 ("audit_events", 1),
+                ("releases", 1),
+                ("release_chunks", 6),
             ]
         );
         assert!(
