@@ -16,14 +16,18 @@ from gitpod.v1 import runner_pb2 as rp
 class RunnerProcess:
     """One `corral runner` with its own data dir; killed and removed on close."""
 
-    def __init__(self, server_url: str, exchange_token: str, extra_args: tuple[str, ...] = ()):
+    def __init__(self, server_url: str, exchange_token: str, extra_args: tuple[str, ...] = (),
+                 binary: str | None = None, env: dict[str, str] | None = None, region: str | None = "lab-1"):
+        """`binary` (default: the binary under test) with `env` added to the environment;
+        `region=None` starts it without `--region`."""
         self.data_dir = tempfile.mkdtemp(prefix="corral-runner-")
         self.log_path = self.data_dir + ".log"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [require_binary(), "runner", "--server", server_url, "--exchange-token", exchange_token,
-             "--data-dir", self.data_dir, "--region", "lab-1", *extra_args],
+            [binary or require_binary(), "runner", "--server", server_url, "--exchange-token", exchange_token,
+             "--data-dir", self.data_dir, *(("--region", region) if region else ()), *extra_args],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
 
     def signal(self, sig: int) -> int:

@@ -201,7 +201,7 @@ def test_a_metrics_url_that_is_not_http_is_refused_and_nothing_changes(admin, ad
 
 def test_region_is_the_spec_hint_when_the_runner_has_no_region_flag(server, admin):
     created = admin.create_runner(spec=rp.RunnerSpec(configuration=rp.RunnerConfiguration(region="eu-hint-1")))
-    process = RunnerProcess(server.url, created.exchange_token)
+    process = RunnerProcess(server.url, created.exchange_token, region=None)
     try:
         # The spec arrives on the stream, possibly after the first report: the next one has it.
         runner = wait_for(admin, created.runner.runner_id, lambda r: r.status.region == "eu-hint-1", process)
@@ -209,7 +209,7 @@ def test_region_is_the_spec_hint_when_the_runner_has_no_region_flag(server, admi
     finally:
         process.close()
     created = admin.create_runner(spec=rp.RunnerSpec(configuration=rp.RunnerConfiguration(region="eu-hint-1")))
-    process = RunnerProcess(server.url, created.exchange_token, ("--region", "eu-actual-2"))
+    process = RunnerProcess(server.url, created.exchange_token, region="eu-actual-2")
     try:
         runner = wait_for(admin, created.runner.runner_id, lambda r: r.status.phase == rp.RUNNER_PHASE_ACTIVE, process)
         assert runner.status.region == "eu-actual-2"

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
-use corral_server::domain::{AuditFilter, OrgRole, PageRequest, Subject};
+use corral_server::domain::{AuditFilter, OrgRole, PageRequest, ReleaseChannel, Subject};
 use corral_server::store::transfer;
-use corral_server::{bootstrap, open_store};
+use corral_server::{bootstrap, open_store, releases};
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -138,14 +138,18 @@ struct RunnerArgs {
     #[arg(long, env = "CORRAL_ADVERTISE_URL", value_parser = advertise_url)]
     advertise_url: Option<String>,
     /// A key=value the runner reports in its status (additional_info); repeat it for
-    /// several (at most 32; keys up to 128 bytes, values up to 1 KiB). In the
-    /// environment, separate entries with commas.
+    /// several (at most 31; keys up to 128 bytes, values up to 1 KiB; `update` is the
+    /// runner's own). In the environment, separate entries with commas.
     #[arg(long = "info", env = "CORRAL_RUNNER_INFO", value_delimiter = ',', value_parser = info_entry)]
     info: Vec<(String, String)>,
     /// How often the runner pushes its metrics while its configuration enables them;
     /// clamped to 15s–60s. A changed metrics configuration is pushed at once.
     #[arg(long, env = "CORRAL_METRICS_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     metrics_interval: std::time::Duration,
+    /// How often to look for a new release on the runner's channel (besides at
+    /// start and whenever its spec changes), e.g. 1h, 30s.
+    #[arg(long, env = "CORRAL_UPDATE_CHECK_INTERVAL", default_value = "1h", value_parser = parse_positive_duration)]
+    update_check_interval: std::time::Duration,
 }
 
 fn advertise_url(url: &str) -> Result<String, String> {
@@ -154,6 +158,14 @@ fn advertise_url(url: &str) -> Result<String, String> {
 
 fn info_entry(entry: &str) -> Result<(String, String), String> {
     corral_runner::agent::parse_info(entry)
+}
+
+fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Subcommand)]
@@ -184,6 +196,11 @@ enum AdminCommand {
         json: bool,
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// Runner releases: executables runners with auto-update install (docs/releases.md).
+    Release {
+        #[command(subcommand)]
+        command: ReleaseCommand,
     },
     /// Copy an installation into a new, empty database and verify the copy
     /// (row counts and a checksum per table). Stop every server first. The
@@ -224,6 +241,55 @@ enum OrgCommand {
         name: String,
         #[arg(long)]
         admin_email: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Channel {
+    Stable,
+    Latest,
+}
+
+impl From<Channel> for ReleaseChannel {
+    fn from(channel: Channel) -> Self {
+        match channel {
+            Channel::Stable => ReleaseChannel::Stable,
+            Channel::Latest => ReleaseChannel::Latest,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum ReleaseCommand {
+    /// Publish a runner executable (an ELF file with exec bits) as VERSION on a
+    /// channel: stored with its SHA-256 and signed with the release key.
+    Publish {
+        #[arg(long, value_enum)]
+        channel: Channel,
+        /// A semantic version, e.g. 1.4.0 or 1.5.0-rc.1.
+        #[arg(long)]
+        version: String,
+        /// The executable (e.g. a `corral` binary built for the runners' hosts).
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List published releases (every channel unless one is named).
+    List {
+        #[arg(long, value_enum)]
+        channel: Option<Channel>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Withdraw a release: it is deleted and no longer offered to runners.
+    Withdraw {
+        #[arg(long, value_enum)]
+        channel: Channel,
+        #[arg(long)]
+        version: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -304,6 +370,10 @@ async fn runner(args: RunnerArgs) -> ! {
         advertise_url: args.advertise_url,
         info: args.info,
         metrics_interval: args.metrics_interval,
+        // Read now: once a self-update replaces the file, /proc/self/exe
+        // names it "(deleted)".
+        executable: std::env::current_exe().ok(),
+        update_check_interval: args.update_check_interval,
     };
     match corral_runner::run(config, logging).await {
         Ok(outcome) => {
@@ -431,6 +501,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 }
             }
         }
+        AdminCommand::Release { command } => release(command).await?,
         AdminCommand::MigrateStore { from, to } => {
             let report = transfer::migrate(&from, &to)
                 .await
@@ -444,4 +515,84 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn release(command: ReleaseCommand) -> anyhow::Result<()> {
+    match command {
+        ReleaseCommand::Publish {
+            channel,
+            version,
+            file,
+            store,
+        } => {
+            let signer = release_signer(&store).await?;
+            let db = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+            let release = releases::publish(db.as_ref(), &signer, channel.into(), &version, &file)
+                .await
+                .context("the release was not published")?;
+            println!(
+                "published {} on {} ({} bytes, sha256 {}) as release {}",
+                release.version,
+                release.channel.name(),
+                release.size,
+                release.sha256,
+                release.id
+            );
+        }
+        ReleaseCommand::List { channel, store } => {
+            let db = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+            let releases = db.list_releases(channel.map(Into::into)).await?;
+            println!(
+                "{:<36} {:<7} {:<24} {:>12} {:<64} PUBLISHED",
+                "ID", "CHANNEL", "VERSION", "BYTES", "SHA256"
+            );
+            for r in releases {
+                println!(
+                    "{:<36} {:<7} {:<24} {:>12} {:<64} {}",
+                    r.id,
+                    r.channel.name(),
+                    r.version,
+                    r.size,
+                    r.sha256,
+                    r.published_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+        }
+        ReleaseCommand::Withdraw {
+            channel,
+            version,
+            store,
+        } => {
+            let db = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+            let channel = ReleaseChannel::from(channel);
+            let found = db
+                .list_releases(Some(channel))
+                .await?
+                .into_iter()
+                .find(|r| r.version == version)
+                .with_context(|| {
+                    format!("no release {version} is published on {}", channel.name())
+                })?;
+            let withdrawn = releases::withdraw(db.as_ref(), found.id).await?;
+            println!(
+                "withdrew {} from {} (release {})",
+                withdrawn.version,
+                withdrawn.channel.name(),
+                withdrawn.id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The release key, as the servers of this installation use it: it needs the
+/// installation's data key.
+async fn release_signer(store: &StoreArgs) -> anyhow::Result<corral_server::crypto::ReleaseSigner> {
+    let data_key = corral_server::crypto::DataKey::load(
+        &store.data_dir,
+        std::env::var("CORRAL_DATA_KEY").ok().as_deref(),
+    )?;
+    let db = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+    corral_server::crypto::ReleaseSigner::shared(db.as_ref(), &data_key).await
 }

@@ -32,7 +32,7 @@ use corral_testkit::{PostgresDatabase, free_port};
 
 mod support;
 
-use support::{Patience, Proc, describe, eventually, http_get, phase};
+use support::{BIN, Patience, Proc, describe, eventually, http_get, phase};
 
 /// Overall limit for anything the tests wait for.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -96,6 +96,7 @@ corral_testkit::on_both_stores!(
     logs_and_support_bundle_need_a_logs_token_for_this_runner,
     runner_and_user_tokens_are_isolated,
     runner_is_degraded_while_its_data_dir_cannot_be_written,
+    a_runner_updates_itself_only_when_allowed,
     status_names_capabilities_gateway_info_and_advertised_urls,
     metrics_reach_prometheus_and_follow_configuration_changes,
 );
@@ -362,8 +363,19 @@ impl Server {
         id: &str,
         check: impl Fn(&api::Runner) -> bool,
     ) -> (api::Runner, Duration) {
+        self.wait_runner_within(PATIENCE, what, id, check).await
+    }
+
+    /// Like [`Server::wait_runner`], with `patience`.
+    async fn wait_runner_within(
+        &self,
+        patience: Patience,
+        what: &str,
+        id: &str,
+        check: impl Fn(&api::Runner) -> bool,
+    ) -> (api::Runner, Duration) {
         let check = &check;
-        eventually(PATIENCE, what, || async move {
+        eventually(patience, what, || async move {
             match self.get_runner(id).await {
                 Ok(runner) if check(&runner) => Ok(runner),
                 Ok(runner) => Err(format!(
@@ -2191,4 +2203,303 @@ async fn metrics_reach_prometheus_and_follow_configuration_changes(store: Store)
     let metrics = spec_configuration(&runner).metrics.into_option().unwrap();
     assert!(metrics.enabled && metrics.include_verbose_metrics);
     assert_eq!(metrics.password, "", "write-only");
+}
+
+// ---------------------------------------------------------------------------
+// Releases and self-update
+// ---------------------------------------------------------------------------
+
+/// `corral admin ARGS… --data-dir <server's> [--database-url …]`, run to its
+/// end; returns whether it succeeded and what it printed.
+async fn admin(server: &Server, logs: &Path, args: &[&str]) -> (bool, String) {
+    let mut all: Vec<&str> = vec!["admin"];
+    all.extend_from_slice(args);
+    all.extend(["--data-dir", server.data_dir.to_str().unwrap()]);
+    if let Some(url) = server.store.database_url() {
+        all.extend(["--database-url", url]);
+    }
+    let mut proc = Proc::spawn(logs, &numbered("admin"), &all);
+    let status = proc.wait_exit(RELEASE_PATIENCE).await;
+    (status.success(), proc.output())
+}
+
+/// UpdateRunner: auto-update and the update window.
+async fn set_update_policy(server: &Server, id: &str, auto_update: bool, window: (u32, u32)) {
+    server
+        .runners()
+        .update_runner(api::UpdateRunnerRequest {
+            runner_id: id.into(),
+            spec: MessageField::some(api::update_runner_request::Spec {
+                configuration: MessageField::some(
+                    api::update_runner_request::RunnerConfiguration {
+                        auto_update: Some(auto_update),
+                        update_window: MessageField::some(api::UpdateWindow {
+                            start_hour: Some(window.0),
+                            end_hour: Some(window.1),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("UpdateRunner: {}", describe(&e)));
+}
+
+/// For what moves a whole release (a debug build of ~100 MB) through the
+/// store: publishing it, and a runner downloading and verifying it.
+const RELEASE_PATIENCE: Patience = Patience {
+    timeout: Duration::from_secs(300),
+    poll: Duration::from_millis(200),
+};
+
+/// What the runner reports about a pending or failed update.
+fn update_note(runner: &api::Runner) -> Option<String> {
+    status(runner)
+        .additional_info
+        .iter()
+        .find(|f| f.key == "update")
+        .map(|f| f.value.clone())
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Two builds that report different versions: a copy of the binary told (by
+/// the test-only `CORRAL_TEST_VERSION_OVERRIDE`) that it is 0.0.1, and the
+/// binary itself, published as its real version. The runner's clock is
+/// pinned at 12:00 UTC (`CORRAL_TEST_UTC_HOUR`), so windows are open or
+/// closed deterministically. Waits are on what the runner reports, never on
+/// time.
+async fn a_runner_updates_itself_only_when_allowed(store: Store) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(tmp.path(), "90s", store).await;
+    let real_version = env!("CARGO_PKG_VERSION");
+
+    // Bad releases are refused and change nothing.
+    let script = tmp.path().join("not-elf");
+    fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let (ok, out) = admin(
+        &server,
+        tmp.path(),
+        &[
+            "release",
+            "publish",
+            "--channel",
+            "stable",
+            "--version",
+            "9.9.9",
+            "--file",
+            script.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(!ok && out.contains("not an ELF executable"), "{out}");
+    let (ok, out) = admin(
+        &server,
+        tmp.path(),
+        &[
+            "release",
+            "publish",
+            "--channel",
+            "stable",
+            "--version",
+            "latest-and-greatest",
+            "--file",
+            BIN,
+        ],
+    )
+    .await;
+    assert!(!ok && out.contains("not a semantic version"), "{out}");
+    let (ok, out) = admin(&server, tmp.path(), &["release", "list"]).await;
+    assert!(
+        ok && !out.contains("stable "),
+        "nothing was published: {out}"
+    );
+
+    // The runner: a copy of the binary, reporting 0.0.1, with a window
+    // (03-05) that is closed at its 12:00.
+    let (runner_id, exchange_token) = server.create_runner("updating").await;
+    set_update_policy(&server, &runner_id, true, (3, 5)).await;
+    let bin_dir = tmp.path().join("bin");
+    fs::create_dir(&bin_dir).unwrap();
+    let exe = bin_dir.join("corral");
+    fs::copy(BIN, &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = tmp.path().join("runner-data");
+    let url = server.url();
+    let mut runner = Proc::spawn_program(
+        tmp.path(),
+        &numbered("runner"),
+        &exe,
+        &[
+            "runner",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--server",
+            &url,
+            "--exchange-token",
+            &exchange_token,
+            "--update-check-interval",
+            "1h",
+        ],
+        &[
+            ("CORRAL_TEST_VERSION_OVERRIDE", "0.0.1"),
+            ("CORRAL_TEST_UTC_HOUR", "12"),
+        ],
+    );
+    server
+        .wait_runner("the runner reports 0.0.1", &runner_id, |r| {
+            phase(r) == Some(ACTIVE) && status(r).version == "0.0.1"
+        })
+        .await;
+
+    // Publishing is seen at the next check: a spec change triggers one.
+    let (ok, out) = admin(
+        &server,
+        tmp.path(),
+        &[
+            "release",
+            "publish",
+            "--channel",
+            "stable",
+            "--version",
+            real_version,
+            "--file",
+            BIN,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains(&sha256_file(Path::new(BIN))), "{out}");
+    let (ok, out) = admin(
+        &server,
+        tmp.path(),
+        &[
+            "release",
+            "publish",
+            "--channel",
+            "stable",
+            "--version",
+            real_version,
+            "--file",
+            BIN,
+        ],
+    )
+    .await;
+    assert!(!ok && out.contains("already published"), "{out}");
+
+    set_update_policy(&server, &runner_id, true, (4, 6)).await;
+    let (r, _) = server
+        .wait_runner("the update waits for its window", &runner_id, |r| {
+            update_note(r).is_some_and(|n| n.contains("outside the update window 04:00-06:00 UTC"))
+        })
+        .await;
+    assert_eq!(status(&r).version, "0.0.1");
+
+    // Auto-update off never updates, whatever the window.
+    set_update_policy(&server, &runner_id, false, (11, 13)).await;
+    let (r, _) = server
+        .wait_runner("the update waits for auto-update", &runner_id, |r| {
+            update_note(r).is_some_and(|n| n.contains("auto-update is off"))
+        })
+        .await;
+    assert_eq!(status(&r).version, "0.0.1");
+    assert_ne!(sha256_file(&exe), "", "the executable is still there");
+
+    // A failed update keeps the running version and says why: the file the
+    // download goes to is taken (by a directory).
+    let staging = bin_dir.join(format!(".corral.update-{}", runner.pid()));
+    fs::create_dir(&staging).unwrap();
+    set_update_policy(&server, &runner_id, true, (10, 13)).await;
+    let (r, _) = server
+        .wait_runner("the failed update is reported", &runner_id, |r| {
+            update_note(r)
+                .is_some_and(|n| n.starts_with(&format!("update to {real_version} failed")))
+        })
+        .await;
+    eprintln!("reported: {:?}", update_note(&r));
+    assert_eq!(status(&r).version, "0.0.1");
+    assert!(runner.try_status().is_none(), "the runner keeps running");
+    fs::remove_dir(&staging).unwrap();
+
+    // Auto-update on and 12:00 inside 11-13: the runner downloads, verifies,
+    // replaces its executable and restarts into it (same process id, same
+    // data dir), reporting its real version.
+    set_update_policy(&server, &runner_id, true, (11, 13)).await;
+    let (r, took) = server
+        .wait_runner_within(
+            RELEASE_PATIENCE,
+            "the runner runs the new version",
+            &runner_id,
+            |r| status(r).version == real_version && phase(r) == Some(ACTIVE),
+        )
+        .await;
+    eprintln!("[measured] updated and back within {took:?}");
+    assert_eq!(update_note(&r), None, "nothing pending after the update");
+    assert!(
+        runner.try_status().is_none(),
+        "the runner re-executed itself instead of exiting"
+    );
+    assert_eq!(
+        sha256_file(&exe),
+        sha256_file(Path::new(BIN)),
+        "the executable was replaced"
+    );
+    assert_eq!(
+        fs::metadata(&exe).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    let leftovers: Vec<_> = fs::read_dir(&bin_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no staging file is left: {leftovers:?}");
+
+    // Listing and withdrawing.
+    let (ok, out) = admin(
+        &server,
+        tmp.path(),
+        &["release", "list", "--channel", "stable"],
+    )
+    .await;
+    assert!(ok && out.contains(real_version), "{out}");
+    let (ok, out) = admin(
+        &server,
+        tmp.path(),
+        &[
+            "release",
+            "withdraw",
+            "--channel",
+            "stable",
+            "--version",
+            real_version,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = admin(&server, tmp.path(), &["release", "list"]).await;
+    assert!(ok && !out.contains(real_version), "{out}");
+    let (ok, out) = admin(
+        &server,
+        tmp.path(),
+        &[
+            "release",
+            "withdraw",
+            "--channel",
+            "stable",
+            "--version",
+            real_version,
+        ],
+    )
+    .await;
+    assert!(!ok && out.contains("no release"), "{out}");
+    runner.stop(PATIENCE).await;
 }

@@ -7,6 +7,8 @@
 //! - [`limits`]: the size caps on what a runner reports (status fields, the
 //!   schema). The server refuses reports beyond them; the runner fits its
 //!   reports inside them.
+//! - [`release`]: what the release key signs, and how versions order
+//!   (semver), for runner self-updates.
 //! - [`scm_host`]: how an SCM host is spelled, checked and brought into
 //!   canonical form wherever the server accepts one.
 //!
@@ -15,5 +17,6 @@
 //! No I/O and no HTTP clients in this crate.
 
 pub mod limits;
+pub mod release;
 pub mod schema;
 pub mod scm_host;

@@ -7,6 +7,10 @@
 //!   register = SignUp ─► UpdateConfigurationSchema ─► ReportStatus ─► ListSCMIntegrations
 //!   then, concurrently until one ends:
 //!     heartbeats: ReportStatus every heartbeat_interval_seconds
+//!     updates:    GetLatestRelease at sign-up, on every spec, and every
+//!                 --update-check-interval; a newer release (auto-update on,
+//!                 inside the window) is downloaded, verified, put in place of
+//!                 the executable, and the runner re-executes itself (`update`)
 //!     watch:      WatchRequests; on error back off, move to the next server
 //!                 (when given several), reconnect and register again
 //!     shutdown:   SIGTERM/SIGINT ─► Disconnect ─► exit 0
@@ -43,6 +47,7 @@ use crate::credentials::{Credentials, DataDir};
 use crate::logs::{LogBuffer, Logging};
 use crate::metrics::{self, Metrics, ScmLabels};
 use crate::scm_work::{SCM_TIMEOUT, ScmWork};
+use crate::update::{self, Checked, UpdateError};
 use crate::{Error, open_sealed_secret, system};
 
 /// The runner's version, reported to the management plane.
@@ -91,6 +96,11 @@ pub struct Config {
     pub info: Vec<(String, String)>,
     /// How often metrics are pushed while enabled; clamped to 15–60 s.
     pub metrics_interval: Duration,
+    /// The runner's own executable, which a self-update replaces before the
+    /// runner re-executes it; `None` never updates (the agent run as a library).
+    pub executable: Option<PathBuf>,
+    /// How often to look for a new release besides at sign-up and on spec changes.
+    pub update_check_interval: Duration,
 }
 
 impl Config {
@@ -106,6 +116,8 @@ impl Config {
             advertise_url: None,
             info: Vec::new(),
             metrics_interval: metrics::DEFAULT_INTERVAL,
+            executable: None,
+            update_check_interval: update::DEFAULT_CHECK_INTERVAL,
         }
     }
 }
@@ -135,17 +147,23 @@ pub fn parse_info(entry: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
-/// Checks a whole `--info` list: at most the entries additional_info holds,
-/// each key once.
+/// The additional_info key under which the runner says why it is not taking
+/// an update; one entry of additional_info is kept free for it.
+pub const UPDATE_INFO_KEY: &str = "update";
+
+/// Checks a whole `--info` list: at most the entries additional_info holds
+/// less the one for the update note, each key once.
 pub fn check_info(info: &[(String, String)]) -> Result<(), String> {
-    if info.len() > limits::ADDITIONAL_INFO_MAX_ENTRIES {
-        return Err(format!(
-            "at most {} --info entries, not {}",
-            limits::ADDITIONAL_INFO_MAX_ENTRIES,
-            info.len()
-        ));
+    let most = limits::ADDITIONAL_INFO_MAX_ENTRIES - 1;
+    if info.len() > most {
+        return Err(format!("at most {most} --info entries, not {}", info.len()));
     }
     for (i, (key, _)) in info.iter().enumerate() {
+        if key == UPDATE_INFO_KEY {
+            return Err(format!(
+                "--info {UPDATE_INFO_KEY} is taken: the runner reports its pending update there"
+            ));
+        }
         if info[..i].iter().any(|(k, _)| k == key) {
             return Err(format!("--info {key} is given twice"));
         }
@@ -214,6 +232,11 @@ pub struct Shared {
 struct State {
     runner_id: Option<String>,
     logs_key: Option<VerifyingKey>,
+    /// The key that signs releases, from sign-up.
+    release_key: Option<VerifyingKey>,
+    /// Why a newer release is not installed (pending, or failed), reported
+    /// in the status.
+    update_note: Option<String>,
     spec: Option<RunnerSpec>,
     scm_integrations: Vec<ScmIntegrationSummary>,
     heartbeat: Option<Duration>,
@@ -265,7 +288,8 @@ impl Shared {
     pub fn bundle_contents(&self) -> BundleContents {
         let state = self.state();
         let versions = format!(
-            "corral-runner {VERSION}\nprotocol corral.v1.RunnerInteractionService\nconfiguration schema {}\nsystem {}\n",
+            "corral-runner {}\nprotocol corral.v1.RunnerInteractionService\nconfiguration schema {}\nsystem {}\n",
+            update::running_version(),
             schema::SCHEMA_VERSION,
             system::system_details()
         );
@@ -381,6 +405,9 @@ pub async fn run_until(
         scm_slots: Arc::new(Semaphore::new(config.max_scm_requests.max(1))),
         max_scm_requests: config.max_scm_requests.max(1),
         last_busy_warning: Arc::new(Mutex::new(None)),
+        executable: config.executable.map(Arc::new),
+        update_check_interval: config.update_check_interval,
+        updating: Arc::new(tokio::sync::Mutex::new(())),
     };
     let outcome = tokio::select! {
         outcome = agent.main_loop() => outcome,
@@ -567,6 +594,11 @@ struct Agent {
     max_scm_requests: usize,
     /// When the runner last warned that it turned SCM work away.
     last_busy_warning: Arc<Mutex<Option<Instant>>>,
+    /// The executable a self-update replaces; `None`: no self-updates.
+    executable: Option<Arc<PathBuf>>,
+    update_check_interval: Duration,
+    /// Held while looking for (and installing) an update: one at a time.
+    updating: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Agent {
@@ -592,6 +624,7 @@ impl Agent {
         tokio::select! {
             outcome = self.heartbeat_loop() => outcome,
             outcome = self.watch_loop() => outcome,
+            outcome = self.update_loop() => outcome,
         }
     }
 
@@ -616,10 +649,19 @@ impl Agent {
         if logs_key.is_none() {
             warn!("the management plane sent no valid logs token key; logs cannot be served");
         }
+        let release_key = <[u8; 32]>::try_from(response.release_public_key.as_slice())
+            .ok()
+            .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok());
+        if release_key.is_none() {
+            warn!(
+                "the management plane sent no valid release key; the runner cannot update itself"
+            );
+        }
         {
             let mut state = self.shared.state();
             state.runner_id = Some(response.runner_id.clone());
             state.logs_key = logs_key;
+            state.release_key = release_key;
         }
         self.shared
             .set_heartbeat_interval(response.heartbeat_interval_seconds);
@@ -645,6 +687,8 @@ impl Agent {
         self.report_status().await?;
         let agent = self.clone();
         tokio::spawn(async move { agent.check_scm_integrations().await });
+        let agent = self.clone();
+        tokio::spawn(async move { agent.check_for_update().await });
         Ok(())
     }
 
@@ -685,8 +729,10 @@ impl Agent {
     }
 
     async fn report_status(&self) -> Result<(), ConnectError> {
+        let update_note = self.shared.state().update_note.clone();
         let (healthy, message) = match self.dir.probe_writable() {
-            Ok(()) => (true, String::new()),
+            // A healthy runner's message says what holds an update back.
+            Ok(()) => (true, update_note.clone().unwrap_or_default()),
             Err(e) => (false, e.to_string()),
         };
         let was_healthy = self.shared.state().healthy.replace(healthy);
@@ -703,7 +749,7 @@ impl Agent {
             .unwrap_or(0);
         let region = self.reported_region();
         let mut request = ReportStatusRequest {
-            version: VERSION.into(),
+            version: update::running_version().into(),
             region,
             system_details: system::system_details(),
             capabilities: CAPABILITIES.iter().map(|c| (*c).into()).collect(),
@@ -711,14 +757,20 @@ impl Agent {
             support_bundle_url: self.support_bundle_url.clone(),
             healthy,
             message,
-            additional_info: self
-                .info
-                .iter()
-                .map(|(key, value)| FieldValue {
+            // The update note first: it is ours, the rest are the operator's
+            // (`check_info` leaves it a slot).
+            additional_info: update_note
+                .map(|note| FieldValue {
+                    key: UPDATE_INFO_KEY.into(),
+                    value: note,
+                    ..Default::default()
+                })
+                .into_iter()
+                .chain(self.info.iter().map(|(key, value)| FieldValue {
                     key: key.clone(),
                     value: value.clone(),
                     ..Default::default()
-                })
+                }))
                 .collect(),
             latency_micros,
             ..Default::default()
@@ -760,6 +812,65 @@ impl Agent {
                         self.stream_suspect.notify_waiters();
                     }
                 }
+            }
+        }
+    }
+
+    /// Looks for an update every `update_check_interval`; never ends.
+    async fn update_loop(&self) -> Result<Outcome, Error> {
+        loop {
+            tokio::time::sleep(self.update_check_interval).await;
+            self.check_for_update().await;
+        }
+    }
+
+    /// Looks for a newer release and installs it when the spec allows (then
+    /// the process re-executes itself and this never returns). Records why
+    /// not, and reports it at once when that changed.
+    async fn check_for_update(&self) {
+        let Some(exe) = self.executable.clone() else {
+            return;
+        };
+        let _one_at_a_time = self.updating.lock().await;
+        let (key, spec) = {
+            let state = self.shared.state();
+            (state.release_key, state.spec.clone())
+        };
+        // Without the spec (it comes first on the stream) the runner cannot
+        // know its channel; the spec's arrival checks again.
+        let (Some(key), Some(spec)) = (key, spec) else {
+            return;
+        };
+        let policy = update::Policy::from_spec(&spec);
+        let note = match update::check(&self.conn, &key, &policy, &exe).await {
+            Ok(Checked::UpToDate) => None,
+            Ok(Checked::Pending(why)) => Some(why),
+            Ok(Checked::Installed { version }) => {
+                info!("installed corral-runner {version}; restarting into it");
+                let error = update::restart(&exe);
+                Some(format!(
+                    "update to {version} installed but the restart failed: {error}"
+                ))
+            }
+            Err(UpdateError::Lookup(why)) => {
+                debug!("could not look for updates: {why}");
+                return;
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        let changed = {
+            let mut state = self.shared.state();
+            let changed = state.update_note != note;
+            state.update_note = note.clone();
+            changed
+        };
+        if changed {
+            match &note {
+                Some(note) => warn!("{note}"),
+                None => info!("no update pending"),
+            }
+            if let Err(e) = self.report_status().await {
+                debug!("could not report the update status: {}", describe(&e));
             }
         }
     }
@@ -870,6 +981,9 @@ impl Agent {
                 }
                 let agent = self.clone();
                 tokio::spawn(async move { agent.check_scm_integrations().await });
+                // Auto-update, channel or window may have changed.
+                let agent = self.clone();
+                tokio::spawn(async move { agent.check_for_update().await });
                 None
             }
             Some(Kind::Ping(_)) => {
@@ -1292,8 +1406,12 @@ mod tests {
         let many: Vec<_> = (0..=limits::ADDITIONAL_INFO_MAX_ENTRIES)
             .map(|i| entry(&i.to_string()))
             .collect();
-        assert!(check_info(&many).is_err());
-        assert!(check_info(&many[1..]).is_ok());
+        assert!(
+            check_info(&many[1..]).is_err(),
+            "one entry is kept for the update note"
+        );
+        assert!(check_info(&many[2..]).is_ok());
+        assert!(check_info(&[entry(UPDATE_INFO_KEY)]).is_err());
     }
 
     #[test]

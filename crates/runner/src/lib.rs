@@ -18,6 +18,8 @@
 //! - [`metrics`]: the runner's metrics and their push to a Prometheus
 //!   remote-write collector.
 //! - [`system`]: the host summary reported as system details.
+//! - [`update`]: self-update from the release on the runner's channel (window
+//!   maths, download, SHA-256 and signature checks, re-exec).
 //!
 //! The configuration schema the runner uploads and the size caps its reports
 //! must fit come from `corral-contract`, which the management plane shares.
@@ -37,6 +39,7 @@ pub mod logs;
 pub mod metrics;
 pub mod scm_work;
 pub mod system;
+pub mod update;
 
 pub use agent::{Config, DEFAULT_MAX_SCM_REQUESTS, Outcome, run, run_until};
 pub use credentials::{Credentials, DataDir};

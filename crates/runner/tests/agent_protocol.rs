@@ -45,12 +45,15 @@ struct Recorded {
     /// While set, ReportStatus fails as if the server were unreachable.
     fail_status: bool,
     failed_statuses: usize,
+    /// The release GetLatestRelease offers, and the bytes DownloadRelease sends.
+    release: Option<(runner_api::Release, Vec<u8>)>,
 }
 
 #[derive(Clone)]
 struct Mock {
     recorded: Arc<Mutex<Recorded>>,
     logs_key: Arc<SigningKey>,
+    release_key: Arc<SigningKey>,
 }
 
 impl Mock {
@@ -58,6 +61,7 @@ impl Mock {
         Self {
             recorded: Arc::default(),
             logs_key: Arc::new(SigningKey::from_bytes(&[9; 32])),
+            release_key: Arc::new(SigningKey::from_bytes(&[11; 32])),
         }
     }
 
@@ -140,6 +144,7 @@ impl runner_api::RunnerInteractionService for Mock {
         Response::ok(runner_api::SignUpResponse {
             runner_id: RUNNER_ID.into(),
             logs_token_public_key: self.logs_key.verifying_key().to_bytes().to_vec(),
+            release_public_key: self.release_key.verifying_key().to_bytes().to_vec(),
             heartbeat_interval_seconds: 1,
             ..Default::default()
         })
@@ -284,6 +289,42 @@ impl runner_api::RunnerInteractionService for Mock {
             }],
             ..Default::default()
         })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn get_latest_release(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::GetLatestReleaseRequest>,
+    ) -> ServiceResult<runner_api::GetLatestReleaseResponse> {
+        self.authenticate(&ctx)?;
+        let release = self.rec().release.as_ref().map(|(r, _)| r.clone());
+        Response::ok(runner_api::GetLatestReleaseResponse {
+            release: release.map_or_else(Default::default, MessageField::some),
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn download_release(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::DownloadReleaseRequest>,
+    ) -> ServiceResult<ServiceStream<runner_api::ReleaseChunk>> {
+        self.authenticate(&ctx)?;
+        let Some((_, bytes)) = self.rec().release.clone() else {
+            return Err(ConnectError::not_found("no release is published"));
+        };
+        let chunks: Vec<Result<runner_api::ReleaseChunk, ConnectError>> = bytes
+            .chunks(3)
+            .map(|data| {
+                Ok(runner_api::ReleaseChunk {
+                    data: data.to_vec(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        Response::stream_ok(tokio_stream::iter(chunks))
     }
 }
 
@@ -809,5 +850,100 @@ async fn scm_work_beyond_the_limit_is_turned_away_as_busy() {
     .await;
     assert!(answers_to("again")[0].failure.as_option().is_none());
     assert_eq!(git.asked(), 3);
+    agent.abort();
+}
+
+/// A release whose signature (by a key that is not the release key) or
+/// checksum does not verify is not installed: the executable stays as it
+/// was, and the status says why. Auto-update off installs nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_does_not_verify_is_not_installed() {
+    use sha2::Digest as _;
+    let (mock, server) = start_mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let exe = bin.join("corral");
+    std::fs::write(&exe, b"the running executable").unwrap();
+    let new = b"\x7fELF the new executable".to_vec();
+    let digest: [u8; 32] = sha2::Sha256::digest(&new).into();
+    let signed = corral_contract::release::signed_message("stable", "99.0.0", &digest);
+    let stranger = SigningKey::from_bytes(&[12; 32]);
+    let release = runner_api::Release {
+        id: "0190a000-0000-7000-8000-000000000099".into(),
+        channel: "stable".into(),
+        version: "99.0.0".into(),
+        size: new.len() as u64,
+        sha256: corral_contract::release::hex(&digest),
+        signature: stranger.sign(&signed).to_bytes().to_vec(),
+        ..Default::default()
+    };
+    mock.rec().release = Some((release.clone(), new.clone()));
+    let mut config = config(&server, Some(EXCHANGE_TOKEN), &tmp.path().join("runner"));
+    config.executable = Some(exe.clone());
+    let agent = tokio::spawn(corral_runner::run_until(
+        config,
+        Logging::detached(),
+        std::future::pending(),
+    ));
+    let note = |mock: &Mock| {
+        mock.rec().statuses.last().and_then(|s| {
+            s.additional_info
+                .iter()
+                .find(|f| f.key == "update")
+                .map(|f| f.value.clone())
+        })
+    };
+    // The mock's first spec leaves auto-update off.
+    eventually("pending: auto-update is off", || {
+        note(&mock).is_some_and(|n| n == "update to 99.0.0 pending: auto-update is off")
+    })
+    .await;
+
+    let auto_update = || api::RunnerSpec {
+        configuration: MessageField::some(api::RunnerConfiguration {
+            auto_update: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    mock.send(runner_api::RunnerRequest {
+        kind: Some(runner_api::runner_request::Kind::Spec(Box::new(
+            auto_update(),
+        ))),
+        ..Default::default()
+    });
+    eventually("the wrong signature is reported", || {
+        note(&mock).is_some_and(|n| {
+            n.starts_with("update to 99.0.0 failed") && n.contains("does not verify")
+        })
+    })
+    .await;
+    assert_eq!(std::fs::read(&exe).unwrap(), b"the running executable");
+
+    // Signed by the release key, but the bytes are not the ones signed.
+    let mut tampered = new.clone();
+    tampered[5] ^= 1;
+    mock.rec().release = Some((
+        runner_api::Release {
+            signature: mock.release_key.sign(&signed).to_bytes().to_vec(),
+            ..release
+        },
+        tampered,
+    ));
+    mock.send(runner_api::RunnerRequest {
+        kind: Some(runner_api::runner_request::Kind::Spec(Box::new(
+            auto_update(),
+        ))),
+        ..Default::default()
+    });
+    eventually("the checksum mismatch is reported", || {
+        note(&mock).is_some_and(|n| n.contains("checksum mismatch"))
+    })
+    .await;
+    assert_eq!(std::fs::read(&exe).unwrap(), b"the running executable");
+    let left: Vec<_> = std::fs::read_dir(&bin).unwrap().collect();
+    assert_eq!(left.len(), 1, "no partial download is left");
+    assert!(!agent.is_finished(), "the runner keeps running");
     agent.abort();
 }

@@ -1,6 +1,6 @@
 //! The server's cryptography in one place: bearer tokens and their hashes,
-//! the data key that encrypts secrets at rest, sealed boxes to runners, and
-//! signed logs tokens.
+//! the data key that encrypts secrets at rest, sealed boxes to runners,
+//! signed logs tokens, and the release key that signs runner releases.
 
 use std::path::Path;
 
@@ -218,6 +218,36 @@ impl LogsTokenSigner {
             URL_SAFE_NO_PAD.encode(&payload),
             URL_SAFE_NO_PAD.encode(signature.to_bytes())
         )
+    }
+}
+
+/// Signs runner releases (docs/releases.md); runners learn the public half
+/// at sign-up and install only artifacts whose signature it verifies.
+pub struct ReleaseSigner {
+    key: SigningKey,
+}
+
+impl ReleaseSigner {
+    /// The fleet's release key: an Ed25519 seed kept in the store encrypted
+    /// with the data key, shared by every replica and by `corral admin`.
+    pub async fn shared(
+        store: &dyn crate::store::Store,
+        data_key: &DataKey,
+    ) -> anyhow::Result<Self> {
+        let seed = shared_secret(store, data_key, "release-signing-key", None).await?;
+        Ok(Self {
+            key: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The signature over `corral_contract::release::signed_message`.
+    pub fn sign(&self, channel: &str, version: &str, sha256: &[u8; 32]) -> [u8; 64] {
+        let message = corral_contract::release::signed_message(channel, version, sha256);
+        self.key.sign(&message).to_bytes()
     }
 }
 

@@ -217,6 +217,51 @@ pub enum ReleaseChannel {
     Latest,
 }
 
+impl ReleaseChannel {
+    /// The channel a runner follows: an unspecified one follows `stable`.
+    pub fn followed(self) -> Self {
+        match self {
+            Self::Unspecified | Self::Stable => Self::Stable,
+            Self::Latest => Self::Latest,
+        }
+    }
+
+    /// The name operators use and the release signature binds.
+    pub fn name(self) -> &'static str {
+        match self.followed() {
+            Self::Latest => "latest",
+            _ => "stable",
+        }
+    }
+
+    /// `stable` or `latest`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "stable" => Some(Self::Stable),
+            "latest" => Some(Self::Latest),
+            _ => None,
+        }
+    }
+}
+
+/// A runner executable published on a channel (docs/releases.md). The
+/// artifact's bytes are kept apart, in chunks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Release {
+    pub id: Uuid,
+    pub channel: ReleaseChannel,
+    /// A semantic version.
+    pub version: String,
+    /// The artifact's size in bytes.
+    pub size: u64,
+    /// The artifact's SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Ed25519 signature by the release key over
+    /// `corral_contract::release::signed_message`.
+    pub signature: Vec<u8>,
+    pub published_at: Timestamp,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum RunnerVariant {
     #[default]

@@ -5,7 +5,8 @@
 //! `serving` (the HTTP loop and its limits on clients),
 //! `services` (one module per service, wire types only at this edge), `auth`
 //! (who is calling) and `authz` (what they may do), `store` (persistence behind
-//! one trait), `crypto` (tokens, secrets at rest, sealing), `domain` (the model).
+//! one trait), `crypto` (tokens, secrets at rest, sealing), `releases` (publishing runner
+//! releases), `domain` (the model).
 
 pub mod auth;
 pub mod authz;
@@ -19,6 +20,7 @@ pub mod events;
 pub mod liveness;
 pub mod oauth_flow;
 pub mod pagination;
+pub mod releases;
 pub mod runner_hub;
 pub mod services;
 pub mod serving;
@@ -35,7 +37,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 
-use crate::crypto::{DataKey, LogsTokenSigner};
+use crate::crypto::{DataKey, LogsTokenSigner, ReleaseSigner};
 use crate::pagination::{PageKey, QueryPaging};
 use crate::state::{AppState, SharedState};
 use crate::store::Store;
@@ -183,6 +185,7 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
     };
     let data_key = DataKey::load(&config.data_dir, config.data_key.as_deref())?;
     let logs_signer = LogsTokenSigner::shared(store.as_ref(), &data_key, &config.data_dir).await?;
+    let release_signer = ReleaseSigner::shared(store.as_ref(), &data_key).await?;
     let page_key = PageKey::new(
         crypto::shared_secret(store.as_ref(), &data_key, "page-token-key", None).await?,
     );
@@ -196,6 +199,7 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
         store,
         data_key,
         logs_signer,
+        release_signer,
         page_key,
         hub,
         events,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::crypto::{DataKey, LogsTokenSigner};
+use crate::crypto::{DataKey, LogsTokenSigner, ReleaseSigner};
 use crate::domain::Gateway;
 use crate::duties::Duties;
 use crate::events::EventHub;
@@ -19,6 +19,8 @@ pub struct AppState {
     store: Arc<dyn Store>,
     pub data_key: DataKey,
     pub logs_signer: LogsTokenSigner,
+    /// Signs runner releases; runners get its public half at sign-up.
+    pub release_signer: ReleaseSigner,
     /// Signs page tokens (shared by every replica).
     pub page_key: PageKey,
     pub hub: RunnerHub,
@@ -42,6 +44,7 @@ impl AppState {
         store: Arc<dyn Store>,
         data_key: DataKey,
         logs_signer: LogsTokenSigner,
+        release_signer: ReleaseSigner,
         page_key: PageKey,
         hub: RunnerHub,
         events: Arc<EventHub>,
@@ -54,6 +57,7 @@ impl AppState {
             store,
             data_key,
             logs_signer,
+            release_signer,
             page_key,
             hub,
             events,

@@ -16,7 +16,7 @@ use corral_api::gitpod::v1 as api;
 use corral_testkit::free_port;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const BIN: &str = env!("CARGO_BIN_EXE_corral");
+pub const BIN: &str = env!("CARGO_BIN_EXE_corral");
 
 /// How a test file waits: the overall limit for anything it waits for, and
 /// the pause between two checks.
@@ -42,9 +42,21 @@ pub struct Proc {
 impl Proc {
     /// Starts `corral ARGS…` with stdout and stderr going to `<dir>/<name>.log`.
     pub fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
+        Self::spawn_program(dir, name, Path::new(BIN), args, &[])
+    }
+
+    /// Like [`Proc::spawn`], running `program` (e.g. a copy of the binary)
+    /// with the environment variables `env` set.
+    pub fn spawn_program(
+        dir: &Path,
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let output = dir.join(format!("{name}.log"));
         let file = fs::File::create(&output).expect("creating the output file");
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(program);
         command
             .args(args)
             .stdin(Stdio::null())
@@ -56,9 +68,10 @@ impl Proc {
                 command.env_remove(key);
             }
         }
+        command.envs(env.iter().copied());
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({BIN}): {e}"));
+            .unwrap_or_else(|e| panic!("starting {name} ({}): {e}", program.display()));
         Proc {
             name: name.to_string(),
             child,

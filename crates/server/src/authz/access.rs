@@ -77,6 +77,12 @@ impl Access {
         self.inner.store.as_ref()
     }
 
+    /// The store itself, for what outlives the call's borrow (a stream the
+    /// caller was authorized for).
+    pub(super) fn shared_store(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
     pub fn rpc(&self) -> &'static Rpc {
         self.inner.rpc
     }

@@ -32,6 +32,7 @@ pub use access::{Access, access};
 pub use configuration::save_host_credential;
 pub use events::WatchVisibility;
 pub use gate::{ClientAddress, Gate, RequestId};
+pub use runners::ReleaseDownload;
 
 use connectrpc::ConnectError;
 use uuid::Uuid;

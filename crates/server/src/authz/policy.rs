@@ -352,6 +352,8 @@ pub static RPCS: &[Rpc] = &[
     rpc("corral.v1.RunnerInteractionService/Disconnect", R::RunnerSelf, A::Update, None),
     rpc("corral.v1.RunnerInteractionService/ListEnvironmentClasses", R::RunnerSelf, A::Read, None),
     rpc("corral.v1.RunnerInteractionService/ListSCMIntegrations", R::RunnerSelf, A::Read, None),
+    rpc("corral.v1.RunnerInteractionService/GetLatestRelease", R::RunnerSelf, A::Read, None),
+    rpc("corral.v1.RunnerInteractionService/DownloadRelease", R::RunnerSelf, A::Read, None),
 ];
 
 /// The row for a request path (`/gitpod.v1.X/Y`, also under `/api/`).

@@ -360,4 +360,50 @@ impl Access {
         ));
         Ok(())
     }
+
+    /// The release offered to the calling runner: the highest version on the
+    /// channel its spec follows.
+    pub async fn this_runner_latest_release(&self) -> Result<Option<Release>, ConnectError> {
+        let runner = self.this_runner().await?;
+        crate::releases::latest(self.store(), runner.spec.config.release_channel)
+            .await
+            .map_err(store_error)
+    }
+
+    /// A published release's artifact, for the calling runner to download.
+    /// Releases are the installation's, not secret: every runner reaches them.
+    pub async fn release_download(&self, id: Uuid) -> Result<ReleaseDownload, ConnectError> {
+        self.this_runner().await?;
+        let release = self
+            .store()
+            .get_release(id)
+            .await
+            .map_err(missing(format!("release {id}")))?;
+        Ok(ReleaseDownload {
+            store: self.shared_store(),
+            release,
+            next: 0,
+        })
+    }
+}
+
+/// A release's artifact read chunk by chunk, so that a download never holds
+/// the whole of it.
+pub struct ReleaseDownload {
+    store: std::sync::Arc<dyn crate::store::Store>,
+    pub release: Release,
+    next: u32,
+}
+
+impl ReleaseDownload {
+    /// The next chunk, `None` after the last.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ConnectError> {
+        let chunk = self
+            .store
+            .release_chunk(self.release.id, self.next)
+            .await
+            .map_err(store_error)?;
+        self.next += 1;
+        Ok(chunk)
+    }
 }

@@ -682,6 +682,19 @@ pub fn audit_entry(e: &domain::AuditEvent) -> api::list_audit_logs_response::Aud
     }
 }
 
+/// A release as runners see it (the artifact itself is downloaded apart).
+pub fn release(release: &domain::Release) -> corral_api::corral::v1::Release {
+    corral_api::corral::v1::Release {
+        id: release.id.to_string(),
+        channel: release.channel.name().into(),
+        version: release.version.clone(),
+        size: release.size,
+        sha256: release.sha256.clone(),
+        signature: release.signature.clone(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! `corral.v1.RunnerInteractionService`: what runners call. Every RPC acts on
 //! the calling runner itself (its access token names it).
 
-use buffa::Message;
+use buffa::{Message, MessageField};
 use chrono::Utc;
 use connectrpc::{
     ConnectError, RequestContext, Response, ServiceRequest, ServiceResult, ServiceStream,
@@ -99,6 +99,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
             runner_id: runner.id.to_string(),
             logs_token_public_key: self.state.logs_signer.public_key().to_vec(),
             heartbeat_interval_seconds: self.state.heartbeat_interval().as_secs() as u32,
+            release_public_key: self.state.release_signer.public_key().to_vec(),
             ..Default::default()
         })
     }
@@ -281,6 +282,46 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
             integrations: integrations.iter().map(convert::scm_integration).collect(),
             ..Default::default()
         })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn get_latest_release(
+        &self,
+        ctx: RequestContext,
+        _request: ServiceRequest<'_, runner_api::GetLatestReleaseRequest>,
+    ) -> ServiceResult<runner_api::GetLatestReleaseResponse> {
+        let release = access(&ctx)?.this_runner_latest_release().await?;
+        Response::ok(runner_api::GetLatestReleaseResponse {
+            release: release
+                .map(|r| convert::release(&r))
+                .map_or_else(Default::default, MessageField::some),
+            ..Default::default()
+        })
+    }
+
+    #[allow(refining_impl_trait)]
+    async fn download_release(
+        &self,
+        ctx: RequestContext,
+        request: ServiceRequest<'_, runner_api::DownloadReleaseRequest>,
+    ) -> ServiceResult<ServiceStream<runner_api::ReleaseChunk>> {
+        let id = convert::parse_id("release_id", request.release_id)?;
+        let mut download = access(&ctx)?.release_download(id).await?;
+        // One chunk read from the store per message sent: the artifact is
+        // never held whole.
+        let stream = async_stream::stream! {
+            loop {
+                match download.next_chunk().await {
+                    Ok(Some(data)) => yield Ok(runner_api::ReleaseChunk { data, ..Default::default() }),
+                    Ok(None) => break,
+                    Err(e) => {
+                        yield Err(e);
+                        break;
+                    }
+                }
+            }
+        };
+        Response::stream_ok(stream)
     }
 }
 

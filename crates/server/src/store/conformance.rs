@@ -45,6 +45,7 @@ conformance!(
     spent_exchange_tokens_are_purged,
     audit_events_filter_page_and_expire,
     one_integration_per_host_under_any_spelling_and_at_once,
+    releases_keep_their_chunks_and_publish_all_or_nothing,
 );
 
 async fn on_sqlite<F, Fut>(test: F)
@@ -1276,5 +1277,86 @@ async fn audit_events_filter_page_and_expire(store: Arc<dyn Store>) {
     assert_eq!(
         ids(&list(None, AuditFilter::default(), all).await),
         of(&[2, 3, 4])
+    );
+}
+
+async fn releases_keep_their_chunks_and_publish_all_or_nothing(store: Arc<dyn Store>) {
+    let release = |channel, version: &str| Release {
+        id: new_id(),
+        channel,
+        version: version.into(),
+        size: 3,
+        sha256: "ab".repeat(32),
+        signature: vec![7; 64],
+        published_at: Utc::now(),
+    };
+    let chunk_bytes = corral_contract::release::CHUNK_BYTES;
+    let big = vec![vec![1u8; chunk_bytes], vec![2u8; chunk_bytes], vec![3u8; 5]];
+    let stable = release(ReleaseChannel::Stable, "1.0.0");
+    store
+        .create_release(&stable, &mut big.clone().into_iter().map(Ok))
+        .await
+        .unwrap();
+    for (seq, chunk) in big.iter().enumerate() {
+        assert_eq!(
+            store
+                .release_chunk(stable.id, seq as u32)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(chunk)
+        );
+    }
+    assert_eq!(store.release_chunk(stable.id, 3).await.unwrap(), None);
+    assert_eq!(store.get_release(stable.id).await.unwrap(), stable);
+
+    // The same version twice on one channel is refused; on another it is not.
+    let again = release(ReleaseChannel::Stable, "1.0.0");
+    assert!(matches!(
+        store.create_release(&again, &mut std::iter::empty()).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let latest = release(ReleaseChannel::Latest, "1.0.0");
+    store
+        .create_release(&latest, &mut std::iter::once(Ok(vec![9])))
+        .await
+        .unwrap();
+
+    // A failing artifact stores nothing, not even its first chunks.
+    let broken = release(ReleaseChannel::Stable, "2.0.0");
+    let mut failing = vec![Ok(vec![1]), Err(std::io::Error::other("changed"))].into_iter();
+    assert!(matches!(
+        store.create_release(&broken, &mut failing).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    assert_not_found(store.get_release(broken.id).await);
+    assert_eq!(store.release_chunk(broken.id, 0).await.unwrap(), None);
+
+    let versions = |releases: Vec<Release>| releases.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        versions(
+            store
+                .list_releases(Some(ReleaseChannel::Stable))
+                .await
+                .unwrap()
+        ),
+        vec![stable.id]
+    );
+    assert_eq!(
+        versions(store.list_releases(None).await.unwrap()),
+        vec![stable.id, latest.id]
+    );
+
+    // Withdrawing deletes the release and its artifact.
+    store.delete_release(stable.id).await.unwrap();
+    assert_not_found(store.get_release(stable.id).await);
+    assert_eq!(store.release_chunk(stable.id, 0).await.unwrap(), None);
+    assert!(matches!(
+        store.delete_release(stable.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        versions(store.list_releases(None).await.unwrap()),
+        vec![latest.id]
     );
 }

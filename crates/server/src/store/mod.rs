@@ -222,4 +222,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<AuditEvent>>;
     /// Deletes events older than `before`; returns how many went.
     async fn prune_audit_events(&self, before: Timestamp) -> StoreResult<u64>;
+
+    // Runner releases (docs/releases.md).
+    /// Stores `release` and its artifact, read from `chunks` one chunk at a
+    /// time inside one transaction: an error from `chunks` stores nothing.
+    /// Refused (`Conflict`) when the channel already holds
+    /// `corral_contract::release::MAX_RELEASES_PER_CHANNEL` releases, and
+    /// (`AlreadyExists`) when it holds this version.
+    async fn create_release(
+        &self,
+        release: &Release,
+        chunks: &mut (dyn Iterator<Item = std::io::Result<Vec<u8>>> + Send),
+    ) -> StoreResult<()>;
+    /// The releases of `channel` (of every channel when `None`), in the order
+    /// they were published; at most `MAX_RELEASES_PER_CHANNEL` per channel.
+    async fn list_releases(&self, channel: Option<ReleaseChannel>) -> StoreResult<Vec<Release>>;
+    async fn get_release(&self, id: Uuid) -> StoreResult<Release>;
+    /// Chunk `seq` (from 0) of a release's artifact; `None` past the last.
+    async fn release_chunk(&self, id: Uuid, seq: u32) -> StoreResult<Option<Vec<u8>>>;
+    /// Withdraws a release: it and its artifact are deleted.
+    async fn delete_release(&self, id: Uuid) -> StoreResult<()>;
 }

@@ -1465,6 +1465,119 @@ impl Store for SqlStore {
             .map_err(internal)?;
         Ok(done.rows_affected())
     }
+
+    async fn create_release(
+        &self,
+        release: &Release,
+        chunks: &mut (dyn Iterator<Item = std::io::Result<Vec<u8>>> + Send),
+    ) -> StoreResult<()> {
+        use base64::Engine;
+        let channel = release.channel.name();
+        let mut tx = self.begin_write().await?;
+        let published: i64 = self
+            .query_scalar("SELECT COUNT(*) FROM releases WHERE channel = ?")
+            .bind(channel.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(internal)?;
+        if published as usize >= corral_contract::release::MAX_RELEASES_PER_CHANNEL {
+            return Err(StoreError::Conflict(format!(
+                "the {channel} channel already holds {published} releases; withdraw old ones first"
+            )));
+        }
+        self.query("INSERT INTO releases (id, channel, version, data) VALUES (?, ?, ?, ?)")
+            .bind(release.id.to_string())
+            .bind(channel.to_string())
+            .bind(release.version.clone())
+            .bind(to_json(release)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(on_unique(&format!(
+                "version {} is already published on {channel}",
+                release.version
+            )))?;
+        for (seq, chunk) in chunks.enumerate() {
+            let chunk = chunk.map_err(|e| StoreError::Invalid {
+                field: "artifact".into(),
+                message: e.to_string(),
+            })?;
+            self.query("INSERT INTO release_chunks (release_id, seq, data) VALUES (?, ?, ?)")
+                .bind(release.id.to_string())
+                .bind(seq as i64)
+                .bind(base64::engine::general_purpose::STANDARD.encode(&chunk))
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        tx.commit().await.map_err(internal)
+    }
+
+    async fn list_releases(&self, channel: Option<ReleaseChannel>) -> StoreResult<Vec<Release>> {
+        let rows: Vec<String> = match channel {
+            Some(channel) => {
+                self.query_scalar("SELECT data FROM releases WHERE channel = ? ORDER BY id")
+                    .bind(channel.name().to_string())
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                self.query_scalar("SELECT data FROM releases ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(internal)?;
+        rows.iter().map(|data| from_json(data)).collect()
+    }
+
+    async fn get_release(&self, id: Uuid) -> StoreResult<Release> {
+        self.fetch_data(
+            "SELECT data FROM releases WHERE id = ?",
+            &[id.to_string()],
+            "release",
+        )
+        .await
+    }
+
+    async fn release_chunk(&self, id: Uuid, seq: u32) -> StoreResult<Option<Vec<u8>>> {
+        use base64::Engine;
+        let data: Option<String> = self
+            .query_scalar("SELECT data FROM release_chunks WHERE release_id = ? AND seq = ?")
+            .bind(id.to_string())
+            .bind(i64::from(seq))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(internal)?;
+        data.map(|text| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| {
+                    internal(anyhow::anyhow!(
+                        "release chunk {seq} of {id} is not base64: {e}"
+                    ))
+                })
+        })
+        .transpose()
+    }
+
+    async fn delete_release(&self, id: Uuid) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        self.query("DELETE FROM release_chunks WHERE release_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        let done = self
+            .query("DELETE FROM releases WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("release"));
+        }
+        tx.commit().await.map_err(internal)
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub const COPIED_TABLES: &[&str] = &[
     "environment_classes",
     "server_secrets",
     "audit_events",
+    "releases",
+    "release_chunks",
 ];
 
 /// Tables left alone: migration bookkeeping, and the replica bus (state of
@@ -61,6 +63,16 @@ pub const NOT_COPIED_TABLES: &[&str] = &[
 
 /// Rows per read and per INSERT (well below both databases' parameter limits).
 const BATCH_ROWS: usize = 500;
+
+/// Rows per batch of `table`: release artifacts are stored in 1 MiB chunks,
+/// so their batches stay small to keep memory bounded.
+fn batch_rows(table: &str) -> usize {
+    if table == "release_chunks" {
+        4
+    } else {
+        BATCH_ROWS
+    }
+}
 
 /// What a migration or a verification found, table by table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -646,7 +658,7 @@ async fn copy_table(
     target_dialect: Dialect,
     table: &TableShape,
 ) -> anyhow::Result<()> {
-    let limit = BATCH_ROWS;
+    let limit = batch_rows(table.name);
     let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
     let one_row = format!("({})", vec!["?"; columns.len()].join(", "));
     let mut offset = 0;
@@ -716,7 +728,7 @@ async fn table_sum(
     hasher.update(&header);
     let (mut offset, mut hashed) = (0, 0u64);
     loop {
-        let page = read_page(conn, dialect, table, offset, BATCH_ROWS)
+        let page = read_page(conn, dialect, table, offset, batch_rows(table.name))
             .await
             .with_context(|| format!("reading {}", table.name))?;
         let mut bytes = Vec::new();
@@ -729,7 +741,7 @@ async fn table_sum(
         }
         hasher.update(&bytes);
         hashed += page.len() as u64;
-        if page.len() < BATCH_ROWS {
+        if page.len() < batch_rows(table.name) {
             break;
         }
         offset += page.len();
@@ -890,6 +902,22 @@ mod tests {
             })
             .await
             .unwrap();
+        // A release of more chunks than one batch of release_chunks holds.
+        let release = Release {
+            id: new_id(),
+            channel: ReleaseChannel::Stable,
+            version: "1.2.3".into(),
+            size: 6,
+            sha256: "00".repeat(32),
+            signature: vec![1; 64],
+            published_at: chrono::Utc::now(),
+        };
+        let chunks: Vec<std::io::Result<Vec<u8>>> =
+            (0..6u8).map(|i| Ok(vec![i, 255 - i])).collect();
+        store
+            .create_release(&release, &mut chunks.into_iter())
+            .await
+            .unwrap();
         Installation {
             orgs: vec![acme.id, other.id],
             users: vec![admin.user.id, dev.user.id, other_admin.user.id],
@@ -946,6 +974,15 @@ mod tests {
                 .await
                 .unwrap();
             seen.push(format!("{events:?}"));
+        }
+        for release in store.list_releases(None).await.unwrap() {
+            for seq in 0..7 {
+                seen.push(format!(
+                    "{:?}",
+                    store.release_chunk(release.id, seq).await.unwrap()
+                ));
+            }
+            seen.push(format!("{release:?}"));
         }
         for &user in &installation.users {
             seen.push(format!("{:?}", store.get_user(user).await.unwrap()));
@@ -1022,6 +1059,8 @@ mod tests {
                 ("environment_classes", 2),
                 ("server_secrets", 1),
                 ("audit_events", 1),
+                ("releases", 1),
+                ("release_chunks", 6),
             ]
         );
         assert!(
