@@ -947,3 +947,64 @@ async fn a_release_that_does_not_verify_is_not_installed() {
     assert!(!agent.is_finished(), "the runner keeps running");
     agent.abort();
 }
+
+/// A spec pushed down the stream.
+fn spec_with_phase(phase: api::RunnerPhase) -> runner_api::RunnerRequest {
+    runner_api::RunnerRequest {
+        kind: Some(runner_api::runner_request::Kind::Spec(Box::new(
+            api::RunnerSpec {
+                desired_phase: phase.into(),
+                ..Default::default()
+            },
+        ))),
+        ..Default::default()
+    }
+}
+
+/// SCM work that reaches a runner after its spec set it inactive (it crossed
+/// the change on the way) is refused without touching the SCM; set active
+/// again, the runner works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_set_inactive_refuses_scm_work() {
+    let git = HeldGitServer::start().await;
+    git.release.send(true).unwrap();
+    let (mock, server) = start_mock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = tokio::spawn(corral_runner::run_until(
+        config(&server, Some(EXCHANGE_TOKEN), tmp.path()),
+        Logging::detached(),
+        std::future::pending(),
+    ));
+    eventually("the runner watches", || mock.rec().stream.is_some()).await;
+    let answer_to = |id: &str| {
+        mock.rec()
+            .answers
+            .iter()
+            .find(|a| a.request_id == id)
+            .cloned()
+    };
+
+    // The stream is read in order: the spec applies before the work.
+    mock.send(spec_with_phase(api::RunnerPhase::RUNNER_PHASE_INACTIVE));
+    mock.send(access_check("while-inactive", &git));
+    eventually("the work is answered", || {
+        answer_to("while-inactive").is_some()
+    })
+    .await;
+    let answer = answer_to("while-inactive").unwrap();
+    let failure = answer.failure.as_option().expect("a failure");
+    assert_eq!(failure.code, "failed_precondition", "{answer:?}");
+    assert!(failure.message.contains("inactive"), "{}", failure.message);
+    assert_eq!(git.asked(), 0, "the SCM was not asked");
+
+    mock.send(spec_with_phase(api::RunnerPhase::RUNNER_PHASE_ACTIVE));
+    mock.send(access_check("active-again", &git));
+    eventually("the work is answered", || {
+        answer_to("active-again").is_some()
+    })
+    .await;
+    let answer = answer_to("active-again").unwrap();
+    assert!(answer.failure.as_option().is_none(), "{answer:?}");
+    assert_eq!(git.asked(), 1);
+    agent.abort();
+}
