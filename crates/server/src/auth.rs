@@ -8,7 +8,7 @@ use connectrpc::ConnectError;
 use uuid::Uuid;
 
 use crate::crypto;
-use crate::domain::{OrgRole, Subject, TokenKind, User, UserStatus};
+use crate::domain::{OrgRole, Subject, Timestamp, TokenKind, User, UserStatus};
 use crate::store::Store;
 
 /// Who is calling, resolved from the bearer token.
@@ -52,6 +52,16 @@ impl Caller {
     }
 }
 
+/// How stale a token's recorded last use (`last_used`) may get. Recording
+/// every use would make every read a write: on SQLite every call would queue
+/// for the one writer, on PostgreSQL every read would be a write.
+pub const LAST_USE_RESOLUTION: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Whether a use at `now` should be recorded over the recorded `last_used`.
+fn last_use_is_stale(last_used: Option<Timestamp>, now: Timestamp) -> bool {
+    last_used.is_none_or(|at| now - at >= LAST_USE_RESOLUTION)
+}
+
 pub struct Authenticator {
     store: Arc<dyn Store>,
 }
@@ -80,8 +90,12 @@ impl Authenticator {
         if stored.kind != kind || stored.is_expired(now) {
             return Err(unauthenticated());
         }
-        // Last use is informational; a failure to record it must not fail the call.
-        if let Err(err) = self.store.touch_token(stored.id, now).await {
+        // Last use is informational: recorded when the stored one is older than
+        // the resolution, so that reads do not each write; a failure to record
+        // it must not fail the call.
+        if last_use_is_stale(stored.last_used, now)
+            && let Err(err) = self.store.touch_token(stored.id, now).await
+        {
             tracing::warn!(%err, "could not record token use");
         }
         match stored.subject {
@@ -124,4 +138,71 @@ impl Authenticator {
 fn internal(err: impl std::fmt::Display) -> ConnectError {
     tracing::error!(%err, "authentication lookup failed");
     ConnectError::internal("authentication failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootstrap;
+    use crate::store::sql::SqlStore;
+
+    async fn last_used(store: &dyn Store, token: &str) -> Option<Timestamp> {
+        store
+            .find_token_by_hash(&crypto::token_hash(token))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used
+    }
+
+    #[tokio::test]
+    async fn a_tokens_last_use_is_recorded_at_most_once_per_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SqlStore::open_sqlite(&dir.path().join("corral.db"))
+                .await
+                .unwrap(),
+        );
+        let (_, admin) = bootstrap::create_organization(store.as_ref(), "org", "a@example.com")
+            .await
+            .unwrap();
+        let auth = Authenticator::new(store.clone());
+        assert_eq!(last_used(store.as_ref(), &admin.token).await, None);
+
+        auth.authenticate(&admin.token).await.unwrap();
+        let first = last_used(store.as_ref(), &admin.token)
+            .await
+            .expect("recorded");
+        auth.authenticate(&admin.token).await.unwrap();
+        assert_eq!(
+            last_used(store.as_ref(), &admin.token).await,
+            Some(first),
+            "a use within the resolution writes nothing"
+        );
+
+        // A recorded use older than the resolution is brought up to date.
+        let id = store
+            .find_token_by_hash(&crypto::token_hash(&admin.token))
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let long_ago = first - LAST_USE_RESOLUTION - chrono::Duration::seconds(1);
+        store.touch_token(id, long_ago).await.unwrap();
+        auth.authenticate(&admin.token).await.unwrap();
+        let now = last_used(store.as_ref(), &admin.token).await.unwrap();
+        assert!(now >= first, "{now} is not after {first}");
+    }
+
+    #[test]
+    fn staleness_is_measured_against_the_resolution() {
+        let now = chrono::Utc::now();
+        assert!(last_use_is_stale(None, now));
+        assert!(!last_use_is_stale(Some(now), now));
+        assert!(!last_use_is_stale(
+            Some(now - LAST_USE_RESOLUTION + chrono::Duration::seconds(1)),
+            now
+        ));
+        assert!(last_use_is_stale(Some(now - LAST_USE_RESOLUTION), now));
+    }
 }
