@@ -5,6 +5,7 @@ mod bitbucket_cloud;
 mod bitbucket_server;
 mod gitea;
 mod github;
+mod github_like;
 mod gitlab;
 
 use std::time::Duration;
