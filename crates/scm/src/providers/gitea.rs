@@ -4,10 +4,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::Provider;
-use super::github_like::{
-    Dialect, MAX_LIST_PAGES, Owner, Pull, Ref, Repo, Rest, has_more, issue_number, looks_like_sha,
-    page_info, page_of, yes,
-};
+use super::github_like::{Dialect, Owner, Pull, Repo, Rest, issue_number, page_info, page_of, yes};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     Context, ContextUrl, Credentials, Organization, Paged, PatHelp, Repository, ScmError, ScmHost,
@@ -127,7 +124,7 @@ impl Provider for Gitea {
     ) -> Result<Context, ScmError> {
         let api = &self.api;
         let auth = api.auth(creds)?;
-        let (mut git, default_branch) = api.repo_context(url, RESERVED_OWNERS, &auth).await?;
+        let (git, default_branch) = api.repo_context(url, RESERVED_OWNERS, &auth).await?;
         let rest = &url.segments[2..];
         let kind = rest.first().map(String::as_str).unwrap_or("");
         let sub = rest.get(1).map(String::as_str);
@@ -140,16 +137,7 @@ impl Provider for Gitea {
                 let number = issue_number(number, "issue")?;
                 return api.issue_context(git, &number, &auth).await;
             }
-            ("commit", Some(sha)) => {
-                if !looks_like_sha(sha) {
-                    return Err(ScmError::InvalidInput(format!(
-                        "{sha:?} is not a commit SHA"
-                    )));
-                }
-                Some(Ref::Commit(
-                    api.commit_sha(&git.owner, &git.repo, sha, &auth).await?,
-                ))
-            }
+            ("commit", Some(sha)) => Some(api.commit_ref(&git, sha, &auth).await?),
             ("src" | "raw" | "blame" | "commits" | "media", Some(which)) => {
                 let (branches, tags, from) = match which {
                     "branch" => (true, false, 2),
@@ -160,14 +148,7 @@ impl Provider for Gitea {
                 match rest.get(from) {
                     None => None,
                     Some(sha) if !branches && !tags => {
-                        if !looks_like_sha(sha) {
-                            return Err(ScmError::InvalidInput(format!(
-                                "{sha:?} is not a commit SHA"
-                            )));
-                        }
-                        Some(Ref::Commit(
-                            api.commit_sha(&git.owner, &git.repo, sha, &auth).await?,
-                        ))
+                        Some(api.commit_ref(&git, sha, &auth).await?)
                     }
                     Some(_) => Some(
                         api.resolve_ref(
@@ -188,14 +169,7 @@ impl Provider for Gitea {
             ),
             _ => None,
         };
-        match resolved {
-            Some(Ref::Branch(name)) => git.branch = name,
-            Some(Ref::Tag(name)) => git.tag = name,
-            Some(Ref::Commit(sha)) => git.commit = sha,
-            // The repository itself, or one of its pages (`/pulls`, `/wiki`…).
-            None => git.branch = default_branch.unwrap_or_default(),
-        }
-        Ok(api.repo_only(git))
+        Ok(api.ref_context(git, resolved, default_branch))
     }
 
     async fn search_repositories(
@@ -280,15 +254,13 @@ impl Provider for Gitea {
             return Ok(info.into_paged(answer.body.into_iter().map(to_org).collect()));
         }
         // `/user/orgs` has no filter: read them all, filter, then page.
-        let mut all = Vec::new();
-        for api_page in 1..=MAX_LIST_PAGES {
-            let answer = self.orgs_page(api_page, MAX_PER_PAGE, &auth).await?;
-            let count = answer.body.len();
-            all.extend(answer.body.into_iter().map(to_org));
-            if !has_more(&answer.headers, count, MAX_PER_PAGE, all.len()) {
-                break;
-            }
-        }
+        let mut all: Vec<Organization> = self
+            .api
+            .all_pages::<Org>(&["user", "orgs"], &[], &auth)
+            .await?
+            .into_iter()
+            .map(to_org)
+            .collect();
         all.retain(|o| o.name.to_lowercase().contains(&query));
         Ok(page_of(all, page, per_page))
     }

@@ -6,10 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::Provider;
-use super::github_like::{
-    Dialect, MAX_LIST_PAGES, Owner, Pull, Ref, Repo, Rest, has_more, issue_number, looks_like_sha,
-    page_info, page_of,
-};
+use super::github_like::{Dialect, Owner, Pull, Repo, Rest, issue_number, page_info, page_of};
 use crate::http::Auth;
 use crate::http::Http;
 use crate::{
@@ -112,7 +109,7 @@ impl Provider for GitHub {
     ) -> Result<Context, ScmError> {
         let api = &self.api;
         let auth = api.auth(creds)?;
-        let (mut git, default_branch) = api.repo_context(url, RESERVED_OWNERS, &auth).await?;
+        let (git, default_branch) = api.repo_context(url, RESERVED_OWNERS, &auth).await?;
         let rest = &url.segments[2..];
         let kind = rest.first().map(String::as_str).unwrap_or("");
         let resolved = match (kind, rest.get(1)) {
@@ -124,16 +121,7 @@ impl Provider for GitHub {
                 let number = issue_number(number, "issue")?;
                 return api.issue_context(git, &number, &auth).await;
             }
-            ("commit", Some(sha)) => {
-                if !looks_like_sha(sha) {
-                    return Err(ScmError::InvalidInput(format!(
-                        "{sha:?} is not a commit SHA"
-                    )));
-                }
-                Some(Ref::Commit(
-                    api.commit_sha(&git.owner, &git.repo, sha, &auth).await?,
-                ))
-            }
+            ("commit", Some(sha)) => Some(api.commit_ref(&git, sha, &auth).await?),
             ("tree" | "blob" | "commits" | "raw" | "blame", Some(_)) => Some(
                 api.resolve_ref(&git.owner, &git.repo, &rest[1..], true, true, &auth)
                     .await?,
@@ -144,14 +132,7 @@ impl Provider for GitHub {
             ),
             _ => None,
         };
-        match resolved {
-            Some(Ref::Branch(name)) => git.branch = name,
-            Some(Ref::Tag(name)) => git.tag = name,
-            Some(Ref::Commit(sha)) => git.commit = sha,
-            // The repository itself, or one of its pages (`/pulls`, `/actions`, `/wiki`…).
-            None => git.branch = default_branch.unwrap_or_default(),
-        }
-        Ok(api.repo_only(git))
+        Ok(api.ref_context(git, resolved, default_branch))
     }
 
     async fn search_repositories(
@@ -244,23 +225,14 @@ impl Provider for GitHub {
             return Ok(info.into_paged(answer.body.into_iter().map(to_org).collect()));
         }
         // The API has no filter: read every organization, filter, then page.
-        let mut all = Vec::new();
-        for api_page in 1..=MAX_LIST_PAGES {
-            let url = self.api.url(
+        let all = self
+            .api
+            .all_pages::<Membership>(
                 &["user", "memberships", "orgs"],
-                &[
-                    ("state", "active".to_string()),
-                    ("per_page", MAX_PER_PAGE.to_string()),
-                    ("page", api_page.to_string()),
-                ],
-            )?;
-            let answer = self.api.get::<Vec<Membership>>(&url, &auth).await?;
-            let count = answer.body.len();
-            all.extend(answer.body);
-            if !has_more(&answer.headers, count, MAX_PER_PAGE, all.len()) {
-                break;
-            }
-        }
+                &[("state", "active".to_string())],
+                &auth,
+            )
+            .await?;
         let matching: Vec<Organization> = all
             .into_iter()
             .filter(|m| m.organization.login.to_lowercase().contains(&query))

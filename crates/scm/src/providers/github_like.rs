@@ -199,6 +199,31 @@ impl Rest {
         Ok((git, found.default_branch))
     }
 
+    /// Every entry of a paginated list at `path` (at most [`MAX_LIST_PAGES`]
+    /// pages of the largest size), `query` going before the paging parameters.
+    pub async fn all_pages<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        query: &[(&str, String)],
+        auth: &Auth,
+    ) -> Result<Vec<T>, ScmError> {
+        let per_page = self.max_per_page();
+        let mut all = Vec::new();
+        for page in 1..=MAX_LIST_PAGES {
+            let mut params = query.to_vec();
+            params.extend(self.paging(page, per_page));
+            let url = self.url(path, &params)?;
+            let answer = self.get::<Vec<T>>(&url, auth).await?;
+            let count = answer.body.len();
+            all.extend(answer.body);
+            if !has_more(&answer.headers, count, per_page, all.len()) {
+                return Ok(all);
+            }
+        }
+        tracing::warn!(host = %self.host.host, list = path.join("/"), "stopped listing after {MAX_LIST_PAGES} pages");
+        Ok(all)
+    }
+
     /// Every name of a paginated list (`branches`, `tags`) of a repository.
     async fn ref_names(
         &self,
@@ -207,19 +232,27 @@ impl Rest {
         list: &str,
         auth: &Auth,
     ) -> Result<Vec<String>, ScmError> {
-        let per_page = self.max_per_page();
-        let mut names = Vec::new();
-        for page in 1..=MAX_LIST_PAGES {
-            let url = self.url(&["repos", owner, repo, list], &self.paging(page, per_page))?;
-            let answer = self.get::<Vec<NamedRef>>(&url, auth).await?;
-            let count = answer.body.len();
-            names.extend(answer.body.into_iter().map(|r| r.name));
-            if !has_more(&answer.headers, count, per_page, names.len()) {
-                return Ok(names);
-            }
+        let refs = self
+            .all_pages::<NamedRef>(&["repos", owner, repo, list], &[], auth)
+            .await?;
+        Ok(refs.into_iter().map(|r| r.name).collect())
+    }
+
+    /// The commit a URL names by a full or abbreviated SHA.
+    pub async fn commit_ref(
+        &self,
+        git: &GitContext,
+        sha: &str,
+        auth: &Auth,
+    ) -> Result<Ref, ScmError> {
+        if !looks_like_sha(sha) {
+            return Err(ScmError::InvalidInput(format!(
+                "{sha:?} is not a commit SHA"
+            )));
         }
-        tracing::warn!(host = %self.host.host, owner, repo, list, "stopped listing refs after {MAX_LIST_PAGES} pages");
-        Ok(names)
+        Ok(Ref::Commit(
+            self.commit_sha(&git.owner, &git.repo, sha, auth).await?,
+        ))
     }
 
     /// The full SHA of a commit given by a full or abbreviated SHA.
@@ -384,8 +417,20 @@ impl Rest {
         })
     }
 
-    /// A context of `git` with no change or issue.
-    pub fn repo_only(&self, git: GitContext) -> Context {
+    /// The context of a repository URL: at the ref it named, else on the
+    /// default branch (the repository itself, or one of its other pages).
+    pub fn ref_context(
+        &self,
+        mut git: GitContext,
+        resolved: Option<Ref>,
+        default_branch: Option<String>,
+    ) -> Context {
+        match resolved {
+            Some(Ref::Branch(name)) => git.branch = name,
+            Some(Ref::Tag(name)) => git.tag = name,
+            Some(Ref::Commit(sha)) => git.commit = sha,
+            None => git.branch = default_branch.unwrap_or_default(),
+        }
         Context {
             git,
             change: None,
