@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
-use super::{Provider, longest_ref_prefix};
+use super::{Provider, change_number, longest_ref_prefix, looks_like_sha1, plain_context};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Organization,
@@ -294,12 +294,7 @@ impl BitbucketCloud {
     }
 
     fn context(&self, git: GitContext) -> Context {
-        Context {
-            git,
-            change: None,
-            issue: None,
-            scm_id: self.host.kind.id().to_string(),
-        }
+        plain_context(&self.host, git)
     }
 
     /// Workspace, repository slug and target of a context URL, without asking Bitbucket.
@@ -340,11 +335,11 @@ impl BitbucketCloud {
                 segments: args[1..].to_vec(),
                 only: Some(RefKind::Tag),
             },
-            ("commits" | "commit", Some(sha)) if looks_like_sha(sha) => {
+            ("commits" | "commit", Some(sha)) if looks_like_sha1(sha) => {
                 Target::Commit(sha.to_string())
             }
-            ("pull-requests", Some(id)) => Target::PullRequest(number(id, "pull request")?),
-            ("issues", Some(id)) => Target::Issue(number(id, "issue")?),
+            ("pull-requests", Some(id)) => Target::PullRequest(change_number(id, "pull request")?),
+            ("issues", Some(id)) => Target::Issue(change_number(id, "issue")?),
             _ => Target::Repository,
         };
         Ok((segments[0].clone(), segments[1].clone(), target))
@@ -436,7 +431,7 @@ impl BitbucketCloud {
                 segments.join("/")
             ))
         };
-        if only.is_none() && looks_like_sha(first) {
+        if only.is_none() && looks_like_sha1(first) {
             return match self.commit_hash(full_name, first, auth).await {
                 Ok(hash) => Ok(Resolved::Commit(hash)),
                 Err(ScmError::NotFound(_)) => Err(no_ref()),
@@ -895,21 +890,6 @@ fn ref_segments(name: &str) -> Vec<String> {
 /// A BBQL string literal.
 fn bbql_string(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// An id as in `/pull-requests/12`.
-fn number(segment: &str, what: &str) -> Result<u64, ScmError> {
-    match segment.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(ScmError::InvalidInput(format!(
-            "{segment:?} is not a {what} number"
-        ))),
-    }
-}
-
-/// 7 to 40 hex digits.
-fn looks_like_sha(s: &str) -> bool {
-    (7..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use url::Url;
 
-use super::Provider;
+use super::{Provider, looks_like_sha1, plain_context, yes};
 use crate::http::{Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Organization, Paged,
@@ -145,10 +145,6 @@ fn at_target(at: &str) -> Target {
     }
 }
 
-fn looks_like_commit(s: &str) -> bool {
-    (7..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 // --- The REST API's shapes (only the fields corral reads). ---
 
 #[derive(Debug, Deserialize)]
@@ -159,10 +155,6 @@ struct Page<T> {
     #[serde(default = "yes")]
     is_last_page: bool,
     next_page_start: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -564,7 +556,7 @@ impl Provider for BitbucketServer {
                     .ok_or_else(|| self.not_found_ref("commit", &sha, &repo))?;
             }
             Target::Ref(name) => {
-                let commit = if looks_like_commit(&name) {
+                let commit = if looks_like_sha1(&name) {
                     self.commit(&key, &slug, &name, &auth).await?
                 } else {
                     None
@@ -584,12 +576,7 @@ impl Provider for BitbucketServer {
                 }
             }
         }
-        Ok(Context {
-            git,
-            change: None,
-            issue: None,
-            scm_id: self.host.kind.id().into(),
-        })
+        Ok(plain_context(&self.host, git))
     }
 
     /// Keyword mode filters by repository name (`/repos?name=`). Native mode passes

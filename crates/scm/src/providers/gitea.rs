@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::Provider;
-use super::github_like::{Dialect, Owner, Pull, Repo, Rest, issue_number, page_info, page_of, yes};
+use super::github_like::{Dialect, Owner, Pull, Repo, Rest, issue_number, page_info};
+use super::{page_of, yes};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     Context, ContextUrl, Credentials, Organization, Paged, PatHelp, Repository, ScmError, ScmHost,

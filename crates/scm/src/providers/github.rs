@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::Provider;
-use super::github_like::{Dialect, Owner, Pull, Repo, Rest, issue_number, page_info, page_of};
+use super::github_like::{Dialect, Owner, Pull, Repo, Rest, issue_number, page_info};
+use super::page_of;
 use crate::http::Auth;
 use crate::http::Http;
 use crate::{

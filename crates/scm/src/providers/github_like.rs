@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{change_context, longest_ref_prefix};
+use super::{
+    change_context, change_number, longest_ref_prefix, looks_like_sha, plain_context, yes,
+};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Paged,
@@ -49,10 +51,6 @@ pub(super) struct Owner {
 pub(super) struct Permissions {
     #[serde(default = "yes")]
     pub pull: bool,
-}
-
-pub(super) fn yes() -> bool {
-    true
 }
 
 #[derive(Deserialize)]
@@ -431,12 +429,7 @@ impl Rest {
             Some(Ref::Commit(sha)) => git.commit = sha,
             None => git.branch = default_branch.unwrap_or_default(),
         }
-        Context {
-            git,
-            change: None,
-            issue: None,
-            scm_id: self.host.kind.id().to_string(),
-        }
+        plain_context(&self.host, git)
     }
 
     pub fn repositories(&self, repos: Vec<Repo>) -> Vec<Repository> {
@@ -512,17 +505,7 @@ pub(super) fn repo_error(e: ScmError, host: &ScmHost, owner: &str, repo: &str) -
 
 /// A number as in `/pull/12` or `/issues/12`.
 pub(super) fn issue_number(segment: &str, what: &str) -> Result<String, ScmError> {
-    match segment.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n.to_string()),
-        _ => Err(ScmError::InvalidInput(format!(
-            "{segment:?} is not a {what} number"
-        ))),
-    }
-}
-
-/// 7 to 40 (or 64, for SHA-256 repositories) hex digits.
-pub(super) fn looks_like_sha(s: &str) -> bool {
-    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+    change_number(segment, what).map(|n| n.to_string())
 }
 
 pub(super) fn is_full_sha(s: &str) -> bool {
@@ -662,23 +645,6 @@ pub(super) fn page_info(
     }
 }
 
-/// Page `page` of a list corral filtered itself.
-pub(super) fn page_of<T>(all: Vec<T>, page: u32, per_page: u32) -> Paged<T> {
-    let total = all.len();
-    let per = per_page as usize;
-    let start = (page as usize - 1).saturating_mul(per).min(total);
-    let end = start.saturating_add(per).min(total);
-    let total_pages = total.div_ceil(per) as u32;
-    let items = all.into_iter().skip(start).take(end - start).collect();
-    Paged {
-        items,
-        page,
-        total_pages: Some(total_pages),
-        total_count: Some(total as u64),
-        has_next: page < total_pages,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,16 +715,5 @@ mod tests {
             Some(Ref::Branch("release/v1".into()))
         );
         assert_eq!(pick_ref(&segs, &s(&["main"]), &s(&[])), None);
-    }
-
-    #[test]
-    fn filtered_pages() {
-        let p = page_of((1..=5).collect::<Vec<_>>(), 2, 2);
-        assert_eq!(
-            (p.items, p.total_pages, p.total_count, p.has_next),
-            (vec![3, 4], Some(3), Some(5), true)
-        );
-        let beyond = page_of((1..=5).collect::<Vec<_>>(), 9, 2);
-        assert!(beyond.items.is_empty() && !beyond.has_next);
     }
 }

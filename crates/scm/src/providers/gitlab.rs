@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{Provider, longest_ref_prefix};
+use super::{Provider, change_number, longest_ref_prefix, looks_like_sha, plain_context};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Organization,
@@ -223,12 +223,7 @@ impl GitLab {
     }
 
     fn context(&self, git: GitContext) -> Context {
-        Context {
-            git,
-            change: None,
-            issue: None,
-            scm_id: self.host.kind.id().to_string(),
-        }
+        plain_context(&self.host, git)
     }
 
     /// The readings of a context URL as (project path, target), without
@@ -296,8 +291,10 @@ impl GitLab {
         let kind = rest.first().map(String::as_str).unwrap_or("");
         let args = rest.get(1..).unwrap_or(&[]);
         let target = match (kind, args.first()) {
-            ("merge_requests", Some(iid)) => Target::MergeRequest(number(iid, "merge request")?),
-            ("issues" | "work_items", Some(iid)) => Target::Issue(number(iid, "issue")?),
+            ("merge_requests", Some(iid)) => {
+                Target::MergeRequest(change_number(iid, "merge request")?)
+            }
+            ("issues" | "work_items", Some(iid)) => Target::Issue(change_number(iid, "issue")?),
             ("commit", Some(sha)) => Target::Commit(sha.clone()),
             ("tree" | "blob" | "raw" | "blame" | "commits", Some(_)) => Target::Ref {
                 segments: args.to_vec(),
@@ -732,21 +729,6 @@ fn split_full_path(full_path: &str) -> (String, String) {
         Some((namespace, name)) => (namespace.to_string(), name.to_string()),
         None => (String::new(), full_path.to_string()),
     }
-}
-
-/// An iid as in `/-/merge_requests/12`.
-fn number(segment: &str, what: &str) -> Result<u64, ScmError> {
-    match segment.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(ScmError::InvalidInput(format!(
-            "{segment:?} is not a {what} number"
-        ))),
-    }
-}
-
-/// 7 to 40 (or 64, for SHA-256 repositories) hex digits.
-fn looks_like_sha(s: &str) -> bool {
-    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
