@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
-use super::{Provider, change_number, longest_ref_prefix, looks_like_sha1, plain_context};
+use super::{Provider, Ref, change_number, looks_like_sha1, pick_ref, plain_context};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Organization,
@@ -181,12 +181,6 @@ enum Target {
 enum RefKind {
     Branch,
     Tag,
-}
-
-enum Resolved {
-    Branch(String),
-    Tag(String),
-    Commit(String),
 }
 
 /// A workspace's matching repositories: how many, and the first page of them.
@@ -391,7 +385,7 @@ impl BitbucketCloud {
         segments: &[String],
         only: Option<RefKind>,
         auth: &Auth,
-    ) -> Result<Resolved, ScmError> {
+    ) -> Result<Ref, ScmError> {
         let first = &segments[0];
         let branches = async {
             match only {
@@ -406,19 +400,8 @@ impl BitbucketCloud {
             }
         };
         let (branches, tags) = tokio::try_join!(branches, tags)?;
-        let branch = longest_ref_prefix(segments, branches.iter().map(String::as_str));
-        let tag = longest_ref_prefix(segments, tags.iter().map(String::as_str));
-        match (branch, tag) {
-            (Some((b, bn)), Some((t, tn))) => {
-                return Ok(if tn > bn {
-                    Resolved::Tag(t)
-                } else {
-                    Resolved::Branch(b)
-                });
-            }
-            (Some((b, _)), None) => return Ok(Resolved::Branch(b)),
-            (None, Some((t, _))) => return Ok(Resolved::Tag(t)),
-            (None, None) => {}
+        if let Some(found) = pick_ref(segments, &branches, &tags) {
+            return Ok(found);
         }
         let what = match only {
             Some(RefKind::Branch) => "branch",
@@ -433,7 +416,7 @@ impl BitbucketCloud {
         };
         if only.is_none() && looks_like_sha1(first) {
             return match self.commit_hash(full_name, first, auth).await {
-                Ok(hash) => Ok(Resolved::Commit(hash)),
+                Ok(hash) => Ok(Ref::Commit(hash)),
                 Err(ScmError::NotFound(_)) => Err(no_ref()),
                 Err(e) => Err(e),
             };
@@ -683,14 +666,10 @@ impl Provider for BitbucketCloud {
             Target::Commit(sha) => {
                 git.commit = self.commit_hash(&repo.full_name, &sha, &auth).await?
             }
-            Target::Ref { segments, only } => match self
+            Target::Ref { segments, only } => self
                 .resolve_ref(&repo.full_name, &segments, only, &auth)
                 .await?
-            {
-                Resolved::Branch(name) => git.branch = name,
-                Resolved::Tag(name) => git.tag = name,
-                Resolved::Commit(hash) => git.commit = hash,
-            },
+                .set_on(&mut git),
             Target::Repository => git.branch = repo.mainbranch.map(|b| b.name).unwrap_or_default(),
         }
         Ok(self.context(git))

@@ -11,9 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{
-    change_context, change_number, longest_ref_prefix, looks_like_sha, plain_context, yes,
-};
+use super::{Ref, change_context, change_number, looks_like_sha, pick_ref, plain_context, yes};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Paged,
@@ -113,14 +111,6 @@ struct IssueJson {
     /// Present (not null) when the "issue" is a pull request: both number them alike.
     #[serde(default)]
     pull_request: Option<serde_json::Value>,
-}
-
-/// What the part of a URL after `tree/` or `blob/` names.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Ref {
-    Branch(String),
-    Tag(String),
-    Commit(String),
 }
 
 /// A GitHub-shaped REST API of one host.
@@ -424,9 +414,7 @@ impl Rest {
         default_branch: Option<String>,
     ) -> Context {
         match resolved {
-            Some(Ref::Branch(name)) => git.branch = name,
-            Some(Ref::Tag(name)) => git.tag = name,
-            Some(Ref::Commit(sha)) => git.commit = sha,
+            Some(found) => found.set_on(&mut git),
             None => git.branch = default_branch.unwrap_or_default(),
         }
         plain_context(&self.host, git)
@@ -510,18 +498,6 @@ pub(super) fn issue_number(segment: &str, what: &str) -> Result<String, ScmError
 
 pub(super) fn is_full_sha(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The longest branch or tag `segments` start with; a branch wins a tie.
-pub(super) fn pick_ref(segments: &[String], branches: &[String], tags: &[String]) -> Option<Ref> {
-    let branch = longest_ref_prefix(segments, branches.iter().map(String::as_str));
-    let tag = longest_ref_prefix(segments, tags.iter().map(String::as_str));
-    match (branch, tag) {
-        (Some((b, bn)), Some((t, tn))) => Some(if tn > bn { Ref::Tag(t) } else { Ref::Branch(b) }),
-        (Some((b, _)), None) => Some(Ref::Branch(b)),
-        (None, Some((t, _))) => Some(Ref::Tag(t)),
-        (None, None) => None,
-    }
 }
 
 pub(super) fn no_ref(owner: &str, repo: &str, segments: &[String]) -> ScmError {
@@ -697,23 +673,5 @@ mod tests {
             Err(ScmError::InvalidInput(_))
         ));
         assert_eq!(issue_number("12", "issue").unwrap(), "12");
-    }
-
-    #[test]
-    fn ties_go_to_branches_and_longer_tags_win() {
-        let segs: Vec<String> = ["release", "v1", "docs"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            pick_ref(&segs, &s(&["release"]), &s(&["release/v1"])),
-            Some(Ref::Tag("release/v1".into()))
-        );
-        assert_eq!(
-            pick_ref(&segs, &s(&["release/v1"]), &s(&["release/v1"])),
-            Some(Ref::Branch("release/v1".into()))
-        );
-        assert_eq!(pick_ref(&segs, &s(&["main"]), &s(&[])), None);
     }
 }

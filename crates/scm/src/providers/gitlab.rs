@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{Provider, change_number, longest_ref_prefix, looks_like_sha, plain_context};
+use super::{Provider, Ref, change_number, looks_like_sha, pick_ref, plain_context};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Organization,
@@ -141,13 +141,6 @@ enum Target {
 enum RefKind {
     Branch,
     Tag,
-}
-
-/// What a ref in a URL turned out to be.
-enum Resolved {
-    Branch(String),
-    Tag(String),
-    Commit(String),
 }
 
 impl GitLab {
@@ -383,7 +376,7 @@ impl GitLab {
         segments: &[String],
         only: Option<RefKind>,
         auth: &Auth,
-    ) -> Result<Resolved, ScmError> {
+    ) -> Result<Ref, ScmError> {
         let first = &segments[0];
         let branches = async {
             match only {
@@ -398,19 +391,8 @@ impl GitLab {
             }
         };
         let (branches, tags) = tokio::try_join!(branches, tags)?;
-        let branch = longest_ref_prefix(segments, branches.iter().map(String::as_str));
-        let tag = longest_ref_prefix(segments, tags.iter().map(String::as_str));
-        match (branch, tag) {
-            (Some((b, bn)), Some((t, tn))) => {
-                return Ok(if tn > bn {
-                    Resolved::Tag(t)
-                } else {
-                    Resolved::Branch(b)
-                });
-            }
-            (Some((b, _)), None) => return Ok(Resolved::Branch(b)),
-            (None, Some((t, _))) => return Ok(Resolved::Tag(t)),
-            (None, None) => {}
+        if let Some(found) = pick_ref(segments, &branches, &tags) {
+            return Ok(found);
         }
         let no_ref = || {
             ScmError::NotFound(format!(
@@ -421,7 +403,7 @@ impl GitLab {
         };
         if only.is_none() && looks_like_sha(first) {
             return match self.commit_sha(project, first, auth).await {
-                Ok(sha) => Ok(Resolved::Commit(sha)),
+                Ok(sha) => Ok(Ref::Commit(sha)),
                 Err(ScmError::NotFound(_)) => Err(no_ref()),
                 Err(e) => Err(e),
             };
@@ -565,13 +547,10 @@ impl Provider for GitLab {
             }
             Target::Issue(iid) => return self.issue_context(&project, iid, &auth).await,
             Target::Commit(sha) => git.commit = self.commit_sha(&project, &sha, &auth).await?,
-            Target::Ref { segments, only } => {
-                match self.resolve_ref(&project, &segments, only, &auth).await? {
-                    Resolved::Branch(name) => git.branch = name,
-                    Resolved::Tag(name) => git.tag = name,
-                    Resolved::Commit(sha) => git.commit = sha,
-                }
-            }
+            Target::Ref { segments, only } => self
+                .resolve_ref(&project, &segments, only, &auth)
+                .await?
+                .set_on(&mut git),
             // An empty project has no default branch.
             Target::Project => git.branch = project.default_branch.unwrap_or_default(),
         }

@@ -164,6 +164,37 @@ pub(crate) fn change_context(
     }
 }
 
+/// What the ref part of a URL (after `tree/`, `src/branch/`, `-/blob/`…) names.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Ref {
+    Branch(String),
+    Tag(String),
+    Commit(String),
+}
+
+impl Ref {
+    /// Puts the ref where a context keeps it.
+    pub(super) fn set_on(self, git: &mut GitContext) {
+        match self {
+            Ref::Branch(name) => git.branch = name,
+            Ref::Tag(name) => git.tag = name,
+            Ref::Commit(sha) => git.commit = sha,
+        }
+    }
+}
+
+/// The longest branch or tag `segments` start with; a branch wins a tie.
+pub(super) fn pick_ref(segments: &[String], branches: &[String], tags: &[String]) -> Option<Ref> {
+    let branch = longest_ref_prefix(segments, branches.iter().map(String::as_str));
+    let tag = longest_ref_prefix(segments, tags.iter().map(String::as_str));
+    match (branch, tag) {
+        (Some((b, bn)), Some((t, tn))) => Some(if tn > bn { Ref::Tag(t) } else { Ref::Branch(b) }),
+        (Some((b, _)), None) => Some(Ref::Branch(b)),
+        (None, Some((t, _))) => Some(Ref::Tag(t)),
+        (None, None) => None,
+    }
+}
+
 /// The context of a repository at a ref, with no change or issue.
 pub(crate) fn plain_context(scm: &ScmHost, git: GitContext) -> Context {
     Context {
@@ -307,5 +338,23 @@ mod tests {
         );
         let beyond = page_of((1..=5).collect::<Vec<_>>(), 9, 2);
         assert!(beyond.items.is_empty() && !beyond.has_next);
+    }
+
+    #[test]
+    fn ties_go_to_branches_and_longer_tags_win() {
+        let segs: Vec<String> = ["release", "v1", "docs"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            pick_ref(&segs, &s(&["release"]), &s(&["release/v1"])),
+            Some(Ref::Tag("release/v1".into()))
+        );
+        assert_eq!(
+            pick_ref(&segs, &s(&["release/v1"]), &s(&["release/v1"])),
+            Some(Ref::Branch("release/v1".into()))
+        );
+        assert_eq!(pick_ref(&segs, &s(&["main"]), &s(&[])), None);
     }
 }
