@@ -374,12 +374,13 @@ impl AzureDevOps {
         let repo: RepoJson = self
             .get(&url, auth)
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => ScmError::NotFound(format!(
-                    "repository {}/{} not found in {} on {} (or the token may not see it)",
-                    at.project, at.repo, at.org, self.host.host
-                )),
-                e => e,
+            .map_err(|e| {
+                e.if_not_found(|| {
+                    ScmError::NotFound(format!(
+                        "repository {}/{} not found in {} on {} (or the token may not see it)",
+                        at.project, at.repo, at.org, self.host.host
+                    ))
+                })
             })?
             .body;
         if repo.is_disabled {
@@ -486,10 +487,7 @@ impl AzureDevOps {
                 auth,
             )
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => self.not_found("pull request", &id_s, repo),
-                e => e,
-            })?
+            .map_err(|e| e.if_not_found(|| self.not_found("pull request", &id_s, repo)))?
             .body;
         let upstream = pr.repository.clone().unwrap_or_else(|| repo.clone());
         let (head_repo, from_branch) = match &pr.fork_source {
@@ -675,10 +673,7 @@ impl Provider for AzureDevOps {
                 let commit: CommitJson = self
                     .get(&self.repo_api(&at, &repo, &["commits", &sha], &[]), &auth)
                     .await
-                    .map_err(|e| match e {
-                        ScmError::NotFound(_) => self.not_found("commit", &sha, &repo),
-                        e => e,
-                    })?
+                    .map_err(|e| e.if_not_found(|| self.not_found("commit", &sha, &repo)))?
                     .body;
                 git.commit = commit.commit_id;
             }

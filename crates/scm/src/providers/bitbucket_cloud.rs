@@ -445,11 +445,10 @@ impl BitbucketCloud {
         let pr = self
             .get::<PullRequest>(&url, auth)
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => {
+            .map_err(|e| {
+                e.if_not_found(|| {
                     ScmError::NotFound(format!("{full_name} has no pull request #{id}"))
-                }
-                e => e,
+                })
             })?
             .body;
         let source = pr.source.repository.map(|r| r.full_name);

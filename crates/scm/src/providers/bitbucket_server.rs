@@ -281,12 +281,13 @@ impl BitbucketServer {
         auth: &Auth,
     ) -> Result<RepoJson, ScmError> {
         let url = self.api(&Self::repo_path(project, slug), &[]);
-        self.get(&url, auth).await.map_err(|e| match e {
-            ScmError::NotFound(_) => ScmError::NotFound(format!(
-                "repository {project}/{slug} not found on {} (or the token may not see it)",
-                self.host.host
-            )),
-            e => e,
+        self.get(&url, auth).await.map_err(|e| {
+            e.if_not_found(|| {
+                ScmError::NotFound(format!(
+                    "repository {project}/{slug} not found on {} (or the token may not see it)",
+                    self.host.host
+                ))
+            })
         })
     }
 
@@ -419,13 +420,10 @@ impl BitbucketServer {
         let id_s = id.to_string();
         let mut path = Self::repo_path(&repo.project.key, &repo.slug);
         path.extend(["pull-requests", &id_s]);
-        let pr: PullRequestJson =
-            self.get(&self.api(&path, &[]), auth)
-                .await
-                .map_err(|e| match e {
-                    ScmError::NotFound(_) => self.not_found_ref("pull request", &id_s, repo),
-                    e => e,
-                })?;
+        let pr: PullRequestJson = self
+            .get(&self.api(&path, &[]), auth)
+            .await
+            .map_err(|e| e.if_not_found(|| self.not_found_ref("pull request", &id_s, repo)))?;
         let upstream = pr.to_ref.repository.clone().unwrap_or_else(|| repo.clone());
         let head = pr
             .from_ref

@@ -324,11 +324,10 @@ impl Rest {
     ) -> Result<Context, ScmError> {
         let (owner, repo) = (git.owner.clone(), git.repo.clone());
         let url = self.url(&["repos", &owner, &repo, "pulls", number], &[])?;
-        let pull = self.get::<Pull>(&url, auth).await.map_err(|e| match e {
-            ScmError::NotFound(_) => {
+        let pull = self.get::<Pull>(&url, auth).await.map_err(|e| {
+            e.if_not_found(|| {
                 ScmError::NotFound(format!("{owner}/{repo} has no pull request #{number}"))
-            }
-            e => e,
+            })
         })?;
         let pull = pull.body;
         let web = self.host.web_base();
@@ -382,15 +381,9 @@ impl Rest {
     ) -> Result<Context, ScmError> {
         let (owner, repo) = (git.owner.clone(), git.repo.clone());
         let url = self.url(&["repos", &owner, &repo, "issues", number], &[])?;
-        let issue = self
-            .get::<IssueJson>(&url, auth)
-            .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => {
-                    ScmError::NotFound(format!("{owner}/{repo} has no issue #{number}"))
-                }
-                e => e,
-            })?;
+        let issue = self.get::<IssueJson>(&url, auth).await.map_err(|e| {
+            e.if_not_found(|| ScmError::NotFound(format!("{owner}/{repo} has no issue #{number}")))
+        })?;
         if issue.body.pull_request.is_some() {
             return self.pull_context(git, number, auth).await;
         }

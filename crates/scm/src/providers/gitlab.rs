@@ -429,25 +429,23 @@ impl GitLab {
         let mr = self
             .get::<MergeRequest>(&url, auth)
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => ScmError::NotFound(format!(
-                    "{} has no merge request !{iid}",
-                    project.path_with_namespace
-                )),
-                e => e,
+            .map_err(|e| {
+                e.if_not_found(|| {
+                    ScmError::NotFound(format!(
+                        "{} has no merge request !{iid}",
+                        project.path_with_namespace
+                    ))
+                })
             })?
             .body;
         let from_fork = mr.source_project_id != mr.target_project_id;
         let source_path = if from_fork {
             self.project(&mr.source_project_id.to_string(), auth)
                 .await
-                .map_err(|e| match e {
-                    ScmError::NotFound(_) => ScmError::NotFound(format!(
+                .map_err(|e| e.if_not_found(|| ScmError::NotFound(format!(
                         "the fork merge request !{iid} of {} comes from was not found, or the token cannot see it",
                         project.path_with_namespace
-                    )),
-                    e => e,
-                })?
+                    ))))?
                 .path_with_namespace
         } else {
             project.path_with_namespace.clone()
@@ -505,12 +503,13 @@ impl GitLab {
         let issue = self
             .get::<IssueJson>(&url, auth)
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => ScmError::NotFound(format!(
-                    "{} has no issue #{iid}",
-                    project.path_with_namespace
-                )),
-                e => e,
+            .map_err(|e| {
+                e.if_not_found(|| {
+                    ScmError::NotFound(format!(
+                        "{} has no issue #{iid}",
+                        project.path_with_namespace
+                    ))
+                })
             })?
             .body;
         let git = GitContext {
