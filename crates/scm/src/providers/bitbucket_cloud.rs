@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
-use super::{Provider, Ref, change_number, looks_like_sha1, pick_ref, plain_context};
+use super::{
+    Provider, Ref, change_number, looks_like_sha1, pick_ref, plain_context, require_token,
+};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Organization,
@@ -198,13 +200,7 @@ impl BitbucketCloud {
     /// Bearer for OAuth and access tokens; Basic `username:token` when a user
     /// name comes with the token (API tokens with the Atlassian e-mail, app passwords).
     fn auth(&self, creds: &Credentials) -> Result<Auth, ScmError> {
-        let token = creds.token.trim();
-        if token.is_empty() {
-            return Err(ScmError::AuthenticationRequired {
-                host: self.host.host.clone(),
-                reason: "no Bitbucket token was given".into(),
-            });
-        }
+        let token = require_token(&self.host, creds)?;
         Ok(
             match creds
                 .username
@@ -214,9 +210,9 @@ impl BitbucketCloud {
             {
                 Some(username) => Auth::Basic {
                     username: username.to_string(),
-                    password: token.to_string(),
+                    password: token,
                 },
-                None => Auth::Bearer(token.to_string()),
+                None => Auth::Bearer(token),
             },
         )
     }

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{Ref, change_context, change_number, looks_like_sha, pick_ref, plain_context, yes};
+use super::{
+    Ref, change_context, change_number, looks_like_sha, pick_ref, plain_context, require_token, yes,
+};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Paged,
@@ -441,18 +443,6 @@ impl Rest {
         }
         Ok(())
     }
-}
-
-/// The token, or why there is none.
-pub(super) fn require_token(host: &ScmHost, creds: &Credentials) -> Result<String, ScmError> {
-    let token = creds.token.trim();
-    if token.is_empty() {
-        return Err(ScmError::AuthenticationRequired {
-            host: host.host.clone(),
-            reason: format!("no {} token was given", host.kind.display_name()),
-        });
-    }
-    Ok(token.to_string())
 }
 
 /// The owner and repository a URL's path starts with.

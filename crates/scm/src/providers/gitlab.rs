@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{Provider, Ref, change_number, looks_like_sha, pick_ref, plain_context};
+use super::{Provider, Ref, change_number, looks_like_sha, pick_ref, plain_context, require_token};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Organization,
@@ -150,14 +150,8 @@ impl GitLab {
 
     /// Bearer works for personal, project, group and OAuth tokens alike.
     fn auth(&self, creds: &Credentials) -> Result<Auth, ScmError> {
-        let token = creds.token.trim();
-        if token.is_empty() {
-            return Err(ScmError::AuthenticationRequired {
-                host: self.host.host.clone(),
-                reason: "no GitLab token was given".into(),
-            });
-        }
-        Ok(Auth::Bearer(token.to_string()))
+        let token = require_token(&self.host, creds)?;
+        Ok(Auth::Bearer(token))
     }
 
     /// `{api}/{path…}?{query}`, each path segment percent-encoded (a project

@@ -205,6 +205,18 @@ pub(crate) fn plain_context(scm: &ScmHost, git: GitContext) -> Context {
     }
 }
 
+/// The token, or why there is none.
+pub(super) fn require_token(host: &ScmHost, creds: &Credentials) -> Result<String, ScmError> {
+    let token = creds.token.trim();
+    if token.is_empty() {
+        return Err(ScmError::AuthenticationRequired {
+            host: host.host.clone(),
+            reason: format!("no {} token was given", host.kind.display_name()),
+        });
+    }
+    Ok(token.to_string())
+}
+
 /// A pull request, merge request or issue number as in `/pull/12`: positive.
 pub(super) fn change_number(segment: &str, what: &str) -> Result<u64, ScmError> {
     match segment.parse::<u64>() {
