@@ -40,6 +40,14 @@ impl ScmError {
         }
     }
 
+    /// A not-found failure told the way `not_found` says; others pass unchanged.
+    pub fn if_not_found(self, not_found: impl FnOnce() -> ScmError) -> Self {
+        match self {
+            ScmError::NotFound(_) => not_found(),
+            e => e,
+        }
+    }
+
     /// The Connect code name this error maps to.
     pub fn code(&self) -> &'static str {
         match self {

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::Provider;
+use super::{Provider, page_of, plain_context};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Organization, Paged,
@@ -374,12 +374,13 @@ impl AzureDevOps {
         let repo: RepoJson = self
             .get(&url, auth)
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => ScmError::NotFound(format!(
-                    "repository {}/{} not found in {} on {} (or the token may not see it)",
-                    at.project, at.repo, at.org, self.host.host
-                )),
-                e => e,
+            .map_err(|e| {
+                e.if_not_found(|| {
+                    ScmError::NotFound(format!(
+                        "repository {}/{} not found in {} on {} (or the token may not see it)",
+                        at.project, at.repo, at.org, self.host.host
+                    ))
+                })
             })?
             .body;
         if repo.is_disabled {
@@ -486,10 +487,7 @@ impl AzureDevOps {
                 auth,
             )
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => self.not_found("pull request", &id_s, repo),
-                e => e,
-            })?
+            .map_err(|e| e.if_not_found(|| self.not_found("pull request", &id_s, repo)))?
             .body;
         let upstream = pr.repository.clone().unwrap_or_else(|| repo.clone());
         let (head_repo, from_branch) = match &pr.fork_source {
@@ -610,20 +608,9 @@ impl AzureDevOps {
     }
 }
 
-/// Page `page` (from 1) of `items`, `per_page` at a time.
+/// Page `page` (from 1) of `items`, `per_page` (at most 100) at a time.
 fn slice<T>(items: Vec<T>, page: u32, per_page: u32) -> Paged<T> {
-    let page = page.max(1);
-    let per_page = per_page.clamp(1, 100) as usize;
-    let total = items.len();
-    let start = (page as usize - 1).saturating_mul(per_page);
-    let total_pages = total.div_ceil(per_page) as u32;
-    Paged {
-        items: items.into_iter().skip(start).take(per_page).collect(),
-        page,
-        total_pages: Some(total_pages),
-        total_count: Some(total as u64),
-        has_next: start.saturating_add(per_page) < total,
-    }
+    page_of(items, page.max(1), per_page.clamp(1, 100))
 }
 
 fn matches(name: &str, query: &str, mode: SearchMode) -> bool {
@@ -686,20 +673,12 @@ impl Provider for AzureDevOps {
                 let commit: CommitJson = self
                     .get(&self.repo_api(&at, &repo, &["commits", &sha], &[]), &auth)
                     .await
-                    .map_err(|e| match e {
-                        ScmError::NotFound(_) => self.not_found("commit", &sha, &repo),
-                        e => e,
-                    })?
+                    .map_err(|e| e.if_not_found(|| self.not_found("commit", &sha, &repo)))?
                     .body;
                 git.commit = commit.commit_id;
             }
         }
-        Ok(Context {
-            git,
-            change: None,
-            issue: None,
-            scm_id: self.host.kind.id().into(),
-        })
+        Ok(plain_context(&self.host, git))
     }
 
     /// Azure DevOps has no repository search: this lists the repositories of the

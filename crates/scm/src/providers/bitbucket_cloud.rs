@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
-use super::{Provider, longest_ref_prefix};
+use super::{
+    Provider, Ref, change_number, looks_like_sha1, pick_ref, plain_context, require_token,
+};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Organization,
@@ -183,12 +185,6 @@ enum RefKind {
     Tag,
 }
 
-enum Resolved {
-    Branch(String),
-    Tag(String),
-    Commit(String),
-}
-
 /// A workspace's matching repositories: how many, and the first page of them.
 struct WorkspaceHits {
     workspace: String,
@@ -204,13 +200,7 @@ impl BitbucketCloud {
     /// Bearer for OAuth and access tokens; Basic `username:token` when a user
     /// name comes with the token (API tokens with the Atlassian e-mail, app passwords).
     fn auth(&self, creds: &Credentials) -> Result<Auth, ScmError> {
-        let token = creds.token.trim();
-        if token.is_empty() {
-            return Err(ScmError::AuthenticationRequired {
-                host: self.host.host.clone(),
-                reason: "no Bitbucket token was given".into(),
-            });
-        }
+        let token = require_token(&self.host, creds)?;
         Ok(
             match creds
                 .username
@@ -220,9 +210,9 @@ impl BitbucketCloud {
             {
                 Some(username) => Auth::Basic {
                     username: username.to_string(),
-                    password: token.to_string(),
+                    password: token,
                 },
-                None => Auth::Bearer(token.to_string()),
+                None => Auth::Bearer(token),
             },
         )
     }
@@ -294,12 +284,7 @@ impl BitbucketCloud {
     }
 
     fn context(&self, git: GitContext) -> Context {
-        Context {
-            git,
-            change: None,
-            issue: None,
-            scm_id: self.host.kind.id().to_string(),
-        }
+        plain_context(&self.host, git)
     }
 
     /// Workspace, repository slug and target of a context URL, without asking Bitbucket.
@@ -340,11 +325,11 @@ impl BitbucketCloud {
                 segments: args[1..].to_vec(),
                 only: Some(RefKind::Tag),
             },
-            ("commits" | "commit", Some(sha)) if looks_like_sha(sha) => {
+            ("commits" | "commit", Some(sha)) if looks_like_sha1(sha) => {
                 Target::Commit(sha.to_string())
             }
-            ("pull-requests", Some(id)) => Target::PullRequest(number(id, "pull request")?),
-            ("issues", Some(id)) => Target::Issue(number(id, "issue")?),
+            ("pull-requests", Some(id)) => Target::PullRequest(change_number(id, "pull request")?),
+            ("issues", Some(id)) => Target::Issue(change_number(id, "issue")?),
             _ => Target::Repository,
         };
         Ok((segments[0].clone(), segments[1].clone(), target))
@@ -396,7 +381,7 @@ impl BitbucketCloud {
         segments: &[String],
         only: Option<RefKind>,
         auth: &Auth,
-    ) -> Result<Resolved, ScmError> {
+    ) -> Result<Ref, ScmError> {
         let first = &segments[0];
         let branches = async {
             match only {
@@ -411,19 +396,8 @@ impl BitbucketCloud {
             }
         };
         let (branches, tags) = tokio::try_join!(branches, tags)?;
-        let branch = longest_ref_prefix(segments, branches.iter().map(String::as_str));
-        let tag = longest_ref_prefix(segments, tags.iter().map(String::as_str));
-        match (branch, tag) {
-            (Some((b, bn)), Some((t, tn))) => {
-                return Ok(if tn > bn {
-                    Resolved::Tag(t)
-                } else {
-                    Resolved::Branch(b)
-                });
-            }
-            (Some((b, _)), None) => return Ok(Resolved::Branch(b)),
-            (None, Some((t, _))) => return Ok(Resolved::Tag(t)),
-            (None, None) => {}
+        if let Some(found) = pick_ref(segments, &branches, &tags) {
+            return Ok(found);
         }
         let what = match only {
             Some(RefKind::Branch) => "branch",
@@ -436,9 +410,9 @@ impl BitbucketCloud {
                 segments.join("/")
             ))
         };
-        if only.is_none() && looks_like_sha(first) {
+        if only.is_none() && looks_like_sha1(first) {
             return match self.commit_hash(full_name, first, auth).await {
-                Ok(hash) => Ok(Resolved::Commit(hash)),
+                Ok(hash) => Ok(Ref::Commit(hash)),
                 Err(ScmError::NotFound(_)) => Err(no_ref()),
                 Err(e) => Err(e),
             };
@@ -467,11 +441,10 @@ impl BitbucketCloud {
         let pr = self
             .get::<PullRequest>(&url, auth)
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => {
+            .map_err(|e| {
+                e.if_not_found(|| {
                     ScmError::NotFound(format!("{full_name} has no pull request #{id}"))
-                }
-                e => e,
+                })
             })?
             .body;
         let source = pr.source.repository.map(|r| r.full_name);
@@ -688,14 +661,10 @@ impl Provider for BitbucketCloud {
             Target::Commit(sha) => {
                 git.commit = self.commit_hash(&repo.full_name, &sha, &auth).await?
             }
-            Target::Ref { segments, only } => match self
+            Target::Ref { segments, only } => self
                 .resolve_ref(&repo.full_name, &segments, only, &auth)
                 .await?
-            {
-                Resolved::Branch(name) => git.branch = name,
-                Resolved::Tag(name) => git.tag = name,
-                Resolved::Commit(hash) => git.commit = hash,
-            },
+                .set_on(&mut git),
             Target::Repository => git.branch = repo.mainbranch.map(|b| b.name).unwrap_or_default(),
         }
         Ok(self.context(git))
@@ -895,21 +864,6 @@ fn ref_segments(name: &str) -> Vec<String> {
 /// A BBQL string literal.
 fn bbql_string(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// An id as in `/pull-requests/12`.
-fn number(segment: &str, what: &str) -> Result<u64, ScmError> {
-    match segment.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(ScmError::InvalidInput(format!(
-            "{segment:?} is not a {what} number"
-        ))),
-    }
-}
-
-/// 7 to 40 hex digits.
-fn looks_like_sha(s: &str) -> bool {
-    (7..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

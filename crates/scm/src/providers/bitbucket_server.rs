@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use url::Url;
 
-use super::Provider;
+use super::{Provider, looks_like_sha1, plain_context, yes};
 use crate::http::{Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Organization, Paged,
@@ -145,10 +145,6 @@ fn at_target(at: &str) -> Target {
     }
 }
 
-fn looks_like_commit(s: &str) -> bool {
-    (7..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 // --- The REST API's shapes (only the fields corral reads). ---
 
 #[derive(Debug, Deserialize)]
@@ -159,10 +155,6 @@ struct Page<T> {
     #[serde(default = "yes")]
     is_last_page: bool,
     next_page_start: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,12 +281,13 @@ impl BitbucketServer {
         auth: &Auth,
     ) -> Result<RepoJson, ScmError> {
         let url = self.api(&Self::repo_path(project, slug), &[]);
-        self.get(&url, auth).await.map_err(|e| match e {
-            ScmError::NotFound(_) => ScmError::NotFound(format!(
-                "repository {project}/{slug} not found on {} (or the token may not see it)",
-                self.host.host
-            )),
-            e => e,
+        self.get(&url, auth).await.map_err(|e| {
+            e.if_not_found(|| {
+                ScmError::NotFound(format!(
+                    "repository {project}/{slug} not found on {} (or the token may not see it)",
+                    self.host.host
+                ))
+            })
         })
     }
 
@@ -427,13 +420,10 @@ impl BitbucketServer {
         let id_s = id.to_string();
         let mut path = Self::repo_path(&repo.project.key, &repo.slug);
         path.extend(["pull-requests", &id_s]);
-        let pr: PullRequestJson =
-            self.get(&self.api(&path, &[]), auth)
-                .await
-                .map_err(|e| match e {
-                    ScmError::NotFound(_) => self.not_found_ref("pull request", &id_s, repo),
-                    e => e,
-                })?;
+        let pr: PullRequestJson = self
+            .get(&self.api(&path, &[]), auth)
+            .await
+            .map_err(|e| e.if_not_found(|| self.not_found_ref("pull request", &id_s, repo)))?;
         let upstream = pr.to_ref.repository.clone().unwrap_or_else(|| repo.clone());
         let head = pr
             .from_ref
@@ -564,7 +554,7 @@ impl Provider for BitbucketServer {
                     .ok_or_else(|| self.not_found_ref("commit", &sha, &repo))?;
             }
             Target::Ref(name) => {
-                let commit = if looks_like_commit(&name) {
+                let commit = if looks_like_sha1(&name) {
                     self.commit(&key, &slug, &name, &auth).await?
                 } else {
                     None
@@ -584,12 +574,7 @@ impl Provider for BitbucketServer {
                 }
             }
         }
-        Ok(Context {
-            git,
-            change: None,
-            issue: None,
-            scm_id: self.host.kind.id().into(),
-        })
+        Ok(plain_context(&self.host, git))
     }
 
     /// Keyword mode filters by repository name (`/repos?name=`). Native mode passes

@@ -1,31 +1,24 @@
 //! GitHub and GitHub Enterprise Server, through the REST API
 //! (`https://api.github.com`, or `{web}/api/v3` on Enterprise Server).
-//!
-//! Also holds the small helpers Gitea shares with it (URL building, `Link`
-//! paging, token checks): both speak GitHub-shaped REST.
+//! What it shares with Gitea is in `github_like`; here are GitHub's own ways.
 
-use super::change_context;
 use async_trait::async_trait;
-use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use url::Url;
 
-use super::{Provider, longest_ref_prefix};
-use crate::http::{Answer, Auth, Http};
+use super::Provider;
+use super::github_like::{Dialect, Owner, Pull, Repo, Rest, issue_number, page_info};
+use super::page_of;
+use crate::http::Auth;
+use crate::http::Http;
 use crate::{
-    ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Organization,
-    Paged, PatHelp, Repository, ScmError, ScmHost, SearchMode,
+    Context, ContextUrl, Credentials, Organization, Paged, PatHelp, Repository, ScmError, ScmHost,
+    SearchMode,
 };
 
 /// The REST API version corral was written against.
 const API_VERSION: &str = "2022-11-28";
 /// GitHub's largest page.
 const MAX_PER_PAGE: u32 = 100;
-/// How many pages of branches, tags or organizations corral reads at most
-/// (5,000 entries at 100 a page).
-pub(super) const MAX_LIST_PAGES: u32 = 50;
 /// GitHub's search returns at most this many results, however many match.
 const SEARCH_RESULT_CAP: u64 = 1000;
 
@@ -58,14 +51,28 @@ const RESERVED_OWNERS: &[&str] = &[
     "trending",
 ];
 
-pub struct GitHub {
-    host: ScmHost,
-    http: Http,
-}
+static DIALECT: Dialect = Dialect {
+    max_per_page: MAX_PER_PAGE,
+    paging: |page, per_page| {
+        [
+            ("per_page", per_page.to_string()),
+            ("page", page.to_string()),
+        ]
+    },
+    headers: &[
+        ("Accept", "application/vnd.github+json"),
+        ("X-GitHub-Api-Version", API_VERSION),
+    ],
+    auth: Auth::Bearer,
+    commit_path: &["commits"],
+    pull_page: "pull",
+    is_draft: |p: &Pull| p.draft.unwrap_or(false),
+    // A closed pull request with `merged_at` set was merged, whatever `merged` says.
+    is_merged: |p: &Pull| p.merged || p.merged_at.is_some(),
+};
 
-#[derive(Deserialize)]
-struct Owner {
-    login: String,
+pub struct GitHub {
+    api: Rest,
 }
 
 /// One of the user's organization memberships.
@@ -77,300 +84,23 @@ struct Membership {
 }
 
 #[derive(Deserialize)]
-struct Permissions {
-    #[serde(default = "yes")]
-    pull: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-struct Repo {
-    name: String,
-    full_name: String,
-    owner: Owner,
-    #[serde(default)]
-    default_branch: Option<String>,
-    #[serde(default)]
-    permissions: Option<Permissions>,
-}
-
-#[derive(Deserialize)]
-struct NamedRef {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct Commit {
-    sha: String,
-}
-
-#[derive(Deserialize)]
-struct PullEnd {
-    #[serde(rename = "ref")]
-    name: String,
-    #[serde(default)]
-    sha: String,
-    /// Null when the fork the change came from was deleted.
-    #[serde(default)]
-    repo: Option<Repo>,
-}
-
-#[derive(Deserialize)]
-struct Pull {
-    number: u64,
-    #[serde(default)]
-    title: String,
-    state: String,
-    #[serde(default)]
-    draft: bool,
-    #[serde(default)]
-    merged: bool,
-    #[serde(default)]
-    merged_at: Option<String>,
-    #[serde(default)]
-    user: Option<Owner>,
-    head: PullEnd,
-    base: PullEnd,
-}
-
-#[derive(Deserialize)]
-struct IssueJson {
-    number: u64,
-    #[serde(default)]
-    title: String,
-    /// Present when the "issue" is a pull request: GitHub numbers them alike.
-    #[serde(default)]
-    pull_request: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
 struct SearchAnswer {
     total_count: u64,
     items: Vec<Repo>,
 }
 
-/// What the part of a URL after `tree/` or `blob/` names.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Ref {
-    Branch(String),
-    Tag(String),
-    Commit(String),
-}
-
 impl GitHub {
     pub fn new(host: ScmHost, http: Http) -> Self {
-        Self { host, http }
-    }
-
-    fn auth(&self, creds: &Credentials) -> Result<Auth, ScmError> {
-        Ok(Auth::Bearer(require_token(&self.host, creds)?))
-    }
-
-    fn api(&self, path: &[&str], query: &[(&str, String)]) -> Result<String, ScmError> {
-        self.host.api_url(path, query)
-    }
-
-    async fn get<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        auth: &Auth,
-    ) -> Result<Answer<T>, ScmError> {
-        let request = self
-            .http
-            .request(Method::GET, url, auth)
-            .header("Accept", "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", API_VERSION);
-        self.http.send_json(request).await
-    }
-
-    async fn repo(&self, owner: &str, repo: &str, auth: &Auth) -> Result<Repo, ScmError> {
-        let url = self.api(&["repos", owner, repo], &[])?;
-        self.get::<Repo>(&url, auth)
-            .await
-            .map(|a| a.body)
-            .map_err(|e| repo_error(e, &self.host, owner, repo))
-    }
-
-    /// Every name of a paginated list (`branches`, `tags`) of a repository.
-    async fn ref_names(
-        &self,
-        owner: &str,
-        repo: &str,
-        list: &str,
-        auth: &Auth,
-    ) -> Result<Vec<String>, ScmError> {
-        let mut names = Vec::new();
-        for page in 1..=MAX_LIST_PAGES {
-            let url = self.api(
-                &["repos", owner, repo, list],
-                &[
-                    ("per_page", MAX_PER_PAGE.to_string()),
-                    ("page", page.to_string()),
-                ],
-            )?;
-            let answer = self.get::<Vec<NamedRef>>(&url, auth).await?;
-            let count = answer.body.len();
-            names.extend(answer.body.into_iter().map(|r| r.name));
-            if !has_more(&answer.headers, count, MAX_PER_PAGE, names.len()) {
-                return Ok(names);
-            }
+        Self {
+            api: Rest::new(host, http, &DIALECT),
         }
-        tracing::warn!(host = %self.host.host, owner, repo, list, "stopped listing refs after {MAX_LIST_PAGES} pages");
-        Ok(names)
-    }
-
-    /// The full SHA of a commit given by a full or abbreviated SHA.
-    async fn commit_sha(
-        &self,
-        owner: &str,
-        repo: &str,
-        sha: &str,
-        auth: &Auth,
-    ) -> Result<String, ScmError> {
-        let url = self.api(&["repos", owner, repo, "commits", sha], &[])?;
-        match self.get::<Commit>(&url, auth).await {
-            Ok(answer) => Ok(answer.body.sha),
-            Err(ScmError::NotFound(_)) => Err(no_commit(owner, repo, sha)),
-            // GitHub answers 422 "No commit found for SHA" for SHAs it does not know.
-            Err(ScmError::Unavailable(m)) if m.contains("422") => Err(no_commit(owner, repo, sha)),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Splits `segments` (what follows `tree/` or `blob/`) into the ref they start with.
-    async fn resolve_ref(
-        &self,
-        owner: &str,
-        repo: &str,
-        segments: &[String],
-        auth: &Auth,
-    ) -> Result<Ref, ScmError> {
-        if is_full_sha(&segments[0]) {
-            return Ok(Ref::Commit(
-                self.commit_sha(owner, repo, &segments[0], auth).await?,
-            ));
-        }
-        let (branches, tags) = tokio::try_join!(
-            self.ref_names(owner, repo, "branches", auth),
-            self.ref_names(owner, repo, "tags", auth),
-        )?;
-        if let Some(found) = pick_ref(segments, &branches, &tags) {
-            return Ok(found);
-        }
-        if looks_like_sha(&segments[0]) {
-            return match self.commit_sha(owner, repo, &segments[0], auth).await {
-                Ok(sha) => Ok(Ref::Commit(sha)),
-                Err(ScmError::NotFound(_)) => Err(no_ref(owner, repo, segments)),
-                Err(e) => Err(e),
-            };
-        }
-        Err(no_ref(owner, repo, segments))
-    }
-
-    async fn pull_context(
-        &self,
-        git: GitContext,
-        number: &str,
-        auth: &Auth,
-    ) -> Result<Context, ScmError> {
-        let (owner, repo) = (git.owner.clone(), git.repo.clone());
-        let url = self.api(&["repos", &owner, &repo, "pulls", number], &[])?;
-        let pull = self.get::<Pull>(&url, auth).await.map_err(|e| match e {
-            ScmError::NotFound(_) => {
-                ScmError::NotFound(format!("{owner}/{repo} has no pull request #{number}"))
-            }
-            e => e,
-        })?;
-        let pull = pull.body;
-        let web = self.host.web_base();
-        let base_name = pull
-            .base
-            .repo
-            .as_ref()
-            .map(|r| r.full_name.clone())
-            .unwrap_or_else(|| format!("{owner}/{repo}"));
-        let (head_owner, head_repo, head_clone_url, from_fork) = match &pull.head.repo {
-            Some(r) => (
-                r.owner.login.clone(),
-                r.name.clone(),
-                format!("{web}/{}/{}.git", r.owner.login, r.name),
-                !r.full_name.eq_ignore_ascii_case(&base_name),
-            ),
-            None => (String::new(), String::new(), String::new(), false),
-        };
-        let state = match pull.state.as_str() {
-            "open" => ChangeState::Open,
-            _ if pull.merged || pull.merged_at.is_some() => ChangeState::Merged,
-            "closed" => ChangeState::Closed,
-            _ => ChangeState::Unspecified,
-        };
-        let change = ChangeRequest {
-            id: pull.number.to_string(),
-            title: pull.title,
-            from_branch: pull.head.name.clone(),
-            to_branch: pull.base.name,
-            url: format!("{web}/{owner}/{repo}/pull/{}", pull.number),
-            author: pull.user.map(|u| u.login).unwrap_or_default(),
-            draft: pull.draft,
-            state,
-            head_sha: pull.head.sha,
-            head_clone_url: head_clone_url.clone(),
-            head_owner,
-            head_repo,
-        };
-        Ok(change_context(&self.host, git, change, from_fork))
-    }
-
-    async fn issue_context(
-        &self,
-        git: GitContext,
-        number: &str,
-        auth: &Auth,
-    ) -> Result<Context, ScmError> {
-        let (owner, repo) = (git.owner.clone(), git.repo.clone());
-        let url = self.api(&["repos", &owner, &repo, "issues", number], &[])?;
-        let issue = self
-            .get::<IssueJson>(&url, auth)
-            .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => {
-                    ScmError::NotFound(format!("{owner}/{repo} has no issue #{number}"))
-                }
-                e => e,
-            })?;
-        if issue.body.pull_request.is_some() {
-            return self.pull_context(git, number, auth).await;
-        }
-        Ok(Context {
-            git,
-            change: None,
-            issue: Some(Issue {
-                id: issue.body.number.to_string(),
-                title: issue.body.title,
-            }),
-            scm_id: self.host.kind.id().to_string(),
-        })
-    }
-
-    fn repositories(&self, repos: Vec<Repo>) -> Vec<Repository> {
-        let web = self.host.web_base();
-        repos
-            .into_iter()
-            .map(|r| Repository {
-                url: format!("{web}/{}", r.full_name),
-                name: r.full_name,
-            })
-            .collect()
     }
 }
 
 #[async_trait]
 impl Provider for GitHub {
     fn host(&self) -> &ScmHost {
-        &self.host
+        &self.api.host
     }
 
     async fn parse_context(
@@ -378,67 +108,32 @@ impl Provider for GitHub {
         url: &ContextUrl,
         creds: &Credentials,
     ) -> Result<Context, ScmError> {
-        let (owner, repo) = owner_and_repo(url, RESERVED_OWNERS, &self.host)?;
-        let auth = self.auth(creds)?;
-        let found = self.repo(&owner, &repo, &auth).await?;
-        let (owner, repo) = (found.owner.login, found.name);
-        let web = self.host.web_base();
-        let mut git = GitContext {
-            host: self.host.host.clone(),
-            clone_url: format!("{web}/{owner}/{repo}.git"),
-            owner,
-            repo,
-            ..GitContext::default()
-        };
-        let default_branch = found.default_branch.unwrap_or_default();
+        let api = &self.api;
+        let auth = api.auth(creds)?;
+        let (git, default_branch) = api.repo_context(url, RESERVED_OWNERS, &auth).await?;
         let rest = &url.segments[2..];
         let kind = rest.first().map(String::as_str).unwrap_or("");
-        match (kind, rest.get(1)) {
+        let resolved = match (kind, rest.get(1)) {
             ("pull", Some(number)) => {
                 let number = issue_number(number, "pull request")?;
-                return self.pull_context(git, &number, &auth).await;
+                return api.pull_context(git, &number, &auth).await;
             }
             ("issues", Some(number)) => {
                 let number = issue_number(number, "issue")?;
-                return self.issue_context(git, &number, &auth).await;
+                return api.issue_context(git, &number, &auth).await;
             }
-            ("commit", Some(sha)) => {
-                if !looks_like_sha(sha) {
-                    return Err(ScmError::InvalidInput(format!(
-                        "{sha:?} is not a commit SHA"
-                    )));
-                }
-                git.commit = self.commit_sha(&git.owner, &git.repo, sha, &auth).await?;
-            }
-            ("tree" | "blob" | "commits" | "raw" | "blame", Some(_)) => {
-                match self
-                    .resolve_ref(&git.owner, &git.repo, &rest[1..], &auth)
-                    .await?
-                {
-                    Ref::Branch(name) => git.branch = name,
-                    Ref::Tag(name) => git.tag = name,
-                    Ref::Commit(sha) => git.commit = sha,
-                }
-            }
-            ("releases", Some(tag)) if tag == "tag" && rest.len() > 2 => {
-                match self
-                    .resolve_ref(&git.owner, &git.repo, &rest[2..], &auth)
-                    .await?
-                {
-                    Ref::Branch(name) => git.branch = name,
-                    Ref::Tag(name) => git.tag = name,
-                    Ref::Commit(sha) => git.commit = sha,
-                }
-            }
-            // The repository itself, or one of its pages (`/pulls`, `/actions`, `/wiki`…).
-            _ => git.branch = default_branch,
-        }
-        Ok(Context {
-            git,
-            change: None,
-            issue: None,
-            scm_id: self.host.kind.id().to_string(),
-        })
+            ("commit", Some(sha)) => Some(api.commit_ref(&git, sha, &auth).await?),
+            ("tree" | "blob" | "commits" | "raw" | "blame", Some(_)) => Some(
+                api.resolve_ref(&git.owner, &git.repo, &rest[1..], true, true, &auth)
+                    .await?,
+            ),
+            ("releases", Some(tag)) if tag == "tag" && rest.len() > 2 => Some(
+                api.resolve_ref(&git.owner, &git.repo, &rest[2..], true, true, &auth)
+                    .await?,
+            ),
+            _ => None,
+        };
+        Ok(api.ref_context(git, resolved, default_branch))
     }
 
     async fn search_repositories(
@@ -449,14 +144,11 @@ impl Provider for GitHub {
         page: u32,
         per_page: u32,
     ) -> Result<Paged<Repository>, ScmError> {
-        let auth = self.auth(creds)?;
+        let auth = self.api.auth(creds)?;
         let page = page.max(1);
         let per_page = per_page.clamp(1, MAX_PER_PAGE);
         let words = query.split_whitespace().collect::<Vec<_>>().join(" ");
-        let paging = [
-            ("per_page", per_page.to_string()),
-            ("page", page.to_string()),
-        ];
+        let paging = self.api.paging(page, per_page);
         if words.is_empty() {
             if mode == SearchMode::Native {
                 return Err(ScmError::InvalidInput("the search query is empty".into()));
@@ -464,10 +156,10 @@ impl Provider for GitHub {
             // No words: every repository the user can see, most recently updated first.
             let mut query = vec![("sort", "updated".to_string())];
             query.extend(paging);
-            let url = self.api(&["user", "repos"], &query)?;
-            let answer = self.get::<Vec<Repo>>(&url, &auth).await?;
+            let url = self.api.url(&["user", "repos"], &query)?;
+            let answer = self.api.get::<Vec<Repo>>(&url, &auth).await?;
             let paging = page_info(&answer.headers, page, per_page, answer.body.len(), None);
-            return Ok(paging.into_paged(self.repositories(answer.body)));
+            return Ok(paging.into_paged(self.api.repositories(answer.body)));
         }
         let q = match mode {
             SearchMode::Keyword => format!("{words} in:name"),
@@ -475,8 +167,9 @@ impl Provider for GitHub {
         };
         let mut params = vec![("q", q)];
         params.extend(paging);
-        let url = self.api(&["search", "repositories"], &params)?;
+        let url = self.api.url(&["search", "repositories"], &params)?;
         let answer = self
+            .api
             .get::<SearchAnswer>(&url, &auth)
             .await
             .map_err(|e| match e {
@@ -498,7 +191,7 @@ impl Provider for GitHub {
         let reachable = SEARCH_RESULT_CAP.div_ceil(u64::from(per_page)) as u32;
         info.total_pages = info.total_pages.map(|p| p.min(reachable));
         info.has_next = info.has_next && page < reachable;
-        Ok(info.into_paged(self.repositories(answer.body.items)))
+        Ok(info.into_paged(self.api.repositories(answer.body.items)))
     }
 
     async fn list_organizations(
@@ -508,10 +201,10 @@ impl Provider for GitHub {
         page: u32,
         per_page: u32,
     ) -> Result<Paged<Organization>, ScmError> {
-        let auth = self.auth(creds)?;
+        let auth = self.api.auth(creds)?;
         let page = page.max(1);
         let per_page = per_page.clamp(1, MAX_PER_PAGE);
-        let web = self.host.web_base();
+        let web = self.api.host.web_base();
         // Memberships rather than `/user/orgs`: they carry the user's role.
         let to_org = |m: Membership| Organization {
             url: format!("{web}/{}", m.organization.login),
@@ -520,7 +213,7 @@ impl Provider for GitHub {
         };
         let query = query.trim().to_lowercase();
         if query.is_empty() {
-            let url = self.api(
+            let url = self.api.url(
                 &["user", "memberships", "orgs"],
                 &[
                     ("state", "active".to_string()),
@@ -528,28 +221,19 @@ impl Provider for GitHub {
                     ("page", page.to_string()),
                 ],
             )?;
-            let answer = self.get::<Vec<Membership>>(&url, &auth).await?;
+            let answer = self.api.get::<Vec<Membership>>(&url, &auth).await?;
             let info = page_info(&answer.headers, page, per_page, answer.body.len(), None);
             return Ok(info.into_paged(answer.body.into_iter().map(to_org).collect()));
         }
         // The API has no filter: read every organization, filter, then page.
-        let mut all = Vec::new();
-        for api_page in 1..=MAX_LIST_PAGES {
-            let url = self.api(
+        let all = self
+            .api
+            .all_pages::<Membership>(
                 &["user", "memberships", "orgs"],
-                &[
-                    ("state", "active".to_string()),
-                    ("per_page", MAX_PER_PAGE.to_string()),
-                    ("page", api_page.to_string()),
-                ],
-            )?;
-            let answer = self.get::<Vec<Membership>>(&url, &auth).await?;
-            let count = answer.body.len();
-            all.extend(answer.body);
-            if !has_more(&answer.headers, count, MAX_PER_PAGE, all.len()) {
-                break;
-            }
-        }
+                &[("state", "active".to_string())],
+                &auth,
+            )
+            .await?;
         let matching: Vec<Organization> = all
             .into_iter()
             .filter(|m| m.organization.login.to_lowercase().contains(&query))
@@ -559,9 +243,12 @@ impl Provider for GitHub {
     }
 
     async fn check_token(&self, creds: &Credentials) -> Result<(), ScmError> {
-        let auth = self.auth(creds)?;
-        let url = self.api(&["user"], &[])?;
-        self.get::<serde_json::Value>(&url, &auth).await.map(|_| ())
+        let auth = self.api.auth(creds)?;
+        let url = self.api.url(&["user"], &[])?;
+        self.api
+            .get::<serde_json::Value>(&url, &auth)
+            .await
+            .map(|_| ())
     }
 
     async fn check_repository_access(
@@ -569,21 +256,14 @@ impl Provider for GitHub {
         creds: &Credentials,
         url: &ContextUrl,
     ) -> Result<(), ScmError> {
-        let (owner, repo) = owner_and_repo(url, RESERVED_OWNERS, &self.host)?;
-        let auth = self.auth(creds)?;
-        let found = self.repo(&owner, &repo, &auth).await?;
-        if found.permissions.is_some_and(|p| !p.pull) {
-            return Err(ScmError::PermissionDenied(format!(
-                "the token may not read {owner}/{repo} on {}",
-                self.host.host
-            )));
-        }
-        Ok(())
+        self.api
+            .check_repository_access(creds, url, RESERVED_OWNERS)
+            .await
     }
 
     fn pat_help(&self) -> PatHelp {
         PatHelp {
-            create_url: format!("{}/settings/tokens/new?scopes=repo,read:org&description=corral", self.host.web_base()),
+            create_url: format!("{}/settings/tokens/new?scopes=repo,read:org&description=corral", self.api.host.web_base()),
             docs_url: "https://docs.github.com/en/authentication/keeping-your-account-and-data-secure/managing-your-personal-access-tokens".into(),
             example: "ghp_R2x9kQ7mZpL4vT1bN8cW3yH6jD0sF5aE2gUo".into(),
             required_scopes: vec!["repo".into(), "read:org".into()],
@@ -596,301 +276,5 @@ impl Provider for GitHub {
 
     fn oauth_scopes(&self) -> Vec<String> {
         vec!["repo".into(), "read:org".into(), "read:user".into()]
-    }
-}
-
-// ---- helpers shared with Gitea ----
-
-/// The token, or why there is none.
-pub(super) fn require_token(host: &ScmHost, creds: &Credentials) -> Result<String, ScmError> {
-    let token = creds.token.trim();
-    if token.is_empty() {
-        return Err(ScmError::AuthenticationRequired {
-            host: host.host.clone(),
-            reason: format!("no {} token was given", host.kind.display_name()),
-        });
-    }
-    Ok(token.to_string())
-}
-
-/// The owner and repository a URL's path starts with.
-pub(super) fn owner_and_repo(
-    url: &ContextUrl,
-    reserved: &[&str],
-    host: &ScmHost,
-) -> Result<(String, String), ScmError> {
-    let not_repo = || {
-        ScmError::InvalidInput(format!(
-            "{:?} does not point to a {} repository (expected {}/OWNER/REPOSITORY)",
-            url.original.trim(),
-            host.kind.display_name(),
-            host.web_base()
-        ))
-    };
-    if url.segments.len() < 2 {
-        return Err(not_repo());
-    }
-    let owner = &url.segments[0];
-    if reserved.iter().any(|r| r.eq_ignore_ascii_case(owner)) {
-        return Err(not_repo());
-    }
-    Ok((owner.clone(), url.segments[1].clone()))
-}
-
-/// Repository-level failures, in words a user can act on.
-pub(super) fn repo_error(e: ScmError, host: &ScmHost, owner: &str, repo: &str) -> ScmError {
-    e.about(&format!("repository {owner}/{repo}"), &host.host)
-}
-
-/// A number as in `/pull/12` or `/issues/12`.
-pub(super) fn issue_number(segment: &str, what: &str) -> Result<String, ScmError> {
-    match segment.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n.to_string()),
-        _ => Err(ScmError::InvalidInput(format!(
-            "{segment:?} is not a {what} number"
-        ))),
-    }
-}
-
-/// 7 to 40 (or 64, for SHA-256 repositories) hex digits.
-pub(super) fn looks_like_sha(s: &str) -> bool {
-    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-pub(super) fn is_full_sha(s: &str) -> bool {
-    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The longest branch or tag `segments` start with; a branch wins a tie.
-pub(super) fn pick_ref(segments: &[String], branches: &[String], tags: &[String]) -> Option<Ref> {
-    let branch = longest_ref_prefix(segments, branches.iter().map(String::as_str));
-    let tag = longest_ref_prefix(segments, tags.iter().map(String::as_str));
-    match (branch, tag) {
-        (Some((b, bn)), Some((t, tn))) => Some(if tn > bn { Ref::Tag(t) } else { Ref::Branch(b) }),
-        (Some((b, _)), None) => Some(Ref::Branch(b)),
-        (None, Some((t, _))) => Some(Ref::Tag(t)),
-        (None, None) => None,
-    }
-}
-
-pub(super) fn no_ref(owner: &str, repo: &str, segments: &[String]) -> ScmError {
-    ScmError::NotFound(format!(
-        "{owner}/{repo} has no branch, tag or commit matching {:?}",
-        segments.join("/")
-    ))
-}
-
-pub(super) fn no_commit(owner: &str, repo: &str, sha: &str) -> ScmError {
-    ScmError::NotFound(format!("{owner}/{repo} has no commit {sha}"))
-}
-
-/// The `page` numbers of a `Link` header's `rel="next"` and `rel="last"`.
-pub(super) fn link_pages(headers: &HeaderMap) -> Option<(Option<u32>, Option<u32>)> {
-    let link = headers.get("link")?.to_str().ok()?;
-    let mut next = None;
-    let mut last = None;
-    for part in link.split(',') {
-        let mut pieces = part.split(';');
-        let target = pieces
-            .next()?
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>');
-        let page = Url::parse(target).ok().and_then(|u| {
-            u.query_pairs()
-                .find(|(k, _)| k == "page")
-                .and_then(|(_, v)| v.parse().ok())
-        });
-        for param in pieces {
-            let param = param.trim();
-            if let Some(rel) = param.strip_prefix("rel=") {
-                for rel in rel.trim_matches('"').split_whitespace() {
-                    match rel {
-                        "next" => next = page,
-                        "last" => last = page,
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
-    Some((next, last))
-}
-
-/// Whether another page follows: by `Link`, else by `x-total-count`, else by a full page.
-pub(super) fn has_more(headers: &HeaderMap, count: usize, per_page: u32, seen: usize) -> bool {
-    if count == 0 {
-        return false;
-    }
-    if let Some((next, _)) = link_pages(headers) {
-        return next.is_some();
-    }
-    if let Some(total) = total_count_header(headers) {
-        return (seen as u64) < total;
-    }
-    count as u32 >= per_page
-}
-
-pub(super) fn total_count_header(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get("x-total-count")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Paging facts of one answer.
-pub(super) struct PageInfo {
-    page: u32,
-    total_pages: Option<u32>,
-    total_count: Option<u64>,
-    has_next: bool,
-}
-
-impl PageInfo {
-    pub(super) fn into_paged<T>(self, items: Vec<T>) -> Paged<T> {
-        Paged {
-            items,
-            page: self.page,
-            total_pages: self.total_pages,
-            total_count: self.total_count,
-            has_next: self.has_next,
-        }
-    }
-}
-
-/// What `Link` and `x-total-count` (or `total_count` from the body) say about
-/// page `page` holding `count` items.
-pub(super) fn page_info(
-    headers: &HeaderMap,
-    page: u32,
-    per_page: u32,
-    count: usize,
-    total: Option<u64>,
-) -> PageInfo {
-    let total_count = total.or_else(|| total_count_header(headers));
-    let link = link_pages(headers);
-    let has_next = match (link, total_count) {
-        (Some((next, _)), _) => next.is_some(),
-        (None, Some(total)) => u64::from(page) * u64::from(per_page) < total,
-        (None, None) => false,
-    };
-    // On the last page `Link` has no `last`: this page is it, if it holds anything.
-    let on_last = !has_next && (count > 0 || page == 1);
-    let total_pages = match link.and_then(|(_, last)| last) {
-        Some(last) => Some(last),
-        None if on_last => Some(if count == 0 { 0 } else { page }),
-        None => total_count.map(|t| t.div_ceil(u64::from(per_page)) as u32),
-    };
-    let total_count = total_count
-        .or_else(|| on_last.then(|| u64::from(page - 1) * u64::from(per_page) + count as u64));
-    PageInfo {
-        page,
-        total_pages,
-        total_count,
-        has_next,
-    }
-}
-
-/// Page `page` of a list corral filtered itself.
-pub(super) fn page_of<T>(all: Vec<T>, page: u32, per_page: u32) -> Paged<T> {
-    let total = all.len();
-    let per = per_page as usize;
-    let start = (page as usize - 1).saturating_mul(per).min(total);
-    let end = start.saturating_add(per).min(total);
-    let total_pages = total.div_ceil(per) as u32;
-    let items = all.into_iter().skip(start).take(end - start).collect();
-    Paged {
-        items,
-        page,
-        total_pages: Some(total_pages),
-        total_count: Some(total as u64),
-        has_next: page < total_pages,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn link(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("link", HeaderValue::from_str(value).unwrap());
-        h
-    }
-
-    #[test]
-    fn link_headers_give_next_and_last() {
-        let h = link(
-            r#"<https://api.github.com/user/repos?per_page=2&page=3>; rel="next", <https://api.github.com/user/repos?per_page=2&page=5>; rel="last""#,
-        );
-        assert_eq!(link_pages(&h), Some((Some(3), Some(5))));
-        let last_page = link(
-            r#"<https://x.test/a?page=1>; rel="first", <https://x.test/a?page=4>; rel="prev""#,
-        );
-        assert_eq!(link_pages(&last_page), Some((None, None)));
-        assert_eq!(link_pages(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn page_info_on_the_last_page_counts_what_it_saw() {
-        let h = link(
-            r#"<https://x.test/a?page=1>; rel="first", <https://x.test/a?page=2>; rel="prev""#,
-        );
-        let info = page_info(&h, 3, 10, 4, None);
-        assert_eq!(
-            (info.total_pages, info.total_count, info.has_next),
-            (Some(3), Some(24), false)
-        );
-        let empty = page_info(&HeaderMap::new(), 1, 10, 0, None);
-        assert_eq!(
-            (empty.total_pages, empty.total_count, empty.has_next),
-            (Some(0), Some(0), false)
-        );
-    }
-
-    #[test]
-    fn shas_and_numbers() {
-        assert!(looks_like_sha("a1b2c3d"));
-        assert!(!looks_like_sha("a1b2c3"));
-        assert!(!looks_like_sha("main"));
-        assert!(is_full_sha(&"f".repeat(40)));
-        assert!(matches!(
-            issue_number("0", "issue"),
-            Err(ScmError::InvalidInput(_))
-        ));
-        assert_eq!(issue_number("12", "issue").unwrap(), "12");
-    }
-
-    #[test]
-    fn ties_go_to_branches_and_longer_tags_win() {
-        let segs: Vec<String> = ["release", "v1", "docs"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            pick_ref(&segs, &s(&["release"]), &s(&["release/v1"])),
-            Some(Ref::Tag("release/v1".into()))
-        );
-        assert_eq!(
-            pick_ref(&segs, &s(&["release/v1"]), &s(&["release/v1"])),
-            Some(Ref::Branch("release/v1".into()))
-        );
-        assert_eq!(pick_ref(&segs, &s(&["main"]), &s(&[])), None);
-    }
-
-    #[test]
-    fn filtered_pages() {
-        let p = page_of((1..=5).collect::<Vec<_>>(), 2, 2);
-        assert_eq!(
-            (p.items, p.total_pages, p.total_count, p.has_next),
-            (vec![3, 4], Some(3), Some(5), true)
-        );
-        let beyond = page_of((1..=5).collect::<Vec<_>>(), 9, 2);
-        assert!(beyond.items.is_empty() && !beyond.has_next);
     }
 }

@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{Provider, longest_ref_prefix};
+use super::{Provider, Ref, change_number, looks_like_sha, pick_ref, plain_context, require_token};
 use crate::http::{Answer, Auth, Http};
 use crate::{
     ChangeRequest, ChangeState, Context, ContextUrl, Credentials, GitContext, Issue, Organization,
@@ -143,13 +143,6 @@ enum RefKind {
     Tag,
 }
 
-/// What a ref in a URL turned out to be.
-enum Resolved {
-    Branch(String),
-    Tag(String),
-    Commit(String),
-}
-
 impl GitLab {
     pub fn new(host: ScmHost, http: Http) -> Self {
         Self { host, http }
@@ -157,14 +150,8 @@ impl GitLab {
 
     /// Bearer works for personal, project, group and OAuth tokens alike.
     fn auth(&self, creds: &Credentials) -> Result<Auth, ScmError> {
-        let token = creds.token.trim();
-        if token.is_empty() {
-            return Err(ScmError::AuthenticationRequired {
-                host: self.host.host.clone(),
-                reason: "no GitLab token was given".into(),
-            });
-        }
-        Ok(Auth::Bearer(token.to_string()))
+        let token = require_token(&self.host, creds)?;
+        Ok(Auth::Bearer(token))
     }
 
     /// `{api}/{path…}?{query}`, each path segment percent-encoded (a project
@@ -223,12 +210,7 @@ impl GitLab {
     }
 
     fn context(&self, git: GitContext) -> Context {
-        Context {
-            git,
-            change: None,
-            issue: None,
-            scm_id: self.host.kind.id().to_string(),
-        }
+        plain_context(&self.host, git)
     }
 
     /// The readings of a context URL as (project path, target), without
@@ -296,8 +278,10 @@ impl GitLab {
         let kind = rest.first().map(String::as_str).unwrap_or("");
         let args = rest.get(1..).unwrap_or(&[]);
         let target = match (kind, args.first()) {
-            ("merge_requests", Some(iid)) => Target::MergeRequest(number(iid, "merge request")?),
-            ("issues" | "work_items", Some(iid)) => Target::Issue(number(iid, "issue")?),
+            ("merge_requests", Some(iid)) => {
+                Target::MergeRequest(change_number(iid, "merge request")?)
+            }
+            ("issues" | "work_items", Some(iid)) => Target::Issue(change_number(iid, "issue")?),
             ("commit", Some(sha)) => Target::Commit(sha.clone()),
             ("tree" | "blob" | "raw" | "blame" | "commits", Some(_)) => Target::Ref {
                 segments: args.to_vec(),
@@ -386,7 +370,7 @@ impl GitLab {
         segments: &[String],
         only: Option<RefKind>,
         auth: &Auth,
-    ) -> Result<Resolved, ScmError> {
+    ) -> Result<Ref, ScmError> {
         let first = &segments[0];
         let branches = async {
             match only {
@@ -401,19 +385,8 @@ impl GitLab {
             }
         };
         let (branches, tags) = tokio::try_join!(branches, tags)?;
-        let branch = longest_ref_prefix(segments, branches.iter().map(String::as_str));
-        let tag = longest_ref_prefix(segments, tags.iter().map(String::as_str));
-        match (branch, tag) {
-            (Some((b, bn)), Some((t, tn))) => {
-                return Ok(if tn > bn {
-                    Resolved::Tag(t)
-                } else {
-                    Resolved::Branch(b)
-                });
-            }
-            (Some((b, _)), None) => return Ok(Resolved::Branch(b)),
-            (None, Some((t, _))) => return Ok(Resolved::Tag(t)),
-            (None, None) => {}
+        if let Some(found) = pick_ref(segments, &branches, &tags) {
+            return Ok(found);
         }
         let no_ref = || {
             ScmError::NotFound(format!(
@@ -424,7 +397,7 @@ impl GitLab {
         };
         if only.is_none() && looks_like_sha(first) {
             return match self.commit_sha(project, first, auth).await {
-                Ok(sha) => Ok(Resolved::Commit(sha)),
+                Ok(sha) => Ok(Ref::Commit(sha)),
                 Err(ScmError::NotFound(_)) => Err(no_ref()),
                 Err(e) => Err(e),
             };
@@ -450,25 +423,23 @@ impl GitLab {
         let mr = self
             .get::<MergeRequest>(&url, auth)
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => ScmError::NotFound(format!(
-                    "{} has no merge request !{iid}",
-                    project.path_with_namespace
-                )),
-                e => e,
+            .map_err(|e| {
+                e.if_not_found(|| {
+                    ScmError::NotFound(format!(
+                        "{} has no merge request !{iid}",
+                        project.path_with_namespace
+                    ))
+                })
             })?
             .body;
         let from_fork = mr.source_project_id != mr.target_project_id;
         let source_path = if from_fork {
             self.project(&mr.source_project_id.to_string(), auth)
                 .await
-                .map_err(|e| match e {
-                    ScmError::NotFound(_) => ScmError::NotFound(format!(
+                .map_err(|e| e.if_not_found(|| ScmError::NotFound(format!(
                         "the fork merge request !{iid} of {} comes from was not found, or the token cannot see it",
                         project.path_with_namespace
-                    )),
-                    e => e,
-                })?
+                    ))))?
                 .path_with_namespace
         } else {
             project.path_with_namespace.clone()
@@ -526,12 +497,13 @@ impl GitLab {
         let issue = self
             .get::<IssueJson>(&url, auth)
             .await
-            .map_err(|e| match e {
-                ScmError::NotFound(_) => ScmError::NotFound(format!(
-                    "{} has no issue #{iid}",
-                    project.path_with_namespace
-                )),
-                e => e,
+            .map_err(|e| {
+                e.if_not_found(|| {
+                    ScmError::NotFound(format!(
+                        "{} has no issue #{iid}",
+                        project.path_with_namespace
+                    ))
+                })
             })?
             .body;
         let git = GitContext {
@@ -568,13 +540,10 @@ impl Provider for GitLab {
             }
             Target::Issue(iid) => return self.issue_context(&project, iid, &auth).await,
             Target::Commit(sha) => git.commit = self.commit_sha(&project, &sha, &auth).await?,
-            Target::Ref { segments, only } => {
-                match self.resolve_ref(&project, &segments, only, &auth).await? {
-                    Resolved::Branch(name) => git.branch = name,
-                    Resolved::Tag(name) => git.tag = name,
-                    Resolved::Commit(sha) => git.commit = sha,
-                }
-            }
+            Target::Ref { segments, only } => self
+                .resolve_ref(&project, &segments, only, &auth)
+                .await?
+                .set_on(&mut git),
             // An empty project has no default branch.
             Target::Project => git.branch = project.default_branch.unwrap_or_default(),
         }
@@ -732,21 +701,6 @@ fn split_full_path(full_path: &str) -> (String, String) {
         Some((namespace, name)) => (namespace.to_string(), name.to_string()),
         None => (String::new(), full_path.to_string()),
     }
-}
-
-/// An iid as in `/-/merge_requests/12`.
-fn number(segment: &str, what: &str) -> Result<u64, ScmError> {
-    match segment.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(ScmError::InvalidInput(format!(
-            "{segment:?} is not a {what} number"
-        ))),
-    }
-}
-
-/// 7 to 40 (or 64, for SHA-256 repositories) hex digits.
-fn looks_like_sha(s: &str) -> bool {
-    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {

@@ -5,6 +5,7 @@ mod bitbucket_cloud;
 mod bitbucket_server;
 mod gitea;
 mod github;
+mod github_like;
 mod gitlab;
 
 use std::time::Duration;
@@ -163,6 +164,101 @@ pub(crate) fn change_context(
     }
 }
 
+/// What the ref part of a URL (after `tree/`, `src/branch/`, `-/blob/`…) names.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Ref {
+    Branch(String),
+    Tag(String),
+    Commit(String),
+}
+
+impl Ref {
+    /// Puts the ref where a context keeps it.
+    pub(super) fn set_on(self, git: &mut GitContext) {
+        match self {
+            Ref::Branch(name) => git.branch = name,
+            Ref::Tag(name) => git.tag = name,
+            Ref::Commit(sha) => git.commit = sha,
+        }
+    }
+}
+
+/// The longest branch or tag `segments` start with; a branch wins a tie.
+pub(super) fn pick_ref(segments: &[String], branches: &[String], tags: &[String]) -> Option<Ref> {
+    let branch = longest_ref_prefix(segments, branches.iter().map(String::as_str));
+    let tag = longest_ref_prefix(segments, tags.iter().map(String::as_str));
+    match (branch, tag) {
+        (Some((b, bn)), Some((t, tn))) => Some(if tn > bn { Ref::Tag(t) } else { Ref::Branch(b) }),
+        (Some((b, _)), None) => Some(Ref::Branch(b)),
+        (None, Some((t, _))) => Some(Ref::Tag(t)),
+        (None, None) => None,
+    }
+}
+
+/// The context of a repository at a ref, with no change or issue.
+pub(crate) fn plain_context(scm: &ScmHost, git: GitContext) -> Context {
+    Context {
+        git,
+        change: None,
+        issue: None,
+        scm_id: scm.kind.id().to_string(),
+    }
+}
+
+/// The token, or why there is none.
+pub(super) fn require_token(host: &ScmHost, creds: &Credentials) -> Result<String, ScmError> {
+    let token = creds.token.trim();
+    if token.is_empty() {
+        return Err(ScmError::AuthenticationRequired {
+            host: host.host.clone(),
+            reason: format!("no {} token was given", host.kind.display_name()),
+        });
+    }
+    Ok(token.to_string())
+}
+
+/// A pull request, merge request or issue number as in `/pull/12`: positive.
+pub(super) fn change_number(segment: &str, what: &str) -> Result<u64, ScmError> {
+    match segment.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ScmError::InvalidInput(format!(
+            "{segment:?} is not a {what} number"
+        ))),
+    }
+}
+
+/// 7 to 40 (or 64, for SHA-256 repositories) hex digits.
+pub(super) fn looks_like_sha(s: &str) -> bool {
+    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// 7 to 40 hex digits: for SCMs whose repositories are SHA-1 only.
+pub(super) fn looks_like_sha1(s: &str) -> bool {
+    (7..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Page `page` (from 1) of a list corral filtered itself.
+pub(super) fn page_of<T>(all: Vec<T>, page: u32, per_page: u32) -> Paged<T> {
+    let total = all.len();
+    let per = per_page as usize;
+    let start = (page as usize - 1).saturating_mul(per).min(total);
+    let end = start.saturating_add(per).min(total);
+    let total_pages = total.div_ceil(per) as u32;
+    let items = all.into_iter().skip(start).take(end - start).collect();
+    Paged {
+        items,
+        page,
+        total_pages: Some(total_pages),
+        total_count: Some(total as u64),
+        has_next: page < total_pages,
+    }
+}
+
+/// For `#[serde(default = "yes")]`: fields that are true unless the SCM says otherwise.
+pub(super) fn yes() -> bool {
+    true
+}
+
 /// The longest `ref_names` entry that `segments` starts with (joined by `/`),
 /// and how many segments it used. Branch and tag names may contain slashes,
 /// so `feature/x/src/main.rs` needs the real refs to split.
@@ -243,5 +339,34 @@ mod tests {
             Some(("feature/x".into(), 2))
         );
         assert_eq!(longest_ref_prefix(&segs, ["main"]), None);
+    }
+
+    #[test]
+    fn filtered_pages() {
+        let p = page_of((1..=5).collect::<Vec<_>>(), 2, 2);
+        assert_eq!(
+            (p.items, p.total_pages, p.total_count, p.has_next),
+            (vec![3, 4], Some(3), Some(5), true)
+        );
+        let beyond = page_of((1..=5).collect::<Vec<_>>(), 9, 2);
+        assert!(beyond.items.is_empty() && !beyond.has_next);
+    }
+
+    #[test]
+    fn ties_go_to_branches_and_longer_tags_win() {
+        let segs: Vec<String> = ["release", "v1", "docs"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            pick_ref(&segs, &s(&["release"]), &s(&["release/v1"])),
+            Some(Ref::Tag("release/v1".into()))
+        );
+        assert_eq!(
+            pick_ref(&segs, &s(&["release/v1"]), &s(&["release/v1"])),
+            Some(Ref::Branch("release/v1".into()))
+        );
+        assert_eq!(pick_ref(&segs, &s(&["main"]), &s(&[])), None);
     }
 }
