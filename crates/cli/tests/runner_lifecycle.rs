@@ -98,8 +98,24 @@ corral_testkit::on_both_stores!(
     runner_is_degraded_while_its_data_dir_cannot_be_written,
     a_runner_updates_itself_only_when_allowed,
     status_names_capabilities_gateway_info_and_advertised_urls,
-    metrics_reach_prometheus_and_follow_configuration_changes,
 );
+
+/// The metrics test needs Prometheus as the store tests need PostgreSQL: a
+/// plain `cargo test` lists it as ignored; scripts/test runs it (and fails
+/// when Prometheus is missing; `.ci/run` installs it).
+mod with_prometheus {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Prometheus (/usr/bin/prometheus): run through scripts/test (cargo test -- --include-ignored)"]
+    async fn metrics_reach_prometheus_on_sqlite() {
+        super::on_sqlite(super::metrics_reach_prometheus_and_follow_configuration_changes).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL and Prometheus: run through scripts/test (cargo test -- --include-ignored)"]
+    async fn metrics_reach_prometheus_on_postgres() {
+        super::on_postgres(super::metrics_reach_prometheus_and_follow_configuration_changes).await;
+    }
+}
 
 /// The store a test's server runs on.
 enum Store {
@@ -1903,15 +1919,13 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// `None` when Prometheus is not installed (`.ci/run` installs it).
-    async fn start(dir: &Path) -> Option<Prometheus> {
-        if !Path::new(PROMETHEUS).exists() {
-            eprintln!(
-                "SKIPPED: {PROMETHEUS} is not installed (apt-get install prometheus); \
-                 the metrics push is not tested against a real Prometheus"
-            );
-            return None;
-        }
+    /// Panics when Prometheus is not installed (`.ci/run` installs it).
+    async fn start(dir: &Path) -> Prometheus {
+        assert!(
+            Path::new(PROMETHEUS).exists(),
+            "{PROMETHEUS} is not installed: apt-get install --no-install-recommends prometheus \
+             (.ci/run does), or leave this test out (a plain `cargo test` ignores it)"
+        );
         let password = format!("pw-{}", uuid::Uuid::new_v4());
         let hash = bcrypt::hash(&password, 4).unwrap();
         let web = dir.join("web.yml");
@@ -1948,7 +1962,7 @@ impl Prometheus {
                 log: log.clone(),
             };
             if prometheus.wait_ready().await {
-                return Some(prometheus);
+                return prometheus;
             }
             eprintln!(
                 "prometheus exited while starting:\n{}",
@@ -2073,9 +2087,7 @@ async fn configure_metrics(
 
 async fn metrics_reach_prometheus_and_follow_configuration_changes(store: Store) {
     let prometheus_dir = tempfile::tempdir().unwrap();
-    let Some(prometheus) = Prometheus::start(prometheus_dir.path()).await else {
-        return;
-    };
+    let prometheus = Prometheus::start(prometheus_dir.path()).await;
     let mut c = Connected::start(store, "3s").await;
     let logs_token = c.server.logs_token(&c.runner_id).await;
 
