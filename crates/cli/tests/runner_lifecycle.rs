@@ -2235,6 +2235,25 @@ async fn admin(server: &Server, logs: &Path, args: &[&str]) -> (bool, String) {
     (status.success(), proc.output())
 }
 
+/// `corral admin release publish --channel stable --version VERSION --file FILE`.
+async fn publish_stable(server: &Server, logs: &Path, version: &str, file: &str) -> (bool, String) {
+    admin(
+        server,
+        logs,
+        &[
+            "release",
+            "publish",
+            "--channel",
+            "stable",
+            "--version",
+            version,
+            "--file",
+            file,
+        ],
+    )
+    .await
+}
+
 /// UpdateRunner: auto-update and the update window.
 async fn set_update_policy(server: &Server, id: &str, auto_update: bool, window: (u32, u32)) {
     server
@@ -2298,37 +2317,9 @@ async fn a_runner_updates_itself_only_when_allowed(store: Store) {
     let script = tmp.path().join("not-elf");
     fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let (ok, out) = admin(
-        &server,
-        tmp.path(),
-        &[
-            "release",
-            "publish",
-            "--channel",
-            "stable",
-            "--version",
-            "9.9.9",
-            "--file",
-            script.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (ok, out) = publish_stable(&server, tmp.path(), "9.9.9", script.to_str().unwrap()).await;
     assert!(!ok && out.contains("not an ELF executable"), "{out}");
-    let (ok, out) = admin(
-        &server,
-        tmp.path(),
-        &[
-            "release",
-            "publish",
-            "--channel",
-            "stable",
-            "--version",
-            "latest-and-greatest",
-            "--file",
-            BIN,
-        ],
-    )
-    .await;
+    let (ok, out) = publish_stable(&server, tmp.path(), "latest-and-greatest", BIN).await;
     assert!(!ok && out.contains("not a semantic version"), "{out}");
     let (ok, out) = admin(&server, tmp.path(), &["release", "list"]).await;
     assert!(
@@ -2374,38 +2365,10 @@ async fn a_runner_updates_itself_only_when_allowed(store: Store) {
         .await;
 
     // Publishing is seen at the next check: a spec change triggers one.
-    let (ok, out) = admin(
-        &server,
-        tmp.path(),
-        &[
-            "release",
-            "publish",
-            "--channel",
-            "stable",
-            "--version",
-            real_version,
-            "--file",
-            BIN,
-        ],
-    )
-    .await;
+    let (ok, out) = publish_stable(&server, tmp.path(), real_version, BIN).await;
     assert!(ok, "{out}");
     assert!(out.contains(&sha256_file(Path::new(BIN))), "{out}");
-    let (ok, out) = admin(
-        &server,
-        tmp.path(),
-        &[
-            "release",
-            "publish",
-            "--channel",
-            "stable",
-            "--version",
-            real_version,
-            "--file",
-            BIN,
-        ],
-    )
-    .await;
+    let (ok, out) = publish_stable(&server, tmp.path(), real_version, BIN).await;
     assert!(!ok && out.contains("already published"), "{out}");
 
     set_update_policy(&server, &runner_id, true, (4, 6)).await;

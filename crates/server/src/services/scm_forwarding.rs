@@ -176,18 +176,27 @@ impl ScmForwarding<'_> {
         runner_id: Uuid,
         host: Option<&str>,
     ) -> Result<Vec<runner_api::HostCredential>, ConnectError> {
-        let tokens = access.my_host_tokens(runner_id).await?;
-        let integrations = access.integrations_of(&[runner_id]).await?;
-        let mut credentials = Vec::new();
-        for token in tokens
-            .iter()
+        let tokens: Vec<_> = access
+            .my_host_tokens(runner_id)
+            .await?
+            .into_iter()
             .filter(|t| host.is_none_or(|h| host_key(&t.host) == h))
-            // A host whose integration says `pat: false` never sees a personal token.
-            .filter(|t| {
-                !HostTokenSource::is_personal(t.source)
-                    || pat_refused_by(&integrations, &t.host).is_none()
-            })
+            .collect();
+        // A host whose integration says `pat: false` never sees a personal
+        // token; the integrations are read only when there is one to check.
+        let integrations = if tokens
+            .iter()
+            .any(|t| HostTokenSource::is_personal(t.source))
         {
+            access.integrations_of(&[runner_id]).await?
+        } else {
+            Vec::new()
+        };
+        let mut credentials = Vec::new();
+        for token in tokens.iter().filter(|t| {
+            !HostTokenSource::is_personal(t.source)
+                || pat_refused_by(&integrations, &t.host).is_none()
+        }) {
             let secret = match self.state.data_key.decrypt(&token.token_encrypted) {
                 Ok(secret) => secret,
                 Err(err) => {
