@@ -87,6 +87,11 @@ struct ServeArgs {
     /// A request body must arrive in full within this time of its request head.
     #[arg(long, env = "CORRAL_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     body_timeout: std::time::Duration,
+    /// How long a resolved bearer token (user, role, groups) is reused. Changes made
+    /// through the API take effect at once on every replica; changes made with
+    /// `corral admin` directly on the store within this time. 0s: resolve every call.
+    #[arg(long, env = "CORRAL_CALLER_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    caller_ttl: std::time::Duration,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -334,6 +339,7 @@ async fn main() -> anyhow::Result<()> {
                     .max_connections
                     .map_or(defaults.max_connections, |n| n as usize),
                 body_timeout: args.body_timeout,
+                caller_ttl: args.caller_ttl,
                 ..defaults
             })
             .await

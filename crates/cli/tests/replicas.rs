@@ -11,6 +11,9 @@
 //!   runner's gateway_info names B (`--replica-name`, URL).
 //! - A rolling restart: A comes back, B stops (SIGTERM); the runner returns to
 //!   A, again never INACTIVE, and A leads.
+//! - Resolved callers are kept for an hour (`--caller-ttl 1h`), yet a personal
+//!   access token deleted via A is refused at once by A and, as soon as B hears
+//!   of it, by B: callers are forgotten on change, not when they expire.
 //!
 //! And moving an installation onto PostgreSQL: a server on SQLite gets a
 //! runner and a host token; after `corral admin migrate-store` a server on
@@ -108,6 +111,7 @@ fn metric(text: &str, name: &str) -> Result<u64, String> {
 type Runners = api::RunnerServiceClient<HttpClient>;
 type Configs = api::RunnerConfigurationServiceClient<HttpClient>;
 type Identity = api::IdentityServiceClient<HttpClient>;
+type Users = api::UserServiceClient<HttpClient>;
 
 /// One `corral serve` replica on the test database.
 struct Replica {
@@ -185,6 +189,9 @@ impl Replica {
                 database_url,
                 "--runner-grace",
                 GRACE,
+                // Only forgetting on change can make a change visible.
+                "--caller-ttl",
+                "1h",
             ],
         )
     }
@@ -260,6 +267,18 @@ impl Replica {
 
     fn runners(&self, token: &str) -> Runners {
         Runners::new(HttpClient::plaintext(), self.config(token))
+    }
+
+    fn users(&self, token: &str) -> Users {
+        Users::new(HttpClient::plaintext(), self.config(token))
+    }
+
+    /// GetAuthenticatedIdentity, as a result.
+    async fn try_identity(&self, token: &str) -> Result<(), ConnectError> {
+        Identity::new(HttpClient::plaintext(), self.config(token))
+            .get_authenticated_identity(api::GetAuthenticatedIdentityRequest::default())
+            .await
+            .map(|_| ())
     }
 
     fn configs(&self, token: &str) -> Configs {
@@ -338,6 +357,59 @@ async fn replicas_share_runners_and_run_duties_once() {
     assert_eq!(count(&db, "organizations").await, 1, "one organization");
     assert_eq!(count(&db, "users").await, 1, "one admin");
     let admin = tokens[0].clone();
+
+    // A token both replicas resolved and keep, deleted via A.
+    let (admin_id, _) = a.identity(&admin).await;
+    let pat = a
+        .users(&admin)
+        .create_personal_access_token(api::CreatePersonalAccessTokenRequest {
+            user_id: admin_id.clone(),
+            description: "kept by both replicas".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreatePersonalAccessToken via A: {}", describe(&e)))
+        .into_owned()
+        .token;
+    a.identity(&pat).await;
+    b.identity(&pat).await;
+    let listed = a
+        .users(&admin)
+        .list_personal_access_tokens(api::ListPersonalAccessTokensRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("ListPersonalAccessTokens via A: {}", describe(&e)))
+        .into_owned();
+    let pat_id = listed
+        .personal_access_tokens
+        .iter()
+        .find(|t| t.description == "kept by both replicas")
+        .expect("the new token is listed")
+        .id
+        .clone();
+    a.users(&admin)
+        .delete_personal_access_token(api::DeletePersonalAccessTokenRequest {
+            personal_access_token_id: pat_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("DeletePersonalAccessToken via A: {}", describe(&e)));
+    let refused = a.try_identity(&pat).await.expect_err("A refuses at once");
+    assert_eq!(refused.code, connectrpc::ErrorCode::Unauthenticated);
+    let deleted = Instant::now();
+    eventually(PATIENCE, "B refuses the deleted token", || {
+        let (b, pat) = (&b, &pat);
+        async move {
+            match b.try_identity(pat).await {
+                Err(e) if e.code == connectrpc::ErrorCode::Unauthenticated => Ok(()),
+                other => Err(format!("B answered {other:?}")),
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "[measured] B refused the deleted token {:?} after A deleted it",
+        deleted.elapsed()
+    );
 
     // A runner created via A, given both URLs (A first): it connects to A.
     let created = a

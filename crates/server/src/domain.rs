@@ -650,6 +650,27 @@ pub struct ChangeEvent {
     pub owner_id: Option<Uuid>,
 }
 
+impl ChangeEvent {
+    /// Whether the change may alter what a bearer token resolves to (its
+    /// user, role or groups, or whether it is valid at all), so that callers
+    /// resolved before it must be resolved again.
+    pub fn changes_callers(&self) -> bool {
+        match self.kind {
+            ResourceKind::Organization
+            | ResourceKind::User
+            | ResourceKind::Group
+            | ResourceKind::GroupMembership
+            | ResourceKind::RoleAssignment
+            | ResourceKind::PersonalAccessToken => true,
+            // A deleted runner's tokens go with it.
+            ResourceKind::Runner => self.operation == ChangeOperation::Delete,
+            ResourceKind::EnvironmentClass
+            | ResourceKind::ScmIntegration
+            | ResourceKind::HostToken => false,
+        }
+    }
+}
+
 /// Why an audit event was recorded.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum AuditKind {

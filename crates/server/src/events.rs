@@ -11,6 +11,11 @@
 //! event reaches every watcher once. Notifications are not stored: a watcher
 //! that was not connected, or that fell behind, has missed events and is
 //! told so (its stream ends), and re-reads what it watches.
+//!
+//! The hub also carries one signal of its own between replicas: *callers
+//! changed* ([`CALLERS_CHANNEL`]), which tells every replica's
+//! `auth::Authenticator` to forget the callers it resolved (a role, a group
+//! membership or a token changed), so that no replica acts on a stale caller.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +29,15 @@ use crate::domain::ChangeEvent;
 
 /// The PostgreSQL channel that carries change events between replicas.
 pub const CHANNEL: &str = "corral_events";
+/// The PostgreSQL channel on which replicas tell each other that callers changed.
+pub const CALLERS_CHANNEL: &str = "corral_callers";
 /// Events a slow watcher may fall behind by before it is dropped.
 const BUFFER: usize = 4096;
 
 pub struct EventHub {
     local: broadcast::Sender<ChangeEvent>,
+    /// Callers changed on another replica (the payload-free signal).
+    callers: broadcast::Sender<()>,
     /// Set when the server stops: open streams end.
     closed: watch::Sender<bool>,
     postgres: Option<Postgres>,
@@ -52,6 +61,7 @@ impl EventHub {
     pub fn local() -> Arc<Self> {
         Arc::new(Self {
             local: broadcast::channel(BUFFER).0,
+            callers: broadcast::channel(BUFFER).0,
             closed: watch::channel(false).0,
             postgres: None,
         })
@@ -69,13 +79,15 @@ impl EventHub {
             .await
             .context("opening the change-event listener")?;
         listener
-            .listen(CHANNEL)
+            .listen_all([CHANNEL, CALLERS_CHANNEL])
             .await
             .context("listening for change events")?;
         let local = broadcast::channel(BUFFER).0;
-        let listener = tokio::spawn(relay(listener, local.clone()));
+        let callers = broadcast::channel(BUFFER).0;
+        let listener = tokio::spawn(relay(listener, local.clone(), callers.clone()));
         Ok(Arc::new(Self {
             local,
+            callers,
             closed: watch::channel(false).0,
             postgres: Some(Postgres { pool, listener }),
         }))
@@ -108,6 +120,27 @@ impl EventHub {
         }
     }
 
+    /// Tells the other replicas that callers changed (this replica has
+    /// already forgotten its own). A lone server has nobody to tell.
+    pub async fn publish_callers_changed(&self) {
+        let Some(pg) = &self.postgres else {
+            return;
+        };
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CALLERS_CHANNEL)
+            .execute(&pg.pool)
+            .await;
+        if let Err(err) = sent {
+            // They forget by themselves within `--caller-ttl`.
+            tracing::warn!(%err, "could not tell other replicas that callers changed");
+        }
+    }
+
+    /// A receiver of the *callers changed* signals of other replicas.
+    pub fn subscribe_callers(&self) -> broadcast::Receiver<()> {
+        self.callers.subscribe()
+    }
+
     /// A receiver of every event from now on, and a signal that the server stops.
     pub fn subscribe(&self) -> (broadcast::Receiver<ChangeEvent>, watch::Receiver<bool>) {
         (self.local.subscribe(), self.closed.subscribe())
@@ -125,9 +158,16 @@ impl EventHub {
 }
 
 /// Hands what PostgreSQL notifies to this replica's subscribers.
-async fn relay(mut listener: PgListener, local: broadcast::Sender<ChangeEvent>) {
+async fn relay(
+    mut listener: PgListener,
+    local: broadcast::Sender<ChangeEvent>,
+    callers: broadcast::Sender<()>,
+) {
     loop {
         match listener.recv().await {
+            Ok(notification) if notification.channel() == CALLERS_CHANNEL => {
+                let _ = callers.send(());
+            }
             Ok(notification) => match serde_json::from_str::<ChangeEvent>(notification.payload()) {
                 Ok(event) => {
                     let _ = local.send(event);
@@ -135,6 +175,8 @@ async fn relay(mut listener: PgListener, local: broadcast::Sender<ChangeEvent>) 
                 Err(err) => tracing::warn!(%err, "ignoring an unreadable change event"),
             },
             Err(err) => {
+                // Signals may have been missed while the connection was down.
+                let _ = callers.send(());
                 // PgListener reconnects by itself on the next recv.
                 tracing::warn!(%err, "the change-event listener lost its connection; reconnecting");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -207,6 +249,25 @@ mod tests {
         assert_eq!(next(&mut on_b).await, second);
         // Each event once: nothing else is waiting.
         assert!(on_a.try_recv().is_err() && on_b.try_recv().is_err());
+        drop((a, b));
+    }
+
+    /// Replicas tell each other that callers changed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+    async fn callers_changed_reaches_every_replica() {
+        let database = PostgresDatabase::create().await;
+        let a = EventHub::postgres(database.url()).await.unwrap();
+        let b = EventHub::postgres(database.url()).await.unwrap();
+        let mut on_b = b.subscribe_callers();
+        let (mut events_on_b, _) = b.subscribe();
+        a.publish_callers_changed().await;
+        tokio::time::timeout(Duration::from_secs(10), on_b.recv())
+            .await
+            .expect("the signal within 10 s")
+            .unwrap();
+        // The signal is not a change event.
+        assert!(events_on_b.try_recv().is_err());
         drop((a, b));
     }
 }

@@ -72,6 +72,8 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// A request body must arrive in full within this time.
     pub body_timeout: std::time::Duration,
+    /// How long a resolved caller is kept (zero: resolved on every call).
+    pub caller_ttl: std::time::Duration,
 }
 
 impl ServeConfig {
@@ -91,6 +93,7 @@ impl ServeConfig {
             idle_timeout: serving::DEFAULT_IDLE_TIMEOUT,
             max_connections: serving::default_max_connections(),
             body_timeout: serving::DEFAULT_BODY_TIMEOUT,
+            caller_ttl: auth::DEFAULT_CALLER_TTL,
         }
     }
 
@@ -211,6 +214,7 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
             url: public_url,
             region: config.replica_region.clone(),
         },
+        config.caller_ttl,
     )))
 }
 
@@ -235,7 +239,7 @@ pub fn app(state: SharedState) -> axum::Router {
         )
         .with_interceptor(errors::ValidationMessages)
         .with_interceptor(authz::Gate::new(
-            auth::Authenticator::new(state.unrestricted_store().clone()),
+            state.authenticator.clone(),
             state.unrestricted_store().clone(),
             state.page_key.clone(),
             state.events.clone(),
@@ -316,7 +320,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let open_files = serving::open_files_limit().map_or("unlimited".into(), |n| n.to_string());
     tracing::info!("client limits: {limits} (open-files limit {open_files})");
     let hub_state = state.clone();
-    serving::serve(listener, app(state), limits, async move {
+    let authenticator = state.authenticator.clone();
+    let served = serving::serve(listener, app(state), limits, async move {
         shutdown_signal().await;
         // Other replicas stop routing here; then runner streams (which
         // never end on their own) end, so that the graceful shutdown can
@@ -326,7 +331,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         hub_state.events.close_all();
     })
     .await
-    .context("serving")
+    .context("serving");
+    // Uses of tokens since the last batch.
+    authenticator.record_uses().await;
+    served
 }
 
 async fn shutdown_signal() {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::Authenticator;
 use crate::crypto::{DataKey, LogsTokenSigner, ReleaseSigner};
 use crate::domain::Gateway;
 use crate::duties::Duties;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub hub: RunnerHub,
     /// Change notifications for `EventService.WatchEvents`.
     pub events: Arc<EventHub>,
+    /// Bearer tokens to callers (kept briefly; forgotten on change).
+    pub authenticator: Arc<Authenticator>,
     /// Whether this replica leads, and how often it ran each duty.
     pub duties: Duties,
     /// A runner with no report for this long is INACTIVE.
@@ -52,8 +55,10 @@ impl AppState {
         runner_grace: Duration,
         audit_retention: Duration,
         gateway: Gateway,
+        caller_ttl: Duration,
     ) -> Self {
         Self {
+            authenticator: Authenticator::start(store.clone(), &events, caller_ttl),
             store,
             data_key,
             logs_signer,

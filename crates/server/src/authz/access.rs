@@ -44,6 +44,9 @@ pub(crate) struct Notes {
     /// names its runner): organization and actor.
     pub anonymous_actor: Option<(Uuid, Subject)>,
     pub changes: Vec<ChangeEvent>,
+    /// The call changed what some bearer token resolves to: every replica
+    /// must resolve its callers again.
+    pub callers_changed: bool,
 }
 
 /// The [`Access`] the gate attached to this request.
@@ -269,7 +272,14 @@ impl Access {
         if change.kind == self.inner.rpc.subject_kind() {
             notes.subject = Some(change.id);
         }
+        notes.callers_changed |= change.changes_callers();
         notes.changes.push(change);
+    }
+
+    /// Records that the call changed what some bearer token resolves to,
+    /// when no change event says so (a runner's tokens were replaced).
+    pub(super) fn note_callers_changed(&self) {
+        self.notes().callers_changed = true;
     }
 
     fn notes(&self) -> std::sync::MutexGuard<'_, Notes> {

@@ -34,7 +34,7 @@ pub struct RequestId(pub String);
 pub struct ClientAddress(pub SocketAddr);
 
 pub struct Gate {
-    authenticator: Authenticator,
+    authenticator: Arc<Authenticator>,
     store: Arc<dyn Store>,
     page_key: PageKey,
     events: Arc<EventHub>,
@@ -71,7 +71,7 @@ impl CallInfo {
 
 impl Gate {
     pub fn new(
-        authenticator: Authenticator,
+        authenticator: Arc<Authenticator>,
         store: Arc<dyn Store>,
         page_key: PageKey,
         events: Arc<EventHub>,
@@ -137,6 +137,12 @@ impl Gate {
     async fn finish(&self, access: &Access, info: &CallInfo, outcome: Result<(), &ConnectError>) {
         let rpc = access.rpc();
         let notes = access.take_notes();
+        // Before the answer leaves: the caller's next call must not find a
+        // stale caller here; other replicas hear of it just after.
+        if notes.callers_changed {
+            self.authenticator.forget_callers();
+            self.events.publish_callers_changed().await;
+        }
         if let Some(kind) = rpc.audit {
             self.audit(rpc, kind, access, &notes, info, outcome).await;
         }

@@ -552,6 +552,8 @@ impl Access {
                 StoreError::Conflict(_) | StoreError::NotFound(_) => rejected(),
                 other => store_error(other),
             })?;
+        // The runner's previous access tokens were revoked.
+        self.note_callers_changed();
         Ok(access_token)
     }
 }

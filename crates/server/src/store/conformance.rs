@@ -367,16 +367,27 @@ async fn records_round_trip_and_vanish_when_deleted(store: Arc<dyn Store>) {
     assert_eq!(store.get_runner(r.id).await.unwrap().name, "renamed");
     assert_not_found(store.update_runner(new_id(), Box::new(|_| Ok(()))).await);
 
-    // Tokens: by hash, touched, deleted.
+    // Tokens: by hash, uses recorded (a gone token skipped), deleted.
     let token = new_token(TokenKind::Personal, Subject::User(root.id), &root);
     store.create_token(&token).await.unwrap();
     assert_eq!(
         store.find_token_by_hash(&token.hash).await.unwrap(),
         Some(token.clone())
     );
+    let other = new_token(TokenKind::Personal, Subject::User(root.id), &root);
+    store.create_token(&other).await.unwrap();
     let at = Utc::now();
-    store.touch_token(token.id, at).await.unwrap();
+    let earlier = at - chrono::Duration::minutes(5);
+    store
+        .record_token_uses(&[(token.id, at), (new_id(), at), (other.id, earlier)])
+        .await
+        .unwrap();
     assert_eq!(store.get_token(token.id).await.unwrap().last_used, Some(at));
+    assert_eq!(
+        store.get_token(other.id).await.unwrap().last_used,
+        Some(earlier)
+    );
+    store.delete_token(other.id).await.unwrap();
     store.delete_token(token.id).await.unwrap();
     assert_eq!(store.find_token_by_hash(&token.hash).await.unwrap(), None);
     assert_not_found(store.delete_token(token.id).await);

@@ -122,7 +122,9 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> StoreResult<Page<ApiToken>>;
     async fn delete_token(&self, id: Uuid) -> StoreResult<()>;
-    async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()>;
+    /// Records when tokens were last used, in one transaction. Tokens that
+    /// are gone are skipped.
+    async fn record_token_uses(&self, uses: &[(Uuid, Timestamp)]) -> StoreResult<()>;
     /// Trades an unused, unexpired exchange token for a runner access token in
     /// one transaction: the exchange token is marked used, the runner's other
     /// access tokens are revoked, and `access` is stored.

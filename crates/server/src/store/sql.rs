@@ -872,16 +872,24 @@ impl Store for SqlStore {
         self.delete_by_id("api_tokens", id, "token").await
     }
 
-    async fn touch_token(&self, id: Uuid, at: Timestamp) -> StoreResult<()> {
-        self.query(&format!(
+    async fn record_token_uses(&self, uses: &[(Uuid, Timestamp)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
             "UPDATE api_tokens SET data = {} WHERE id = ?",
             self.dialect.json_set_text("data", "last_used")
-        ))
-        .bind(to_json(&at)?.trim_matches('"').to_string())
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(internal)?;
+        );
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        for (id, at) in uses {
+            self.query(&sql)
+                .bind(to_json(at)?.trim_matches('"').to_string())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        tx.commit().await.map_err(internal)?;
         Ok(())
     }
 
