@@ -8,6 +8,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod postgres;
+mod recent;
 pub mod sql;
 pub mod sqlite;
 pub mod transfer;

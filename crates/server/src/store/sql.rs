@@ -13,6 +13,7 @@ use sqlx::query::{Query, QueryScalar};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
 use uuid::Uuid;
 
+use super::recent::Recent;
 use super::{Mutation, Store, StoreError, StoreResult};
 use crate::domain::*;
 
@@ -97,6 +98,8 @@ impl Dialect {
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// Runners read recently (GetRunner is the hottest read).
+    recent_runners: Recent<Uuid, Runner>,
 }
 
 /// A value for an indexed column.
@@ -145,7 +148,11 @@ fn in_list(n: usize) -> String {
 
 impl SqlStore {
     pub(super) fn new(pool: AnyPool, dialect: Dialect) -> Self {
-        Self { pool, dialect }
+        Self {
+            pool,
+            dialect,
+            recent_runners: Recent::new(),
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -1012,12 +1019,19 @@ impl Store for SqlStore {
     }
 
     async fn get_runner(&self, id: Uuid) -> StoreResult<Runner> {
-        self.fetch_data(
-            "SELECT data FROM runners WHERE id = ?",
-            &[id.to_string()],
-            "runner",
-        )
-        .await
+        let ticket = match self.recent_runners.get(&id) {
+            Ok(runner) => return Ok(runner),
+            Err(ticket) => ticket,
+        };
+        let runner: Runner = self
+            .fetch_data(
+                "SELECT data FROM runners WHERE id = ?",
+                &[id.to_string()],
+                "runner",
+            )
+            .await?;
+        self.recent_runners.keep(ticket, id, runner.clone());
+        Ok(runner)
     }
 
     async fn list_runners(
@@ -1062,8 +1076,11 @@ impl Store for SqlStore {
     }
 
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner> {
-        self.mutate("runners", id, "runner", change, runner_columns)
-            .await
+        let updated = self
+            .mutate("runners", id, "runner", change, runner_columns)
+            .await;
+        self.recent_runners.forget(&id);
+        updated
     }
 
     async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>> {
@@ -1098,6 +1115,7 @@ impl Store for SqlStore {
             return Err(StoreError::NotFound("runner"));
         }
         tx.commit().await.map_err(internal)?;
+        self.recent_runners.forget(&id);
         Ok(())
     }
 
