@@ -96,7 +96,13 @@ impl Dialect {
 
 /// The store on an open pool; see `sqlite` and `postgres` for opening one.
 pub struct SqlStore {
+    /// For reads.
     pool: AnyPool,
+    /// For writes: on SQLite a pool of one connection, so that writers queue
+    /// here, in order, instead of each holding a connection and sleeping in
+    /// SQLite's busy handler until the file lock is free; on PostgreSQL the
+    /// same pool as reads.
+    writer: AnyPool,
     dialect: Dialect,
     /// Runners read recently (GetRunner is the hottest read).
     recent_runners: Recent<Uuid, Runner>,
@@ -147,9 +153,10 @@ fn in_list(n: usize) -> String {
 }
 
 impl SqlStore {
-    pub(super) fn new(pool: AnyPool, dialect: Dialect) -> Self {
+    pub(super) fn new(pool: AnyPool, writer: AnyPool, dialect: Dialect) -> Self {
         Self {
             pool,
+            writer,
             dialect,
             recent_runners: Recent::new(),
         }
@@ -162,6 +169,7 @@ impl SqlStore {
     /// Closes the pool: waits for the connections in use, closes them all.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Runs `script` (statements without parameters) as is: for tests that
@@ -169,7 +177,7 @@ impl SqlStore {
     #[cfg(test)]
     pub(crate) async fn execute_script(&self, script: String) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(AssertSqlSafe(script))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|_| ())
     }
@@ -199,7 +207,7 @@ impl SqlStore {
 
     /// Starts a transaction that reads, decides and writes; see [`Dialect::write_begin`].
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
-        self.pool
+        self.writer
             .begin_with(self.dialect.write_begin())
             .await
             .map_err(internal)
@@ -336,7 +344,7 @@ impl SqlStore {
         let done = self
             .query(&format!("DELETE FROM {table} WHERE id = ?"))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(internal)?;
         if done.rows_affected() == 0 {
@@ -455,7 +463,7 @@ impl SqlStore {
 #[async_trait]
 impl Store for SqlStore {
     async fn create_organization(&self, org: &Organization) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(internal)?;
+        let mut tx = self.writer.begin().await.map_err(internal)?;
         self.query("INSERT INTO organizations (id, data) VALUES (?, ?)")
             .bind(org.id.to_string())
             .bind(to_json(org)?)
@@ -496,7 +504,7 @@ impl Store for SqlStore {
     }
 
     async fn create_user(&self, user: &User, role: OrgRole) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(internal)?;
+        let mut tx = self.writer.begin().await.map_err(internal)?;
         self.query("INSERT INTO users (id, org_id, email, data) VALUES (?, ?, ?, ?)")
             .bind(user.id.to_string())
             .bind(user.org_id.to_string())
@@ -695,7 +703,7 @@ impl Store for SqlStore {
     }
 
     async fn create_group(&self, group: &Group) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        let mut conn = self.writer.acquire().await.map_err(internal)?;
         self.insert_group(&mut conn, group).await
     }
 
@@ -773,7 +781,7 @@ impl Store for SqlStore {
     }
 
     async fn create_membership(&self, membership: &Membership) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        let mut conn = self.writer.acquire().await.map_err(internal)?;
         self.insert_membership(&mut conn, membership).await
     }
 
@@ -843,7 +851,7 @@ impl Store for SqlStore {
     }
 
     async fn create_token(&self, token: &ApiToken) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        let mut conn = self.writer.acquire().await.map_err(internal)?;
         self.insert_token(&mut conn, token).await
     }
 
@@ -887,7 +895,7 @@ impl Store for SqlStore {
             "UPDATE api_tokens SET data = {} WHERE id = ?",
             self.dialect.json_set_text("data", "last_used")
         );
-        let mut tx = self.pool.begin().await.map_err(internal)?;
+        let mut tx = self.writer.begin().await.map_err(internal)?;
         for (id, at) in uses {
             self.query(&sql)
                 .bind(to_json(at)?.trim_matches('"').to_string())
@@ -917,7 +925,7 @@ impl Store for SqlStore {
                 purged += self
                     .query("DELETE FROM api_tokens WHERE id = ?")
                     .bind(row.get::<String, _>("id"))
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(internal)?
                     .rows_affected();
@@ -932,7 +940,7 @@ impl Store for SqlStore {
         )
         .bind(name.to_string())
         .bind(initial.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(internal)?;
         self.query_scalar("SELECT value FROM server_secrets WHERE name = ?")
@@ -989,7 +997,7 @@ impl Store for SqlStore {
     }
 
     async fn create_runner(&self, runner: &Runner, policies: &[RunnerPolicy]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(internal)?;
+        let mut tx = self.writer.begin().await.map_err(internal)?;
         self.query(
             "INSERT INTO runners (id, org_id, creator_id, kind, provider, phase, last_seen, data) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1099,7 +1107,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_runner(&self, id: Uuid) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(internal)?;
+        let mut tx = self.writer.begin().await.map_err(internal)?;
         self.query("DELETE FROM api_tokens WHERE subject_id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -1144,7 +1152,7 @@ impl Store for SqlStore {
             .bind(policy.runner_id.to_string())
             .bind(policy.group_id.to_string())
             .bind(enum_name(&policy.role)?)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(on_unique("the group already has a policy on this runner"))?;
         Ok(())
@@ -1156,7 +1164,7 @@ impl Store for SqlStore {
             .bind(enum_name(&policy.role)?)
             .bind(policy.runner_id.to_string())
             .bind(policy.group_id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(internal)?;
         if done.rows_affected() == 0 {
@@ -1170,7 +1178,7 @@ impl Store for SqlStore {
             .query("DELETE FROM runner_policies WHERE runner_id = ? AND group_id = ?")
             .bind(runner_id.to_string())
             .bind(group_id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(internal)?;
         if done.rows_affected() == 0 {
@@ -1216,7 +1224,7 @@ impl Store for SqlStore {
         .bind(token.user_id.to_string())
         .bind(&token.host)
         .bind(to_json(token)?)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(on_unique("the user already has a token for this host on this runner"))?;
         Ok(())
@@ -1280,7 +1288,7 @@ impl Store for SqlStore {
         // The column holds the key, so every spelling of one host is one row.
         .bind(corral_contract::scm_host::lookup_key(&integration.host))
         .bind(to_json(integration)?)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(on_unique("the runner already has an SCM integration for this host"))?;
         Ok(())
@@ -1342,7 +1350,7 @@ impl Store for SqlStore {
         .bind(class.runner_id.to_string())
         .bind(i64::from(class.enabled))
         .bind(to_json(class)?)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(internal)?;
         Ok(())
@@ -1411,7 +1419,7 @@ impl Store for SqlStore {
         .bind(event.subject_id.map(|id| id.to_string()))
         .bind(enum_name(&event.subject_kind)?)
         .bind(to_json(event)?)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(on_unique("audit event already exists"))?;
         Ok(())
@@ -1486,7 +1494,7 @@ impl Store for SqlStore {
         let done = self
             .query("DELETE FROM audit_events WHERE at < ?")
             .bind(time_text(before))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(internal)?;
         Ok(done.rows_affected())
@@ -1587,7 +1595,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_release(&self, id: Uuid) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(internal)?;
+        let mut tx = self.writer.begin().await.map_err(internal)?;
         self.query("DELETE FROM release_chunks WHERE release_id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)

@@ -54,26 +54,44 @@ impl SqlStore {
             (false, false) => format!("{url}?mode=rwc"),
         };
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // Foreign keys are on by sqlx's default. WAL lets readers
-                    // and one writer work at once; it sticks to the file.
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    Ok(())
-                })
-            })
+        // Writes queue for one connection of their own (see `SqlStore`);
+        // the busy timeout covers other processes (`corral admin`).
+        let writer = pool_options(1)
             .connect(&url)
             .await
             .context("opening the SQLite database")?;
         MIGRATOR
-            .run(&pool)
+            .run(&writer)
             .await
             .context("migrating the SQLite database")?;
-        Ok(Self::new(pool, Dialect::Sqlite))
+        // An in-memory database exists once per connection: one pool for all.
+        let readers = if in_memory {
+            writer.clone()
+        } else {
+            pool_options(READERS)
+                .connect(&url)
+                .await
+                .context("opening the SQLite database")?
+        };
+        Ok(Self::new(readers, writer, Dialect::Sqlite))
     }
+}
+
+/// Connections that read at once.
+const READERS: u32 = 8;
+
+fn pool_options(connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // Foreign keys are on by sqlx's default. WAL lets readers
+                // and one writer work at once; it sticks to the file.
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                Ok(())
+            })
+        })
 }
 
 /// Narrows the database file and its companions to mode 0600, creating the
