@@ -43,7 +43,8 @@ pub struct Gate {
 /// What the audit event of a call needs from its request.
 struct CallInfo {
     request_id: String,
-    client_address: String,
+    /// Formatted only when an event is recorded.
+    client_address: Option<std::net::IpAddr>,
 }
 
 impl CallInfo {
@@ -57,8 +58,7 @@ impl CallInfo {
                     .get::<axum::extract::ConnectInfo<SocketAddr>>()
                     .map(|c| c.0)
             })
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+            .map(|a| a.ip());
         Self {
             request_id: extensions
                 .get::<RequestId>()
@@ -190,7 +190,10 @@ impl Gate {
                 Err(err) => err.code.as_str().to_string(),
             },
             request_id: info.request_id.clone(),
-            client_address: info.client_address.clone(),
+            client_address: info
+                .client_address
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
         };
         // The change is made; a trail that cannot be written must not undo
         // it, but must not go unnoticed either.
