@@ -92,6 +92,11 @@ struct ServeArgs {
     /// `corral admin` directly on the store within this time. 0s: resolve every call.
     #[arg(long, env = "CORRAL_CALLER_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     caller_ttl: std::time::Duration,
+    /// How the SQLite store commits: `full` (each commit on disk before it returns;
+    /// survives power loss) or `normal` (on disk at checkpoints: a process crash loses
+    /// nothing, a power loss may lose the last commits; writes are many times faster).
+    #[arg(long, env = "CORRAL_SQLITE_SYNCHRONOUS", default_value = "full")]
+    sqlite_synchronous: corral_server::Synchronous,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -340,6 +345,7 @@ async fn main() -> anyhow::Result<()> {
                     .map_or(defaults.max_connections, |n| n as usize),
                 body_timeout: args.body_timeout,
                 caller_ttl: args.caller_ttl,
+                sqlite_synchronous: args.sqlite_synchronous,
                 ..defaults
             })
             .await

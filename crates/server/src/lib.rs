@@ -42,6 +42,7 @@ use crate::pagination::{PageKey, QueryPaging};
 use crate::state::{AppState, SharedState};
 use crate::store::Store;
 use crate::store::sql::SqlStore;
+pub use crate::store::sqlite::Synchronous;
 
 /// Requests larger than this are rejected before they are decoded.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -74,6 +75,8 @@ pub struct ServeConfig {
     pub body_timeout: std::time::Duration,
     /// How long a resolved caller is kept (zero: resolved on every call).
     pub caller_ttl: std::time::Duration,
+    /// How an SQLite store commits.
+    pub sqlite_synchronous: Synchronous,
 }
 
 impl ServeConfig {
@@ -94,6 +97,7 @@ impl ServeConfig {
             max_connections: serving::default_max_connections(),
             body_timeout: serving::DEFAULT_BODY_TIMEOUT,
             caller_ttl: auth::DEFAULT_CALLER_TTL,
+            sqlite_synchronous: Synchronous::Full,
         }
     }
 
@@ -121,10 +125,24 @@ pub async fn open_store(
     data_dir: &Path,
     database_url: Option<&str>,
 ) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_with(data_dir, database_url, Synchronous::Full).await
+}
+
+/// [`open_store`]; an SQLite store commits with `synchronous`.
+pub async fn open_store_with(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    synchronous: Synchronous,
+) -> anyhow::Result<Arc<dyn Store>> {
     private_data_dir(data_dir)?;
     let store = match database_url {
-        None => SqlStore::open_sqlite(&data_dir.join("corral.db")).await?,
-        Some(url) if url.starts_with("sqlite:") => SqlStore::open_sqlite_url(url).await?,
+        None => {
+            let url = store::sqlite::url_of(&data_dir.join("corral.db"))?;
+            SqlStore::open_sqlite_with(&url, synchronous).await?
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            SqlStore::open_sqlite_with(url, synchronous).await?
+        }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             SqlStore::open_postgres(url).await?
         }
@@ -172,7 +190,12 @@ fn postgres_url(config: &ServeConfig) -> Option<&str> {
 }
 
 pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
-    let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
+    let store = open_store_with(
+        &config.data_dir,
+        config.database_url.as_deref(),
+        config.sqlite_synchronous,
+    )
+    .await?;
     // On PostgreSQL this server is one replica of a fleet; otherwise it runs alone.
     let (hub, duties, events) = match postgres_url(config) {
         Some(url) => (

@@ -172,6 +172,21 @@ impl SqlStore {
         self.writer.close().await;
     }
 
+    /// PRAGMA `name` as the reading and the writing connections see it.
+    #[cfg(test)]
+    pub(crate) async fn pragma(&self, name: &str) -> (i64, i64) {
+        let sql = format!("PRAGMA {name}");
+        let read: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let written: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&self.writer)
+            .await
+            .unwrap();
+        (read, written)
+    }
+
     /// Runs `script` (statements without parameters) as is: for tests that
     /// set up rows as an older version left them, and replay a migration.
     #[cfg(test)]

@@ -21,17 +21,17 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 impl SqlStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open_sqlite(path: &Path) -> anyhow::Result<Self> {
-        let path =
-            std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
-        let url = url::Url::from_file_path(&path)
-            .map_err(|()| anyhow::anyhow!("{} cannot be a database path", path.display()))?;
-        // file:///… (percent-encoded) → sqlite:///…, which sqlx decodes again.
-        Self::open_sqlite_url(&format!("sqlite{}", &url.as_str()["file".len()..])).await
+        Self::open_sqlite_url(&url_of(path)?).await
     }
 
     /// Opens a `sqlite:` URL, e.g. `sqlite:/var/lib/corral/corral.db`; the file
     /// is created if missing unless the URL names another `mode`.
     pub async fn open_sqlite_url(url: &str) -> anyhow::Result<Self> {
+        Self::open_sqlite_with(url, Synchronous::Full).await
+    }
+
+    /// [`Self::open_sqlite_url`], committing with `synchronous`.
+    pub async fn open_sqlite_with(url: &str, synchronous: Synchronous) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("invalid SQLite URL {url}"))?;
         let mode = url.split_once('?').and_then(|(_, query)| {
@@ -56,7 +56,7 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         // Writes queue for one connection of their own (see `SqlStore`);
         // the busy timeout covers other processes (`corral admin`).
-        let writer = pool_options(1)
+        let writer = pool_options(1, synchronous)
             .connect(&url)
             .await
             .context("opening the SQLite database")?;
@@ -68,7 +68,7 @@ impl SqlStore {
         let readers = if in_memory {
             writer.clone()
         } else {
-            pool_options(READERS)
+            pool_options(READERS, synchronous)
                 .connect(&url)
                 .await
                 .context("opening the SQLite database")?
@@ -77,18 +77,56 @@ impl SqlStore {
     }
 }
 
+/// The `sqlite:` URL of the database file at `path`.
+pub fn url_of(path: &Path) -> anyhow::Result<String> {
+    let path = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+    let url = url::Url::from_file_path(&path)
+        .map_err(|()| anyhow::anyhow!("{} cannot be a database path", path.display()))?;
+    // file:///… (percent-encoded) → sqlite:///…, which sqlx decodes again.
+    Ok(format!("sqlite{}", &url.as_str()["file".len()..]))
+}
+
 /// Connections that read at once.
 const READERS: u32 = 8;
 
-fn pool_options(connections: u32) -> AnyPoolOptions {
+/// How a commit reaches the disk (SQLite's `synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is on disk before it returns: survives a power loss.
+    #[default]
+    Full,
+    /// Commits reach the disk at checkpoints: a crash of the process loses
+    /// nothing and the database stays consistent, but a power loss or a crash
+    /// of the machine may lose the last commits. Far faster writes.
+    Normal,
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            other => Err(format!("{other:?} is neither full nor normal")),
+        }
+    }
+}
+
+fn pool_options(connections: u32, synchronous: Synchronous) -> AnyPoolOptions {
+    let pragma = match synchronous {
+        Synchronous::Full => "PRAGMA synchronous = FULL",
+        Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+    };
     AnyPoolOptions::new()
         .max_connections(connections)
-        .after_connect(|conn, _| {
+        .after_connect(move |conn, _| {
             Box::pin(async move {
                 // Foreign keys are on by sqlx's default. WAL lets readers
                 // and one writer work at once; it sticks to the file.
                 conn.execute("PRAGMA busy_timeout = 10000").await?;
                 conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute(pragma).await?;
                 Ok(())
             })
         })
@@ -182,5 +220,22 @@ mod tests {
             assert_eq!(mode(file), 0o600, "{}", file.display());
         }
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn commits_are_full_unless_asked_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url_of(&dir.path().join("corral.db")).unwrap();
+        // SQLite numbers them: NORMAL 1, FULL 2.
+        let store = SqlStore::open_sqlite_url(&url).await.unwrap();
+        assert_eq!(store.pragma("synchronous").await, (2, 2));
+        store.close().await;
+        let store = SqlStore::open_sqlite_with(&url, Synchronous::Normal)
+            .await
+            .unwrap();
+        assert_eq!(store.pragma("synchronous").await, (1, 1));
+        store.close().await;
+        assert_eq!("NORMAL".parse(), Ok(Synchronous::Normal));
+        assert!("off".parse::<Synchronous>().is_err());
     }
 }
