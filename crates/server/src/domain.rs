@@ -359,6 +359,9 @@ pub struct Runner {
     pub creator: Subject,
     pub runner_manager_id: Option<Uuid>,
     pub spec: RunnerSpec,
+    /// Kept apart from the rest of the record by the store (a status report
+    /// writes only the status); absent from a stored record on its own.
+    #[serde(default)]
     pub status: RunnerStatus,
     /// The configuration schema the runner published, encoded as it sent it
     /// (a `gitpod.v1.RunnerConfigurationSchema`); `None` until it does.

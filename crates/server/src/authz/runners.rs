@@ -274,11 +274,32 @@ impl Access {
             .await
     }
 
-    /// Changes the calling runner (its key, schema, status); `change` runs
-    /// inside the store's transaction. A change of phase is announced.
+    /// Changes the calling runner's status (its key, reports); `change` runs
+    /// inside the store's transaction and may change only the status (see
+    /// [`crate::store::Store::update_runner_status`]). A change of phase is
+    /// announced.
     pub async fn update_this_runner(
         &self,
         change: Mutation<Runner>,
+    ) -> Result<Runner, ConnectError> {
+        self.change_this_runner(change, true).await
+    }
+
+    /// Stores the configuration schema the calling runner publishes.
+    pub async fn set_this_runner_schema(&self, encoded: Vec<u8>) -> Result<(), ConnectError> {
+        let change = Box::new(move |runner: &mut Runner| {
+            runner.config_schema = Some(encoded);
+            Ok(())
+        });
+        self.change_this_runner(change, false).await.map(|_| ())
+    }
+
+    /// Changes the calling runner: only its status when `status_only` (a
+    /// small write), else its whole record.
+    async fn change_this_runner(
+        &self,
+        change: Mutation<Runner>,
+        status_only: bool,
     ) -> Result<Runner, ConnectError> {
         let id = self.this_runner_id()?;
         let what = format!("runner {id}");
@@ -290,17 +311,17 @@ impl Access {
         self.check(Resource::RunnerSelf, Action::Update, target, &what)?;
         let before = std::sync::Arc::new(std::sync::Mutex::new(None));
         let seen = before.clone();
-        let updated = self
-            .store()
-            .update_runner(
-                id,
-                Box::new(move |runner: &mut Runner| {
-                    *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.status.phase);
-                    change(runner)
-                }),
-            )
-            .await
-            .map_err(missing(&what))?;
+        let change: Mutation<Runner> = Box::new(move |runner: &mut Runner| {
+            *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.status.phase);
+            change(runner)
+        });
+        let store = self.store();
+        let updated = if status_only {
+            store.update_runner_status(id, change).await
+        } else {
+            store.update_runner(id, change).await
+        }
+        .map_err(missing(&what))?;
         let before = *before.lock().unwrap_or_else(|e| e.into_inner());
         if before != Some(updated.status.phase) {
             self.note_change(runner_change(

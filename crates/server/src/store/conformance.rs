@@ -33,6 +33,8 @@ conformance!(
     lists_page_in_creation_order,
     unique_constraints_answer_already_exists,
     concurrent_updates_of_one_runner_lose_nothing,
+    status_and_record_updates_at_once_lose_nothing,
+    a_status_update_changes_only_the_status,
     concurrent_policies_for_one_group_one_wins,
     an_exchange_token_is_redeemed_once,
     the_last_admin_stays_under_concurrent_demotions,
@@ -743,6 +745,138 @@ async fn concurrent_updates_of_one_runner_lose_nothing(store: Arc<dyn Store>) {
         assert!(name.contains(&format!(" m{i};")), "m{i} was lost: {name}");
     }
     assert_eq!(name.matches(';').count(), 20, "{name}");
+}
+
+/// Status updates (reports) and record updates (UpdateRunner) of one runner
+/// at once, as from several replicas: the two kinds lock different rows, and
+/// still neither loses the other's writes nor its own.
+async fn status_and_record_updates_at_once_lose_nothing(store: Arc<dyn Store>) {
+    let a = org(&*store, "a").await;
+    let root = user(&*store, a.id, "root", OrgRole::Admin).await;
+    let r = runner(&*store, &root, "r", &[]).await;
+    let results = at_once((0..20).map(|i| {
+        let store = store.clone();
+        async move {
+            if i % 2 == 0 {
+                let mark = change(move |r: &mut Runner| r.name.push_str(&format!(" m{i};")));
+                store.update_runner(r.id, mark).await
+            } else {
+                let mark =
+                    change(move |r: &mut Runner| r.status.message.push_str(&format!(" s{i};")));
+                store.update_runner_status(r.id, mark).await
+            }
+        }
+    }))
+    .await;
+    assert_eq!(successes(&results), 20, "{results:?}");
+    let stored = store.get_runner(r.id).await.unwrap();
+    for i in 0..20 {
+        let (text, mark) = if i % 2 == 0 {
+            (&stored.name, format!(" m{i};"))
+        } else {
+            (&stored.status.message, format!(" s{i};"))
+        };
+        assert!(text.contains(&mark), "{mark} was lost: {stored:?}");
+    }
+}
+
+/// A status update keeps the status, answers the whole runner, and refuses
+/// to change anything else (the record is not locked for it).
+async fn a_status_update_changes_only_the_status(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    let root = user(store, a.id, "root", OrgRole::Admin).await;
+    let r = runner(store, &root, "r", &[]).await;
+    let schema = vec![7u8; 1000];
+    let with_schema = store
+        .update_runner(
+            r.id,
+            change(move |r: &mut Runner| r.config_schema = Some(schema)),
+        )
+        .await
+        .unwrap();
+    let at = Utc::now();
+    let reported = store
+        .update_runner_status(
+            r.id,
+            change(move |r: &mut Runner| {
+                r.status.phase = RunnerPhase::Active;
+                r.status.version = "1.2.3".into();
+                r.status.updated_at = Some(at);
+            }),
+        )
+        .await
+        .unwrap();
+    let mut expected = with_schema.clone();
+    expected.status.phase = RunnerPhase::Active;
+    expected.status.version = "1.2.3".into();
+    expected.status.updated_at = Some(at);
+    assert_eq!(reported, expected);
+    assert_eq!(store.get_runner(r.id).await.unwrap(), expected);
+    let refused = store
+        .update_runner_status(
+            r.id,
+            change(|r: &mut Runner| {
+                r.status.version = "9".into();
+                r.name = "renamed".into();
+            }),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Internal(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_runner(r.id).await.unwrap(), expected);
+    assert_not_found(
+        store
+            .update_runner_status(new_id(), Box::new(|_| Ok(())))
+            .await,
+    );
+}
+
+/// A status report writes the status row alone: the runner's record (with
+/// its configuration schema) is not rewritten, byte for byte.
+async fn a_status_report_leaves_the_record_untouched(store: &SqlStore) {
+    let s: &dyn Store = store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let r = runner(s, &root, "r", &[]).await;
+    s.update_runner(
+        r.id,
+        change(|r: &mut Runner| r.config_schema = Some(vec![1; 4096])),
+    )
+    .await
+    .unwrap();
+    let record = store.runner_record_text(r.id).await;
+    s.update_runner_status(
+        r.id,
+        change(|r: &mut Runner| r.status.updated_at = Some(Utc::now())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.runner_record_text(r.id).await, record);
+    assert!(
+        !record.contains("\"status\""),
+        "the record holds no status: {record}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_status_report_leaves_the_record_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("corral.db"))
+        .await
+        .unwrap();
+    a_status_report_leaves_the_record_untouched(&store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+async fn postgres_a_status_report_leaves_the_record_untouched() {
+    let database = PostgresDatabase::create().await;
+    let store = SqlStore::open_postgres(database.url()).await.unwrap();
+    a_status_report_leaves_the_record_untouched(&store).await;
+    store.close().await;
 }
 
 /// Two CreateRunnerPolicy for the same group at once: one wins, the other is

@@ -150,7 +150,15 @@ pub trait Store: Send + Sync + 'static {
         filter: &RunnerFilter,
         page: PageRequest,
     ) -> StoreResult<Page<Runner>>;
+    /// Changes runner `id`: its record, its status, or both. Holds the
+    /// record and the status locked from the read to the write.
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner>;
+    /// Changes runner `id`'s status only (its reports, sign-up, liveness):
+    /// holds the status locked from the read to the write and writes only
+    /// the status, never the record. `change` sees the whole runner, but the
+    /// record as it was read: a change to anything but `status` is an error.
+    async fn update_runner_status(&self, id: Uuid, change: Mutation<Runner>)
+    -> StoreResult<Runner>;
     /// Runners reported ACTIVE or DEGRADED whose last report is older than `cutoff`.
     async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>>;
     /// Removes the runner and everything that belongs to it, tokens included.

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::any::{Any, AnyArguments};
+use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::query::{Query, QueryScalar};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
 use uuid::Uuid;
@@ -63,6 +63,15 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Ends a SELECT over a join in a writing transaction: locks only the
+    /// rows read from the table aliased `alias` until commit.
+    fn for_update_of(self, alias: &str) -> String {
+        match self {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(" FOR UPDATE OF {alias}"),
         }
     }
 
@@ -178,6 +187,16 @@ impl SqlStore {
         .unwrap()
     }
 
+    /// The stored record of runner `id` (`runners.data`) as text.
+    #[cfg(test)]
+    pub(crate) async fn runner_record_text(&self, id: Uuid) -> String {
+        self.query_scalar("SELECT data FROM runners WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     /// A query written with `?` placeholders, in this store's dialect.
     fn query<'q>(&self, sql: &str) -> Query<'q, Any, AnyArguments> {
         sqlx::query(AssertSqlSafe(self.dialect.placeholders(sql)))
@@ -239,16 +258,34 @@ impl SqlStore {
         &self,
         table: &str,
         condition: &str,
+        binds: Vec<String>,
+        page: PageRequest,
+        descending: bool,
+    ) -> StoreResult<Page<T>> {
+        let select = format!("SELECT id, data FROM {table}");
+        self.page_rows(&select, condition, binds, page, descending, |row| {
+            from_json(row.get::<&str, _>("data"))
+        })
+        .await
+    }
+
+    /// One page of the rows of `select` (`SELECT … FROM …` giving an `id`
+    /// column) that match `condition`, each made an item by `decode`.
+    async fn page_rows<T>(
+        &self,
+        select: &str,
+        condition: &str,
         mut binds: Vec<String>,
         page: PageRequest,
         descending: bool,
+        decode: impl Fn(&AnyRow) -> StoreResult<T>,
     ) -> StoreResult<Page<T>> {
         let (after, order) = if descending {
             ("id < ?", "DESC")
         } else {
             ("id > ?", "ASC")
         };
-        let mut sql = format!("SELECT id, data FROM {table} WHERE {condition}");
+        let mut sql = format!("{select} WHERE {condition}");
         if let Some(position) = page.after {
             sql.push_str(&format!(" AND {after}"));
             binds.push(position.to_string());
@@ -266,7 +303,7 @@ impl SqlStore {
         let mut items = Vec::with_capacity(rows.len());
         let mut last_id = None;
         for row in rows.iter().take(page.limit) {
-            items.push(from_json(row.get::<&str, _>("data"))?);
+            items.push(decode(row)?);
             last_id = Some(row.get::<String, _>("id"));
         }
         let next_after = if rows.len() > page.limit {
@@ -415,14 +452,28 @@ fn uuid_strings(ids: &[Uuid]) -> Vec<String> {
     ids.iter().map(Uuid::to_string).collect()
 }
 
-/// Liveness columns, kept in step with the runner's status. RFC 3339 in UTC
-/// with a fixed format, so text order is time order.
-fn runner_columns(runner: &Runner) -> StoreResult<Vec<(&'static str, Column)>> {
-    let mut cols = vec![("phase", Column::Text(enum_name(&runner.status.phase)?))];
-    if let Some(at) = runner.status.updated_at {
-        cols.push(("last_seen", Column::Text(time_text(at))));
+/// A runner with its status: the record (`runners.data`) and the status
+/// (`runner_status.data`) live apart, so that a status report writes a small
+/// row. Selects `id`, `data` (the record) and `status`.
+const RUNNER_SELECT: &str = "SELECT r.id AS id, r.data AS data, s.data AS status \
+     FROM runners r LEFT JOIN runner_status s ON s.runner_id = r.id";
+
+/// A runner from a row of [`RUNNER_SELECT`].
+fn runner_from_row(row: &AnyRow) -> StoreResult<Runner> {
+    let mut runner: Runner = from_json(row.get::<&str, _>("data"))?;
+    if let Some(status) = row.get::<Option<&str>, _>("status") {
+        runner.status = from_json(status)?;
     }
-    Ok(cols)
+    Ok(runner)
+}
+
+/// The runner's record as `runners.data` keeps it: all but the status.
+fn runner_record_json(runner: &Runner) -> StoreResult<String> {
+    let mut value = serde_json::to_value(runner).map_err(internal)?;
+    if let Some(record) = value.as_object_mut() {
+        record.remove("status");
+    }
+    to_json(&value)
 }
 
 fn no_columns<T>(_: &T) -> StoreResult<Vec<(&'static str, Column)>> {
@@ -430,6 +481,28 @@ fn no_columns<T>(_: &T) -> StoreResult<Vec<(&'static str, Column)>> {
 }
 
 impl SqlStore {
+    /// Stores `runner`'s status in its row (creating it if missing), with the
+    /// columns the liveness sweep reads.
+    async fn write_runner_status(
+        &self,
+        conn: &mut AnyConnection,
+        runner: &Runner,
+    ) -> StoreResult<()> {
+        self.query(
+            "INSERT INTO runner_status (runner_id, phase, last_seen, data) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (runner_id) DO UPDATE SET phase = excluded.phase, \
+             last_seen = excluded.last_seen, data = excluded.data",
+        )
+        .bind(runner.id.to_string())
+        .bind(enum_name(&runner.status.phase)?)
+        .bind(runner.status.updated_at.map(time_text))
+        .bind(to_json(&runner.status)?)
+        .execute(conn)
+        .await
+        .map_err(internal)?;
+        Ok(())
+    }
+
     /// A condition on `users` rows: the name (in the JSON `data`) or the email
     /// contains the search term, case-insensitively. Binds the term twice.
     fn user_matches(&self) -> String {
@@ -976,20 +1049,19 @@ impl Store for SqlStore {
     async fn create_runner(&self, runner: &Runner, policies: &[RunnerPolicy]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(internal)?;
         self.query(
-            "INSERT INTO runners (id, org_id, creator_id, kind, provider, phase, last_seen, data) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runners (id, org_id, creator_id, kind, provider, data) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(runner.id.to_string())
         .bind(runner.org_id.to_string())
         .bind(runner.creator.id().to_string())
         .bind(enum_name(&runner.kind)?)
         .bind(runner.provider.map(|p| enum_name(&p)).transpose()?)
-        .bind(enum_name(&runner.status.phase)?)
-        .bind(runner.status.updated_at.map(time_text))
-        .bind(to_json(runner)?)
+        .bind(runner_record_json(runner)?)
         .execute(&mut *tx)
         .await
         .map_err(on_unique("runner already exists"))?;
+        self.write_runner_status(&mut tx, runner).await?;
         for policy in policies {
             self.query("INSERT INTO runner_policies (runner_id, group_id, role) VALUES (?, ?, ?)")
                 .bind(policy.runner_id.to_string())
@@ -1004,12 +1076,14 @@ impl Store for SqlStore {
     }
 
     async fn get_runner(&self, id: Uuid) -> StoreResult<Runner> {
-        self.fetch_data(
-            "SELECT data FROM runners WHERE id = ?",
-            &[id.to_string()],
-            "runner",
-        )
-        .await
+        let row = self
+            .query(&format!("{RUNNER_SELECT} WHERE r.id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("runner"))?;
+        runner_from_row(&row)
     }
 
     async fn list_runners(
@@ -1050,26 +1124,111 @@ impl Store for SqlStore {
             binds.push(visible.creator.map(|c| c.to_string()).unwrap_or_default());
             binds.extend(uuid_strings(&visible.runner_ids));
         }
-        self.page("runners", &condition, binds, page).await
+        self.page_rows(
+            RUNNER_SELECT,
+            &condition,
+            binds,
+            page,
+            false,
+            runner_from_row,
+        )
+        .await
     }
 
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner> {
-        self.mutate("runners", id, "runner", change, runner_columns)
+        let mut tx = self.begin_write().await?;
+        // The record before the status: whoever locks both takes them in
+        // this order (update_runner_status locks only the status).
+        let record: String = self
+            .query_scalar(&format!(
+                "SELECT data FROM runners WHERE id = ?{}",
+                self.dialect.for_update()
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
             .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("runner"))?;
+        let status: Option<String> = self
+            .query_scalar(&format!(
+                "SELECT data FROM runner_status WHERE runner_id = ?{}",
+                self.dialect.for_update()
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?;
+        let mut runner: Runner = from_json(&record)?;
+        if let Some(status) = &status {
+            runner.status = from_json(status)?;
+        }
+        change(&mut runner)?;
+        // Each part is written only when it changed.
+        let new_record = runner_record_json(&runner)?;
+        if new_record != record {
+            self.query("UPDATE runners SET data = ? WHERE id = ?")
+                .bind(new_record)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        if status.as_deref() != Some(to_json(&runner.status)?.as_str()) {
+            self.write_runner_status(&mut tx, &runner).await?;
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(runner)
+    }
+
+    async fn update_runner_status(
+        &self,
+        id: Uuid,
+        change: Mutation<Runner>,
+    ) -> StoreResult<Runner> {
+        let mut tx = self.begin_write().await?;
+        let row = self
+            .query(&format!(
+                "SELECT r.data AS data, s.data AS status \
+                 FROM runner_status s JOIN runners r ON r.id = s.runner_id \
+                 WHERE s.runner_id = ?{}",
+                self.dialect.for_update_of("s")
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("runner"))?;
+        let mut runner = runner_from_row(&row)?;
+        let mut before = runner.clone();
+        change(&mut runner)?;
+        // The record is not locked here: a change to it would race UpdateRunner.
+        before.status = runner.status.clone();
+        if before != runner {
+            return Err(internal(anyhow::anyhow!(
+                "a status update of runner {id} changed more than its status"
+            )));
+        }
+        if row.get::<&str, _>("status") != to_json(&runner.status)? {
+            self.write_runner_status(&mut tx, &runner).await?;
+        }
+        tx.commit().await.map_err(internal)?;
+        Ok(runner)
     }
 
     async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>> {
-        let rows = self.query(
-            "SELECT id FROM runners WHERE phase IN (?, ?) AND (last_seen IS NULL OR last_seen < ?)",
-        )
-        .bind(enum_name(&RunnerPhase::Active)?)
-        .bind(enum_name(&RunnerPhase::Degraded)?)
-        .bind(time_text(cutoff))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(internal)?;
+        let rows = self
+            .query(
+                "SELECT runner_id FROM runner_status \
+             WHERE phase IN (?, ?) AND (last_seen IS NULL OR last_seen < ?)",
+            )
+            .bind(enum_name(&RunnerPhase::Active)?)
+            .bind(enum_name(&RunnerPhase::Degraded)?)
+            .bind(time_text(cutoff))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
         rows.iter()
-            .map(|r| Uuid::parse_str(r.get::<&str, _>("id")).map_err(internal))
+            .map(|r| Uuid::parse_str(r.get::<&str, _>("runner_id")).map_err(internal))
             .collect()
     }
 
