@@ -555,11 +555,17 @@ pub struct RunnerFilter {
     pub visible: Option<Visibility>,
 }
 
-/// The runners a non-admin may see: those they created and those granted to them.
+/// The runners a non-admin may see: those they created and those granted
+/// to their groups; a runner sees itself. Kept as the caller's few ids, so
+/// the store can join on policies (cost does not grow with the grants).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Visibility {
+    /// Runners this user created.
     pub creator: Option<Uuid>,
-    pub runner_ids: Vec<Uuid>,
+    /// Runners on which one of these groups holds a role.
+    pub group_ids: Vec<Uuid>,
+    /// This runner.
+    pub runner_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -572,6 +578,17 @@ pub struct HostTokenFilter {
 pub struct EnvironmentClassFilter {
     pub runner_ids: Vec<Uuid>,
     pub enabled: Option<bool>,
+    /// Only classes of runners that match (kinds, providers, visibility).
+    pub runners: RunnerFilter,
+}
+
+/// Which SCM integrations of an organization to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScmIntegrationFilter {
+    /// When not empty, only integrations of these runners.
+    pub runner_ids: Vec<Uuid>,
+    /// Only integrations of runners that match (visibility).
+    pub runners: RunnerFilter,
 }
 
 /// Which groups of an organization to list.

@@ -68,7 +68,7 @@ impl Access {
         let org_id = self.org_id()?;
         let what = format!("organization {org_id}");
         self.check(Resource::Runner, Action::Read, Target::Unknown, what)?;
-        filter.visible = self.runner_visibility().await?;
+        filter.visible = self.runner_visibility()?;
         self.store()
             .list_runners(org_id, &filter, page)
             .await
@@ -81,7 +81,7 @@ impl Access {
         mut filter: RunnerFilter,
     ) -> Result<Vec<Runner>, ConnectError> {
         let org_id = self.org_id()?;
-        filter.visible = self.runner_visibility().await?;
+        filter.visible = self.runner_visibility()?;
         let store = self.store();
         read_all(|page| store.list_runners(org_id, &filter, page))
             .await
@@ -339,7 +339,7 @@ impl Access {
         let runner = self.this_runner().await?;
         let filter = EnvironmentClassFilter {
             runner_ids: vec![runner.id],
-            enabled: None,
+            ..Default::default()
         };
         let store = self.store();
         read_all(|page| store.list_environment_classes(runner.org_id, &filter, page))
@@ -351,8 +351,11 @@ impl Access {
     pub async fn this_runner_integrations(&self) -> Result<Vec<ScmIntegration>, ConnectError> {
         let runner = self.this_runner().await?;
         let store = self.store();
-        let ids = [runner.id];
-        read_all(|page| store.list_scm_integrations(runner.org_id, &ids, page))
+        let filter = ScmIntegrationFilter {
+            runner_ids: vec![runner.id],
+            runners: RunnerFilter::default(),
+        };
+        read_all(|page| store.list_scm_integrations(runner.org_id, &filter, page))
             .await
             .map_err(store_error)
     }

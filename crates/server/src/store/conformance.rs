@@ -418,6 +418,7 @@ async fn records_round_trip_and_vanish_when_deleted(store: Arc<dyn Store>) {
     let enabled = |enabled| EnvironmentClassFilter {
         runner_ids: vec![r.id],
         enabled: Some(enabled),
+        ..Default::default()
     };
     let list = store
         .list_environment_classes(a.id, &enabled(true), ALL)
@@ -454,11 +455,7 @@ async fn records_round_trip_and_vanish_when_deleted(store: Arc<dyn Store>) {
         role: RunnerRole::User,
     };
     store.update_runner_policy(&as_user).await.unwrap();
-    assert_eq!(
-        store.runners_granted_to_groups(&[team.id]).await.unwrap(),
-        [as_user]
-    );
-    assert_eq!(store.runners_granted_to_groups(&[]).await.unwrap(), []);
+    assert_eq!(store.list_runner_policies(r.id).await.unwrap(), [as_user]);
     store.delete_runner_policy(r.id, team.id).await.unwrap();
     assert_not_found(store.delete_runner_policy(r.id, team.id).await);
     assert_not_found(store.update_runner_policy(&as_user).await);
@@ -540,27 +537,137 @@ async fn lists_page_in_creation_order(store: Arc<dyn Store>) {
     assert_eq!(page.next_after, None);
 
     // Visibility with nothing granted: only what the caller created.
-    let visible = RunnerFilter {
-        visible: Some(Visibility {
-            creator: Some(other.id),
-            runner_ids: vec![],
-        }),
+    let visible = |visibility: Visibility| RunnerFilter {
+        visible: Some(visibility),
         ..Default::default()
     };
-    let page = store.list_runners(a.id, &visible, ALL).await.unwrap();
+    let ids = |page: Page<Runner>| page.items.iter().map(|r| r.id).collect::<Vec<_>>();
+    let only_created = visible(Visibility {
+        creator: Some(other.id),
+        ..Default::default()
+    });
+    let page = store.list_runners(a.id, &only_created, ALL).await.unwrap();
     assert!(page.items.is_empty());
-    let visible = RunnerFilter {
-        visible: Some(Visibility {
-            creator: None,
-            runner_ids: vec![created[4], created[1]],
-        }),
+    let nothing = visible(Visibility::default());
+    assert!(
+        store
+            .list_runners(a.id, &nothing, ALL)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // A runner sees itself.
+    let itself = visible(Visibility {
+        runner_id: Some(created[3]),
+        ..Default::default()
+    });
+    assert_eq!(
+        ids(store.list_runners(a.id, &itself, ALL).await.unwrap()),
+        [created[3]]
+    );
+    // Granted to one of the caller's groups (once, whatever the number of
+    // groups granting it), or created by the caller.
+    let team = group(store, a.id, "team").await;
+    let crew = group(store, a.id, "crew").await;
+    for (runner_id, group) in [
+        (created[4], &team),
+        (created[1], &team),
+        (created[1], &crew),
+    ] {
+        store
+            .create_runner_policy(&RunnerPolicy {
+                runner_id,
+                group_id: group.id,
+                role: RunnerRole::User,
+            })
+            .await
+            .unwrap();
+    }
+    let granted = visible(Visibility {
+        creator: None,
+        group_ids: vec![team.id, crew.id],
+        runner_id: None,
+    });
+    let page = store.list_runners(a.id, &granted, ALL).await.unwrap();
+    assert_eq!(ids(page), [created[1], created[4]]);
+    let member = user(store, a.id, "member", OrgRole::Member).await;
+    let mine = runner(store, &member, "mine", &[]).await;
+    let as_member = visible(Visibility {
+        creator: Some(member.id),
+        group_ids: vec![crew.id],
+        runner_id: None,
+    });
+    let page = store.list_runners(a.id, &as_member, ALL).await.unwrap();
+    assert_eq!(ids(page), [created[1], mine.id]);
+
+    // Lists of what belongs to runners, restricted to the visible runners.
+    for runner_id in [created[0], created[1], mine.id] {
+        let r = store.get_runner(runner_id).await.unwrap();
+        store
+            .create_scm_integration(&new_integration(&r, "git.test"))
+            .await
+            .unwrap();
+        store
+            .create_environment_class(&new_class(&r, "small", true))
+            .await
+            .unwrap();
+    }
+    let integrations = store
+        .list_scm_integrations(
+            a.id,
+            &ScmIntegrationFilter {
+                runner_ids: vec![],
+                runners: as_member.clone(),
+            },
+            ALL,
+        )
+        .await
+        .unwrap();
+    let owners: Vec<Uuid> = integrations.items.iter().map(|i| i.runner_id).collect();
+    assert_eq!(owners, [created[1], mine.id]);
+    let integrations = store
+        .list_scm_integrations(
+            a.id,
+            &ScmIntegrationFilter {
+                runner_ids: vec![created[0], mine.id],
+                runners: as_member.clone(),
+            },
+            ALL,
+        )
+        .await
+        .unwrap();
+    let owners: Vec<Uuid> = integrations.items.iter().map(|i| i.runner_id).collect();
+    assert_eq!(owners, [mine.id]);
+    let classes = store
+        .list_environment_classes(
+            a.id,
+            &EnvironmentClassFilter {
+                runners: as_member,
+                ..Default::default()
+            },
+            ALL,
+        )
+        .await
+        .unwrap();
+    let owners: Vec<Uuid> = classes.items.iter().map(|c| c.runner_id).collect();
+    assert_eq!(owners, [created[1], mine.id]);
+    let remote = RunnerFilter {
+        kinds: vec![RunnerKind::Remote],
         ..Default::default()
     };
-    let page = store.list_runners(a.id, &visible, ALL).await.unwrap();
-    assert_eq!(
-        page.items.iter().map(|r| r.id).collect::<Vec<_>>(),
-        [created[1], created[4]]
-    );
+    let classes = store
+        .list_environment_classes(
+            a.id,
+            &EnvironmentClassFilter {
+                runners: remote,
+                ..Default::default()
+            },
+            ALL,
+        )
+        .await
+        .unwrap();
+    assert!(classes.items.is_empty());
     assert!(
         store
             .list_user_tokens(&[], ALL)

@@ -168,9 +168,6 @@ pub trait Store: Send + Sync + 'static {
     async fn create_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()>;
     async fn update_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()>;
     async fn delete_runner_policy(&self, runner_id: Uuid, group_id: Uuid) -> StoreResult<()>;
-    /// Runners on which any of `group_ids` holds a role, with the best role.
-    async fn runners_granted_to_groups(&self, group_ids: &[Uuid])
-    -> StoreResult<Vec<RunnerPolicy>>;
 
     // Runner configuration.
     async fn create_host_token(&self, token: &HostToken) -> StoreResult<()>;
@@ -193,7 +190,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_scm_integrations(
         &self,
         org_id: Uuid,
-        runner_ids: &[Uuid],
+        filter: &ScmIntegrationFilter,
         page: PageRequest,
     ) -> StoreResult<Page<ScmIntegration>>;
     async fn update_scm_integration(

@@ -452,6 +452,81 @@ fn uuid_strings(ids: &[Uuid]) -> Vec<String> {
     ids.iter().map(Uuid::to_string).collect()
 }
 
+/// Appends to `condition` (on `runners` rows) what `filter` asks for.
+fn runner_matches(
+    filter: &RunnerFilter,
+    condition: &mut String,
+    binds: &mut Vec<String>,
+) -> StoreResult<()> {
+    if !filter.creator_ids.is_empty() {
+        condition.push_str(&format!(
+            " AND creator_id IN ({})",
+            in_list(filter.creator_ids.len())
+        ));
+        binds.extend(uuid_strings(&filter.creator_ids));
+    }
+    if !filter.kinds.is_empty() {
+        condition.push_str(&format!(" AND kind IN ({})", in_list(filter.kinds.len())));
+        for kind in &filter.kinds {
+            binds.push(enum_name(kind)?);
+        }
+    }
+    if !filter.providers.is_empty() {
+        condition.push_str(&format!(
+            " AND provider IN ({})",
+            in_list(filter.providers.len())
+        ));
+        for provider in &filter.providers {
+            binds.push(enum_name(provider)?);
+        }
+    }
+    if let Some(visible) = &filter.visible {
+        // A few ids of the caller's, whatever the number of grants: the
+        // policies are joined by group (runner_policies_by_group).
+        let mut any = Vec::new();
+        if let Some(creator) = visible.creator {
+            any.push("creator_id = ?".to_string());
+            binds.push(creator.to_string());
+        }
+        if let Some(runner_id) = visible.runner_id {
+            any.push("id = ?".to_string());
+            binds.push(runner_id.to_string());
+        }
+        if !visible.group_ids.is_empty() {
+            any.push(format!(
+                "id IN (SELECT runner_id FROM runner_policies WHERE group_id IN ({}))",
+                in_list(visible.group_ids.len())
+            ));
+            binds.extend(uuid_strings(&visible.group_ids));
+        }
+        if any.is_empty() {
+            any.push("1 = 0".to_string());
+        }
+        condition.push_str(&format!(" AND ({})", any.join(" OR ")));
+    }
+    Ok(())
+}
+
+/// Appends to `condition` (on rows with a `runner_id`) that the runner is one
+/// of `org_id`'s that match `filter`; nothing when the filter is empty.
+fn of_runners_matching(
+    org_id: Uuid,
+    filter: &RunnerFilter,
+    condition: &mut String,
+    binds: &mut Vec<String>,
+) -> StoreResult<()> {
+    if *filter == RunnerFilter::default() {
+        return Ok(());
+    }
+    let mut runners = String::from("org_id = ?");
+    binds.push(org_id.to_string());
+    runner_matches(filter, &mut runners, binds)?;
+    condition.push_str(&format!(
+        " AND runner_id IN (SELECT id FROM runners WHERE {runners})"
+    ));
+    Ok(())
+}
+
 /// A runner with its status: the record (`runners.data`) and the status
 /// (`runner_status.data`) live apart, so that a status report writes a small
 /// row. Selects `id`, `data` (the record) and `status`.
@@ -1094,36 +1169,7 @@ impl Store for SqlStore {
     ) -> StoreResult<Page<Runner>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
-        if !filter.creator_ids.is_empty() {
-            condition.push_str(&format!(
-                " AND creator_id IN ({})",
-                in_list(filter.creator_ids.len())
-            ));
-            binds.extend(uuid_strings(&filter.creator_ids));
-        }
-        if !filter.kinds.is_empty() {
-            condition.push_str(&format!(" AND kind IN ({})", in_list(filter.kinds.len())));
-            for kind in &filter.kinds {
-                binds.push(enum_name(kind)?);
-            }
-        }
-        if !filter.providers.is_empty() {
-            condition.push_str(&format!(
-                " AND provider IN ({})",
-                in_list(filter.providers.len())
-            ));
-            for provider in &filter.providers {
-                binds.push(enum_name(provider)?);
-            }
-        }
-        if let Some(visible) = &filter.visible {
-            condition.push_str(&format!(
-                " AND (creator_id = ? OR id IN ({}))",
-                in_list(visible.runner_ids.len())
-            ));
-            binds.push(visible.creator.map(|c| c.to_string()).unwrap_or_default());
-            binds.extend(uuid_strings(&visible.runner_ids));
-        }
+        runner_matches(filter, &mut condition, &mut binds)?;
         self.page_rows(
             RUNNER_SELECT,
             &condition,
@@ -1312,33 +1358,6 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn runners_granted_to_groups(
-        &self,
-        group_ids: &[Uuid],
-    ) -> StoreResult<Vec<RunnerPolicy>> {
-        if group_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT runner_id, group_id, role FROM runner_policies WHERE group_id IN ({})",
-            in_list(group_ids.len())
-        );
-        let mut query = self.query(&sql);
-        for id in group_ids {
-            query = query.bind(id.to_string());
-        }
-        let rows = query.fetch_all(&self.pool).await.map_err(internal)?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunnerPolicy {
-                    runner_id: Uuid::parse_str(r.get::<&str, _>("runner_id")).map_err(internal)?,
-                    group_id: Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal)?,
-                    role: from_json(&format!("\"{}\"", r.get::<&str, _>("role")))?,
-                })
-            })
-            .collect()
-    }
-
     async fn create_host_token(&self, token: &HostToken) -> StoreResult<()> {
         self.query(
             "INSERT INTO host_tokens (id, org_id, runner_id, user_id, host, data) VALUES (?, ?, ?, ?, ?, ?)",
@@ -1431,18 +1450,19 @@ impl Store for SqlStore {
     async fn list_scm_integrations(
         &self,
         org_id: Uuid,
-        runner_ids: &[Uuid],
+        filter: &ScmIntegrationFilter,
         page: PageRequest,
     ) -> StoreResult<Page<ScmIntegration>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
-        if !runner_ids.is_empty() {
+        if !filter.runner_ids.is_empty() {
             condition.push_str(&format!(
                 " AND runner_id IN ({})",
-                in_list(runner_ids.len())
+                in_list(filter.runner_ids.len())
             ));
-            binds.extend(uuid_strings(runner_ids));
+            binds.extend(uuid_strings(&filter.runner_ids));
         }
+        of_runners_matching(org_id, &filter.runners, &mut condition, &mut binds)?;
         self.page("scm_integrations", &condition, binds, page).await
     }
 
@@ -1512,6 +1532,7 @@ impl Store for SqlStore {
                 " AND enabled = 0"
             });
         }
+        of_runners_matching(org_id, &filter.runners, &mut condition, &mut binds)?;
         self.page("environment_classes", &condition, binds, page)
             .await
     }

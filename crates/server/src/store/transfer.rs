@@ -961,7 +961,14 @@ mod tests {
                 .unwrap();
             seen.push(format!("{host_tokens:?}"));
             let integrations = store
-                .list_scm_integrations(org, &installation.runners, ALL)
+                .list_scm_integrations(
+                    org,
+                    &ScmIntegrationFilter {
+                        runner_ids: installation.runners.clone(),
+                        ..Default::default()
+                    },
+                    ALL,
+                )
                 .await
                 .unwrap();
             seen.push(format!("{integrations:?}"));
