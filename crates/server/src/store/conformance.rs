@@ -854,6 +854,227 @@ async fn concurrent_updates_of_one_runner_lose_nothing(store: Arc<dyn Store>) {
     assert_eq!(name.matches(';').count(), 20, "{name}");
 }
 
+/// Every list query is served by an index: its filter and its ORDER BY id,
+/// without a full scan or a sort, so a page costs the same at any size.
+/// Checked on the plans, not on timings: SQLite's EXPLAIN QUERY PLAN shows
+/// no `SCAN` and no temporary B-tree for the order; PostgreSQL's, with
+/// sequential scans and sorts disabled, shows neither (it falls back to them
+/// only when no index serves) nor a walk of a primary key.
+async fn every_list_is_served_by_an_index(store: &SqlStore) {
+    let s: &dyn Store = store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let team = group(s, a.id, "team").await;
+    join(s, &team, &root).await;
+    let r = runner(s, &root, "r", &[&team]).await;
+    let page = PageRequest {
+        after: Some(r.id),
+        limit: 25,
+    };
+    let mut plans = Vec::new();
+    // Every list but the last narrows by an indexed column; the last
+    // (audit events of every organization) walks the primary key.
+    macro_rules! plan {
+        ($what:expr, $call:expr) => {{
+            $call.await.unwrap();
+            plans.push(($what, store.last_page_plan().await, true));
+        }};
+    }
+    let runners = |f: fn(&mut RunnerFilter)| {
+        let mut filter = RunnerFilter::default();
+        f(&mut filter);
+        filter
+    };
+    plan!(
+        "runners",
+        s.list_runners(a.id, &RunnerFilter::default(), page)
+    );
+    plan!(
+        "runners, first page",
+        s.list_runners(a.id, &RunnerFilter::default(), ALL)
+    );
+    let by_kind = runners(|f| f.kinds = vec![RunnerKind::Local]);
+    plan!("runners by kind", s.list_runners(a.id, &by_kind, page));
+    let by_provider = runners(|f| f.providers = vec![RunnerProvider::LinuxHost]);
+    plan!(
+        "runners by provider",
+        s.list_runners(a.id, &by_provider, page)
+    );
+    let by_creator = RunnerFilter {
+        creator_ids: vec![root.id],
+        ..Default::default()
+    };
+    plan!(
+        "runners by creator",
+        s.list_runners(a.id, &by_creator, page)
+    );
+    let member = RunnerFilter {
+        visible: Some(Visibility {
+            creator: Some(root.id),
+            group_ids: vec![team.id],
+            runner_id: None,
+        }),
+        ..Default::default()
+    };
+    plan!("runners a member sees", s.list_runners(a.id, &member, page));
+    plan!(
+        "host tokens",
+        s.list_host_tokens(a.id, &HostTokenFilter::default(), page)
+    );
+    let mine = HostTokenFilter {
+        user_id: Some(root.id),
+        runner_id: None,
+    };
+    plan!(
+        "host tokens of a user",
+        s.list_host_tokens(a.id, &mine, page)
+    );
+    let on_runner = HostTokenFilter {
+        user_id: None,
+        runner_id: Some(r.id),
+    };
+    plan!(
+        "host tokens on a runner",
+        s.list_host_tokens(a.id, &on_runner, page)
+    );
+    plan!(
+        "SCM integrations",
+        s.list_scm_integrations(a.id, &ScmIntegrationFilter::default(), page)
+    );
+    let of_runner = ScmIntegrationFilter {
+        runner_ids: vec![r.id],
+        ..Default::default()
+    };
+    plan!(
+        "SCM integrations of a runner",
+        s.list_scm_integrations(a.id, &of_runner, page)
+    );
+    let seen_by_member = ScmIntegrationFilter {
+        runner_ids: vec![],
+        runners: member.clone(),
+    };
+    plan!(
+        "SCM integrations a member sees",
+        s.list_scm_integrations(a.id, &seen_by_member, page)
+    );
+    plan!(
+        "environment classes",
+        s.list_environment_classes(a.id, &EnvironmentClassFilter::default(), page)
+    );
+    let classes_of_runner = EnvironmentClassFilter {
+        runner_ids: vec![r.id],
+        ..Default::default()
+    };
+    plan!(
+        "environment classes of a runner",
+        s.list_environment_classes(a.id, &classes_of_runner, page)
+    );
+    plan!(
+        "memberships",
+        s.list_memberships(team.id, &MembershipFilter::default(), page)
+    );
+    plan!(
+        "organization members",
+        s.list_org_members(a.id, &OrgMemberFilter::default(), page)
+    );
+    plan!("groups", s.list_groups(a.id, &GroupFilter::default(), page));
+    plan!("personal tokens", s.list_user_tokens(&[root.id], page));
+    plan!(
+        "audit events",
+        s.list_audit_events(Some(a.id), &AuditFilter::default(), page)
+    );
+    let newest = AuditFilter {
+        newest_first: true,
+        ..Default::default()
+    };
+    plan!(
+        "audit events, newest first",
+        s.list_audit_events(Some(a.id), &newest, page)
+    );
+    s.list_audit_events(None, &newest, page).await.unwrap();
+    plans.push(("every audit event", store.last_page_plan().await, false));
+
+    // The index that serves each list: its filter's columns, then id.
+    let serving = [
+        ("runners", "runners_by_org"),
+        ("runners, first page", "runners_by_org"),
+        ("runners by kind", "runners_by_org_kind"),
+        ("runners by provider", "runners_by_org_provider"),
+        ("runners by creator", "runners_by_org_creator"),
+        ("runners a member sees", "runners_by_org"),
+        ("host tokens", "host_tokens_by_org"),
+        ("host tokens of a user", "host_tokens_by_user"),
+        ("host tokens on a runner", "host_tokens_by_runner"),
+        ("SCM integrations", "scm_integrations_by_org"),
+        ("SCM integrations of a runner", "scm_integrations_by_runner"),
+        ("SCM integrations a member sees", "scm_integrations_by_org"),
+        ("environment classes", "environment_classes_by_org"),
+        (
+            "environment classes of a runner",
+            "environment_classes_by_runner",
+        ),
+        ("memberships", "memberships_by_group"),
+        ("organization members", "users_by_org"),
+        ("groups", "groups_by_org"),
+        ("personal tokens", "api_tokens_by_subject"),
+        ("audit events", "audit_events_by_org"),
+        ("audit events, newest first", "audit_events_by_org"),
+        ("every audit event", ""),
+    ];
+    assert_eq!(serving.len(), plans.len());
+    let mut bad = Vec::new();
+    for ((what, plan, narrowed), (listed, index)) in plans.iter().zip(serving) {
+        assert_eq!(*what, listed);
+        let uses = format!("{index} ");
+        if !index.is_empty() && !plan.iter().any(|step| step.contains(&uses)) {
+            bad.push(format!("{what}: not by {index}:\n  {}", plan.join("\n  ")));
+            continue;
+        }
+        // A narrowed list must search a range of an index, not walk all of
+        // one (SQLite `SCAN … USING INDEX`, PostgreSQL a walk of a primary
+        // key, which holds every organization's rows).
+        let unserved = plan.iter().any(|step| match store.dialect() {
+            Dialect::Sqlite => {
+                step.contains("USE TEMP B-TREE")
+                    || (step.starts_with("SCAN ") && (*narrowed || !step.contains(" USING ")))
+            }
+            Dialect::Postgres => {
+                step.contains("Seq Scan")
+                    || step.contains("Sort")
+                    || (*narrowed
+                        && step.contains("_pkey on ")
+                        && !step.contains("runner_status_pkey"))
+            }
+        });
+        if unserved {
+            bad.push(format!("{what}:\n  {}", plan.join("\n  ")));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "lists not served by an index:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn sqlite_every_list_is_served_by_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("corral.db"))
+        .await
+        .unwrap();
+    every_list_is_served_by_an_index(&store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+async fn postgres_every_list_is_served_by_an_index() {
+    let database = PostgresDatabase::create().await;
+    let store = SqlStore::open_postgres(database.url()).await.unwrap();
+    every_list_is_served_by_an_index(&store).await;
+    store.close().await;
+}
+
 /// Status updates (reports) and record updates (UpdateRunner) of one runner
 /// at once, as from several replicas: the two kinds lock different rows, and
 /// still neither loses the other's writes nor its own.

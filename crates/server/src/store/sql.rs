@@ -106,6 +106,10 @@ impl Dialect {
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// The last page query run (SQL in this dialect, its text binds, the
+    /// limit), for tests that check query plans.
+    #[cfg(test)]
+    last_page: std::sync::Mutex<Option<(String, Vec<String>, i64)>>,
 }
 
 /// A value for an indexed column.
@@ -154,7 +158,12 @@ fn in_list(n: usize) -> String {
 
 impl SqlStore {
     pub(super) fn new(pool: AnyPool, dialect: Dialect) -> Self {
-        Self { pool, dialect }
+        Self {
+            pool,
+            dialect,
+            #[cfg(test)]
+            last_page: std::sync::Mutex::new(None),
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -195,6 +204,39 @@ impl SqlStore {
             .fetch_one(&self.pool)
             .await
             .unwrap()
+    }
+
+    /// The plan of the last page query (see `last_page`), one line per
+    /// step: SQLite's EXPLAIN QUERY PLAN details; PostgreSQL's EXPLAIN with
+    /// sequential scans and sorts disabled, so that either shows up only
+    /// when no index can serve the query.
+    #[cfg(test)]
+    pub(crate) async fn last_page_plan(&self) -> Vec<String> {
+        use sqlx::Executor as _;
+        let (sql, binds, limit) = self.last_page.lock().unwrap().clone().unwrap();
+        let mut conn = self.pool.acquire().await.unwrap();
+        let explain = match self.dialect {
+            Dialect::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
+            Dialect::Postgres => {
+                conn.execute("SET enable_seqscan = off").await.unwrap();
+                conn.execute("SET enable_sort = off").await.unwrap();
+                format!("EXPLAIN {sql}")
+            }
+        };
+        let mut query = sqlx::query(AssertSqlSafe(explain));
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.bind(limit).fetch_all(&mut *conn).await.unwrap();
+        let column = match self.dialect {
+            Dialect::Sqlite => "detail",
+            Dialect::Postgres => "QUERY PLAN",
+        };
+        let plan = rows.iter().map(|r| r.get::<String, _>(column)).collect();
+        if self.dialect == Dialect::Postgres {
+            conn.execute("RESET ALL").await.unwrap();
+        }
+        plan
     }
 
     /// A query written with `?` placeholders, in this store's dialect.
@@ -291,6 +333,11 @@ impl SqlStore {
             binds.push(position.to_string());
         }
         sql.push_str(&format!(" ORDER BY id {order} LIMIT ?"));
+        #[cfg(test)]
+        {
+            let sql = self.dialect.placeholders(&sql);
+            *self.last_page.lock().unwrap() = Some((sql, binds.clone(), (page.limit + 1) as i64));
+        }
         let mut query = self.query(&sql);
         for b in &binds {
             query = query.bind(b.clone());
