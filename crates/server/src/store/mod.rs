@@ -11,6 +11,8 @@ pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 pub mod transfer;
+#[cfg(test)]
+mod upgrade;
 
 use async_trait::async_trait;
 use uuid::Uuid;
