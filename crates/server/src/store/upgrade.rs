@@ -1,7 +1,8 @@
 //! Existing installations carry forward: a database at the schema of an
 //! earlier release (its migrations only), holding records of every kind as
 //! that release wrote them, is opened by the current code (all migrations)
-//! and every record reads back equal. On both backends.
+//! and every record reads back equal. On both backends. Bytes are written
+//! as arrays of numbers, as before `domain::stored_bytes`.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use corral_testkit::PostgresDatabase;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
+use uuid::Uuid;
 
 use super::conformance::{group, join, new_class, new_host_token, new_integration, new_token};
 use super::sql::{Dialect, SqlStore};
@@ -76,13 +78,64 @@ async fn insert_old_runner(store: &SqlStore, runner: &Runner) {
         runner.status.updated_at.map_or("NULL".into(), |at| {
             text(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
         }),
-        text(to_json(runner)),
+        text(old_json(runner)),
     );
     store.execute_script(sql).await.unwrap();
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap()
+}
+
+/// The fields that hold bytes, which the old code stored as arrays of numbers.
+const BYTE_FIELDS: &[&str] = &[
+    "signature",
+    "password_encrypted",
+    "honeycomb_api_key_encrypted",
+    "public_key",
+    "config_schema",
+    "token_encrypted",
+    "refresh_token_encrypted",
+    "encrypted_client_secret",
+];
+
+/// `value` as JSON the way the old code wrote it: bytes as arrays of numbers.
+fn old_json<T: serde::Serialize>(value: &T) -> String {
+    use base64::Engine;
+    fn bytes_as_arrays(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, field) in fields.iter_mut() {
+                    match field {
+                        serde_json::Value::String(text) if BYTE_FIELDS.contains(&name.as_str()) => {
+                            let bytes = base64::engine::general_purpose::STANDARD
+                                .decode(&*text)
+                                .unwrap();
+                            *field = bytes.into();
+                        }
+                        other => bytes_as_arrays(other),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(bytes_as_arrays),
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(value).unwrap();
+    bytes_as_arrays(&mut json);
+    json.to_string()
+}
+
+/// Stores `value` as the `data` of row `id` of `table` as the old code
+/// wrote it (the rest of the row is written the same way still).
+async fn rewrite_as_old<T: serde::Serialize>(store: &SqlStore, table: &str, id: Uuid, value: &T) {
+    let data = old_json(value).replace('\'', "''");
+    store
+        .execute_script(format!(
+            "UPDATE {table} SET data = '{data}' WHERE id = '{id}'"
+        ))
+        .await
+        .unwrap();
 }
 
 /// Records of every kind, written through the old schema.
@@ -136,6 +189,11 @@ async fn write_old_records(store: &SqlStore) -> Written {
                 config: RunnerConfig {
                     region: "eu".into(),
                     honeycomb_api_key_encrypted: Some(vec![1, 2, 3]),
+                    metrics: MetricsConfig {
+                        enabled: true,
+                        password_encrypted: Some(vec![8; 16]),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 variant: RunnerVariant::Standard,
@@ -146,6 +204,10 @@ async fn write_old_records(store: &SqlStore) -> Written {
             updated_at: now,
         };
         insert_old_runner(store, &runner).await;
+        if reporting {
+            let record = store.runner_record_text(runner.id).await;
+            assert!(record.contains(r#""config_schema":[0,1,2,"#), "{record}");
+        }
         runners.push(runner);
     }
     let policy = RunnerPolicy {
@@ -163,8 +225,15 @@ async fn write_old_records(store: &SqlStore) -> Written {
     let mut host_token = new_host_token(&runners[0], &dev.user, "github.com");
     host_token.refresh_token_encrypted = Some(vec![4; 40]);
     s.create_host_token(&host_token).await.unwrap();
-    let integration = new_integration(&runners[0], "git.acme.test");
+    rewrite_as_old(store, "host_tokens", host_token.id, &host_token).await;
+    let mut integration = new_integration(&runners[0], "git.acme.test");
+    integration.oauth = Some(OAuthApp {
+        client_id: "client".into(),
+        encrypted_client_secret: vec![5; 48],
+        issuer_url: "https://git.acme.test".into(),
+    });
     s.create_scm_integration(&integration).await.unwrap();
+    rewrite_as_old(store, "scm_integrations", integration.id, &integration).await;
     let class = new_class(&runners[0], "small", true);
     s.create_environment_class(&class).await.unwrap();
     let secret = s
@@ -198,6 +267,7 @@ async fn write_old_records(store: &SqlStore) -> Written {
     let chunks = vec![vec![0, 1], vec![254, 255]];
     let mut source = chunks.clone().into_iter().map(Ok);
     s.create_release(&release, &mut source).await.unwrap();
+    rewrite_as_old(store, "releases", release.id, &release).await;
 
     let admins = s.system_group(acme.id, SystemGroup::Admins).await.unwrap();
     let members = s.system_group(acme.id, SystemGroup::Members).await.unwrap();
