@@ -96,7 +96,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<Group>>;
     async fn update_group(&self, id: Uuid, change: Mutation<Group>) -> StoreResult<Group>;
     async fn delete_group(&self, id: Uuid) -> StoreResult<()>;
-    async fn count_members(&self, group_id: Uuid) -> StoreResult<i64>;
+    /// How many members each of `group_ids` has (a page of groups at once);
+    /// a group without members is left out.
+    async fn count_members(
+        &self,
+        group_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, i64>>;
 
     async fn create_membership(&self, membership: &Membership) -> StoreResult<()>;
     async fn get_membership(&self, id: Uuid) -> StoreResult<Membership>;

@@ -112,6 +112,13 @@ pub struct SqlStore {
     last_page: std::sync::Mutex<Option<(String, Vec<String>, i64)>>,
 }
 
+/// What a page is read from: `select` (`SELECT … FROM …`, giving an `id`
+/// column) and the column it is ordered and paged by (`key`, the id).
+struct Rows<'a> {
+    select: &'a str,
+    key: &'a str,
+}
+
 /// A value for an indexed column.
 enum Column {
     Text(String),
@@ -305,34 +312,40 @@ impl SqlStore {
         descending: bool,
     ) -> StoreResult<Page<T>> {
         let select = format!("SELECT id, data FROM {table}");
-        self.page_rows(&select, condition, binds, page, descending, |row| {
+        let rows = Rows {
+            select: &select,
+            key: "id",
+        };
+        self.page_rows(rows, condition, binds, page, descending, |row| {
             from_json(row.get::<&str, _>("data"))
         })
         .await
     }
 
-    /// One page of the rows of `select` (`SELECT … FROM …` giving an `id`
-    /// column) that match `condition`, each made an item by `decode`.
+    /// One page of `rows` that match `condition`, in key order, each made an
+    /// item by `decode`. `binds` holds the values of the select's
+    /// placeholders, then the condition's.
     async fn page_rows<T>(
         &self,
-        select: &str,
+        rows: Rows<'_>,
         condition: &str,
         mut binds: Vec<String>,
         page: PageRequest,
         descending: bool,
         decode: impl Fn(&AnyRow) -> StoreResult<T>,
     ) -> StoreResult<Page<T>> {
+        let key = rows.key;
         let (after, order) = if descending {
-            ("id < ?", "DESC")
+            ("<", "DESC")
         } else {
-            ("id > ?", "ASC")
+            (">", "ASC")
         };
-        let mut sql = format!("{select} WHERE {condition}");
+        let mut sql = format!("{} WHERE {condition}", rows.select);
         if let Some(position) = page.after {
-            sql.push_str(&format!(" AND {after}"));
+            sql.push_str(&format!(" AND {key} {after} ?"));
             binds.push(position.to_string());
         }
-        sql.push_str(&format!(" ORDER BY id {order} LIMIT ?"));
+        sql.push_str(&format!(" ORDER BY {key} {order} LIMIT ?"));
         #[cfg(test)]
         {
             let sql = self.dialect.placeholders(&sql);
@@ -807,8 +820,13 @@ impl Store for SqlStore {
         filter: &OrgMemberFilter,
         page: PageRequest,
     ) -> StoreResult<Page<OrgMember>> {
+        // Whether each member is an admin, in the same query.
+        let select = "SELECT id, data, (SELECT COUNT(*) FROM memberships m \
+             JOIN groups g ON g.id = m.group_id \
+             WHERE m.user_id = users.id AND g.org_id = ? AND g.system = ?) AS admin FROM users";
+        let admins = enum_name(&SystemGroup::Admins)?;
         let mut condition = String::from("org_id = ?");
-        let mut binds = vec![org_id.to_string()];
+        let mut binds = vec![org_id.to_string(), admins, org_id.to_string()];
         if !filter.search.is_empty() {
             condition.push_str(&format!(" AND {}", self.user_matches()));
             binds.extend([filter.search.clone(), filter.search.clone()]);
@@ -863,23 +881,21 @@ impl Store for SqlStore {
                  WHERE g.system IS NULL)",
             );
         }
-        let users: Page<User> = self.page("users", &condition, binds, page).await?;
-        let mut items = Vec::with_capacity(users.items.len());
-        for user in users.items {
-            let role = self
-                .org_role(org_id, user.id)
-                .await?
-                .unwrap_or(OrgRole::Member);
-            items.push(OrgMember {
+        let rows = Rows { select, key: "id" };
+        self.page_rows(rows, &condition, binds, page, false, |row| {
+            let user: User = from_json(row.get::<&str, _>("data"))?;
+            let role = if row.get::<i64, _>("admin") > 0 {
+                OrgRole::Admin
+            } else {
+                OrgRole::Member
+            };
+            Ok(OrgMember {
                 member_since: user.created_at,
                 user,
                 role,
-            });
-        }
-        Ok(Page {
-            items,
-            next_after: users.next_after,
+            })
         })
+        .await
     }
 
     async fn create_group(&self, group: &Group) -> StoreResult<()> {
@@ -952,12 +968,29 @@ impl Store for SqlStore {
         self.delete_by_id("groups", id, "group").await
     }
 
-    async fn count_members(&self, group_id: Uuid) -> StoreResult<i64> {
-        self.query_scalar("SELECT COUNT(*) FROM memberships WHERE group_id = ?")
-            .bind(group_id.to_string())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(internal)
+    async fn count_members(
+        &self,
+        group_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, i64>> {
+        if group_ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let sql = format!(
+            "SELECT group_id, COUNT(*) AS members FROM memberships \
+             WHERE group_id IN ({}) GROUP BY group_id",
+            in_list(group_ids.len())
+        );
+        let mut query = self.query(&sql);
+        for id in group_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(internal)?;
+        rows.iter()
+            .map(|r| {
+                let id = Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal)?;
+                Ok((id, r.get::<i64, _>("members")))
+            })
+            .collect()
     }
 
     async fn create_membership(&self, membership: &Membership) -> StoreResult<()> {
@@ -1005,17 +1038,19 @@ impl Store for SqlStore {
             ));
             binds.extend([filter.search.clone(), filter.search.clone()]);
         }
-        let memberships: Page<Membership> =
-            self.page("memberships", &condition, binds, page).await?;
-        let mut items = Vec::with_capacity(memberships.items.len());
-        for membership in memberships.items {
-            let user = self.get_user(membership.user_id).await?;
-            items.push(MemberView { membership, user });
-        }
-        Ok(Page {
-            items,
-            next_after: memberships.next_after,
+        // Each member's record in the same query.
+        let rows = Rows {
+            select: "SELECT m.id AS id, m.data AS data, u.data AS user_data \
+                     FROM memberships m JOIN users u ON u.id = m.user_id",
+            key: "m.id",
+        };
+        self.page_rows(rows, &condition, binds, page, false, |row| {
+            Ok(MemberView {
+                membership: from_json(row.get::<&str, _>("data"))?,
+                user: from_json(row.get::<&str, _>("user_data"))?,
+            })
         })
+        .await
     }
 
     async fn groups_of_user(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>> {
@@ -1217,15 +1252,12 @@ impl Store for SqlStore {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
         runner_matches(filter, &mut condition, &mut binds)?;
-        self.page_rows(
-            RUNNER_SELECT,
-            &condition,
-            binds,
-            page,
-            false,
-            runner_from_row,
-        )
-        .await
+        let rows = Rows {
+            select: RUNNER_SELECT,
+            key: "r.id",
+        };
+        self.page_rows(rows, &condition, binds, page, false, runner_from_row)
+            .await
     }
 
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner> {
