@@ -679,6 +679,8 @@ pub struct RunnerFilter {
     pub creator_ids: Vec<Uuid>,
     pub kinds: Vec<RunnerKind>,
     pub providers: Vec<RunnerProvider>,
+    /// When not empty, only runners whose status is in one of these phases.
+    pub phases: Vec<RunnerPhase>,
     /// When set, only the runners the caller may see.
     pub visible: Option<Visibility>,
 }
@@ -715,6 +717,8 @@ pub struct EnvironmentClassFilter {
 pub struct ScmIntegrationFilter {
     /// When not empty, only integrations of these runners.
     pub runner_ids: Vec<Uuid>,
+    /// When set, only integrations for this host (its lookup key).
+    pub host: Option<String>,
     /// Only integrations of runners that match (visibility).
     pub runners: RunnerFilter,
 }

@@ -15,5 +15,6 @@ CREATE INDEX host_tokens_by_user ON host_tokens(org_id, user_id, id);
 CREATE INDEX host_tokens_by_runner ON host_tokens(runner_id, id);
 CREATE INDEX scm_integrations_by_org ON scm_integrations(org_id, id);
 CREATE INDEX scm_integrations_by_runner ON scm_integrations(runner_id, id);
+CREATE INDEX scm_integrations_by_host ON scm_integrations(org_id, host, id);
 CREATE INDEX environment_classes_by_org ON environment_classes(org_id, id);
 CREATE INDEX environment_classes_by_runner ON environment_classes(runner_id, id);

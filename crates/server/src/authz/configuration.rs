@@ -294,6 +294,25 @@ impl Access {
             .map_err(store_error)
     }
 
+    /// A page of the SCM integrations for `host` (its lookup key) on
+    /// reporting runners the caller may use (to pick a runner).
+    pub async fn usable_integrations_for_host(
+        &self,
+        host: &str,
+        page: PageRequest,
+    ) -> Result<Page<ScmIntegration>, ConnectError> {
+        self.check(Resource::Runner, Action::Use, Target::Unknown, "runner")?;
+        let filter = ScmIntegrationFilter {
+            runner_ids: Vec::new(),
+            host: Some(host.to_string()),
+            runners: Self::reporting(self.runner_visibility()?),
+        };
+        self.store()
+            .list_scm_integrations(self.org_id()?, &filter, page)
+            .await
+            .map_err(store_error)
+    }
+
     /// The integrations of `runner_ids` (all when empty) on runners the
     /// caller may see.
     fn integrations_visible(
@@ -301,6 +320,7 @@ impl Access {
         runner_ids: &[Uuid],
     ) -> Result<ScmIntegrationFilter, ConnectError> {
         Ok(ScmIntegrationFilter {
+            host: None,
             runner_ids: runner_ids.to_vec(),
             runners: RunnerFilter {
                 visible: self.runner_visibility()?,

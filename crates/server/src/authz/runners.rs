@@ -75,19 +75,6 @@ impl Access {
             .map_err(store_error)
     }
 
-    /// Every runner the caller may see that matches `filter`.
-    pub async fn all_visible_runners(
-        &self,
-        mut filter: RunnerFilter,
-    ) -> Result<Vec<Runner>, ConnectError> {
-        let org_id = self.org_id()?;
-        filter.visible = self.runner_visibility()?;
-        let store = self.store();
-        read_all(|page| store.list_runners(org_id, &filter, page))
-            .await
-            .map_err(store_error)
-    }
-
     /// Changes runner `id`; `change` runs inside the store's transaction.
     pub async fn update_runner(
         &self,
@@ -202,11 +189,28 @@ impl Access {
         Ok(runner)
     }
 
-    /// Every runner the caller may have work for them.
-    pub async fn usable_runners(&self) -> Result<Vec<Runner>, ConnectError> {
+    /// A page of the runners the caller may have work for them that are
+    /// reporting (ACTIVE or DEGRADED: neither set inactive nor silent).
+    pub async fn usable_reporting_runners(
+        &self,
+        page: PageRequest,
+    ) -> Result<Page<Runner>, ConnectError> {
         self.check(Resource::Runner, Action::Use, Target::Unknown, "runner")?;
         // Every runner a user sees, they hold at least USER on.
-        self.all_visible_runners(RunnerFilter::default()).await
+        let filter = Self::reporting(self.runner_visibility()?);
+        self.store()
+            .list_runners(self.org_id()?, &filter, page)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The runners, among those `visible`, that are reporting.
+    pub(super) fn reporting(visible: Option<Visibility>) -> RunnerFilter {
+        RunnerFilter {
+            phases: vec![RunnerPhase::Active, RunnerPhase::Degraded],
+            visible,
+            ..Default::default()
+        }
     }
 
     // Runner policies.
@@ -352,6 +356,7 @@ impl Access {
         let runner = self.this_runner().await?;
         let store = self.store();
         let filter = ScmIntegrationFilter {
+            host: None,
             runner_ids: vec![runner.id],
             runners: RunnerFilter::default(),
         };

@@ -621,6 +621,7 @@ async fn lists_page_in_creation_order(store: Arc<dyn Store>) {
         .list_scm_integrations(
             a.id,
             &ScmIntegrationFilter {
+                host: None,
                 runner_ids: vec![],
                 runners: as_member.clone(),
             },
@@ -634,6 +635,7 @@ async fn lists_page_in_creation_order(store: Arc<dyn Store>) {
         .list_scm_integrations(
             a.id,
             &ScmIntegrationFilter {
+                host: None,
                 runner_ids: vec![created[0], mine.id],
                 runners: as_member.clone(),
             },
@@ -643,6 +645,28 @@ async fn lists_page_in_creation_order(store: Arc<dyn Store>) {
         .unwrap();
     let owners: Vec<Uuid> = integrations.items.iter().map(|i| i.runner_id).collect();
     assert_eq!(owners, [mine.id]);
+    // By host and by the runners' status phase.
+    let reported = change(|r: &mut Runner| r.status.phase = RunnerPhase::Active);
+    store.update_runner_status(mine.id, reported).await.unwrap();
+    let reporting = RunnerFilter {
+        phases: vec![RunnerPhase::Active],
+        ..as_member.clone()
+    };
+    let page = store.list_runners(a.id, &reporting, ALL).await.unwrap();
+    assert_eq!(ids(page), [mine.id]);
+    for (host, expected) in [("git.test", vec![mine.id]), ("other.test", vec![])] {
+        let filter = ScmIntegrationFilter {
+            host: Some(host.into()),
+            runners: reporting.clone(),
+            ..Default::default()
+        };
+        let found = store
+            .list_scm_integrations(a.id, &filter, ALL)
+            .await
+            .unwrap();
+        let owners: Vec<Uuid> = found.items.iter().map(|i| i.runner_id).collect();
+        assert_eq!(owners, expected, "{host}");
+    }
     let classes = store
         .list_environment_classes(
             a.id,
@@ -921,6 +945,14 @@ async fn every_list_is_served_by_an_index(store: &SqlStore) {
         ..Default::default()
     };
     plan!("runners a member sees", s.list_runners(a.id, &member, page));
+    let reporting = RunnerFilter {
+        phases: vec![RunnerPhase::Active, RunnerPhase::Degraded],
+        ..member.clone()
+    };
+    plan!(
+        "reporting runners a member sees",
+        s.list_runners(a.id, &reporting, page)
+    );
     plan!(
         "host tokens",
         s.list_host_tokens(a.id, &HostTokenFilter::default(), page)
@@ -954,12 +986,22 @@ async fn every_list_is_served_by_an_index(store: &SqlStore) {
         s.list_scm_integrations(a.id, &of_runner, page)
     );
     let seen_by_member = ScmIntegrationFilter {
+        host: None,
         runner_ids: vec![],
         runners: member.clone(),
     };
     plan!(
         "SCM integrations a member sees",
         s.list_scm_integrations(a.id, &seen_by_member, page)
+    );
+    let for_host = ScmIntegrationFilter {
+        host: Some("git.test".into()),
+        runners: reporting.clone(),
+        ..Default::default()
+    };
+    plan!(
+        "SCM integrations for a host",
+        s.list_scm_integrations(a.id, &for_host, page)
     );
     plan!(
         "environment classes",
@@ -1006,12 +1048,14 @@ async fn every_list_is_served_by_an_index(store: &SqlStore) {
         ("runners by provider", "runners_by_org_provider"),
         ("runners by creator", "runners_by_org_creator"),
         ("runners a member sees", "runners_by_org"),
+        ("reporting runners a member sees", "runners_by_org"),
         ("host tokens", "host_tokens_by_org"),
         ("host tokens of a user", "host_tokens_by_user"),
         ("host tokens on a runner", "host_tokens_by_runner"),
         ("SCM integrations", "scm_integrations_by_org"),
         ("SCM integrations of a runner", "scm_integrations_by_runner"),
         ("SCM integrations a member sees", "scm_integrations_by_org"),
+        ("SCM integrations for a host", "scm_integrations_by_host"),
         ("environment classes", "environment_classes_by_org"),
         (
             "environment classes of a runner",

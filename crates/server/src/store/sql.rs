@@ -540,6 +540,15 @@ fn runner_matches(
             binds.push(enum_name(provider)?);
         }
     }
+    if !filter.phases.is_empty() {
+        condition.push_str(&format!(
+            " AND id IN (SELECT runner_id FROM runner_status WHERE phase IN ({}))",
+            in_list(filter.phases.len())
+        ));
+        for phase in &filter.phases {
+            binds.push(enum_name(phase)?);
+        }
+    }
     if let Some(visible) = &filter.visible {
         // A few ids of the caller's, whatever the number of grants: the
         // policies are joined by group (runner_policies_by_group).
@@ -1540,6 +1549,10 @@ impl Store for SqlStore {
                 in_list(filter.runner_ids.len())
             ));
             binds.extend(uuid_strings(&filter.runner_ids));
+        }
+        if let Some(host) = &filter.host {
+            condition.push_str(" AND host = ?");
+            binds.push(host.clone());
         }
         of_runners_matching(org_id, &filter.runners, &mut condition, &mut binds)?;
         self.page("scm_integrations", &condition, binds, page).await
