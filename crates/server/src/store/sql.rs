@@ -514,6 +514,7 @@ fn uuid_strings(ids: &[Uuid]) -> Vec<String> {
 
 /// Appends to `condition` (on `runners` rows) what `filter` asks for.
 fn runner_matches(
+    org_id: Uuid,
     filter: &RunnerFilter,
     condition: &mut String,
     binds: &mut Vec<String>,
@@ -550,28 +551,30 @@ fn runner_matches(
         }
     }
     if let Some(visible) = &filter.visible {
-        // A few ids of the caller's, whatever the number of grants: the
-        // policies are joined by group (runner_policies_by_group).
+        // The runners the caller may see, each part by an index: those
+        // they created, itself (a runner), those granted to their groups.
         let mut any = Vec::new();
         if let Some(creator) = visible.creator {
-            any.push("creator_id = ?".to_string());
+            any.push("SELECT id FROM runners WHERE org_id = ? AND creator_id = ?".to_string());
+            binds.push(org_id.to_string());
             binds.push(creator.to_string());
         }
         if let Some(runner_id) = visible.runner_id {
-            any.push("id = ?".to_string());
+            any.push("SELECT ?".to_string());
             binds.push(runner_id.to_string());
         }
         if !visible.group_ids.is_empty() {
             any.push(format!(
-                "id IN (SELECT runner_id FROM runner_policies WHERE group_id IN ({}))",
+                "SELECT runner_id FROM runner_policies WHERE group_id IN ({})",
                 in_list(visible.group_ids.len())
             ));
             binds.extend(uuid_strings(&visible.group_ids));
         }
         if any.is_empty() {
-            any.push("1 = 0".to_string());
+            condition.push_str(" AND 1 = 0");
+        } else {
+            condition.push_str(&format!(" AND id IN ({})", any.join(" UNION ALL ")));
         }
-        condition.push_str(&format!(" AND ({})", any.join(" OR ")));
     }
     Ok(())
 }
@@ -589,7 +592,7 @@ fn of_runners_matching(
     }
     let mut runners = String::from("org_id = ?");
     binds.push(org_id.to_string());
-    runner_matches(filter, &mut runners, binds)?;
+    runner_matches(org_id, filter, &mut runners, binds)?;
     condition.push_str(&format!(
         " AND runner_id IN (SELECT id FROM runners WHERE {runners})"
     ));
@@ -1260,7 +1263,7 @@ impl Store for SqlStore {
     ) -> StoreResult<Page<Runner>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
-        runner_matches(filter, &mut condition, &mut binds)?;
+        runner_matches(org_id, filter, &mut condition, &mut binds)?;
         let rows = Rows {
             select: RUNNER_SELECT,
             key: "r.id",
