@@ -162,8 +162,10 @@ pub trait Store: Send + Sync + 'static {
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner>;
     /// Changes runner `id`'s status only (its reports, sign-up, liveness):
     /// holds the status locked from the read to the write and writes only
-    /// the status, never the record. `change` sees the whole runner, but the
-    /// record as it was read: a change to anything but `status` is an error.
+    /// the status, never the record. `change` sees the runner without its
+    /// configuration schema (`config_schema` is `None`; so is it in the
+    /// answer), and the record as it was read: a change to anything but
+    /// `status` is an error.
     async fn update_runner_status(&self, id: Uuid, change: Mutation<Runner>)
     -> StoreResult<Runner>;
     /// Runners reported ACTIVE or DEGRADED whose last report is older than `cutoff`.

@@ -83,6 +83,14 @@ impl Dialect {
         }
     }
 
+    /// The JSON in `column` without its top-level field `key`, as text.
+    fn json_without(self, column: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_remove({column}, '$.{key}')"),
+            Dialect::Postgres => format!("({column}::jsonb - '{key}')::text"),
+        }
+    }
+
     /// The JSON in `column` with the string field `key` set to a bound value.
     fn json_set_text(self, column: &str, key: &str) -> String {
         match self {
@@ -1323,11 +1331,14 @@ impl Store for SqlStore {
         change: Mutation<Runner>,
     ) -> StoreResult<Runner> {
         let mut tx = self.begin_write().await?;
+        // The record without its configuration schema (up to 256 KiB),
+        // which no status change needs.
         let row = self
             .query(&format!(
-                "SELECT r.data AS data, s.data AS status \
+                "SELECT {} AS data, s.data AS status \
                  FROM runner_status s JOIN runners r ON r.id = s.runner_id \
                  WHERE s.runner_id = ?{}",
+                self.dialect.json_without("r.data", "config_schema"),
                 self.dialect.for_update_of("s")
             ))
             .bind(id.to_string())
