@@ -9,6 +9,127 @@ use uuid::Uuid;
 
 pub type Timestamp = DateTime<Utc>;
 
+/// Bytes in stored records as base64 text (a third more than the bytes; an
+/// array of numbers, as older versions stored them, is about four times
+/// their size). Arrays of numbers still read, so old rows need no rewrite.
+pub mod stored_bytes {
+    use std::fmt;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+    use serde::ser::Serializer;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_any(Bytes)
+    }
+
+    /// Base64 text, or an array of numbers (as stored before).
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("base64 text or an array of bytes")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
+            STANDARD.decode(text).map_err(E::custom)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(byte) = seq.next_element::<u8>()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
+        }
+    }
+
+    /// The same for `Option<Vec<u8>>`: `null` is `None`.
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            bytes: &Option<Vec<u8>>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match bytes {
+                Some(bytes) => serializer.serialize_some(&STANDARD.encode(bytes)),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Vec<u8>>, D::Error> {
+            deserializer.deserialize_option(MaybeBytes)
+        }
+
+        struct MaybeBytes;
+
+        impl<'de> Visitor<'de> for MaybeBytes {
+            type Value = Option<Vec<u8>>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("null, base64 text or an array of bytes")
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                super::deserialize(d).map(Some)
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Record {
+            #[serde(with = "super")]
+            key: Vec<u8>,
+            #[serde(default, with = "super::option")]
+            schema: Option<Vec<u8>>,
+        }
+
+        #[test]
+        fn bytes_are_stored_as_base64_and_old_arrays_still_read() {
+            let record = Record {
+                key: vec![0, 1, 255],
+                schema: Some(vec![7; 4]),
+            };
+            let json = serde_json::to_string(&record).unwrap();
+            assert_eq!(json, r#"{"key":"AAH/","schema":"BwcHBw=="}"#);
+            assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), record);
+            let old = r#"{"key":[0,1,255],"schema":[7,7,7,7]}"#;
+            assert_eq!(serde_json::from_str::<Record>(old).unwrap(), record);
+            let none = Record {
+                key: Vec::new(),
+                schema: None,
+            };
+            for json in [r#"{"key":"","schema":null}"#, r#"{"key":[]}"#] {
+                assert_eq!(serde_json::from_str::<Record>(json).unwrap(), none);
+            }
+            assert!(serde_json::from_str::<Record>(r#"{"key":"not base64!"}"#).is_err());
+            assert!(serde_json::from_str::<Record>(r#"{"key":[256]}"#).is_err());
+        }
+    }
+}
+
 /// A fresh, time-ordered id: lists sorted by id are in creation order.
 pub fn new_id() -> Uuid {
     Uuid::now_v7()
@@ -258,6 +379,7 @@ pub struct Release {
     pub sha256: String,
     /// Ed25519 signature by the release key over
     /// `corral_contract::release::signed_message`.
+    #[serde(with = "stored_bytes")]
     pub signature: Vec<u8>,
     pub published_at: Timestamp,
 }
@@ -276,6 +398,7 @@ pub struct MetricsConfig {
     pub url: String,
     pub username: String,
     /// Encrypted with the server's data key; never returned.
+    #[serde(default, with = "stored_bytes::option")]
     pub password_encrypted: Option<Vec<u8>>,
     pub managed_metrics_enabled: bool,
     pub include_verbose_metrics: bool,
@@ -298,6 +421,7 @@ pub struct RunnerConfig {
     pub devcontainer_image_cache_enabled: bool,
     pub update_window: Option<UpdateWindow>,
     /// Encrypted with the server's data key.
+    #[serde(default, with = "stored_bytes::option")]
     pub honeycomb_api_key_encrypted: Option<Vec<u8>>,
     pub continuous_profiling: bool,
 }
@@ -323,6 +447,7 @@ pub struct RunnerStatus {
     pub capabilities: Vec<i32>,
     pub additional_info: Vec<(String, String)>,
     /// The runner's X25519 public key (32 bytes) once it has signed up.
+    #[serde(default, with = "stored_bytes::option")]
     pub public_key: Option<Vec<u8>>,
     pub updated_at: Option<Timestamp>,
     /// The replica that took the runner's latest status report (a runner
@@ -359,10 +484,13 @@ pub struct Runner {
     pub creator: Subject,
     pub runner_manager_id: Option<Uuid>,
     pub spec: RunnerSpec,
+    /// Kept apart from the rest of the record by the store (a status report
+    /// writes only the status); absent from a stored record on its own.
+    #[serde(default)]
     pub status: RunnerStatus,
     /// The configuration schema the runner published, encoded as it sent it
     /// (a `gitpod.v1.RunnerConfigurationSchema`); `None` until it does.
-    #[serde(default)]
+    #[serde(default, with = "stored_bytes::option")]
     pub config_schema: Option<Vec<u8>>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -448,7 +576,9 @@ pub struct HostToken {
     pub host: String,
     pub source: Option<HostTokenSource>,
     /// Encrypted with the server's data key.
+    #[serde(with = "stored_bytes")]
     pub token_encrypted: Vec<u8>,
+    #[serde(default, with = "stored_bytes::option")]
     pub refresh_token_encrypted: Option<Vec<u8>>,
     pub expires_at: Option<Timestamp>,
     pub integration_id: Option<Uuid>,
@@ -474,6 +604,7 @@ pub struct HostCredential {
 pub struct OAuthApp {
     pub client_id: String,
     /// Sealed to the runner's public key: only the runner can open it.
+    #[serde(with = "stored_bytes")]
     pub encrypted_client_secret: Vec<u8>,
     pub issuer_url: String,
 }
@@ -548,15 +679,23 @@ pub struct RunnerFilter {
     pub creator_ids: Vec<Uuid>,
     pub kinds: Vec<RunnerKind>,
     pub providers: Vec<RunnerProvider>,
+    /// When not empty, only runners whose status is in one of these phases.
+    pub phases: Vec<RunnerPhase>,
     /// When set, only the runners the caller may see.
     pub visible: Option<Visibility>,
 }
 
-/// The runners a non-admin may see: those they created and those granted to them.
+/// The runners a non-admin may see: those they created and those granted
+/// to their groups; a runner sees itself. Kept as the caller's few ids, so
+/// the store can join on policies (cost does not grow with the grants).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Visibility {
+    /// Runners this user created.
     pub creator: Option<Uuid>,
-    pub runner_ids: Vec<Uuid>,
+    /// Runners on which one of these groups holds a role.
+    pub group_ids: Vec<Uuid>,
+    /// This runner.
+    pub runner_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -569,6 +708,19 @@ pub struct HostTokenFilter {
 pub struct EnvironmentClassFilter {
     pub runner_ids: Vec<Uuid>,
     pub enabled: Option<bool>,
+    /// Only classes of runners that match (kinds, providers, visibility).
+    pub runners: RunnerFilter,
+}
+
+/// Which SCM integrations of an organization to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScmIntegrationFilter {
+    /// When not empty, only integrations of these runners.
+    pub runner_ids: Vec<Uuid>,
+    /// When set, only integrations for this host (its lookup key).
+    pub host: Option<String>,
+    /// Only integrations of runners that match (visibility).
+    pub runners: RunnerFilter,
 }
 
 /// Which groups of an organization to list.

@@ -37,7 +37,7 @@ pub async fn sweep(state: &SharedState) -> anyhow::Result<usize> {
     let mut marked = 0;
     for runner_id in stale {
         let result = store
-            .update_runner(
+            .update_runner_status(
                 runner_id,
                 Box::new(move |runner: &mut Runner| {
                     // Re-check inside the transaction: a report may have just arrived.

@@ -210,27 +210,18 @@ impl Access {
 
     /// The runners a list may show the caller: `None` means all of the
     /// organization's (admins); a runner token sees only itself.
-    pub(super) async fn runner_visibility(&self) -> Result<Option<Visibility>, ConnectError> {
+    pub(super) fn runner_visibility(&self) -> Result<Option<Visibility>, ConnectError> {
         match self.caller()? {
             Caller::Runner(r) => Ok(Some(Visibility {
-                creator: None,
-                runner_ids: vec![r.runner_id],
+                runner_id: Some(r.runner_id),
+                ..Default::default()
             })),
             Caller::User(u) if u.role == OrgRole::Admin => Ok(None),
-            Caller::User(u) => {
-                let granted = self
-                    .store()
-                    .runners_granted_to_groups(&u.group_ids)
-                    .await
-                    .map_err(store_error)?;
-                let mut runner_ids: Vec<Uuid> = granted.into_iter().map(|p| p.runner_id).collect();
-                runner_ids.sort();
-                runner_ids.dedup();
-                Ok(Some(Visibility {
-                    creator: Some(u.user.id),
-                    runner_ids,
-                }))
-            }
+            Caller::User(u) => Ok(Some(Visibility {
+                creator: Some(u.user.id),
+                group_ids: u.group_ids.clone(),
+                runner_id: None,
+            })),
         }
     }
 

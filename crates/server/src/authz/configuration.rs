@@ -274,24 +274,9 @@ impl Access {
             Target::Unknown,
             "SCM integration",
         )?;
-        let Some(runner_ids) = self
-            .visible_runner_ids(runner_ids, RunnerFilter::default())
-            .await?
-        else {
-            return self
-                .store()
-                .list_scm_integrations(org_id, &[], page)
-                .await
-                .map_err(store_error);
-        };
-        if runner_ids.is_empty() {
-            return Ok(Page {
-                items: Vec::new(),
-                next_after: None,
-            });
-        }
+        let filter = self.integrations_visible(runner_ids)?;
         self.store()
-            .list_scm_integrations(org_id, &runner_ids, page)
+            .list_scm_integrations(org_id, &filter, page)
             .await
             .map_err(store_error)
     }
@@ -302,22 +287,46 @@ impl Access {
         runner_ids: &[Uuid],
     ) -> Result<Vec<ScmIntegration>, ConnectError> {
         let org_id = self.org_id()?;
-        let Some(ids) = self
-            .visible_runner_ids(runner_ids, RunnerFilter::default())
-            .await?
-        else {
-            let store = self.store();
-            return read_all(|page| store.list_scm_integrations(org_id, runner_ids, page))
-                .await
-                .map_err(store_error);
-        };
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
+        let filter = self.integrations_visible(runner_ids)?;
         let store = self.store();
-        read_all(|page| store.list_scm_integrations(org_id, &ids, page))
+        read_all(|page| store.list_scm_integrations(org_id, &filter, page))
             .await
             .map_err(store_error)
+    }
+
+    /// A page of the SCM integrations for `host` (its lookup key) on
+    /// reporting runners the caller may use (to pick a runner).
+    pub async fn usable_integrations_for_host(
+        &self,
+        host: &str,
+        page: PageRequest,
+    ) -> Result<Page<ScmIntegration>, ConnectError> {
+        self.check(Resource::Runner, Action::Use, Target::Unknown, "runner")?;
+        let filter = ScmIntegrationFilter {
+            runner_ids: Vec::new(),
+            host: Some(host.to_string()),
+            runners: Self::reporting(self.runner_visibility()?),
+        };
+        self.store()
+            .list_scm_integrations(self.org_id()?, &filter, page)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The integrations of `runner_ids` (all when empty) on runners the
+    /// caller may see.
+    fn integrations_visible(
+        &self,
+        runner_ids: &[Uuid],
+    ) -> Result<ScmIntegrationFilter, ConnectError> {
+        Ok(ScmIntegrationFilter {
+            host: None,
+            runner_ids: runner_ids.to_vec(),
+            runners: RunnerFilter {
+                visible: self.runner_visibility()?,
+                ..Default::default()
+            },
+        })
     }
 
     /// Changes SCM integration `id`; `change` runs inside the store's
@@ -421,15 +430,11 @@ impl Access {
             Target::Unknown,
             "environment class",
         )?;
-        if let Some(ids) = self.visible_runner_ids(runner_ids, runners).await? {
-            if ids.is_empty() {
-                return Ok(Page {
-                    items: Vec::new(),
-                    next_after: None,
-                });
-            }
-            filter.runner_ids = ids;
-        }
+        filter.runner_ids = runner_ids.to_vec();
+        filter.runners = RunnerFilter {
+            visible: self.runner_visibility()?,
+            ..runners
+        };
         self.store()
             .list_environment_classes(org_id, &filter, page)
             .await
@@ -454,32 +459,6 @@ impl Access {
             id,
         ));
         Ok(updated)
-    }
-
-    /// Runner ids the caller may see among `requested` (all visible ones
-    /// when empty) that match `filter`; `None` means no restriction at all
-    /// (an admin asking for everything, unfiltered).
-    async fn visible_runner_ids(
-        &self,
-        requested: &[Uuid],
-        filter: RunnerFilter,
-    ) -> Result<Option<Vec<Uuid>>, ConnectError> {
-        let visibility = self.runner_visibility().await?;
-        let restricted =
-            visibility.is_some() || !filter.kinds.is_empty() || !filter.providers.is_empty();
-        if !restricted {
-            return Ok((!requested.is_empty()).then(|| requested.to_vec()));
-        }
-        let mut ids: Vec<Uuid> = self
-            .all_visible_runners(filter)
-            .await?
-            .iter()
-            .map(|r| r.id)
-            .collect();
-        if !requested.is_empty() {
-            ids.retain(|id| requested.contains(id));
-        }
-        Ok(Some(ids))
     }
 }
 

@@ -305,19 +305,28 @@ impl Access {
             .map_err(store_error)
     }
 
-    /// How many members `group` (already read through this access) has.
-    pub async fn member_count(&self, group: &Group) -> Result<i64, ConnectError> {
-        let what = format!("group {}", group.id);
-        self.check(
-            Resource::Membership,
-            Action::Read,
-            Target::Org(group.org_id),
-            what,
-        )?;
-        self.store()
-            .count_members(group.id)
+    /// How many members each of `groups` (already read through this
+    /// access) has, in their order: one query for a page of groups.
+    pub async fn member_counts(&self, groups: &[Group]) -> Result<Vec<i64>, ConnectError> {
+        for group in groups {
+            let what = format!("group {}", group.id);
+            self.check(
+                Resource::Membership,
+                Action::Read,
+                Target::Org(group.org_id),
+                what,
+            )?;
+        }
+        let ids: Vec<Uuid> = groups.iter().map(|g| g.id).collect();
+        let counts = self
+            .store()
+            .count_members(&ids)
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        Ok(ids
+            .iter()
+            .map(|id| counts.get(id).copied().unwrap_or(0))
+            .collect())
     }
 
     /// Changes group `id`; `change` runs inside the store's transaction.

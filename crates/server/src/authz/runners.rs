@@ -68,22 +68,9 @@ impl Access {
         let org_id = self.org_id()?;
         let what = format!("organization {org_id}");
         self.check(Resource::Runner, Action::Read, Target::Unknown, what)?;
-        filter.visible = self.runner_visibility().await?;
+        filter.visible = self.runner_visibility()?;
         self.store()
             .list_runners(org_id, &filter, page)
-            .await
-            .map_err(store_error)
-    }
-
-    /// Every runner the caller may see that matches `filter`.
-    pub async fn all_visible_runners(
-        &self,
-        mut filter: RunnerFilter,
-    ) -> Result<Vec<Runner>, ConnectError> {
-        let org_id = self.org_id()?;
-        filter.visible = self.runner_visibility().await?;
-        let store = self.store();
-        read_all(|page| store.list_runners(org_id, &filter, page))
             .await
             .map_err(store_error)
     }
@@ -202,11 +189,28 @@ impl Access {
         Ok(runner)
     }
 
-    /// Every runner the caller may have work for them.
-    pub async fn usable_runners(&self) -> Result<Vec<Runner>, ConnectError> {
+    /// A page of the runners the caller may have work for them that are
+    /// reporting (ACTIVE or DEGRADED: neither set inactive nor silent).
+    pub async fn usable_reporting_runners(
+        &self,
+        page: PageRequest,
+    ) -> Result<Page<Runner>, ConnectError> {
         self.check(Resource::Runner, Action::Use, Target::Unknown, "runner")?;
         // Every runner a user sees, they hold at least USER on.
-        self.all_visible_runners(RunnerFilter::default()).await
+        let filter = Self::reporting(self.runner_visibility()?);
+        self.store()
+            .list_runners(self.org_id()?, &filter, page)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The runners, among those `visible`, that are reporting.
+    pub(super) fn reporting(visible: Option<Visibility>) -> RunnerFilter {
+        RunnerFilter {
+            phases: vec![RunnerPhase::Active, RunnerPhase::Degraded],
+            visible,
+            ..Default::default()
+        }
     }
 
     // Runner policies.
@@ -274,11 +278,32 @@ impl Access {
             .await
     }
 
-    /// Changes the calling runner (its key, schema, status); `change` runs
-    /// inside the store's transaction. A change of phase is announced.
+    /// Changes the calling runner's status (its key, reports); `change` runs
+    /// inside the store's transaction and may change only the status (see
+    /// [`crate::store::Store::update_runner_status`]). A change of phase is
+    /// announced.
     pub async fn update_this_runner(
         &self,
         change: Mutation<Runner>,
+    ) -> Result<Runner, ConnectError> {
+        self.change_this_runner(change, true).await
+    }
+
+    /// Stores the configuration schema the calling runner publishes.
+    pub async fn set_this_runner_schema(&self, encoded: Vec<u8>) -> Result<(), ConnectError> {
+        let change = Box::new(move |runner: &mut Runner| {
+            runner.config_schema = Some(encoded);
+            Ok(())
+        });
+        self.change_this_runner(change, false).await.map(|_| ())
+    }
+
+    /// Changes the calling runner: only its status when `status_only` (a
+    /// small write), else its whole record.
+    async fn change_this_runner(
+        &self,
+        change: Mutation<Runner>,
+        status_only: bool,
     ) -> Result<Runner, ConnectError> {
         let id = self.this_runner_id()?;
         let what = format!("runner {id}");
@@ -290,17 +315,17 @@ impl Access {
         self.check(Resource::RunnerSelf, Action::Update, target, &what)?;
         let before = std::sync::Arc::new(std::sync::Mutex::new(None));
         let seen = before.clone();
-        let updated = self
-            .store()
-            .update_runner(
-                id,
-                Box::new(move |runner: &mut Runner| {
-                    *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.status.phase);
-                    change(runner)
-                }),
-            )
-            .await
-            .map_err(missing(&what))?;
+        let change: Mutation<Runner> = Box::new(move |runner: &mut Runner| {
+            *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.status.phase);
+            change(runner)
+        });
+        let store = self.store();
+        let updated = if status_only {
+            store.update_runner_status(id, change).await
+        } else {
+            store.update_runner(id, change).await
+        }
+        .map_err(missing(&what))?;
         let before = *before.lock().unwrap_or_else(|e| e.into_inner());
         if before != Some(updated.status.phase) {
             self.note_change(runner_change(
@@ -318,7 +343,7 @@ impl Access {
         let runner = self.this_runner().await?;
         let filter = EnvironmentClassFilter {
             runner_ids: vec![runner.id],
-            enabled: None,
+            ..Default::default()
         };
         let store = self.store();
         read_all(|page| store.list_environment_classes(runner.org_id, &filter, page))
@@ -330,8 +355,12 @@ impl Access {
     pub async fn this_runner_integrations(&self) -> Result<Vec<ScmIntegration>, ConnectError> {
         let runner = self.this_runner().await?;
         let store = self.store();
-        let ids = [runner.id];
-        read_all(|page| store.list_scm_integrations(runner.org_id, &ids, page))
+        let filter = ScmIntegrationFilter {
+            host: None,
+            runner_ids: vec![runner.id],
+            runners: RunnerFilter::default(),
+        };
+        read_all(|page| store.list_scm_integrations(runner.org_id, &filter, page))
             .await
             .map_err(store_error)
     }

@@ -24,8 +24,19 @@ pub struct Groups;
 
 /// The wire group, with its member count.
 async fn wire_group(access: &Access, group: &Group) -> Result<api::Group, ConnectError> {
-    let count = access.member_count(group).await?;
-    Ok(convert::group(group, count))
+    Ok(wire_groups(access, std::slice::from_ref(group))
+        .await?
+        .remove(0))
+}
+
+/// `groups` on the wire, with their member counts read at once.
+async fn wire_groups(access: &Access, groups: &[Group]) -> Result<Vec<api::Group>, ConnectError> {
+    let counts = access.member_counts(groups).await?;
+    Ok(groups
+        .iter()
+        .zip(counts)
+        .map(|(group, count)| convert::group(group, count))
+        .collect())
 }
 
 #[protovalidate_buffa::connect_impl]
@@ -111,10 +122,7 @@ impl api::GroupService for Groups {
             };
         }
         let groups = access.list_groups(&filter, paging.request).await?;
-        let mut wire = Vec::with_capacity(groups.items.len());
-        for group in &groups.items {
-            wire.push(wire_group(access, group).await?);
-        }
+        let wire = wire_groups(access, &groups.items).await?;
         Response::ok(api::ListGroupsResponse {
             pagination: paging.response(groups.next_after),
             groups: wire,

@@ -123,12 +123,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                 format!("is larger than {} bytes encoded", limits::SCHEMA_MAX_BYTES),
             ));
         }
-        access
-            .update_this_runner(Box::new(move |runner: &mut Runner| {
-                runner.config_schema = Some(encoded);
-                Ok(())
-            }))
-            .await?;
+        access.set_this_runner_schema(encoded).await?;
         Response::ok(runner_api::UpdateConfigurationSchemaResponse::default())
     }
 

@@ -17,6 +17,10 @@ use crate::domain::*;
 use crate::oauth_flow::OAuthState;
 use crate::state::SharedState;
 
+/// How many runners a pick considers at a time, and names at most when it
+/// asks the caller to choose.
+const CANDIDATES: usize = 100;
+
 /// The longest a caller waits for a runner, whatever its own deadline.
 const MAX_RUNNER_WAIT: Duration = Duration::from_secs(30);
 
@@ -121,52 +125,47 @@ impl ScmForwarding<'_> {
     }
 
     /// Without a runner id: a connected runner the caller may use, preferring
-    /// one with an SCM integration for the host. Also returns every candidate.
+    /// one with an SCM integration for the host. Also returns the candidates
+    /// it chose from (at most a page). Candidates are read a page at a time,
+    /// reporting runners only (runners set inactive or silent take no work),
+    /// so the pick does not read every runner the caller may use.
     async fn pick_runner(
         &self,
         access: &Access,
         host: Option<&str>,
     ) -> Result<(Runner, Vec<Uuid>), ConnectError> {
-        // Runners an admin set inactive take no work.
-        let usable: Vec<Runner> = access
-            .usable_runners()
-            .await?
-            .into_iter()
-            .filter(|r| !r.is_cordoned())
-            .collect();
-        let ids: Vec<Uuid> = usable.iter().map(|r| r.id).collect();
-        let online = self.state.hub.connected(&ids).await;
-        let connected: Vec<Runner> = usable
-            .into_iter()
-            .filter(|r| online.contains(&r.id))
-            .collect();
-        if connected.is_empty() {
+        let mut page = PageRequest {
+            after: None,
+            limit: CANDIDATES,
+        };
+        let mut candidates = Vec::new();
+        if let Some(host) = host {
+            let integrations = access.usable_integrations_for_host(host, page).await?;
+            let ids: Vec<Uuid> = integrations.items.iter().map(|i| i.runner_id).collect();
+            candidates = self.connected(ids).await;
+        }
+        while candidates.is_empty() {
+            let runners = access.usable_reporting_runners(page).await?;
+            let ids = runners.items.iter().map(|r| r.id).collect();
+            candidates = self.connected(ids).await;
+            match runners.next_after {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        let Some(&first) = candidates.first() else {
             return Err(ConnectError::unavailable(
                 "no runner you may use is connected and active; start one or name it with runner_id",
             ));
-        }
-        let mut serving_host = Vec::new();
-        if let Some(host) = host {
-            let ids: Vec<Uuid> = connected.iter().map(|r| r.id).collect();
-            let integrations = access.integrations_of(&ids).await?;
-            serving_host.extend(
-                integrations
-                    .iter()
-                    .filter(|i| host_key(&i.host) == host)
-                    .map(|i| i.runner_id),
-            );
-        }
-        let candidates: Vec<Uuid> = if serving_host.is_empty() {
-            connected.iter().map(|r| r.id).collect()
-        } else {
-            serving_host
         };
-        let chosen = connected
-            .into_iter()
-            .find(|r| r.id == candidates[0])
-            .expect("candidates come from the connected runners");
-        access.usable_runner(chosen.id).await?;
-        Ok((chosen, candidates))
+        Ok((access.usable_runner(first).await?, candidates))
+    }
+
+    /// Those of `ids` whose runner has a stream open, in their order.
+    async fn connected(&self, mut ids: Vec<Uuid>) -> Vec<Uuid> {
+        let online = self.state.hub.connected(&ids).await;
+        ids.retain(|id| online.contains(id));
+        ids
     }
 
     /// The caller's tokens on this runner for `host` (all of them without a host), decrypted.

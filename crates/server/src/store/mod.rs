@@ -12,6 +12,8 @@ mod recent;
 pub mod sql;
 pub mod sqlite;
 pub mod transfer;
+#[cfg(test)]
+mod upgrade;
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -95,7 +97,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<Group>>;
     async fn update_group(&self, id: Uuid, change: Mutation<Group>) -> StoreResult<Group>;
     async fn delete_group(&self, id: Uuid) -> StoreResult<()>;
-    async fn count_members(&self, group_id: Uuid) -> StoreResult<i64>;
+    /// How many members each of `group_ids` has (a page of groups at once);
+    /// a group without members is left out.
+    async fn count_members(
+        &self,
+        group_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, i64>>;
 
     async fn create_membership(&self, membership: &Membership) -> StoreResult<()>;
     async fn get_membership(&self, id: Uuid) -> StoreResult<Membership>;
@@ -153,7 +160,17 @@ pub trait Store: Send + Sync + 'static {
         filter: &RunnerFilter,
         page: PageRequest,
     ) -> StoreResult<Page<Runner>>;
+    /// Changes runner `id`: its record, its status, or both. Holds the
+    /// record and the status locked from the read to the write.
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner>;
+    /// Changes runner `id`'s status only (its reports, sign-up, liveness):
+    /// holds the status locked from the read to the write and writes only
+    /// the status, never the record. `change` sees the runner without its
+    /// configuration schema (`config_schema` is `None`; so is it in the
+    /// answer), and the record as it was read: a change to anything but
+    /// `status` is an error.
+    async fn update_runner_status(&self, id: Uuid, change: Mutation<Runner>)
+    -> StoreResult<Runner>;
     /// Runners reported ACTIVE or DEGRADED whose last report is older than `cutoff`.
     async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>>;
     /// Removes the runner and everything that belongs to it, tokens included.
@@ -163,9 +180,6 @@ pub trait Store: Send + Sync + 'static {
     async fn create_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()>;
     async fn update_runner_policy(&self, policy: &RunnerPolicy) -> StoreResult<()>;
     async fn delete_runner_policy(&self, runner_id: Uuid, group_id: Uuid) -> StoreResult<()>;
-    /// Runners on which any of `group_ids` holds a role, with the best role.
-    async fn runners_granted_to_groups(&self, group_ids: &[Uuid])
-    -> StoreResult<Vec<RunnerPolicy>>;
 
     // Runner configuration.
     async fn create_host_token(&self, token: &HostToken) -> StoreResult<()>;
@@ -188,7 +202,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_scm_integrations(
         &self,
         org_id: Uuid,
-        runner_ids: &[Uuid],
+        filter: &ScmIntegrationFilter,
         page: PageRequest,
     ) -> StoreResult<Page<ScmIntegration>>;
     async fn update_scm_integration(

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::any::{Any, AnyArguments};
+use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::query::{Query, QueryScalar};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
 use uuid::Uuid;
@@ -67,11 +67,28 @@ impl Dialect {
         }
     }
 
+    /// Ends a SELECT over a join in a writing transaction: locks only the
+    /// rows read from the table aliased `alias` until commit.
+    fn for_update_of(self, alias: &str) -> String {
+        match self {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(" FOR UPDATE OF {alias}"),
+        }
+    }
+
     /// The text of the top-level string field `key` of the JSON in `column`.
     fn json_text(self, column: &str, key: &str) -> String {
         match self {
             Dialect::Sqlite => format!("json_extract({column}, '$.{key}')"),
             Dialect::Postgres => format!("({column}::jsonb ->> '{key}')"),
+        }
+    }
+
+    /// The JSON in `column` without its top-level field `key`, as text.
+    fn json_without(self, column: &str, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_remove({column}, '$.{key}')"),
+            Dialect::Postgres => format!("({column}::jsonb - '{key}')::text"),
         }
     }
 
@@ -106,6 +123,17 @@ pub struct SqlStore {
     dialect: Dialect,
     /// Runners read recently (GetRunner is the hottest read).
     recent_runners: Recent<Uuid, Runner>,
+    /// The last page query run (SQL in this dialect, its text binds, the
+    /// limit), for tests that check query plans.
+    #[cfg(test)]
+    last_page: std::sync::Mutex<Option<(String, Vec<String>, i64)>>,
+}
+
+/// What a page is read from: `select` (`SELECT … FROM …`, giving an `id`
+/// column) and the column it is ordered and paged by (`key`, the id).
+struct Rows<'a> {
+    select: &'a str,
+    key: &'a str,
 }
 
 /// A value for an indexed column.
@@ -159,6 +187,8 @@ impl SqlStore {
             writer,
             dialect,
             recent_runners: Recent::new(),
+            #[cfg(test)]
+            last_page: std::sync::Mutex::new(None),
         }
     }
 
@@ -206,6 +236,49 @@ impl SqlStore {
         .fetch_all(&self.pool)
         .await
         .unwrap()
+    }
+
+    /// The stored record of runner `id` (`runners.data`) as text.
+    #[cfg(test)]
+    pub(crate) async fn runner_record_text(&self, id: Uuid) -> String {
+        self.query_scalar("SELECT data FROM runners WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The plan of the last page query (see `last_page`), one line per
+    /// step: SQLite's EXPLAIN QUERY PLAN details; PostgreSQL's EXPLAIN with
+    /// sequential scans and sorts disabled, so that either shows up only
+    /// when no index can serve the query.
+    #[cfg(test)]
+    pub(crate) async fn last_page_plan(&self) -> Vec<String> {
+        use sqlx::Executor as _;
+        let (sql, binds, limit) = self.last_page.lock().unwrap().clone().unwrap();
+        let mut conn = self.pool.acquire().await.unwrap();
+        let explain = match self.dialect {
+            Dialect::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
+            Dialect::Postgres => {
+                conn.execute("SET enable_seqscan = off").await.unwrap();
+                conn.execute("SET enable_sort = off").await.unwrap();
+                format!("EXPLAIN {sql}")
+            }
+        };
+        let mut query = sqlx::query(AssertSqlSafe(explain));
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.bind(limit).fetch_all(&mut *conn).await.unwrap();
+        let column = match self.dialect {
+            Dialect::Sqlite => "detail",
+            Dialect::Postgres => "QUERY PLAN",
+        };
+        let plan = rows.iter().map(|r| r.get::<String, _>(column)).collect();
+        if self.dialect == Dialect::Postgres {
+            conn.execute("RESET ALL").await.unwrap();
+        }
+        plan
     }
 
     /// A query written with `?` placeholders, in this store's dialect.
@@ -269,21 +342,50 @@ impl SqlStore {
         &self,
         table: &str,
         condition: &str,
-        mut binds: Vec<String>,
+        binds: Vec<String>,
         page: PageRequest,
         descending: bool,
     ) -> StoreResult<Page<T>> {
-        let (after, order) = if descending {
-            ("id < ?", "DESC")
-        } else {
-            ("id > ?", "ASC")
+        let select = format!("SELECT id, data FROM {table}");
+        let rows = Rows {
+            select: &select,
+            key: "id",
         };
-        let mut sql = format!("SELECT id, data FROM {table} WHERE {condition}");
+        self.page_rows(rows, condition, binds, page, descending, |row| {
+            from_json(row.get::<&str, _>("data"))
+        })
+        .await
+    }
+
+    /// One page of `rows` that match `condition`, in key order, each made an
+    /// item by `decode`. `binds` holds the values of the select's
+    /// placeholders, then the condition's.
+    async fn page_rows<T>(
+        &self,
+        rows: Rows<'_>,
+        condition: &str,
+        mut binds: Vec<String>,
+        page: PageRequest,
+        descending: bool,
+        decode: impl Fn(&AnyRow) -> StoreResult<T>,
+    ) -> StoreResult<Page<T>> {
+        let key = rows.key;
+        let (after, order) = if descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        let mut sql = format!("{} WHERE {condition}", rows.select);
         if let Some(position) = page.after {
-            sql.push_str(&format!(" AND {after}"));
+            sql.push_str(&format!(" AND {key} {after} ?"));
             binds.push(position.to_string());
         }
-        sql.push_str(&format!(" ORDER BY id {order} LIMIT ?"));
+        sql.push_str(&format!(" ORDER BY {key} {order} LIMIT ?"));
+        #[cfg(test)]
+        {
+            let sql = self.dialect.placeholders(&sql);
+            *self.last_page.lock().unwrap() = Some((sql, binds.clone(), (page.limit + 1) as i64));
+        }
         let mut query = self.query(&sql);
         for b in &binds {
             query = query.bind(b.clone());
@@ -296,7 +398,7 @@ impl SqlStore {
         let mut items = Vec::with_capacity(rows.len());
         let mut last_id = None;
         for row in rows.iter().take(page.limit) {
-            items.push(from_json(row.get::<&str, _>("data"))?);
+            items.push(decode(row)?);
             last_id = Some(row.get::<String, _>("id"));
         }
         let next_after = if rows.len() > page.limit {
@@ -445,14 +547,115 @@ fn uuid_strings(ids: &[Uuid]) -> Vec<String> {
     ids.iter().map(Uuid::to_string).collect()
 }
 
-/// Liveness columns, kept in step with the runner's status. RFC 3339 in UTC
-/// with a fixed format, so text order is time order.
-fn runner_columns(runner: &Runner) -> StoreResult<Vec<(&'static str, Column)>> {
-    let mut cols = vec![("phase", Column::Text(enum_name(&runner.status.phase)?))];
-    if let Some(at) = runner.status.updated_at {
-        cols.push(("last_seen", Column::Text(time_text(at))));
+/// Appends to `condition` (on `runners` rows) what `filter` asks for.
+fn runner_matches(
+    org_id: Uuid,
+    filter: &RunnerFilter,
+    condition: &mut String,
+    binds: &mut Vec<String>,
+) -> StoreResult<()> {
+    if !filter.creator_ids.is_empty() {
+        condition.push_str(&format!(
+            " AND creator_id IN ({})",
+            in_list(filter.creator_ids.len())
+        ));
+        binds.extend(uuid_strings(&filter.creator_ids));
     }
-    Ok(cols)
+    if !filter.kinds.is_empty() {
+        condition.push_str(&format!(" AND kind IN ({})", in_list(filter.kinds.len())));
+        for kind in &filter.kinds {
+            binds.push(enum_name(kind)?);
+        }
+    }
+    if !filter.providers.is_empty() {
+        condition.push_str(&format!(
+            " AND provider IN ({})",
+            in_list(filter.providers.len())
+        ));
+        for provider in &filter.providers {
+            binds.push(enum_name(provider)?);
+        }
+    }
+    if !filter.phases.is_empty() {
+        condition.push_str(&format!(
+            " AND id IN (SELECT runner_id FROM runner_status WHERE phase IN ({}))",
+            in_list(filter.phases.len())
+        ));
+        for phase in &filter.phases {
+            binds.push(enum_name(phase)?);
+        }
+    }
+    if let Some(visible) = &filter.visible {
+        // The runners the caller may see, each part by an index: those
+        // they created, itself (a runner), those granted to their groups.
+        let mut any = Vec::new();
+        if let Some(creator) = visible.creator {
+            any.push("SELECT id FROM runners WHERE org_id = ? AND creator_id = ?".to_string());
+            binds.push(org_id.to_string());
+            binds.push(creator.to_string());
+        }
+        if let Some(runner_id) = visible.runner_id {
+            any.push("SELECT ?".to_string());
+            binds.push(runner_id.to_string());
+        }
+        if !visible.group_ids.is_empty() {
+            any.push(format!(
+                "SELECT runner_id FROM runner_policies WHERE group_id IN ({})",
+                in_list(visible.group_ids.len())
+            ));
+            binds.extend(uuid_strings(&visible.group_ids));
+        }
+        if any.is_empty() {
+            condition.push_str(" AND 1 = 0");
+        } else {
+            condition.push_str(&format!(" AND id IN ({})", any.join(" UNION ALL ")));
+        }
+    }
+    Ok(())
+}
+
+/// Appends to `condition` (on rows with a `runner_id`) that the runner is one
+/// of `org_id`'s that match `filter`; nothing when the filter is empty.
+fn of_runners_matching(
+    org_id: Uuid,
+    filter: &RunnerFilter,
+    condition: &mut String,
+    binds: &mut Vec<String>,
+) -> StoreResult<()> {
+    if *filter == RunnerFilter::default() {
+        return Ok(());
+    }
+    let mut runners = String::from("org_id = ?");
+    binds.push(org_id.to_string());
+    runner_matches(org_id, filter, &mut runners, binds)?;
+    condition.push_str(&format!(
+        " AND runner_id IN (SELECT id FROM runners WHERE {runners})"
+    ));
+    Ok(())
+}
+
+/// A runner with its status: the record (`runners.data`) and the status
+/// (`runner_status.data`) live apart, so that a status report writes a small
+/// row. Selects `id`, `data` (the record) and `status`.
+const RUNNER_SELECT: &str = "SELECT r.id AS id, r.data AS data, s.data AS status \
+     FROM runners r LEFT JOIN runner_status s ON s.runner_id = r.id";
+
+/// A runner from a row of [`RUNNER_SELECT`].
+fn runner_from_row(row: &AnyRow) -> StoreResult<Runner> {
+    let mut runner: Runner = from_json(row.get::<&str, _>("data"))?;
+    if let Some(status) = row.get::<Option<&str>, _>("status") {
+        runner.status = from_json(status)?;
+    }
+    Ok(runner)
+}
+
+/// The runner's record as `runners.data` keeps it: all but the status.
+fn runner_record_json(runner: &Runner) -> StoreResult<String> {
+    let mut value = serde_json::to_value(runner).map_err(internal)?;
+    if let Some(record) = value.as_object_mut() {
+        record.remove("status");
+    }
+    to_json(&value)
 }
 
 fn no_columns<T>(_: &T) -> StoreResult<Vec<(&'static str, Column)>> {
@@ -460,6 +663,28 @@ fn no_columns<T>(_: &T) -> StoreResult<Vec<(&'static str, Column)>> {
 }
 
 impl SqlStore {
+    /// Stores `runner`'s status in its row (creating it if missing), with the
+    /// columns the liveness sweep reads.
+    async fn write_runner_status(
+        &self,
+        conn: &mut AnyConnection,
+        runner: &Runner,
+    ) -> StoreResult<()> {
+        self.query(
+            "INSERT INTO runner_status (runner_id, phase, last_seen, data) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (runner_id) DO UPDATE SET phase = excluded.phase, \
+             last_seen = excluded.last_seen, data = excluded.data",
+        )
+        .bind(runner.id.to_string())
+        .bind(enum_name(&runner.status.phase)?)
+        .bind(runner.status.updated_at.map(time_text))
+        .bind(to_json(&runner.status)?)
+        .execute(conn)
+        .await
+        .map_err(internal)?;
+        Ok(())
+    }
+
     /// A condition on `users` rows: the name (in the JSON `data`) or the email
     /// contains the search term, case-insensitively. Binds the term twice.
     fn user_matches(&self) -> String {
@@ -642,8 +867,13 @@ impl Store for SqlStore {
         filter: &OrgMemberFilter,
         page: PageRequest,
     ) -> StoreResult<Page<OrgMember>> {
+        // Whether each member is an admin, in the same query.
+        let select = "SELECT id, data, (SELECT COUNT(*) FROM memberships m \
+             JOIN groups g ON g.id = m.group_id \
+             WHERE m.user_id = users.id AND g.org_id = ? AND g.system = ?) AS admin FROM users";
+        let admins = enum_name(&SystemGroup::Admins)?;
         let mut condition = String::from("org_id = ?");
-        let mut binds = vec![org_id.to_string()];
+        let mut binds = vec![org_id.to_string(), admins, org_id.to_string()];
         if !filter.search.is_empty() {
             condition.push_str(&format!(" AND {}", self.user_matches()));
             binds.extend([filter.search.clone(), filter.search.clone()]);
@@ -698,23 +928,21 @@ impl Store for SqlStore {
                  WHERE g.system IS NULL)",
             );
         }
-        let users: Page<User> = self.page("users", &condition, binds, page).await?;
-        let mut items = Vec::with_capacity(users.items.len());
-        for user in users.items {
-            let role = self
-                .org_role(org_id, user.id)
-                .await?
-                .unwrap_or(OrgRole::Member);
-            items.push(OrgMember {
+        let rows = Rows { select, key: "id" };
+        self.page_rows(rows, &condition, binds, page, false, |row| {
+            let user: User = from_json(row.get::<&str, _>("data"))?;
+            let role = if row.get::<i64, _>("admin") > 0 {
+                OrgRole::Admin
+            } else {
+                OrgRole::Member
+            };
+            Ok(OrgMember {
                 member_since: user.created_at,
                 user,
                 role,
-            });
-        }
-        Ok(Page {
-            items,
-            next_after: users.next_after,
+            })
         })
+        .await
     }
 
     async fn create_group(&self, group: &Group) -> StoreResult<()> {
@@ -787,12 +1015,29 @@ impl Store for SqlStore {
         self.delete_by_id("groups", id, "group").await
     }
 
-    async fn count_members(&self, group_id: Uuid) -> StoreResult<i64> {
-        self.query_scalar("SELECT COUNT(*) FROM memberships WHERE group_id = ?")
-            .bind(group_id.to_string())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(internal)
+    async fn count_members(
+        &self,
+        group_ids: &[Uuid],
+    ) -> StoreResult<std::collections::HashMap<Uuid, i64>> {
+        if group_ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let sql = format!(
+            "SELECT group_id, COUNT(*) AS members FROM memberships \
+             WHERE group_id IN ({}) GROUP BY group_id",
+            in_list(group_ids.len())
+        );
+        let mut query = self.query(&sql);
+        for id in group_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(internal)?;
+        rows.iter()
+            .map(|r| {
+                let id = Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal)?;
+                Ok((id, r.get::<i64, _>("members")))
+            })
+            .collect()
     }
 
     async fn create_membership(&self, membership: &Membership) -> StoreResult<()> {
@@ -840,17 +1085,19 @@ impl Store for SqlStore {
             ));
             binds.extend([filter.search.clone(), filter.search.clone()]);
         }
-        let memberships: Page<Membership> =
-            self.page("memberships", &condition, binds, page).await?;
-        let mut items = Vec::with_capacity(memberships.items.len());
-        for membership in memberships.items {
-            let user = self.get_user(membership.user_id).await?;
-            items.push(MemberView { membership, user });
-        }
-        Ok(Page {
-            items,
-            next_after: memberships.next_after,
+        // Each member's record in the same query.
+        let rows = Rows {
+            select: "SELECT m.id AS id, m.data AS data, u.data AS user_data \
+                     FROM memberships m JOIN users u ON u.id = m.user_id",
+            key: "m.id",
+        };
+        self.page_rows(rows, &condition, binds, page, false, |row| {
+            Ok(MemberView {
+                membership: from_json(row.get::<&str, _>("data"))?,
+                user: from_json(row.get::<&str, _>("user_data"))?,
+            })
         })
+        .await
     }
 
     async fn groups_of_user(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>> {
@@ -1014,20 +1261,19 @@ impl Store for SqlStore {
     async fn create_runner(&self, runner: &Runner, policies: &[RunnerPolicy]) -> StoreResult<()> {
         let mut tx = self.writer.begin().await.map_err(internal)?;
         self.query(
-            "INSERT INTO runners (id, org_id, creator_id, kind, provider, phase, last_seen, data) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runners (id, org_id, creator_id, kind, provider, data) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(runner.id.to_string())
         .bind(runner.org_id.to_string())
         .bind(runner.creator.id().to_string())
         .bind(enum_name(&runner.kind)?)
         .bind(runner.provider.map(|p| enum_name(&p)).transpose()?)
-        .bind(enum_name(&runner.status.phase)?)
-        .bind(runner.status.updated_at.map(time_text))
-        .bind(to_json(runner)?)
+        .bind(runner_record_json(runner)?)
         .execute(&mut *tx)
         .await
         .map_err(on_unique("runner already exists"))?;
+        self.write_runner_status(&mut tx, runner).await?;
         for policy in policies {
             self.query("INSERT INTO runner_policies (runner_id, group_id, role) VALUES (?, ?, ?)")
                 .bind(policy.runner_id.to_string())
@@ -1046,13 +1292,14 @@ impl Store for SqlStore {
             Ok(runner) => return Ok(runner),
             Err(ticket) => ticket,
         };
-        let runner: Runner = self
-            .fetch_data(
-                "SELECT data FROM runners WHERE id = ?",
-                &[id.to_string()],
-                "runner",
-            )
-            .await?;
+        let row = self
+            .query(&format!("{RUNNER_SELECT} WHERE r.id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("runner"))?;
+        let runner = runner_from_row(&row)?;
         self.recent_runners.keep(ticket, id, runner.clone());
         Ok(runner)
     }
@@ -1065,59 +1312,114 @@ impl Store for SqlStore {
     ) -> StoreResult<Page<Runner>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
-        if !filter.creator_ids.is_empty() {
-            condition.push_str(&format!(
-                " AND creator_id IN ({})",
-                in_list(filter.creator_ids.len())
-            ));
-            binds.extend(uuid_strings(&filter.creator_ids));
-        }
-        if !filter.kinds.is_empty() {
-            condition.push_str(&format!(" AND kind IN ({})", in_list(filter.kinds.len())));
-            for kind in &filter.kinds {
-                binds.push(enum_name(kind)?);
-            }
-        }
-        if !filter.providers.is_empty() {
-            condition.push_str(&format!(
-                " AND provider IN ({})",
-                in_list(filter.providers.len())
-            ));
-            for provider in &filter.providers {
-                binds.push(enum_name(provider)?);
-            }
-        }
-        if let Some(visible) = &filter.visible {
-            condition.push_str(&format!(
-                " AND (creator_id = ? OR id IN ({}))",
-                in_list(visible.runner_ids.len())
-            ));
-            binds.push(visible.creator.map(|c| c.to_string()).unwrap_or_default());
-            binds.extend(uuid_strings(&visible.runner_ids));
-        }
-        self.page("runners", &condition, binds, page).await
+        runner_matches(org_id, filter, &mut condition, &mut binds)?;
+        let rows = Rows {
+            select: RUNNER_SELECT,
+            key: "r.id",
+        };
+        self.page_rows(rows, &condition, binds, page, false, runner_from_row)
+            .await
     }
 
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner> {
-        let updated = self
-            .mutate("runners", id, "runner", change, runner_columns)
-            .await;
+        let mut tx = self.begin_write().await?;
+        // The record before the status: whoever locks both takes them in
+        // this order (update_runner_status locks only the status).
+        let record: String = self
+            .query_scalar(&format!(
+                "SELECT data FROM runners WHERE id = ?{}",
+                self.dialect.for_update()
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("runner"))?;
+        let status: Option<String> = self
+            .query_scalar(&format!(
+                "SELECT data FROM runner_status WHERE runner_id = ?{}",
+                self.dialect.for_update()
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?;
+        let mut runner: Runner = from_json(&record)?;
+        if let Some(status) = &status {
+            runner.status = from_json(status)?;
+        }
+        change(&mut runner)?;
+        // Each part is written only when it changed.
+        let new_record = runner_record_json(&runner)?;
+        if new_record != record {
+            self.query("UPDATE runners SET data = ? WHERE id = ?")
+                .bind(new_record)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        if status.as_deref() != Some(to_json(&runner.status)?.as_str()) {
+            self.write_runner_status(&mut tx, &runner).await?;
+        }
+        tx.commit().await.map_err(internal)?;
         self.recent_runners.forget(&id);
-        updated
+        Ok(runner)
+    }
+
+    async fn update_runner_status(
+        &self,
+        id: Uuid,
+        change: Mutation<Runner>,
+    ) -> StoreResult<Runner> {
+        let mut tx = self.begin_write().await?;
+        // The record without its configuration schema (up to 256 KiB),
+        // which no status change needs.
+        let row = self
+            .query(&format!(
+                "SELECT {} AS data, s.data AS status \
+                 FROM runner_status s JOIN runners r ON r.id = s.runner_id \
+                 WHERE s.runner_id = ?{}",
+                self.dialect.json_without("r.data", "config_schema"),
+                self.dialect.for_update_of("s")
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(internal)?
+            .ok_or(StoreError::NotFound("runner"))?;
+        let mut runner = runner_from_row(&row)?;
+        let mut before = runner.clone();
+        change(&mut runner)?;
+        // The record is not locked here: a change to it would race UpdateRunner.
+        before.status = runner.status.clone();
+        if before != runner {
+            return Err(internal(anyhow::anyhow!(
+                "a status update of runner {id} changed more than its status"
+            )));
+        }
+        if row.get::<&str, _>("status") != to_json(&runner.status)? {
+            self.write_runner_status(&mut tx, &runner).await?;
+        }
+        tx.commit().await.map_err(internal)?;
+        self.recent_runners.forget(&id);
+        Ok(runner)
     }
 
     async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>> {
-        let rows = self.query(
-            "SELECT id FROM runners WHERE phase IN (?, ?) AND (last_seen IS NULL OR last_seen < ?)",
-        )
-        .bind(enum_name(&RunnerPhase::Active)?)
-        .bind(enum_name(&RunnerPhase::Degraded)?)
-        .bind(time_text(cutoff))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(internal)?;
+        let rows = self
+            .query(
+                "SELECT runner_id FROM runner_status \
+             WHERE phase IN (?, ?) AND (last_seen IS NULL OR last_seen < ?)",
+            )
+            .bind(enum_name(&RunnerPhase::Active)?)
+            .bind(enum_name(&RunnerPhase::Degraded)?)
+            .bind(time_text(cutoff))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
         rows.iter()
-            .map(|r| Uuid::parse_str(r.get::<&str, _>("id")).map_err(internal))
+            .map(|r| Uuid::parse_str(r.get::<&str, _>("runner_id")).map_err(internal))
             .collect()
     }
 
@@ -1200,33 +1502,6 @@ impl Store for SqlStore {
             return Err(StoreError::NotFound("runner policy"));
         }
         Ok(())
-    }
-
-    async fn runners_granted_to_groups(
-        &self,
-        group_ids: &[Uuid],
-    ) -> StoreResult<Vec<RunnerPolicy>> {
-        if group_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT runner_id, group_id, role FROM runner_policies WHERE group_id IN ({})",
-            in_list(group_ids.len())
-        );
-        let mut query = self.query(&sql);
-        for id in group_ids {
-            query = query.bind(id.to_string());
-        }
-        let rows = query.fetch_all(&self.pool).await.map_err(internal)?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunnerPolicy {
-                    runner_id: Uuid::parse_str(r.get::<&str, _>("runner_id")).map_err(internal)?,
-                    group_id: Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal)?,
-                    role: from_json(&format!("\"{}\"", r.get::<&str, _>("role")))?,
-                })
-            })
-            .collect()
     }
 
     async fn create_host_token(&self, token: &HostToken) -> StoreResult<()> {
@@ -1321,18 +1596,23 @@ impl Store for SqlStore {
     async fn list_scm_integrations(
         &self,
         org_id: Uuid,
-        runner_ids: &[Uuid],
+        filter: &ScmIntegrationFilter,
         page: PageRequest,
     ) -> StoreResult<Page<ScmIntegration>> {
         let mut condition = String::from("org_id = ?");
         let mut binds = vec![org_id.to_string()];
-        if !runner_ids.is_empty() {
+        if !filter.runner_ids.is_empty() {
             condition.push_str(&format!(
                 " AND runner_id IN ({})",
-                in_list(runner_ids.len())
+                in_list(filter.runner_ids.len())
             ));
-            binds.extend(uuid_strings(runner_ids));
+            binds.extend(uuid_strings(&filter.runner_ids));
         }
+        if let Some(host) = &filter.host {
+            condition.push_str(" AND host = ?");
+            binds.push(host.clone());
+        }
+        of_runners_matching(org_id, &filter.runners, &mut condition, &mut binds)?;
         self.page("scm_integrations", &condition, binds, page).await
     }
 
@@ -1402,6 +1682,7 @@ impl Store for SqlStore {
                 " AND enabled = 0"
             });
         }
+        of_runners_matching(org_id, &filter.runners, &mut condition, &mut binds)?;
         self.page("environment_classes", &condition, binds, page)
             .await
     }

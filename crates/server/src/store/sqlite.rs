@@ -16,7 +16,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 
 use super::sql::{Dialect, SqlStore};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqlStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.

@@ -42,6 +42,7 @@ pub const COPIED_TABLES: &[&str] = &[
     "memberships",
     "api_tokens",
     "runners",
+    "runner_status",
     "runner_policies",
     "host_tokens",
     "scm_integrations",
@@ -960,7 +961,14 @@ mod tests {
                 .unwrap();
             seen.push(format!("{host_tokens:?}"));
             let integrations = store
-                .list_scm_integrations(org, &installation.runners, ALL)
+                .list_scm_integrations(
+                    org,
+                    &ScmIntegrationFilter {
+                        runner_ids: installation.runners.clone(),
+                        ..Default::default()
+                    },
+                    ALL,
+                )
                 .await
                 .unwrap();
             seen.push(format!("{integrations:?}"));
@@ -1053,6 +1061,7 @@ mod tests {
                 ("memberships", 6),
                 ("api_tokens", 5),
                 ("runners", 2),
+                ("runner_status", 2),
                 ("runner_policies", 1),
                 ("host_tokens", 1),
                 ("scm_integrations", 1),
