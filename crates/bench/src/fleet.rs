@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 use rand::Rng;
 use serde_json::json;
 use tokio::sync::Semaphore;
+use uuid::Uuid;
 
 use crate::http::{self, Call, CallFactory, Http1, Sample};
 use crate::server::{ServeOptions, Server, StoreKind};
@@ -151,6 +152,16 @@ pub async fn run(binary: &std::path::Path, config: &FleetConfig) -> anyhow::Resu
     for &index in &killed {
         runners[index].abort();
     }
+    let sweep_period =
+        (config.grace / 10).clamp(Duration::from_millis(200), Duration::from_secs(10));
+    let detection = tokio::spawn(watch_killed(
+        server.port,
+        server.admin_token.as_str().into(),
+        dataset.runner_ids.clone(),
+        killed.clone(),
+        shared.clone(),
+        config.grace + 2 * sweep_period + Duration::from_secs(10),
+    ));
     let token: Arc<str> = server.admin_token.as_str().into();
     let ids = Arc::new(dataset.runner_ids.clone());
     let probe_calls: CallFactory = {
@@ -187,11 +198,12 @@ pub async fn run(binary: &std::path::Path, config: &FleetConfig) -> anyhow::Resu
     shared.recording.store(false, Ordering::SeqCst);
     stop_probe.send_replace(true);
     let probe = probe.await??;
+    let latency = shared.heartbeats.lock().unwrap().clone();
     let heartbeats = Sample {
-        requests: shared.heartbeats.lock().unwrap().len(),
+        requests: latency.len(),
         errors: shared.heartbeat_failures.load(Ordering::Relaxed),
         elapsed: window,
-        latency: shared.heartbeats.lock().unwrap().clone(),
+        latency,
     };
     eprintln!("  window done; changing {} specs …", config.changes);
 
@@ -253,40 +265,7 @@ pub async fn run(binary: &std::path::Path, config: &FleetConfig) -> anyhow::Resu
         }
     }
 
-    // The killed runners: INACTIVE once the grace has passed since their last
-    // heartbeat (the sweep runs every tenth of the grace, 200 ms to 10 s).
-    let sweep_period = (config.grace / 10).clamp(Duration::from_millis(200), Duration::from_secs(10));
-    let give_up = config.grace + 2 * sweep_period + Duration::from_secs(10);
-    let mut killed_detection = vec![None; killed.len()];
-    let mut client = Http1::connect(server.port).await?;
-    loop {
-        let now = shared.micros();
-        let mut waiting = false;
-        for (slot, &index) in killed_detection.iter_mut().zip(&killed) {
-            if slot.is_some() {
-                continue;
-            }
-            let last = shared.last_heartbeat[index].load(Ordering::SeqCst);
-            let silent = Duration::from_micros(now.saturating_sub(last));
-            let runner = client
-                .call_json(&Call::connect(
-                    "/gitpod.v1.RunnerService/GetRunner",
-                    &token,
-                    json!({"runnerId": ids[index]}),
-                ))
-                .await?;
-            if runner["runner"]["status"]["phase"] == "RUNNER_PHASE_INACTIVE" {
-                *slot = Some(silent);
-            } else if silent < give_up {
-                waiting = true;
-            }
-        }
-        if !waiting {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-
+    let killed_detection = detection.await??;
     for runner in &runners {
         runner.abort();
     }
@@ -312,6 +291,49 @@ pub async fn run(binary: &std::path::Path, config: &FleetConfig) -> anyhow::Resu
     })
 }
 
+/// Polls each killed runner (GetRunner, every 500 ms) until it shows
+/// INACTIVE: how long after its last heartbeat it did, `None` when it had
+/// not long after the grace. The server's sweep runs every tenth of the
+/// grace (200 ms to 10 s), so INACTIVE is due between the grace and the
+/// grace plus that period.
+async fn watch_killed(
+    port: u16,
+    token: Arc<str>,
+    ids: Vec<Uuid>,
+    killed: Vec<usize>,
+    shared: Arc<Shared>,
+    give_up: Duration,
+) -> anyhow::Result<Vec<Option<Duration>>> {
+    let mut detected = vec![None; killed.len()];
+    let mut client = Http1::connect(port).await?;
+    loop {
+        let mut waiting = false;
+        for (slot, &index) in detected.iter_mut().zip(&killed) {
+            if slot.is_some() {
+                continue;
+            }
+            let runner = client
+                .call_json(&Call::connect(
+                    "/gitpod.v1.RunnerService/GetRunner",
+                    &token,
+                    json!({"runnerId": ids[index]}),
+                ))
+                .await?;
+            let last = shared.last_heartbeat[index].load(Ordering::SeqCst);
+            let silent = Duration::from_micros(shared.micros().saturating_sub(last));
+            if runner["runner"]["status"]["phase"] == "RUNNER_PHASE_INACTIVE" {
+                *slot = Some(silent);
+            } else if silent < give_up {
+                waiting = true;
+            }
+        }
+        if !waiting {
+            return Ok(detected);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// One runner: set up (sign up, first report, open the stream), tell the
 /// bench it is ready, then heartbeat and read its stream until aborted.
 async fn simulated_runner(
@@ -327,7 +349,8 @@ async fn simulated_runner(
             .await
             .context("connecting")?
             .shared(64);
-        let config = ClientConfig::new(uri).with_default_header("authorization", format!("Bearer {token}"));
+        let config =
+            ClientConfig::new(uri).with_default_header("authorization", format!("Bearer {token}"));
         let client = RunnerInteractionServiceClient::new(connection, config);
         let mut key = [0u8; 32];
         rand::thread_rng().fill(&mut key);
@@ -340,10 +363,11 @@ async fn simulated_runner(
             .context("SignUp")?
             .into_owned();
         let interval = Duration::from_secs(signed_up.heartbeat_interval_seconds.max(1).into());
-        shared
-            .interval
-            .store(interval.as_secs(), Ordering::Relaxed);
-        client.report_status(report()).await.context("ReportStatus")?;
+        shared.interval.store(interval.as_secs(), Ordering::Relaxed);
+        client
+            .report_status(report())
+            .await
+            .context("ReportStatus")?;
         shared.last_heartbeat[index].store(shared.micros(), Ordering::SeqCst);
         let mut stream = client
             .watch_requests(WatchRequestsRequest::default())

@@ -37,7 +37,12 @@ struct Cli {
     #[arg(long, global = true, default_value = "target/release/corral")]
     corral: PathBuf,
     /// Stores to measure the hot path and the size benchmark on.
-    #[arg(long, global = true, value_delimiter = ',', default_value = "sqlite,postgres")]
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "sqlite,postgres"
+    )]
     stores: Vec<StoreArg>,
     /// Small sizes and short runs (about two minutes for `all`).
     #[arg(long, global = true)]
@@ -214,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
         report::machine()
     );
     for table in &tables {
-        text.push_str("\n");
+        text.push('\n');
         text.push_str(&table.markdown());
     }
     print!("{text}");
@@ -233,7 +238,8 @@ async fn hot(settings: &Settings) -> anyhow::Result<Table> {
         let server = Server::start(&settings.corral, store, &ServeOptions::default()).await?;
         let data = load::runners(&server, settings.hot_runners).await?;
         let token: Arc<str> = server.admin_token.as_str().into();
-        let list = scenarios::list_runners("ListRunners (page of 25)", &token, scenarios::first_page());
+        let list =
+            scenarios::list_runners("ListRunners (page of 25)", &token, scenarios::first_page());
         let mix = [
             scenarios::healthz(),
             scenarios::get_runner(&token, &data),
@@ -246,11 +252,21 @@ async fn hot(settings: &Settings) -> anyhow::Result<Table> {
     }
     let mut table = Table::new(
         "Hot path",
-        vec!["Store", "Call", "req/s", "of /healthz", "p50 ms", "p99 ms", "errors", "Target", "Met"],
+        vec![
+            "Store",
+            "Call",
+            "req/s",
+            "of /healthz",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "Target",
+            "Met",
+        ],
     );
     table.note = format!(
         "{} runners loaded; {} HTTP/1.1 keep-alive connections, Connect JSON bodies; \
-         {} rounds of {:.1} s per scenario (after {:.1} s warm-up each), interleaved.",
+         rounds: {}, {:.1} s per scenario each (after {:.1} s warm-up), interleaved.",
         settings.hot_runners,
         settings.hot.connections,
         settings.hot.rounds,
@@ -308,7 +324,10 @@ fn hot_target(
         (StoreKind::Postgres, name) if name == "GetRunner" || name.starts_with("ListRunners") => {
             match on_sqlite(name) {
                 Some(sqlite_rate) => (
-                    format!("within 2× of SQLite ({})", times(share(sqlite_rate, m.rate()))),
+                    format!(
+                        "within 2× of SQLite ({})",
+                        times(share(sqlite_rate, m.rate()))
+                    ),
                     Some(m.rate() * 2.0 >= sqlite_rate),
                 ),
                 None => ("within 2× of SQLite (not measured)".into(), None),
@@ -337,8 +356,8 @@ async fn size(settings: &Settings) -> anyhow::Result<Table> {
         ],
     );
     table.note = format!(
-        "small = {} runners, large = {} runners (loaded through the store API); {} rounds of \
-         {:.1} s per scenario, {} connections. The cost ratio compares each call's share of \
+        "small = {} runners, large = {} runners (loaded through the store API); rounds: {}, \
+         {:.1} s per scenario each, {} connections. The cost ratio compares each call's share of \
          /healthz at the two sizes, so noise between the two servers cancels out. \
          The deep page is page {} of the unfiltered list, reached by following next tokens; \
          the filters select half (kind), a sixth (provider) and a tenth (creator) of the runners.",
@@ -372,7 +391,10 @@ async fn size(settings: &Settings) -> anyhow::Result<Table> {
         let (small, large) = (&at_size[0], &at_size[1]);
         let (small_healthz, large_healthz) = (small[0].rate(), large[0].rate());
         for (s, l) in small.iter().zip(large).skip(1) {
-            let (s_share, l_share) = (share(s.rate(), small_healthz), share(l.rate(), large_healthz));
+            let (s_share, l_share) = (
+                share(s.rate(), small_healthz),
+                share(l.rate(), large_healthz),
+            );
             let cost = share(s_share, l_share);
             table.rows.push(vec![
                 store.name().into(),
@@ -526,7 +548,14 @@ mod tests {
         assert_eq!(full.stores, [StoreKind::Sqlite, StoreKind::Postgres]);
         assert_eq!(full.hot.connections, 8);
 
-        let quick = settings(&["--quick", "hot", "--stores", "postgres,postgres", "--rounds", "4"]);
+        let quick = settings(&[
+            "--quick",
+            "hot",
+            "--stores",
+            "postgres,postgres",
+            "--rounds",
+            "4",
+        ]);
         assert_eq!(quick.sizes, [1000, 5000]);
         assert_eq!(quick.fleet.runners, 500);
         assert_eq!(quick.stores, [StoreKind::Postgres]);

@@ -114,7 +114,10 @@ impl Server {
         let token_file = self.data_dir.join("admin-token");
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("the server exited with {status}; see {}", self.log_path().display());
+                bail!(
+                    "the server exited with {status}; see {}",
+                    self.log_path().display()
+                );
             }
             if let Ok(token) = std::fs::read_to_string(&token_file)
                 && !token.trim().is_empty()
