@@ -60,7 +60,7 @@ struct Cli {
     #[arg(long, global = true)]
     hot_runners: Option<usize>,
     /// The small and the large size of the size benchmark [default: 1000,100000; quick 1000,5000].
-    #[arg(long, global = true, value_delimiter = ',', num_args = 2)]
+    #[arg(long, global = true, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
     /// Simulated runners of the fleet [default: 10000; quick 500].
     #[arg(long, global = true)]
@@ -117,8 +117,9 @@ impl Cli {
         let duration = Duration::from_secs_f64(self.duration.unwrap_or(pick(5.0, 1.5)));
         let rounds = self.rounds.unwrap_or(if quick { 2 } else { 3 }).max(1);
         let warmup = Duration::from_millis(if quick { 300 } else { 500 });
-        let sizes = match &self.sizes {
-            Some(sizes) => [sizes[0], sizes[1]],
+        let sizes = match self.sizes.as_deref() {
+            Some(&[small, large]) => [small, large],
+            Some(_) => anyhow::bail!("--sizes takes two sizes: SMALL,LARGE"),
             None if quick => [1000, 5000],
             None => [1000, 100_000],
         };
@@ -563,8 +564,12 @@ mod tests {
     }
 
     #[test]
-    fn sizes_too_small_for_the_deep_page_are_refused() {
-        let cli = Cli::try_parse_from(["corral-bench", "size", "--sizes", "100,1000"]).unwrap();
-        assert!(cli.settings().is_err());
+    fn sizes_are_two_and_large_enough_for_the_deep_page() {
+        let sized = settings(&["size", "--sizes", "2000,20000"]);
+        assert_eq!(sized.sizes, [2000, 20_000]);
+        for sizes in ["100,1000", "1000", "1000,2000,3000"] {
+            let cli = Cli::try_parse_from(["corral-bench", "size", "--sizes", sizes]).unwrap();
+            assert!(cli.settings().is_err(), "{sizes}");
+        }
     }
 }
