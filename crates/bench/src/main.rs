@@ -429,7 +429,8 @@ async fn size(settings: &Settings) -> anyhow::Result<Table> {
 fn fleet_table(r: &fleet::FleetReport) -> Table {
     let mut table = Table::new("Fleet (SQLite)", vec!["Measure", "Value", "Target", "Met"]);
     table.note = format!(
-        "{} simulated runners, each with its own access token and its own HTTP/2 connection \
+        "{} simulated runners (they and their access tokens written through the store API, as \
+         the token exchange stores them), each with its own HTTP/2 connection \
          carrying its WatchRequests stream and its ReportStatus heartbeats; `corral serve \
          --runner-grace {}s` (so runners heartbeat every {} s). Measured over a steady window \
          of {:.0} s after all had connected, with a GetRunner probe of 20 requests/s beside them.",
