@@ -1,5 +1,6 @@
 //! Test plumbing that several of corral's crates need, kept in one place.
-//! Only ever a dev-dependency; it depends on none of corral's crates (the
+//! A dev-dependency (and a dependency of the benchmark suite, `corral-bench`,
+//! which is never shipped either); it depends on none of corral's crates (the
 //! unit tests of `corral-server` use it, and a dependency back on the server
 //! would build the server twice).
 //!
