@@ -79,7 +79,8 @@ impl SqlStore {
 
 /// The `sqlite:` URL of the database file at `path`.
 pub fn url_of(path: &Path) -> anyhow::Result<String> {
-    let path = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+    let path =
+        std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
     let url = url::Url::from_file_path(&path)
         .map_err(|()| anyhow::anyhow!("{} cannot be a database path", path.display()))?;
     // file:///… (percent-encoded) → sqlite:///…, which sqlx decodes again.
