@@ -214,7 +214,8 @@ async fn main() -> anyhow::Result<()> {
         "# Benchmarks\n\nMeasured by `cargo run --release -p corral-bench -- {}` \
          (crates/bench; took {:.0} s). Throughputs are medians over rounds, latencies \
          over every request of all rounds; each scenario's share is of `GET /healthz` \
-         measured by the same server in the same run.\n\n## Machine\n\n{}\n",
+         measured by the same server in the same run. What each change bought, and \
+         what falls short and why: docs/performance.md.\n\n## Machine\n\n{}\n",
         command.join(" "),
         started.elapsed().as_secs_f64(),
         report::machine()
