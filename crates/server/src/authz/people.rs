@@ -309,13 +309,7 @@ impl Access {
     /// access) has, in their order: one query for a page of groups.
     pub async fn member_counts(&self, groups: &[Group]) -> Result<Vec<i64>, ConnectError> {
         for group in groups {
-            let what = format!("group {}", group.id);
-            self.check(
-                Resource::Membership,
-                Action::Read,
-                Target::Org(group.org_id),
-                what,
-            )?;
+            self.check_members_readable(group)?;
         }
         let ids: Vec<Uuid> = groups.iter().map(|g| g.id).collect();
         let counts = self
@@ -471,13 +465,7 @@ impl Access {
                 group.id
             ))
         };
-        let what = format!("group {}", group.id);
-        self.check(
-            Resource::Membership,
-            Action::Read,
-            Target::Org(group.org_id),
-            what,
-        )?;
+        self.check_members_readable(group)?;
         let membership = self
             .store()
             .find_membership(group.id, user_id)
@@ -491,19 +479,24 @@ impl Access {
         Ok(MemberView { membership, user })
     }
 
-    pub async fn list_memberships(
-        &self,
-        group: &Group,
-        filter: &MembershipFilter,
-        page: PageRequest,
-    ) -> Result<Page<MemberView>, ConnectError> {
+    /// Whether the caller may see who belongs to `group`.
+    fn check_members_readable(&self, group: &Group) -> Result<(), ConnectError> {
         let what = format!("group {}", group.id);
         self.check(
             Resource::Membership,
             Action::Read,
             Target::Org(group.org_id),
             what,
-        )?;
+        )
+    }
+
+    pub async fn list_memberships(
+        &self,
+        group: &Group,
+        filter: &MembershipFilter,
+        page: PageRequest,
+    ) -> Result<Page<MemberView>, ConnectError> {
+        self.check_members_readable(group)?;
         self.store()
             .list_memberships(group.id, filter, page)
             .await
