@@ -7,6 +7,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod group_commit;
 pub mod postgres;
 mod recent;
 pub mod sql;

@@ -34,6 +34,6 @@ impl SqlStore {
             .run(&pool)
             .await
             .with_context(|| format!("migrating the PostgreSQL database at {target}"))?;
-        Ok(Self::new(pool.clone(), pool, Dialect::Postgres))
+        Ok(Self::new(pool.clone(), pool, None, Dialect::Postgres))
     }
 }

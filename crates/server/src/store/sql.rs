@@ -10,9 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::query::{Query, QueryScalar};
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use uuid::Uuid;
 
+use super::group_commit::{WalSync, WriteQuery as _, WriteTx, Writer};
 use super::recent::Recent;
 use super::{Mutation, Store, StoreError, StoreResult};
 use crate::domain::*;
@@ -118,8 +119,8 @@ pub struct SqlStore {
     /// For writes: on SQLite a pool of one connection, so that writers queue
     /// here, in order, instead of each holding a connection and sleeping in
     /// SQLite's busy handler until the file lock is free; on PostgreSQL the
-    /// same pool as reads.
-    writer: AnyPool,
+    /// same pool as reads. Every write goes through it (see `group_commit`).
+    writer: Writer,
     dialect: Dialect,
     /// Runners read recently (GetRunner is the hottest read).
     recent_runners: Recent<Uuid, Runner>,
@@ -181,10 +182,17 @@ fn in_list(n: usize) -> String {
 }
 
 impl SqlStore {
-    pub(super) fn new(pool: AnyPool, writer: AnyPool, dialect: Dialect) -> Self {
+    /// A store reading from `pool` and writing with `writer`; with `wal`,
+    /// every write waits until it is on disk (SQLite group commit).
+    pub(super) fn new(
+        pool: AnyPool,
+        writer: AnyPool,
+        wal: Option<std::sync::Arc<WalSync>>,
+        dialect: Dialect,
+    ) -> Self {
         Self {
             pool,
-            writer,
+            writer: Writer::new(writer, wal),
             dialect,
             recent_runners: Recent::new(),
             #[cfg(test)]
@@ -199,7 +207,13 @@ impl SqlStore {
     /// Closes the pool: waits for the connections in use, closes them all.
     pub async fn close(&self) {
         self.pool.close().await;
-        self.writer.close().await;
+        self.writer.pool().close().await;
+    }
+
+    /// The group commit every write waits for (SQLite files committing in full).
+    #[cfg(test)]
+    pub(crate) fn wal_sync(&self) -> Option<&WalSync> {
+        self.writer.wal_sync()
     }
 
     /// PRAGMA `name` as the reading and the writing connections see it.
@@ -211,7 +225,7 @@ impl SqlStore {
             .await
             .unwrap();
         let written: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&self.writer)
+            .fetch_one(self.writer.pool())
             .await
             .unwrap();
         (read, written)
@@ -222,7 +236,7 @@ impl SqlStore {
     #[cfg(test)]
     pub(crate) async fn execute_script(&self, script: String) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(AssertSqlSafe(script))
-            .execute(&self.writer)
+            .execute(self.writer.pool())
             .await
             .map(|_| ())
     }
@@ -294,7 +308,7 @@ impl SqlStore {
     }
 
     /// Starts a transaction that reads, decides and writes; see [`Dialect::write_begin`].
-    async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
+    async fn begin_write(&self) -> StoreResult<WriteTx> {
         self.writer
             .begin_with(self.dialect.write_begin())
             .await
@@ -461,7 +475,7 @@ impl SqlStore {
         let done = self
             .query(&format!("DELETE FROM {table} WHERE id = ?"))
             .bind(id.to_string())
-            .execute(&self.writer)
+            .write(&self.writer)
             .await
             .map_err(internal)?;
         if done.rows_affected() == 0 {
@@ -946,8 +960,9 @@ impl Store for SqlStore {
     }
 
     async fn create_group(&self, group: &Group) -> StoreResult<()> {
-        let mut conn = self.writer.acquire().await.map_err(internal)?;
-        self.insert_group(&mut conn, group).await
+        let mut tx = self.writer.begin().await.map_err(internal)?;
+        self.insert_group(&mut tx, group).await?;
+        tx.commit().await.map_err(internal)
     }
 
     async fn get_group(&self, id: Uuid) -> StoreResult<Group> {
@@ -1041,8 +1056,9 @@ impl Store for SqlStore {
     }
 
     async fn create_membership(&self, membership: &Membership) -> StoreResult<()> {
-        let mut conn = self.writer.acquire().await.map_err(internal)?;
-        self.insert_membership(&mut conn, membership).await
+        let mut tx = self.writer.begin().await.map_err(internal)?;
+        self.insert_membership(&mut tx, membership).await?;
+        tx.commit().await.map_err(internal)
     }
 
     async fn get_membership(&self, id: Uuid) -> StoreResult<Membership> {
@@ -1113,8 +1129,9 @@ impl Store for SqlStore {
     }
 
     async fn create_token(&self, token: &ApiToken) -> StoreResult<()> {
-        let mut conn = self.writer.acquire().await.map_err(internal)?;
-        self.insert_token(&mut conn, token).await
+        let mut tx = self.writer.begin().await.map_err(internal)?;
+        self.insert_token(&mut tx, token).await?;
+        tx.commit().await.map_err(internal)
     }
 
     async fn find_token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
@@ -1187,7 +1204,7 @@ impl Store for SqlStore {
                 purged += self
                     .query("DELETE FROM api_tokens WHERE id = ?")
                     .bind(row.get::<String, _>("id"))
-                    .execute(&self.writer)
+                    .write(&self.writer)
                     .await
                     .map_err(internal)?
                     .rows_affected();
@@ -1202,7 +1219,7 @@ impl Store for SqlStore {
         )
         .bind(name.to_string())
         .bind(initial.to_string())
-        .execute(&self.writer)
+        .write(&self.writer)
         .await
         .map_err(internal)?;
         self.query_scalar("SELECT value FROM server_secrets WHERE name = ?")
@@ -1469,7 +1486,7 @@ impl Store for SqlStore {
             .bind(policy.runner_id.to_string())
             .bind(policy.group_id.to_string())
             .bind(enum_name(&policy.role)?)
-            .execute(&self.writer)
+            .write(&self.writer)
             .await
             .map_err(on_unique("the group already has a policy on this runner"))?;
         Ok(())
@@ -1481,7 +1498,7 @@ impl Store for SqlStore {
             .bind(enum_name(&policy.role)?)
             .bind(policy.runner_id.to_string())
             .bind(policy.group_id.to_string())
-            .execute(&self.writer)
+            .write(&self.writer)
             .await
             .map_err(internal)?;
         if done.rows_affected() == 0 {
@@ -1495,7 +1512,7 @@ impl Store for SqlStore {
             .query("DELETE FROM runner_policies WHERE runner_id = ? AND group_id = ?")
             .bind(runner_id.to_string())
             .bind(group_id.to_string())
-            .execute(&self.writer)
+            .write(&self.writer)
             .await
             .map_err(internal)?;
         if done.rows_affected() == 0 {
@@ -1514,7 +1531,7 @@ impl Store for SqlStore {
         .bind(token.user_id.to_string())
         .bind(&token.host)
         .bind(to_json(token)?)
-        .execute(&self.writer)
+        .write(&self.writer)
         .await
         .map_err(on_unique("the user already has a token for this host on this runner"))?;
         Ok(())
@@ -1578,7 +1595,7 @@ impl Store for SqlStore {
         // The column holds the key, so every spelling of one host is one row.
         .bind(corral_contract::scm_host::lookup_key(&integration.host))
         .bind(to_json(integration)?)
-        .execute(&self.writer)
+        .write(&self.writer)
         .await
         .map_err(on_unique("the runner already has an SCM integration for this host"))?;
         Ok(())
@@ -1645,7 +1662,7 @@ impl Store for SqlStore {
         .bind(class.runner_id.to_string())
         .bind(i64::from(class.enabled))
         .bind(to_json(class)?)
-        .execute(&self.writer)
+        .write(&self.writer)
         .await
         .map_err(internal)?;
         Ok(())
@@ -1715,7 +1732,7 @@ impl Store for SqlStore {
         .bind(event.subject_id.map(|id| id.to_string()))
         .bind(enum_name(&event.subject_kind)?)
         .bind(to_json(event)?)
-        .execute(&self.writer)
+        .write(&self.writer)
         .await
         .map_err(on_unique("audit event already exists"))?;
         Ok(())
@@ -1790,7 +1807,7 @@ impl Store for SqlStore {
         let done = self
             .query("DELETE FROM audit_events WHERE at < ?")
             .bind(time_text(before))
-            .execute(&self.writer)
+            .write(&self.writer)
             .await
             .map_err(internal)?;
         Ok(done.rows_affected())

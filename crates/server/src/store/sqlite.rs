@@ -14,6 +14,7 @@ use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
+use super::group_commit::WalSync;
 use super::sql::{Dialect, SqlStore};
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -54,9 +55,19 @@ impl SqlStore {
             (false, false) => format!("{url}?mode=rwc"),
         };
         sqlx::any::install_default_drivers();
+        // A file committing in full: SQLite writes each commit to the log and
+        // the store flushes the log, one flush for all the commits that
+        // finished meanwhile (`group_commit`); a commit is on disk before the
+        // write returns, as with SQLite's own FULL.
+        let wal = (!in_memory && synchronous == Synchronous::Full).then(|| WalSync::new(file));
+        let pragma = if wal.is_some() {
+            Synchronous::Normal
+        } else {
+            synchronous
+        };
         // Writes queue for one connection of their own (see `SqlStore`);
         // the busy timeout covers other processes (`corral admin`).
-        let writer = pool_options(1, synchronous)
+        let writer = pool_options(1, pragma)
             .connect(&url)
             .await
             .context("opening the SQLite database")?;
@@ -68,12 +79,12 @@ impl SqlStore {
         let readers = if in_memory {
             writer.clone()
         } else {
-            pool_options(READERS, synchronous)
+            pool_options(READERS, pragma)
                 .connect(&url)
                 .await
                 .context("opening the SQLite database")?
         };
-        Ok(Self::new(readers, writer, Dialect::Sqlite))
+        Ok(Self::new(readers, writer, wal, Dialect::Sqlite))
     }
 }
 
@@ -227,16 +238,49 @@ mod tests {
     async fn commits_are_full_unless_asked_otherwise() {
         let dir = tempfile::tempdir().unwrap();
         let url = url_of(&dir.path().join("corral.db")).unwrap();
-        // SQLite numbers them: NORMAL 1, FULL 2.
+        // SQLite numbers them: NORMAL 1, FULL 2. In full, SQLite leaves the
+        // flush to the store (group commit), which does it for every write.
         let store = SqlStore::open_sqlite_url(&url).await.unwrap();
-        assert_eq!(store.pragma("synchronous").await, (2, 2));
+        assert_eq!(store.pragma("synchronous").await, (1, 1));
+        assert!(store.wal_sync().is_some());
         store.close().await;
         let store = SqlStore::open_sqlite_with(&url, Synchronous::Normal)
             .await
             .unwrap();
         assert_eq!(store.pragma("synchronous").await, (1, 1));
+        assert!(store.wal_sync().is_none());
         store.close().await;
         assert_eq!("NORMAL".parse(), Ok(Synchronous::Normal));
         assert!("off".parse::<Synchronous>().is_err());
+    }
+
+    /// Every write through the store waits for a flush that started after
+    /// its commit; writes made at once may share one.
+    #[tokio::test]
+    async fn every_write_waits_for_a_flush_of_the_log() {
+        use crate::store::Store as _;
+        let dir = tempfile::tempdir().unwrap();
+        let url = url_of(&dir.path().join("corral.db")).unwrap();
+        let store = std::sync::Arc::new(SqlStore::open_sqlite_url(&url).await.unwrap());
+        let (before, _, _) = store.wal_sync().unwrap().counts();
+        let writes: Vec<_> = (0..40)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .server_secret(&format!("secret-{n}"), "value")
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for write in writes {
+            write.await.unwrap();
+        }
+        let (committed, flushed, flushes) = store.wal_sync().unwrap().counts();
+        assert_eq!(committed - before, 40, "one flush asked for per write");
+        assert_eq!(flushed, committed, "every write waited for its flush");
+        assert!(flushes <= committed);
+        store.close().await;
     }
 }

@@ -1,0 +1,275 @@
+//! Group commit for the SQLite store: many commits share one `fsync`.
+//!
+//! With `PRAGMA synchronous = FULL` SQLite syncs the write-ahead log inside
+//! every commit, while the single writer connection is held, so writes cost
+//! one disk flush each, one after the other (about 0.4 ms here). Instead the
+//! writer commits with `synchronous = NORMAL` (the log is written but not
+//! flushed) and, before a write is reported done, [`WalSync::after_commit`]
+//! flushes the log file itself. Commits that finish while a flush runs wait
+//! for the next one and share it, and the writer connection is free for the
+//! next write during the flush. A write is still on disk before it returns:
+//! the guarantee of `FULL`.
+//!
+//! Why this is safe: in WAL mode every commit appends its pages to the `-wal`
+//! file; after a power loss SQLite replays the frames up to the last valid
+//! commit frame. A flush of that file that starts after a commit returned
+//! covers all of the commit's frames. SQLite itself keeps the database
+//! consistent in `NORMAL` mode (the log is flushed before each checkpoint and
+//! the database after it), so a commit that was not yet flushed can only be
+//! lost whole, and then its writer was never told it succeeded.
+
+use std::fs::File;
+use std::ops::{Deref, DerefMut};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::any::{Any, AnyArguments, AnyQueryResult};
+use sqlx::query::Query;
+use sqlx::{AnyConnection, AnyPool, Transaction};
+
+/// The store's only way to write: the writer pool, and on an SQLite file the
+/// flush every write waits for before it returns. Transactions end with
+/// [`WriteTx::commit`]; single statements run with [`Writer::execute`].
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pool: AnyPool,
+    wal: Option<Arc<WalSync>>,
+}
+
+impl Writer {
+    /// Writes on `pool`; with `wal`, each write waits for its flush.
+    pub fn new(pool: AnyPool, wal: Option<Arc<WalSync>>) -> Self {
+        Self { pool, wal }
+    }
+
+    /// The group commit every write waits for, if any.
+    pub fn wal_sync(&self) -> Option<&WalSync> {
+        self.wal.as_deref()
+    }
+
+    /// The pool, for what is not a write (pragmas in tests, closing).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A transaction started with the statement `begin`.
+    pub async fn begin_with(&self, begin: &'static str) -> sqlx::Result<WriteTx> {
+        Ok(WriteTx {
+            tx: self.pool.begin_with(begin).await?,
+            wal: self.wal.clone(),
+        })
+    }
+
+    /// A transaction started plainly.
+    pub async fn begin(&self) -> sqlx::Result<WriteTx> {
+        Ok(WriteTx {
+            tx: self.pool.begin().await?,
+            wal: self.wal.clone(),
+        })
+    }
+
+    /// Runs one statement on its own (it commits by itself) and waits until
+    /// it is on disk.
+    pub async fn execute(
+        &self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> sqlx::Result<AnyQueryResult> {
+        let done = query.execute(&self.pool).await?;
+        durable(self.wal.as_deref()).await?;
+        Ok(done)
+    }
+}
+
+/// Runs a statement on its own through the [`Writer`] (see [`Writer::execute`]).
+pub trait WriteQuery {
+    fn write(self, writer: &Writer) -> impl Future<Output = sqlx::Result<AnyQueryResult>> + Send;
+}
+
+impl WriteQuery for Query<'_, Any, AnyArguments> {
+    fn write(self, writer: &Writer) -> impl Future<Output = sqlx::Result<AnyQueryResult>> + Send {
+        writer.execute(self)
+    }
+}
+
+/// A writing transaction; dropped without [`Self::commit`], it rolls back.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    wal: Option<Arc<WalSync>>,
+}
+
+impl WriteTx {
+    /// Commits, hands the connection back, and returns once the commit is
+    /// on disk.
+    pub async fn commit(self) -> sqlx::Result<()> {
+        self.tx.commit().await?;
+        durable(self.wal.as_deref()).await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+async fn durable(wal: Option<&WalSync>) -> sqlx::Result<()> {
+    match wal {
+        Some(wal) => wal.after_commit().await.map_err(sqlx::Error::Io),
+        None => Ok(()),
+    }
+}
+
+/// Flushes one database's write-ahead log for the commits before it.
+#[derive(Debug)]
+pub struct WalSync {
+    wal_path: PathBuf,
+    /// Commits that finished (and asked for a flush) so far.
+    committed: AtomicU64,
+    /// Every commit up to this count is on disk.
+    flushed: AtomicU64,
+    /// Flushes done.
+    flushes: AtomicU64,
+    /// The one flush in progress; its holder also owns the open log file.
+    flusher: tokio::sync::Mutex<Option<File>>,
+}
+
+impl WalSync {
+    /// For the database file at `database`; its log is `<database>-wal`.
+    pub fn new(database: &std::path::Path) -> Arc<Self> {
+        let mut wal_path = database.as_os_str().to_owned();
+        wal_path.push("-wal");
+        Arc::new(Self {
+            wal_path: wal_path.into(),
+            committed: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            flusher: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Returns once the commit that just finished is on disk. Call it after
+    /// every commit on the writer, never while holding the writer.
+    pub async fn after_commit(&self) -> std::io::Result<()> {
+        let mine = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
+        loop {
+            if self.flushed.load(Ordering::SeqCst) >= mine {
+                return Ok(());
+            }
+            let mut file = self.flusher.lock().await;
+            // The flush we waited for may have covered us.
+            if self.flushed.load(Ordering::SeqCst) >= mine {
+                return Ok(());
+            }
+            // Every commit counted by now finished before this flush starts.
+            let covered = self.committed.load(Ordering::SeqCst);
+            let open = file.take();
+            let path = self.wal_path.clone();
+            let (kept, flushed) = tokio::task::spawn_blocking(move || flush(open, &path))
+                .await
+                .map_err(std::io::Error::other)?;
+            *file = kept;
+            flushed?;
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            self.flushed.fetch_max(covered, Ordering::SeqCst);
+        }
+    }
+}
+
+impl WalSync {
+    /// Commits counted, commits known on disk, and flushes done.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.committed.load(Ordering::SeqCst),
+            self.flushed.load(Ordering::SeqCst),
+            self.flushes.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// Flushes the log file, opening it anew when the file at `path` is not the
+/// one held open (SQLite deletes the log when the last connection closes).
+/// Returns the file to keep open and the outcome.
+fn flush(open: Option<File>, path: &std::path::Path) -> (Option<File>, std::io::Result<()>) {
+    let current = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        // No log: nothing was committed through it that is not in the
+        // database file already (SQLite checkpoints before deleting it).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (None, Ok(())),
+        Err(e) => return (open, Err(e)),
+    };
+    let same = |file: &File| {
+        file.metadata()
+            .map(|m| m.ino() == current.ino() && m.dev() == current.dev())
+            .unwrap_or(false)
+    };
+    let file = match open {
+        Some(file) if same(&file) => file,
+        _ => match File::open(path) {
+            Ok(file) => file,
+            Err(e) => return (None, Err(e)),
+        },
+    };
+    let outcome = file.sync_data();
+    (Some(file), outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_commits_share_flushes_and_each_waits_for_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("corral.db");
+        std::fs::write(dir.path().join("corral.db-wal"), b"frames").unwrap();
+        let sync = WalSync::new(&database);
+        let waiters: Vec<_> = (0..64)
+            .map(|_| {
+                let sync = sync.clone();
+                tokio::spawn(async move { sync.after_commit().await })
+            })
+            .collect();
+        for waiter in waiters {
+            waiter.await.unwrap().unwrap();
+        }
+        let (committed, flushed, flushes) = sync.counts();
+        assert_eq!((committed, flushed), (64, 64));
+        assert!((1..=64).contains(&flushes));
+    }
+
+    #[tokio::test]
+    async fn a_missing_log_needs_no_flush_and_a_new_one_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("corral.db");
+        let sync = WalSync::new(&database);
+        sync.after_commit().await.unwrap();
+        let wal = dir.path().join("corral.db-wal");
+        std::fs::write(&wal, b"one").unwrap();
+        sync.after_commit().await.unwrap();
+        // Deleted and made again (the last connection closed, a new one opened).
+        std::fs::remove_file(&wal).unwrap();
+        std::fs::write(dir.path().join("other"), b"keep the inode busy").unwrap();
+        std::fs::write(&wal, b"two").unwrap();
+        sync.after_commit().await.unwrap();
+        let second = sync
+            .flusher
+            .lock()
+            .await
+            .as_ref()
+            .unwrap()
+            .metadata()
+            .unwrap()
+            .ino();
+        assert_eq!(second, std::fs::metadata(&wal).unwrap().ino());
+    }
+}
