@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 mod admin;
+mod client;
 mod runner_cmd;
 
 use admin::AdminCommand;
@@ -16,7 +17,8 @@ use runner_cmd::RunnerArgs;
 #[command(
     name = "corral",
     version,
-    about = "Self-hostable management plane for development-environment runners"
+    about = "Self-hostable management plane for development-environment runners",
+    after_long_help = client::EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +36,8 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    #[command(flatten)]
+    Client(client::ClientCommand),
     /// Tools for developers of corral.
     #[command(hide = true)]
     Debug {
@@ -122,6 +126,10 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Runner(args) = cli.command {
         runner_cmd::runner(args).await
     }
+    // The client commands print their own one-line errors and exit codes.
+    if let Command::Client(command) = cli.command {
+        client::run(command, Cli::command()).await
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
@@ -132,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Runner(_) => unreachable!("handled above"),
+        Command::Runner(_) | Command::Client(_) => unreachable!("handled above"),
         Command::Serve(args) => {
             let defaults = corral_server::ServeConfig::new(args.listen, args.store.data_dir);
             corral_server::serve(corral_server::ServeConfig {
