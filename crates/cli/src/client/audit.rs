@@ -7,7 +7,7 @@ use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
 use super::output::{self, Column, col, enum_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, check_id, json};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, json};
 
 const ENTRY_COLUMNS: &[Column] = &[
     col("ID", "id"),
@@ -29,10 +29,10 @@ pub enum AuditCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
         /// Only events of this actor (a user or runner id); repeatable.
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         actor: Vec<String>,
         /// Only events on this resource (its id); repeatable.
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         subject: Vec<String>,
         /// Oldest first instead of newest first.
         #[arg(long)]
@@ -43,7 +43,10 @@ pub enum AuditCommand {
     },
     /// Show one audit event.
     #[command(after_help = "Example:\n  corral audit get EVENT_ID")]
-    Get { event_id: String },
+    Get {
+        #[arg(value_parser = super::parse_id)]
+        event_id: String,
+    },
 }
 
 pub async fn run(command: AuditCommand, opts: &ClientOpts) -> Outcome {
@@ -58,14 +61,8 @@ pub async fn run(command: AuditCommand, opts: &ClientOpts) -> Outcome {
             oldest_first,
             limit,
         } => {
-            let actor_ids = actor
-                .iter()
-                .map(|a| check_id("actor", a))
-                .collect::<Outcome<Vec<_>>>()?;
-            let subject_ids = subject
-                .iter()
-                .map(|s| check_id("subject", s))
-                .collect::<Outcome<Vec<_>>>()?;
+            let actor_ids = actor;
+            let subject_ids = subject;
             let from = since
                 .map(|d| {
                     let d = chrono::Duration::from_std(d)
@@ -125,7 +122,7 @@ pub async fn run(command: AuditCommand, opts: &ClientOpts) -> Outcome {
             output::print_list(format, "entries", entries, ENTRY_COLUMNS)
         }
         AuditCommand::Get { event_id } => {
-            let id = check_id("audit event", &event_id)?;
+            let id = event_id;
             let response = client
                 .get_audit_log(api::GetAuditLogRequest {
                     audit_log_entry_id: id.clone(),

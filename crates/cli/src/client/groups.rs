@@ -6,7 +6,7 @@ use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
 use super::output::{self, Column, col, enum_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, check_id, confirm, json};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
 
 const GROUP_COLUMNS: &[Column] = &[
     col("ID", "id"),
@@ -38,7 +38,10 @@ pub enum GroupCommand {
     },
     /// Show a group.
     #[command(after_help = "Example:\n  corral groups get GROUP_ID")]
-    Get { group_id: String },
+    Get {
+        #[arg(value_parser = super::parse_id)]
+        group_id: String,
+    },
     /// Create a group.
     #[command(
         after_help = "Example:\n  corral groups create --name platform --description \"Platform team\""
@@ -52,6 +55,7 @@ pub enum GroupCommand {
     /// Rename a group or change its description.
     #[command(after_help = "Example:\n  corral groups update GROUP_ID --name platform-team")]
     Update {
+        #[arg(value_parser = super::parse_id)]
         group_id: String,
         #[arg(long)]
         name: Option<String>,
@@ -61,6 +65,7 @@ pub enum GroupCommand {
     /// Delete a group (asks first; --yes to skip the question).
     #[command(after_help = "Example:\n  corral groups delete GROUP_ID --yes")]
     Delete {
+        #[arg(value_parser = super::parse_id)]
         group_id: String,
         #[arg(long, short = 'y')]
         yes: bool,
@@ -68,6 +73,7 @@ pub enum GroupCommand {
     /// List a group's members.
     #[command(after_help = "Example:\n  corral groups members GROUP_ID")]
     Members {
+        #[arg(value_parser = super::parse_id)]
         group_id: String,
         #[arg(long)]
         limit: Option<usize>,
@@ -75,15 +81,17 @@ pub enum GroupCommand {
     /// Add a user to a group.
     #[command(after_help = "Example:\n  corral groups add-member GROUP_ID --user USER_ID")]
     AddMember {
+        #[arg(value_parser = super::parse_id)]
         group_id: String,
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         user: String,
     },
     /// Remove a user from a group.
     #[command(after_help = "Example:\n  corral groups remove-member GROUP_ID --user USER_ID")]
     RemoveMember {
+        #[arg(value_parser = super::parse_id)]
         group_id: String,
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         user: String,
     },
 }
@@ -147,7 +155,7 @@ pub async fn run(command: GroupCommand, opts: &ClientOpts) -> Outcome {
             output::print_list(format, "groups", groups, GROUP_COLUMNS)
         }
         GroupCommand::Get { group_id } => {
-            let id = check_id("group", &group_id)?;
+            let id = group_id;
             let response = get_group(&api, &id).await?;
             output::print_item(format, &json(&response)?, "group", GROUP_COLUMNS)
         }
@@ -170,7 +178,7 @@ pub async fn run(command: GroupCommand, opts: &ClientOpts) -> Outcome {
             name,
             description,
         } => {
-            let id = check_id("group", &group_id)?;
+            let id = group_id;
             if name.is_none() && description.is_none() {
                 return Err(Failure::usage(
                     "nothing to change: give --name or --description",
@@ -195,7 +203,7 @@ pub async fn run(command: GroupCommand, opts: &ClientOpts) -> Outcome {
             output::print_item(format, &json(&response)?, "group", GROUP_COLUMNS)
         }
         GroupCommand::Delete { group_id, yes } => {
-            let id = check_id("group", &group_id)?;
+            let id = group_id;
             confirm(&format!("delete group {id}?"), yes)?;
             let response = client
                 .delete_group(api::DeleteGroupRequest {
@@ -208,7 +216,7 @@ pub async fn run(command: GroupCommand, opts: &ClientOpts) -> Outcome {
             output::print_done(format, &json(&response)?, &format!("group {id} deleted"))
         }
         GroupCommand::Members { group_id, limit } => {
-            let id = check_id("group", &group_id)?;
+            let id = group_id;
             let members = all_pages(limit, |page| {
                 let (client, api, id) = (&client, &api, id.clone());
                 async move {
@@ -238,7 +246,7 @@ pub async fn run(command: GroupCommand, opts: &ClientOpts) -> Outcome {
             output::print_list(format, "members", members, MEMBERSHIP_COLUMNS)
         }
         GroupCommand::AddMember { group_id, user } => {
-            let (id, user_id) = (check_id("group", &group_id)?, check_id("user", &user)?);
+            let (id, user_id) = (group_id, user);
             let response = client
                 .create_membership(api::CreateMembershipRequest {
                     group_id: id.clone(),
@@ -251,7 +259,7 @@ pub async fn run(command: GroupCommand, opts: &ClientOpts) -> Outcome {
             output::print_item(format, &json(&response)?, "member", MEMBERSHIP_COLUMNS)
         }
         GroupCommand::RemoveMember { group_id, user } => {
-            let (id, user_id) = (check_id("group", &group_id)?, check_id("user", &user)?);
+            let (id, user_id) = (group_id, user);
             let membership = client
                 .get_membership(api::GetMembershipRequest {
                     group_id: id.clone(),

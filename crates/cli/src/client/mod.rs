@@ -365,16 +365,12 @@ fn looks_unreachable(detail: &str) -> bool {
     .any(|word| detail.contains(word))
 }
 
-/// Checks that `id` is a UUID before it is sent: a malformed id is a usage
-/// error, not a server round trip.
-pub fn check_id(what: &str, id: &str) -> Outcome<String> {
+/// Parses an id argument: a malformed id is a usage error (exit code 2)
+/// before anything is sent.
+pub fn parse_id(id: &str) -> Result<String, String> {
     uuid::Uuid::parse_str(id)
         .map(|u| u.to_string())
-        .map_err(|_| {
-            Failure::usage(format!(
-                "{what} {id:?} is not an id (a UUID such as 7c9e6679-7425-40de-944b-e07fc1f90ae7)"
-            ))
-        })
+        .map_err(|_| "not an id (a UUID such as 7c9e6679-7425-40de-944b-e07fc1f90ae7)".to_string())
 }
 
 /// Collects list pages until the last (or until `limit` items), each fetched

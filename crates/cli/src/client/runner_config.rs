@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::config::read_secret;
 use super::output::{self, Column, col, enum_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, check_id, confirm, json, next_token};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json, next_token};
 
 const ENV_CLASS_COLUMNS: &[Column] = &[
     col("ID", "id"),
@@ -57,20 +57,23 @@ pub enum EnvClassCommand {
         after_help = "Examples:\n  corral env-classes list\n  corral env-classes list --runner RUNNER_ID"
     )]
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
     },
     /// Show an environment class.
     #[command(after_help = "Example:\n  corral env-classes get CLASS_ID")]
-    Get { class_id: String },
+    Get {
+        #[arg(value_parser = super::parse_id)]
+        class_id: String,
+    },
     /// Create an environment class on a runner.
     #[command(
         after_help = "Example:\n  corral env-classes create --runner RUNNER_ID --name small --description \"2 cores, 4 GiB\" --config cpu=2"
     )]
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
         #[arg(long)]
         name: String,
@@ -83,6 +86,7 @@ pub enum EnvClassCommand {
     /// Change an environment class; flags not given stay as they are.
     #[command(after_help = "Example:\n  corral env-classes update CLASS_ID --enabled false")]
     Update {
+        #[arg(value_parser = super::parse_id)]
         class_id: String,
         #[arg(long)]
         name: Option<String>,
@@ -98,14 +102,17 @@ pub enum ScmIntegrationCommand {
     /// List SCM integrations (of one runner with --runner).
     #[command(after_help = "Example:\n  corral scm-integrations list --runner RUNNER_ID")]
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
     },
     /// Show an SCM integration.
     #[command(after_help = "Example:\n  corral scm-integrations get INTEGRATION_ID")]
-    Get { integration_id: String },
+    Get {
+        #[arg(value_parser = super::parse_id)]
+        integration_id: String,
+    },
     /// Add an SCM integration to a runner. With --oauth-client-id, the client
     /// secret is read from standard input (or asked for).
     #[command(
@@ -113,7 +120,7 @@ pub enum ScmIntegrationCommand {
         echo \"$SECRET\" | corral scm-integrations create --runner RUNNER_ID --scm gitlab --host gitlab.example.com --oauth-client-id ID"
     )]
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
         /// The kind of SCM: github, gitlab, bitbucket, azure-devops, …
         #[arg(long)]
@@ -133,6 +140,7 @@ pub enum ScmIntegrationCommand {
     /// Change an SCM integration; flags not given stay as they are.
     #[command(after_help = "Example:\n  corral scm-integrations update INTEGRATION_ID --pat false")]
     Update {
+        #[arg(value_parser = super::parse_id)]
         integration_id: String,
         #[arg(long)]
         pat: Option<bool>,
@@ -149,6 +157,7 @@ pub enum ScmIntegrationCommand {
     /// Delete an SCM integration (asks first; --yes to skip the question).
     #[command(after_help = "Example:\n  corral scm-integrations delete INTEGRATION_ID --yes")]
     Delete {
+        #[arg(value_parser = super::parse_id)]
         integration_id: String,
         #[arg(long, short = 'y')]
         yes: bool,
@@ -166,24 +175,27 @@ pub enum HostTokenCommand {
     /// List host authentication tokens (never the tokens themselves).
     #[command(after_help = "Example:\n  corral host-tokens list --runner RUNNER_ID")]
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: Option<String>,
         /// Only the tokens of this user.
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         user: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
     },
     /// Show a host authentication token's details.
     #[command(after_help = "Example:\n  corral host-tokens get TOKEN_ID")]
-    Get { token_id: String },
+    Get {
+        #[arg(value_parser = super::parse_id)]
+        token_id: String,
+    },
     /// Store your token for an SCM host on a runner; the token is read from
     /// standard input (or asked for).
     #[command(
         after_help = "Example:\n  echo \"$GITHUB_TOKEN\" | corral host-tokens create --runner RUNNER_ID --host github.com --source pat"
     )]
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
         #[arg(long)]
         host: String,
@@ -197,10 +209,14 @@ pub enum HostTokenCommand {
     #[command(
         after_help = "Example:\n  echo \"$GITHUB_TOKEN\" | corral host-tokens update TOKEN_ID"
     )]
-    Update { token_id: String },
+    Update {
+        #[arg(value_parser = super::parse_id)]
+        token_id: String,
+    },
     /// Delete a host authentication token (asks first; --yes to skip the question).
     #[command(after_help = "Example:\n  corral host-tokens delete TOKEN_ID --yes")]
     Delete {
+        #[arg(value_parser = super::parse_id)]
         token_id: String,
         #[arg(long, short = 'y')]
         yes: bool,
@@ -213,7 +229,7 @@ pub async fn run_env_class(command: EnvClassCommand, opts: &ClientOpts) -> Outco
     let format = opts.output;
     match command {
         EnvClassCommand::List { runner, limit } => {
-            let runner_ids = runner.map(|r| check_id("runner", &r)).transpose()?;
+            let runner_ids = runner;
             let classes = all_pages(limit, |page| {
                 let (client, api) = (&client, &api);
                 let request = api::ListEnvironmentClassesRequest {
@@ -242,7 +258,7 @@ pub async fn run_env_class(command: EnvClassCommand, opts: &ClientOpts) -> Outco
             output::print_list(format, "environmentClasses", classes, ENV_CLASS_COLUMNS)
         }
         EnvClassCommand::Get { class_id } => {
-            let id = check_id("environment class", &class_id)?;
+            let id = class_id;
             let response = client
                 .get_environment_class(api::GetEnvironmentClassRequest {
                     environment_class_id: id.clone(),
@@ -264,7 +280,7 @@ pub async fn run_env_class(command: EnvClassCommand, opts: &ClientOpts) -> Outco
             description,
             configuration,
         } => {
-            let runner_id = check_id("runner", &runner)?;
+            let runner_id = runner;
             let response = client
                 .create_environment_class(api::CreateEnvironmentClassRequest {
                     runner_id,
@@ -288,7 +304,7 @@ pub async fn run_env_class(command: EnvClassCommand, opts: &ClientOpts) -> Outco
             description,
             enabled,
         } => {
-            let id = check_id("environment class", &class_id)?;
+            let id = class_id;
             if name.is_none() && description.is_none() && enabled.is_none() {
                 return Err(Failure::usage(
                     "nothing to change: give --name, --description or --enabled",
@@ -320,7 +336,7 @@ pub async fn run_scm_integration(command: ScmIntegrationCommand, opts: &ClientOp
     let format = opts.output;
     match command {
         ScmIntegrationCommand::List { runner, limit } => {
-            let runner_ids = runner.map(|r| check_id("runner", &r)).transpose()?;
+            let runner_ids = runner;
             let integrations = all_pages(limit, |page| {
                 let (client, api) = (&client, &api);
                 let request = api::ListSCMIntegrationsRequest {
@@ -354,7 +370,7 @@ pub async fn run_scm_integration(command: ScmIntegrationCommand, opts: &ClientOp
             )
         }
         ScmIntegrationCommand::Get { integration_id } => {
-            let id = check_id("SCM integration", &integration_id)?;
+            let id = integration_id;
             let response = client
                 .get_scm_integration(api::GetSCMIntegrationRequest {
                     id: id.clone(),
@@ -379,7 +395,7 @@ pub async fn run_scm_integration(command: ScmIntegrationCommand, opts: &ClientOp
             issuer_url,
             virtual_directory,
         } => {
-            let runner_id = check_id("runner", &runner)?;
+            let runner_id = runner;
             let secret = oauth_client_id
                 .is_some()
                 .then(|| read_secret("OAuth client secret", false))
@@ -413,7 +429,7 @@ pub async fn run_scm_integration(command: ScmIntegrationCommand, opts: &ClientOp
             issuer_url,
             virtual_directory,
         } => {
-            let id = check_id("SCM integration", &integration_id)?;
+            let id = integration_id;
             let secret = oauth_client_secret
                 .then(|| read_secret("OAuth client secret", false))
                 .transpose()?;
@@ -449,7 +465,7 @@ pub async fn run_scm_integration(command: ScmIntegrationCommand, opts: &ClientOp
             integration_id,
             yes,
         } => {
-            let id = check_id("SCM integration", &integration_id)?;
+            let id = integration_id;
             confirm(&format!("delete SCM integration {id}?"), yes)?;
             let response = client
                 .delete_scm_integration(api::DeleteSCMIntegrationRequest {
@@ -478,8 +494,8 @@ pub async fn run_host_token(command: HostTokenCommand, opts: &ClientOpts) -> Out
             user,
             limit,
         } => {
-            let runner_id = runner.map(|r| check_id("runner", &r)).transpose()?;
-            let subject_id = user.map(|u| check_id("user", &u)).transpose()?;
+            let runner_id = runner;
+            let subject_id = user;
             let tokens = all_pages(limit, |page| {
                 let (client, api) = (&client, &api);
                 let request = api::ListHostAuthenticationTokensRequest {
@@ -511,7 +527,7 @@ pub async fn run_host_token(command: HostTokenCommand, opts: &ClientOpts) -> Out
             output::print_list(format, "tokens", tokens, HOST_TOKEN_COLUMNS)
         }
         HostTokenCommand::Get { token_id } => {
-            let id = check_id("host token", &token_id)?;
+            let id = token_id;
             let response = client
                 .get_host_authentication_token(api::GetHostAuthenticationTokenRequest {
                     id: id.clone(),
@@ -528,7 +544,7 @@ pub async fn run_host_token(command: HostTokenCommand, opts: &ClientOpts) -> Out
             source,
             scopes,
         } => {
-            let runner_id = check_id("runner", &runner)?;
+            let runner_id = runner;
             let token = read_secret("host token", false)?;
             let source = match source {
                 TokenSource::Pat => {
@@ -553,7 +569,7 @@ pub async fn run_host_token(command: HostTokenCommand, opts: &ClientOpts) -> Out
             output::print_item(format, &json(&response)?, "token", HOST_TOKEN_COLUMNS)
         }
         HostTokenCommand::Update { token_id } => {
-            let id = check_id("host token", &token_id)?;
+            let id = token_id;
             let token = read_secret("host token", false)?;
             let response = client
                 .update_host_authentication_token(api::UpdateHostAuthenticationTokenRequest {
@@ -571,7 +587,7 @@ pub async fn run_host_token(command: HostTokenCommand, opts: &ClientOpts) -> Out
             )
         }
         HostTokenCommand::Delete { token_id, yes } => {
-            let id = check_id("host token", &token_id)?;
+            let id = token_id;
             confirm(&format!("delete host token {id}?"), yes)?;
             let response = client
                 .delete_host_authentication_token(api::DeleteHostAuthenticationTokenRequest {

@@ -11,7 +11,7 @@ use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
 use super::output::{self, Column, Format, col, enum_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, check_id, confirm, json};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
 
 const LIST_COLUMNS: &[Column] = &[
     col("ID", "runnerId"),
@@ -157,6 +157,7 @@ pub enum RunnerCommand {
         after_help = "Examples:\n  corral runners get 0f8fad5b-d9cb-469f-a165-70867728950e\n  corral runners get RUNNER_ID --watch"
     )]
     Get {
+        #[arg(value_parser = super::parse_id)]
         runner_id: String,
         /// Print it again whenever it changes (until interrupted).
         #[arg(long)]
@@ -187,6 +188,7 @@ pub enum RunnerCommand {
         corral runners update RUNNER_ID --update-window-start 2 --update-window-end 4"
     )]
     Update {
+        #[arg(value_parser = super::parse_id)]
         runner_id: String,
         #[arg(long)]
         name: Option<String>,
@@ -220,6 +222,7 @@ pub enum RunnerCommand {
     /// Delete a runner (asks first; --yes to skip the question).
     #[command(after_help = "Example:\n  corral runners delete RUNNER_ID --yes")]
     Delete {
+        #[arg(value_parser = super::parse_id)]
         runner_id: String,
         /// Do not ask.
         #[arg(long, short = 'y')]
@@ -230,12 +233,16 @@ pub enum RunnerCommand {
     },
     /// A new one-time exchange token for a runner (e.g. after its credentials were lost).
     #[command(after_help = "Example:\n  corral runners token RUNNER_ID")]
-    Token { runner_id: String },
+    Token {
+        #[arg(value_parser = super::parse_id)]
+        runner_id: String,
+    },
     /// Fetch a runner's recent logs from the runner itself.
     #[command(
         after_help = "Examples:\n  corral runners logs RUNNER_ID\n  corral runners logs RUNNER_ID -o runner.log"
     )]
     Logs {
+        #[arg(value_parser = super::parse_id)]
         runner_id: String,
         /// Write the logs to FILE instead of standard output.
         #[arg(long = "file", short = 'o')]
@@ -246,7 +253,7 @@ pub enum RunnerCommand {
         after_help = "Examples:\n  corral runners watch\n  corral runners watch --runner RUNNER_ID --output json"
     )]
     Watch {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: Option<String>,
     },
 }
@@ -256,7 +263,7 @@ pub enum PolicyCommand {
     /// List a runner's policies.
     #[command(after_help = "Example:\n  corral policies list --runner RUNNER_ID")]
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
         #[arg(long)]
         limit: Option<usize>,
@@ -266,9 +273,9 @@ pub enum PolicyCommand {
         after_help = "Example:\n  corral policies create --runner RUNNER_ID --group GROUP_ID --role user"
     )]
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         group: String,
         #[arg(long, value_enum)]
         role: Role,
@@ -278,9 +285,9 @@ pub enum PolicyCommand {
         after_help = "Example:\n  corral policies update --runner RUNNER_ID --group GROUP_ID --role admin"
     )]
     Update {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         group: String,
         #[arg(long, value_enum)]
         role: Role,
@@ -290,9 +297,9 @@ pub enum PolicyCommand {
         after_help = "Example:\n  corral policies delete --runner RUNNER_ID --group GROUP_ID"
     )]
     Delete {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         group: String,
     },
 }
@@ -308,7 +315,7 @@ pub async fn run(command: RunnerCommand, opts: &ClientOpts) -> Outcome {
             }
         }
         RunnerCommand::Get { runner_id, watch } => {
-            let id = check_id("runner", &runner_id)?;
+            let id = runner_id;
             get(&api, format, &id).await?;
             if watch {
                 let only = Some(id.clone());
@@ -371,7 +378,7 @@ pub async fn run(command: RunnerCommand, opts: &ClientOpts) -> Outcome {
             devcontainer_image_cache,
             continuous_profiling,
         } => {
-            let id = check_id("runner", &runner_id)?;
+            let id = runner_id;
             let metrics =
                 (metrics_enabled.is_some() || metrics_url.is_some() || metrics_username.is_some())
                     .then(|| api::update_runner_request::MetricsConfiguration {
@@ -434,7 +441,7 @@ pub async fn run(command: RunnerCommand, opts: &ClientOpts) -> Outcome {
             yes,
             force,
         } => {
-            let id = check_id("runner", &runner_id)?;
+            let id = runner_id;
             confirm(&format!("delete runner {id}?"), yes)?;
             let response = api
                 .runners()
@@ -449,7 +456,7 @@ pub async fn run(command: RunnerCommand, opts: &ClientOpts) -> Outcome {
             output::print_done(format, &json(&response)?, &format!("runner {id} deleted"))?;
         }
         RunnerCommand::Token { runner_id } => {
-            let id = check_id("runner", &runner_id)?;
+            let id = runner_id;
             let response = api
                 .runners()
                 .create_runner_token(api::CreateRunnerTokenRequest {
@@ -467,11 +474,11 @@ pub async fn run(command: RunnerCommand, opts: &ClientOpts) -> Outcome {
             output::print_done(format, &json(&response)?, &sentence)?;
         }
         RunnerCommand::Logs { runner_id, file } => {
-            let id = check_id("runner", &runner_id)?;
+            let id = runner_id;
             logs(&api, &id, file).await?;
         }
         RunnerCommand::Watch { runner } => {
-            let only = runner.map(|r| check_id("runner", &r)).transpose()?;
+            let only = runner;
             watch_events(&api, only, |event| {
                 Box::pin(async move { print_event(format, &event) })
             })
@@ -677,7 +684,7 @@ pub async fn run_policy(command: PolicyCommand, opts: &ClientOpts) -> Outcome {
     let client = api.runners();
     match command {
         PolicyCommand::List { runner, limit } => {
-            let runner_id = check_id("runner", &runner)?;
+            let runner_id = runner;
             let policies = all_pages(limit, |page| {
                 let (client, api, runner_id) = (&client, &api, runner_id.clone());
                 async move {
@@ -711,7 +718,7 @@ pub async fn run_policy(command: PolicyCommand, opts: &ClientOpts) -> Outcome {
             group,
             role,
         } => {
-            let (runner_id, group_id) = (check_id("runner", &runner)?, check_id("group", &group)?);
+            let (runner_id, group_id) = (runner, group);
             let response = client
                 .create_runner_policy(api::CreateRunnerPolicyRequest {
                     runner_id,
@@ -729,7 +736,7 @@ pub async fn run_policy(command: PolicyCommand, opts: &ClientOpts) -> Outcome {
             group,
             role,
         } => {
-            let (runner_id, group_id) = (check_id("runner", &runner)?, check_id("group", &group)?);
+            let (runner_id, group_id) = (runner, group);
             let response = client
                 .update_runner_policy(api::UpdateRunnerPolicyRequest {
                     runner_id,
@@ -743,7 +750,7 @@ pub async fn run_policy(command: PolicyCommand, opts: &ClientOpts) -> Outcome {
             output::print_item(format, &json(&response)?, "policy", POLICY_COLUMNS)
         }
         PolicyCommand::Delete { runner, group } => {
-            let (runner_id, group_id) = (check_id("runner", &runner)?, check_id("group", &group)?);
+            let (runner_id, group_id) = (runner, group);
             let response = client
                 .delete_runner_policy(api::DeleteRunnerPolicyRequest {
                     runner_id: runner_id.clone(),

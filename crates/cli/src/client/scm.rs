@@ -8,7 +8,7 @@ use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
 use super::output::{self, Column, col};
-use super::{Api, ClientOpts, Outcome, all_pages, check_id, json, next_token};
+use super::{Api, ClientOpts, Outcome, all_pages, json, next_token};
 
 const REPOSITORY_COLUMNS: &[Column] = &[col("NAME", "name"), col("URL", "url")];
 
@@ -45,7 +45,7 @@ pub enum ScmCommand {
     Parse {
         url: String,
         /// The runner to ask (default: the server picks one).
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: Option<String>,
     },
     /// Search repositories on an SCM host.
@@ -54,7 +54,7 @@ pub enum ScmCommand {
     )]
     Search {
         query: String,
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
         #[arg(long, default_value = "")]
         host: String,
@@ -64,7 +64,7 @@ pub enum ScmCommand {
     /// List your organizations on an SCM host.
     #[command(after_help = "Example:\n  corral scm orgs --runner RUNNER_ID --host github.com")]
     Orgs {
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
         #[arg(long)]
         host: String,
@@ -77,7 +77,7 @@ pub enum ScmCommand {
     #[command(after_help = "Example:\n  corral scm check-auth github.com --runner RUNNER_ID")]
     CheckAuth {
         host: String,
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
     },
     /// Whether you may read a repository.
@@ -86,7 +86,7 @@ pub enum ScmCommand {
     )]
     CheckAccess {
         repository_url: String,
-        #[arg(long)]
+        #[arg(long, value_parser = super::parse_id)]
         runner: String,
     },
 }
@@ -108,10 +108,7 @@ pub async fn run(command: ScmCommand, opts: &ClientOpts) -> Outcome {
     let format = opts.output;
     match command {
         ScmCommand::Parse { url, runner } => {
-            let runner_id = runner
-                .map(|r| check_id("runner", &r))
-                .transpose()?
-                .unwrap_or_default();
+            let runner_id = runner.unwrap_or_default();
             let response = client
                 .parse_context_url(api::ParseContextURLRequest {
                     runner_id,
@@ -129,7 +126,7 @@ pub async fn run(command: ScmCommand, opts: &ClientOpts) -> Outcome {
             host,
             limit,
         } => {
-            let runner_id = check_id("runner", &runner)?;
+            let runner_id = runner;
             let repositories = all_pages(limit, |page| {
                 let (client, api) = (&client, &api);
                 let request = api::SearchRepositoriesRequest {
@@ -162,7 +159,7 @@ pub async fn run(command: ScmCommand, opts: &ClientOpts) -> Outcome {
             query,
             limit,
         } => {
-            let runner_id = check_id("runner", &runner)?;
+            let runner_id = runner;
             let organizations = all_pages(limit, |page| {
                 let (client, api) = (&client, &api);
                 let request = api::ListSCMOrganizationsRequest {
@@ -190,7 +187,7 @@ pub async fn run(command: ScmCommand, opts: &ClientOpts) -> Outcome {
             output::print_list(format, "organizations", organizations, REPOSITORY_COLUMNS)
         }
         ScmCommand::CheckAuth { host, runner } => {
-            let runner_id = check_id("runner", &runner)?;
+            let runner_id = runner;
             let response = client
                 .check_authentication_for_host(api::CheckAuthenticationForHostRequest {
                     runner_id,
@@ -206,7 +203,7 @@ pub async fn run(command: ScmCommand, opts: &ClientOpts) -> Outcome {
             repository_url,
             runner,
         } => {
-            let runner_id = check_id("runner", &runner)?;
+            let runner_id = runner;
             let response = client
                 .check_repository_access(api::CheckRepositoryAccessRequest {
                     runner_id,

@@ -8,7 +8,7 @@ use corral_api::gitpod::v1 as api;
 use serde_json::{Value, json as json_value};
 
 use super::output::{self, Column, col, enum_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, check_id, confirm, json};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
 
 const USER_COLUMNS: &[Column] = &[
     col("ID", "id"),
@@ -44,7 +44,10 @@ pub enum UserCommand {
     Whoami,
     /// Show a user of your organization.
     #[command(after_help = "Example:\n  corral users get USER_ID")]
-    Get { user_id: String },
+    Get {
+        #[arg(value_parser = super::parse_id)]
+        user_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -57,7 +60,10 @@ pub enum PatCommand {
     },
     /// Show one personal access token's details.
     #[command(after_help = "Example:\n  corral pats get PAT_ID")]
-    Get { pat_id: String },
+    Get {
+        #[arg(value_parser = super::parse_id)]
+        pat_id: String,
+    },
     /// Create a personal access token and print it (last line; shown only now).
     #[command(
         after_help = "Examples:\n  corral pats create --description ci --valid-for 30d\n  \
@@ -76,6 +82,7 @@ pub enum PatCommand {
     /// Delete (revoke) a personal access token.
     #[command(after_help = "Example:\n  corral pats delete PAT_ID --yes")]
     Delete {
+        #[arg(value_parser = super::parse_id)]
         pat_id: String,
         #[arg(long, short = 'y')]
         yes: bool,
@@ -104,6 +111,7 @@ pub enum MemberCommand {
     /// Make a member an organization admin or a plain member.
     #[command(after_help = "Example:\n  corral members set-role USER_ID admin")]
     SetRole {
+        #[arg(value_parser = super::parse_id)]
         user_id: String,
         #[arg(value_enum)]
         role: OrgRole,
@@ -157,7 +165,7 @@ pub async fn run_user(command: UserCommand, opts: &ClientOpts) -> Outcome {
     match command {
         UserCommand::Whoami => whoami(opts).await,
         UserCommand::Get { user_id } => {
-            let id = check_id("user", &user_id)?;
+            let id = user_id;
             let api = Api::from_saved()?;
             let response = api
                 .users()
@@ -208,7 +216,7 @@ pub async fn run_pat(command: PatCommand, opts: &ClientOpts) -> Outcome {
             output::print_list(format, "personalAccessTokens", pats, PAT_COLUMNS)
         }
         PatCommand::Get { pat_id } => {
-            let id = check_id("personal access token", &pat_id)?;
+            let id = pat_id;
             let response = client
                 .get_personal_access_token(api::GetPersonalAccessTokenRequest {
                     personal_access_token_id: id.clone(),
@@ -258,7 +266,7 @@ pub async fn run_pat(command: PatCommand, opts: &ClientOpts) -> Outcome {
             output::print_done(format, &json(&response)?, &sentence)
         }
         PatCommand::Delete { pat_id, yes } => {
-            let id = check_id("personal access token", &pat_id)?;
+            let id = pat_id;
             confirm(&format!("delete personal access token {id}?"), yes)?;
             let response = client
                 .delete_personal_access_token(api::DeletePersonalAccessTokenRequest {
@@ -318,7 +326,7 @@ pub async fn run_member(command: MemberCommand, opts: &ClientOpts) -> Outcome {
             output::print_list(format, "members", members, MEMBER_COLUMNS)
         }
         MemberCommand::SetRole { user_id, role } => {
-            let id = check_id("user", &user_id)?;
+            let id = user_id;
             let proto = match role {
                 OrgRole::Admin => api::OrganizationRole::ORGANIZATION_ROLE_ADMIN,
                 OrgRole::Member => api::OrganizationRole::ORGANIZATION_ROLE_MEMBER,
