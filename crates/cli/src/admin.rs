@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use corral_server::domain::{AuditFilter, OrgRole, PageRequest, ReleaseChannel, Subject};
+use corral_server::domain::{
+    AuditFilter, OrgMemberFilter, OrgRole, PageRequest, ReleaseChannel, Subject, User, UserStatus,
+};
+use corral_server::store::Store;
 use corral_server::store::transfer;
 use corral_server::{bootstrap, open_store, releases};
 use uuid::Uuid;
@@ -62,6 +65,46 @@ pub enum AdminCommand {
 
 #[derive(Subcommand)]
 pub enum UserCommand {
+    /// List the users of an organization (the first one by default).
+    List {
+        /// Organization id; defaults to the first organization.
+        #[arg(long)]
+        org: Option<Uuid>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Suspend a user (by email or id): their tokens stop working (on a running
+    /// server within its --caller-ttl).
+    Disable {
+        /// The user's email or id.
+        user: String,
+        /// Organization id (for an email); defaults to the first organization.
+        #[arg(long)]
+        org: Option<Uuid>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Make a suspended user active again.
+    Enable {
+        /// The user's email or id.
+        user: String,
+        /// Organization id (for an email); defaults to the first organization.
+        #[arg(long)]
+        org: Option<Uuid>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Issue a new API token for a user (by email or id) and print it as the last
+    /// line: the way back in when an admin's token is lost. Older tokens stay valid.
+    ResetToken {
+        /// The user's email or id.
+        user: String,
+        /// Organization id (for an email); defaults to the first organization.
+        #[arg(long)]
+        org: Option<Uuid>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Add a user and print their new API token (last line of output).
     Add {
         #[arg(long)]
@@ -139,8 +182,147 @@ pub enum ReleaseCommand {
     },
 }
 
+/// The organization named, or the first one.
+async fn organization_or_first(store: &dyn Store, org: Option<Uuid>) -> anyhow::Result<Uuid> {
+    Ok(match org {
+        Some(id) => store.get_organization(id).await.context("no such organization")?.id,
+        None => {
+            store
+                .first_organization()
+                .await?
+                .context("the store has no organization yet; start `corral serve` once or use `corral admin org add`")?
+                .id
+        }
+    })
+}
+
+/// A user named by id, or by email in `org` (else the first organization).
+async fn find_user(store: &dyn Store, user: &str, org: Option<Uuid>) -> anyhow::Result<User> {
+    if let Ok(id) = Uuid::parse_str(user) {
+        return store
+            .get_user(id)
+            .await
+            .with_context(|| format!("no user {id}"));
+    }
+    let org_id = organization_or_first(store, org).await?;
+    let found = store
+        .list_org_members(
+            org_id,
+            &OrgMemberFilter {
+                email: user.trim().to_string(),
+                ..Default::default()
+            },
+            PageRequest {
+                after: None,
+                limit: 1,
+            },
+        )
+        .await?;
+    found
+        .items
+        .into_iter()
+        .next()
+        .map(|m| m.user)
+        .with_context(|| format!("no user with email {user:?} in organization {org_id}"))
+}
+
+async fn set_user_status(
+    user: &str,
+    org: Option<Uuid>,
+    store: &StoreArgs,
+    status: UserStatus,
+) -> anyhow::Result<()> {
+    let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+    let user = find_user(store.as_ref(), user, org).await?;
+    let updated = store
+        .update_user(
+            user.id,
+            Box::new(move |u| {
+                u.status = status;
+                Ok(())
+            }),
+        )
+        .await?;
+    let state = match updated.status {
+        UserStatus::Active => "active",
+        UserStatus::Suspended => "suspended",
+    };
+    println!("user {} ({}) is {state}", updated.id, updated.email);
+    Ok(())
+}
+
 pub async fn admin(command: AdminCommand) -> anyhow::Result<()> {
     match command {
+        AdminCommand::User {
+            command: UserCommand::List { org, store },
+        } => {
+            let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+            let org_id = organization_or_first(store.as_ref(), org).await?;
+            println!(
+                "{:<36} {:<40} {:<24} {:<6} {:<9} CREATED",
+                "ID", "EMAIL", "NAME", "ROLE", "STATUS"
+            );
+            let mut page = PageRequest {
+                after: None,
+                limit: 500,
+            };
+            loop {
+                let members = store
+                    .list_org_members(org_id, &OrgMemberFilter::default(), page)
+                    .await?;
+                for member in &members.items {
+                    let user = &member.user;
+                    println!(
+                        "{:<36} {:<40} {:<24} {:<6} {:<9} {}",
+                        user.id,
+                        user.email,
+                        user.name,
+                        match member.role {
+                            OrgRole::Admin => "admin",
+                            OrgRole::Member => "member",
+                        },
+                        match user.status {
+                            UserStatus::Active => "active",
+                            UserStatus::Suspended => "suspended",
+                        },
+                        user.created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    );
+                }
+                match members.next_after {
+                    Some(after) => page.after = Some(after),
+                    None => break,
+                }
+            }
+        }
+        AdminCommand::User {
+            command: UserCommand::Disable { user, org, store },
+        } => set_user_status(&user, org, &store, UserStatus::Suspended).await?,
+        AdminCommand::User {
+            command: UserCommand::Enable { user, org, store },
+        } => set_user_status(&user, org, &store, UserStatus::Active).await?,
+        AdminCommand::User {
+            command: UserCommand::ResetToken { user, org, store },
+        } => {
+            let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
+            let user = find_user(store.as_ref(), &user, org).await?;
+            let token = bootstrap::issue_personal_token(
+                store.as_ref(),
+                &user,
+                Subject::User(user.id),
+                "issued by corral admin user reset-token",
+                None,
+            )
+            .await?;
+            if user.status == UserStatus::Suspended {
+                eprintln!(
+                    "note: user {} is suspended; the token works once `corral admin user enable` makes them active",
+                    user.id
+                );
+            }
+            println!("new API token for user {} ({}):", user.id, user.email);
+            println!("{token}");
+        }
         AdminCommand::User {
             command:
                 UserCommand::Add {

@@ -27,6 +27,7 @@ const PATIENCE: Patience = Patience {
 corral_testkit::on_both_stores!(
     runners_from_login_to_deletion,
     groups_policies_classes_tokens_members_and_audit,
+    admin_lists_disables_and_reissues_tokens_for_users,
 );
 
 async fn on_sqlite<Fut: Future<Output = ()>>(test: impl FnOnce(Option<PostgresDatabase>) -> Fut) {
@@ -39,7 +40,11 @@ async fn on_postgres<Fut: Future<Output = ()>>(test: impl FnOnce(Option<Postgres
 
 /// A server on `database` (SQLite in its data dir when `None`).
 async fn serve(dir: &Path, database: Option<&PostgresDatabase>) -> Served {
-    let mut extra = Vec::new();
+    serve_with(dir, database, &[]).await
+}
+
+async fn serve_with(dir: &Path, database: Option<&PostgresDatabase>, flags: &[&str]) -> Served {
+    let mut extra = flags.to_vec();
     if let Some(database) = database {
         extra.extend(["--database-url", database.url()]);
     }
@@ -555,6 +560,66 @@ async fn groups_policies_classes_tokens_members_and_audit(database: Option<Postg
         .run(&["audit", "list", "--limit", "2", "--output", "json"])
         .json();
     assert_eq!(limited["entries"].as_array().unwrap().len(), 2);
+}
+
+async fn admin_lists_disables_and_reissues_tokens_for_users(database: Option<PostgresDatabase>) {
+    let dir = tempfile::tempdir().unwrap();
+    // Every call resolves its token afresh: store changes count at once.
+    let server = serve_with(dir.path(), database.as_ref(), &["--caller-ttl", "0s"]).await;
+    let client = Client::new(dir.path(), "dev");
+    let data_dir = server.data_dir.to_str().unwrap().to_string();
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "user"];
+        all.extend_from_slice(args);
+        all.extend(["--data-dir", &data_dir]);
+        if let Some(database) = &database {
+            all.extend(["--database-url", database.url()]);
+        }
+        client.run(&all)
+    };
+    let added = admin(&["add", "--email", "dev@example.com"]).ok();
+    let first_token = added.lines().last().unwrap().trim().to_string();
+    let listed = admin(&["list"]).ok();
+    let dev_line = listed
+        .lines()
+        .find(|l| l.contains("dev@example.com"))
+        .unwrap_or_else(|| panic!("dev is listed: {listed}"));
+    assert!(
+        dev_line.contains(" member ") && dev_line.contains(" active "),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("admin@localhost") && l.contains(" admin "))
+    );
+    let dev_id = dev_line.split_whitespace().next().unwrap().to_string();
+
+    // A new token, by email; the old one keeps working.
+    let reset = admin(&["reset-token", "dev@example.com"]).ok();
+    let new_token = reset.lines().last().unwrap().trim().to_string();
+    assert!(new_token.starts_with("crl_pat_"), "{reset}");
+    assert_ne!(new_token, first_token);
+    client.login(&server.url(), &new_token);
+    let me = client.run(&["whoami", "--output", "json"]).json();
+    assert_eq!(text(&me, "user.email"), "dev@example.com");
+
+    // Disabled (by id): every token of the user is refused.
+    let disabled = admin(&["disable", &dev_id]).ok();
+    assert!(disabled.contains("suspended"), "{disabled}");
+    client.run(&["whoami"]).fails(4);
+    assert!(
+        admin(&["list"])
+            .ok()
+            .lines()
+            .any(|l| l.contains("dev@example.com") && l.contains(" suspended "))
+    );
+    admin(&["enable", "dev@example.com"]).ok();
+    client.run(&["whoami"]).ok();
+
+    let missing = admin(&["disable", "nobody@example.com"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(missing.stderr.contains("no user with email"), "{missing:?}");
 }
 
 /// Failures the store does not change: SQLite only.
