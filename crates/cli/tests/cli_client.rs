@@ -314,6 +314,150 @@ async fn runners_from_login_to_deletion(database: Option<PostgresDatabase>) {
         "{detail}"
     );
 
+    // `get --watch` prints the runner again when it changes.
+    let mut get_watch = Proc::spawn_program(
+        dir.path(),
+        "get-watch",
+        Path::new(BIN),
+        &["runners", "get", &id, "--watch"],
+        &[("XDG_CONFIG_HOME", &watch_config)],
+    );
+    let mut renames = 0;
+    eventually(PATIENCE, "`get --watch` prints the new name", || {
+        let output = get_watch.output();
+        let seen = output
+            .lines()
+            .any(|l| l.starts_with("NAME") && l.ends_with("watched host"));
+        if !seen {
+            renames += 1;
+            let name = if renames % 2 == 0 {
+                "watched host"
+            } else {
+                "watched"
+            };
+            client.run(&["runners", "update", &id, "--name", name]).ok();
+        }
+        async move { seen.then_some(()).ok_or(output) }
+    })
+    .await;
+    get_watch.sigkill();
+    let renders = get_watch
+        .output()
+        .lines()
+        .filter(|l| l.starts_with("PHASE"))
+        .count();
+    assert!(
+        renders >= 2,
+        "the first and a later one: {}",
+        get_watch.output()
+    );
+
+    // SCM calls go to the runner: without a token for the host it says so.
+    let parse = client
+        .run(&[
+            "scm",
+            "parse",
+            "https://github.com/acme/app",
+            "--runner",
+            &id,
+        ])
+        .fails(1);
+    assert!(parse.contains("failed_precondition"), "{parse}");
+
+    // SCM integrations of the runner.
+    let integration = client
+        .run(&[
+            "scm-integrations",
+            "create",
+            "--runner",
+            &id,
+            "--scm",
+            "github",
+            "--host",
+            "github.com",
+            "--pat",
+            "--output",
+            "json",
+        ])
+        .json();
+    let integration_id = text(&integration, "id");
+    let table = client
+        .run(&["scm-integrations", "list", "--runner", &id])
+        .ok();
+    assert_eq!(
+        redact(table.trim_end()),
+        "ID                                    SCM     HOST        RUNNER                                PAT   OAUTH CLIENT\n\
+         xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx  github  github.com  xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx  true"
+    );
+    // The server's answer to a bad change reaches the user as one line.
+    let refused = client
+        .run(&[
+            "scm-integrations",
+            "update",
+            &integration_id,
+            "--pat",
+            "false",
+        ])
+        .fails(1);
+    assert!(refused.contains("personal access tokens"), "{refused}");
+    let got = client
+        .run(&[
+            "scm-integrations",
+            "get",
+            &integration_id,
+            "--output",
+            "json",
+        ])
+        .json();
+    assert_eq!(text(&got, "integration.host"), "github.com");
+    assert_eq!(got["integration"]["pat"], Value::Bool(true), "{got}");
+
+    // Host tokens: the secret comes from stdin and is never shown.
+    let secret = "ghp_cli_test_secret_value";
+    let created = client
+        .run_with(
+            &[
+                "host-tokens",
+                "create",
+                "--runner",
+                &id,
+                "--host",
+                "github.com",
+                "--output",
+                "json",
+            ],
+            &[],
+            &format!("{secret}\n"),
+        )
+        .json();
+    let token_id = text(&created, "token.id");
+    let listed = client
+        .run(&["host-tokens", "list", "--runner", &id, "--output", "json"])
+        .ok();
+    assert!(
+        listed.contains(&token_id) && !listed.contains(secret),
+        "{listed}"
+    );
+    let got = client.run(&["host-tokens", "get", &token_id]).ok();
+    assert!(
+        got.lines()
+            .any(|l| l.starts_with("SOURCE") && l.ends_with("PAT")),
+        "{got}"
+    );
+    client
+        .run_with(&["host-tokens", "update", &token_id], &[], "ghp_another\n")
+        .ok();
+    client
+        .run(&["host-tokens", "delete", &token_id, "--yes"])
+        .ok();
+    client.run(&["host-tokens", "get", &token_id]).fails(3);
+    client
+        .run(&["scm-integrations", "delete", &integration_id, "--yes"])
+        .ok();
+    client
+        .run(&["scm-integrations", "get", &integration_id])
+        .fails(3);
+
     // Its logs, fetched from the runner with a logs token.
     let logs = client.run(&["runners", "logs", &id]).ok();
     assert!(logs.contains("signed up as runner"), "{logs}");

@@ -5,14 +5,14 @@ use clap::Subcommand;
 use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
-use super::output::{self, Column, col, enum_col};
+use super::output::{self, Column, col, count_col, enum_col, flag_col};
 use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
 
 const GROUP_COLUMNS: &[Column] = &[
     col("ID", "id"),
     col("NAME", "name"),
-    col("MEMBERS", "memberCount"),
-    col("SYSTEM", "systemManaged"),
+    count_col("MEMBERS", "memberCount"),
+    flag_col("SYSTEM", "systemManaged"),
     col("DESCRIPTION", "description"),
     col("CREATED", "createdAt"),
 ];

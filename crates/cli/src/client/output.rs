@@ -16,12 +16,14 @@ pub enum Format {
 }
 
 /// One column of a table: its header, where its value is in the resource's
-/// JSON (a dotted path of JSON field names), and the prefix to drop from enum
-/// values (`RUNNER_PHASE_ACTIVE` shows as `ACTIVE`).
+/// JSON (a dotted path of JSON field names), the prefix to drop from enum
+/// values (`RUNNER_PHASE_ACTIVE` shows as `ACTIVE`), and what an absent value
+/// shows as (proto JSON leaves out false and zero).
 pub struct Column {
     pub header: &'static str,
     pub path: &'static str,
     pub enum_prefix: &'static str,
+    pub absent: &'static str,
 }
 
 pub const fn col(header: &'static str, path: &'static str) -> Column {
@@ -29,14 +31,30 @@ pub const fn col(header: &'static str, path: &'static str) -> Column {
         header,
         path,
         enum_prefix: "",
+        absent: "",
+    }
+}
+
+/// A boolean column: absent is false.
+pub const fn flag_col(header: &'static str, path: &'static str) -> Column {
+    Column {
+        absent: "false",
+        ..col(header, path)
+    }
+}
+
+/// A number column: absent is 0.
+pub const fn count_col(header: &'static str, path: &'static str) -> Column {
+    Column {
+        absent: "0",
+        ..col(header, path)
     }
 }
 
 pub const fn enum_col(header: &'static str, path: &'static str, prefix: &'static str) -> Column {
     Column {
-        header,
-        path,
         enum_prefix: prefix,
+        ..col(header, path)
     }
 }
 
@@ -46,11 +64,11 @@ pub fn cell(value: &Value, column: &Column) -> String {
     for part in column.path.split('.') {
         match current.get(part) {
             Some(next) => current = next,
-            None => return String::new(),
+            None => return column.absent.to_string(),
         }
     }
     let text = |v: &Value| match v {
-        Value::Null => String::new(),
+        Value::Null => column.absent.to_string(),
         Value::String(s) => s
             .strip_prefix(column.enum_prefix)
             .filter(|_| !column.enum_prefix.is_empty())
@@ -165,6 +183,8 @@ mod tests {
         );
         assert_eq!(cell(&runner, &col("CAPS", "status.capabilities")), "A,B");
         assert_eq!(cell(&runner, &col("MISSING", "spec.name")), "");
+        assert_eq!(cell(&runner, &flag_col("FLAG", "spec.enabled")), "false");
+        assert_eq!(cell(&runner, &count_col("COUNT", "spec.count")), "0");
     }
 
     #[test]

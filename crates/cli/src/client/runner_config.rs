@@ -9,14 +9,14 @@ use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
 use super::config::read_secret;
-use super::output::{self, Column, col, enum_col};
+use super::output::{self, Column, col, enum_col, flag_col};
 use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json, next_token};
 
 const ENV_CLASS_COLUMNS: &[Column] = &[
     col("ID", "id"),
     col("NAME", "displayName"),
     col("RUNNER", "runnerId"),
-    col("ENABLED", "enabled"),
+    flag_col("ENABLED", "enabled"),
     col("DESCRIPTION", "description"),
 ];
 
@@ -25,7 +25,7 @@ const SCM_INTEGRATION_COLUMNS: &[Column] = &[
     col("SCM", "scmId"),
     col("HOST", "host"),
     col("RUNNER", "runnerId"),
-    col("PAT", "pat"),
+    flag_col("PAT", "pat"),
     col("OAUTH CLIENT", "oauth.clientId"),
 ];
 

@@ -10,7 +10,7 @@ use clap::{Subcommand, ValueEnum};
 use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
-use super::output::{self, Column, Format, col, enum_col};
+use super::output::{self, Column, Format, col, enum_col, flag_col};
 use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
 
 const LIST_COLUMNS: &[Column] = &[
@@ -38,9 +38,9 @@ const DETAIL_COLUMNS: &[Column] = &[
         "spec.configuration.releaseChannel",
         "RUNNER_RELEASE_CHANNEL_",
     ),
-    col("AUTO UPDATE", "spec.configuration.autoUpdate"),
+    flag_col("AUTO UPDATE", "spec.configuration.autoUpdate"),
     enum_col("LOG LEVEL", "spec.configuration.logLevel", "LOG_LEVEL_"),
-    col("METRICS", "spec.configuration.metrics.enabled"),
+    flag_col("METRICS", "spec.configuration.metrics.enabled"),
     col("LOG URL", "status.logUrl"),
     col("CREATOR", "creator.id"),
     col("CREATED", "createdAt"),

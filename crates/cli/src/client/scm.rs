@@ -7,7 +7,7 @@ use clap::Subcommand;
 use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
-use super::output::{self, Column, col};
+use super::output::{self, Column, col, flag_col};
 use super::{Api, ClientOpts, Outcome, all_pages, json, next_token};
 
 const REPOSITORY_COLUMNS: &[Column] = &[col("NAME", "name"), col("URL", "url")];
@@ -27,14 +27,17 @@ const CONTEXT_COLUMNS: &[Column] = &[
 ];
 
 const AUTH_COLUMNS: &[Column] = &[
-    col("AUTHENTICATED", "authenticated"),
+    flag_col("AUTHENTICATED", "authenticated"),
     col("SCM", "scmId"),
     col("NAME", "scmName"),
     col("OAUTH URL", "supportsOauth2.authUrl"),
     col("PAT CREATE URL", "supportsPat.createUrl"),
 ];
 
-const ACCESS_COLUMNS: &[Column] = &[col("ACCESS", "hasAccess"), col("ERROR", "errorMessage")];
+const ACCESS_COLUMNS: &[Column] = &[
+    flag_col("ACCESS", "hasAccess"),
+    col("ERROR", "errorMessage"),
+];
 
 #[derive(Subcommand)]
 pub enum ScmCommand {

@@ -7,7 +7,7 @@ use clap::{Subcommand, ValueEnum};
 use corral_api::gitpod::v1 as api;
 use serde_json::{Value, json as json_value};
 
-use super::output::{self, Column, col, enum_col};
+use super::output::{self, Column, col, enum_col, flag_col};
 use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
 
 const USER_COLUMNS: &[Column] = &[
@@ -22,7 +22,7 @@ const USER_COLUMNS: &[Column] = &[
 const PAT_COLUMNS: &[Column] = &[
     col("ID", "id"),
     col("DESCRIPTION", "description"),
-    col("READ ONLY", "readOnly"),
+    flag_col("READ ONLY", "readOnly"),
     col("CREATED", "createdAt"),
     col("EXPIRES", "expiresAt"),
     col("LAST USED", "lastUsed"),
