@@ -111,7 +111,7 @@ pub enum ClientCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Runners: list, get, create, update, delete, tokens, logs, events.
+    /// Runners: list, get, create, update, delete, tokens, logs, events (`corral runner` is the agent itself).
     Runners {
         #[command(subcommand)]
         command: runners::RunnerCommand,

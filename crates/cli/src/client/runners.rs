@@ -169,15 +169,19 @@ pub enum RunnerCommand {
         after_help = "Example:\n  corral runners create --name \"build host\" --release-channel stable --auto-update true"
     )]
     Create {
+        /// The runner's name (3 to 127 characters).
         #[arg(long)]
         name: String,
+        /// Where the runner runs.
         #[arg(long, value_enum, default_value_t = Provider::LinuxHost)]
         provider: Provider,
         /// Region hint for the runner.
         #[arg(long)]
         region: Option<String>,
+        /// Which releases the runner installs when it updates itself.
         #[arg(long, value_enum)]
         release_channel: Option<Channel>,
+        /// Whether the runner installs new releases of its channel by itself.
         #[arg(long)]
         auto_update: Option<bool>,
     },
@@ -190,12 +194,16 @@ pub enum RunnerCommand {
     Update {
         #[arg(value_parser = super::parse_id)]
         runner_id: String,
+        /// A new name (3 to 127 characters).
         #[arg(long)]
         name: Option<String>,
+        /// Which releases the runner installs when it updates itself.
         #[arg(long, value_enum)]
         release_channel: Option<Channel>,
+        /// Whether the runner installs new releases of its channel by itself.
         #[arg(long)]
         auto_update: Option<bool>,
+        /// How much the runner logs.
         #[arg(long, value_enum)]
         log_level: Option<Level>,
         /// Ask the runner to become active or inactive.
@@ -210,8 +218,10 @@ pub enum RunnerCommand {
         /// Push metrics (Prometheus remote write) to --metrics-url.
         #[arg(long)]
         metrics_enabled: Option<bool>,
+        /// Where metrics go (a Prometheus remote-write endpoint).
         #[arg(long)]
         metrics_url: Option<String>,
+        /// User name for the metrics endpoint.
         #[arg(long)]
         metrics_username: Option<String>,
         #[arg(long)]
