@@ -238,6 +238,32 @@ async fn runners_from_login_to_deletion(database: Option<PostgresDatabase>) {
         &[("XDG_CONFIG_HOME", &watch_config)],
     );
 
+    // `list --watch` prints the list again when a runner changes.
+    let mut list_watch = Proc::spawn_program(
+        dir.path(),
+        "list-watch",
+        Path::new(BIN),
+        &["runners", "list", "--watch"],
+        &[("XDG_CONFIG_HOME", &watch_config)],
+    );
+    let mut renames = 0;
+    eventually(PATIENCE, "`list --watch` prints the new name", || {
+        let output = list_watch.output();
+        let seen = output.lines().any(|l| l.contains("  listed host  "));
+        if !seen {
+            renames += 1;
+            let name = if renames % 2 == 0 {
+                "listed host"
+            } else {
+                "listed"
+            };
+            client.run(&["runners", "update", &id, "--name", name]).ok();
+        }
+        async move { seen.then_some(()).ok_or(output) }
+    })
+    .await;
+    list_watch.sigkill();
+
     // Update, and see it in `get`.
     client
         .run(&[
@@ -760,6 +786,30 @@ async fn admin_lists_disables_and_reissues_tokens_for_users(database: Option<Pos
     );
     admin(&["enable", "dev@example.com"]).ok();
     client.run(&["whoami"]).ok();
+
+    // The organization's admin makes dev an admin through the API.
+    let url = server.url();
+    let as_admin = [
+        ("CORRAL_URL", url.as_str()),
+        ("CORRAL_TOKEN", server.admin_token.as_str()),
+    ];
+    let got = client
+        .run_with(
+            &["users", "get", &dev_id, "--output", "json"],
+            &as_admin,
+            "",
+        )
+        .json();
+    assert_eq!(text(&got, "user.email"), "dev@example.com");
+    client
+        .run_with(&["members", "set-role", &dev_id, "admin"], &as_admin, "")
+        .ok();
+    let members = client.run(&["members", "list", "--search", "dev@"]).ok();
+    assert_eq!(
+        redact(members.trim_end()),
+        "USER                                  EMAIL            NAME  ROLE   STATUS  SINCE\n\
+         xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx  dev@example.com  dev   ADMIN  ACTIVE  <TIME>"
+    );
 
     let missing = admin(&["disable", "nobody@example.com"]);
     assert_eq!(missing.code, 1, "{missing:?}");
