@@ -335,7 +335,7 @@ impl Api {
             ErrorCode::PermissionDenied => Failure::unauthenticated(format!(
                 "{what}: permission denied ({detail}): ask an organization admin"
             )),
-            ErrorCode::Unavailable if looks_unreachable(detail) => Failure {
+            ErrorCode::Unavailable if from_transport(e) => Failure {
                 code: 5,
                 message: format!(
                     "server at {} unreachable: is `corral serve` running? ({detail})",
@@ -348,21 +348,11 @@ impl Api {
     }
 }
 
-/// Whether an `unavailable` error came from the transport (no connection)
-/// rather than from a server that answered.
-fn looks_unreachable(detail: &str) -> bool {
-    let detail = detail.to_ascii_lowercase();
-    [
-        "connect",
-        "connection",
-        "dns",
-        "resolve",
-        "refused",
-        "establish",
-        "timed out",
-    ]
-    .iter()
-    .any(|word| detail.contains(word))
+/// Whether an error came from the transport (no connection, no answer)
+/// rather than from a server that answered: the client's transport errors
+/// carry their cause as the error's source, decoded answers never do.
+fn from_transport(e: &ConnectError) -> bool {
+    std::error::Error::source(e).is_some()
 }
 
 /// Parses an id argument: a malformed id is a usage error (exit code 2)
@@ -436,5 +426,81 @@ pub fn confirm(question: &str, yes: bool) -> Outcome<()> {
         Ok(())
     } else {
         Err(Failure::other("cancelled"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api() -> Api {
+        Api::new("http://127.0.0.1:9", "crl_pat_test").unwrap()
+    }
+
+    #[test]
+    fn error_codes_become_exit_codes() {
+        let api = api();
+        let code = |e: ConnectError| api.failure("doing it", &e).code;
+        assert_eq!(code(ConnectError::not_found("no such runner")), 3);
+        assert_eq!(code(ConnectError::unauthenticated("expired")), 4);
+        assert_eq!(code(ConnectError::permission_denied("not yours")), 4);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            code(ConnectError::unavailable_from_transport("connect", refused)),
+            5
+        );
+        // A server that answered "unavailable" was reached.
+        assert_eq!(code(ConnectError::unavailable("busy")), 1);
+        assert_eq!(code(ConnectError::invalid_argument("bad name")), 1);
+    }
+
+    #[test]
+    fn messages_say_what_to_do_next() {
+        let api = api();
+        let expired = api.failure("listing runners", &ConnectError::unauthenticated("expired"));
+        assert!(
+            expired
+                .message
+                .contains("run `corral login --url http://127.0.0.1:9` again"),
+            "{}",
+            expired.message
+        );
+    }
+
+    /// Pages of `sizes` items (numbered from 0), as a server would serve them.
+    async fn paged(sizes: &[usize], limit: Option<usize>) -> (Vec<Value>, Vec<i32>) {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let items = all_pages(limit, |page| {
+            asked.lock().unwrap().push(page.page_size);
+            let index: usize = page.token.parse().unwrap_or(0);
+            let start: usize = sizes[..index].iter().sum();
+            let items: Vec<Value> = (start..start + sizes[index])
+                .map(|n| Value::from(n as u64))
+                .collect();
+            let next = if index + 1 < sizes.len() {
+                (index + 1).to_string()
+            } else {
+                String::new()
+            };
+            async move { Ok((items, next)) }
+        })
+        .await
+        .unwrap();
+        (items, asked.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn lists_follow_page_tokens_up_to_the_limit() {
+        let (items, asked) = paged(&[100, 100, 30], None).await;
+        assert_eq!(items.len(), 230);
+        assert_eq!(items[229], Value::from(229u64));
+        assert_eq!(asked, [100, 100, 100]);
+
+        let (items, asked) = paged(&[100, 100, 30], Some(150)).await;
+        assert_eq!(items.len(), 150);
+        assert_eq!(asked, [100, 50]);
+
+        let (items, _) = paged(&[0, 5], None).await;
+        assert!(items.is_empty(), "an empty page ends the list");
     }
 }
