@@ -497,6 +497,36 @@ async fn runners_from_login_to_deletion(database: Option<PostgresDatabase>) {
             .contains("signed up as runner")
     );
 
+    // Secrets of the configuration come from stdin and are not shown back.
+    let secret = "metrics-password-not-to-show";
+    client
+        .run_with(
+            &[
+                "runners",
+                "update",
+                &id,
+                "--metrics-enabled",
+                "true",
+                "--metrics-url",
+                "http://127.0.0.1:9/api/v1/write",
+                "--metrics-username",
+                "pusher",
+                "--metrics-password",
+            ],
+            &[],
+            &format!("{secret}\n"),
+        )
+        .ok();
+    let got = client
+        .run(&["runners", "get", &id, "--output", "json"])
+        .ok();
+    assert!(!got.contains(secret), "{got}");
+    let got: Value = serde_json::from_str(&got).unwrap();
+    let metrics = field(&got, "runner.spec.configuration.metrics");
+    assert_eq!(text(metrics, "url"), "http://127.0.0.1:9/api/v1/write");
+    assert_eq!(text(metrics, "username"), "pusher");
+    assert_eq!(metrics["enabled"], Value::Bool(true));
+
     // A new exchange token comes with the command again.
     let token = client.run(&["runners", "token", &id]).ok();
     assert!(

@@ -10,6 +10,7 @@ use clap::{Subcommand, ValueEnum};
 use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
+use super::config::read_secret;
 use super::output::{self, Column, Format, col, enum_col, flag_col};
 use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
 
@@ -224,6 +225,12 @@ pub enum RunnerCommand {
         /// User name for the metrics endpoint.
         #[arg(long)]
         metrics_username: Option<String>,
+        /// Read the metrics endpoint's password from standard input (or ask for it).
+        #[arg(long)]
+        metrics_password: bool,
+        /// Read a Honeycomb API key from standard input (or ask for it).
+        #[arg(long, conflicts_with = "metrics_password")]
+        honeycomb_api_key: bool,
         #[arg(long)]
         devcontainer_image_cache: Option<bool>,
         #[arg(long)]
@@ -385,18 +392,29 @@ pub async fn run(command: RunnerCommand, opts: &ClientOpts) -> Outcome {
             metrics_enabled,
             metrics_url,
             metrics_username,
+            metrics_password,
+            honeycomb_api_key,
             devcontainer_image_cache,
             continuous_profiling,
         } => {
             let id = runner_id;
-            let metrics =
-                (metrics_enabled.is_some() || metrics_url.is_some() || metrics_username.is_some())
-                    .then(|| api::update_runner_request::MetricsConfiguration {
-                        enabled: metrics_enabled,
-                        url: metrics_url,
-                        username: metrics_username,
-                        ..Default::default()
-                    });
+            let metrics_password = metrics_password
+                .then(|| read_secret("metrics password", false))
+                .transpose()?;
+            let honeycomb_api_key = honeycomb_api_key
+                .then(|| read_secret("Honeycomb API key", false))
+                .transpose()?;
+            let metrics = (metrics_enabled.is_some()
+                || metrics_url.is_some()
+                || metrics_username.is_some()
+                || metrics_password.is_some())
+            .then(|| api::update_runner_request::MetricsConfiguration {
+                enabled: metrics_enabled,
+                url: metrics_url,
+                username: metrics_username,
+                password: metrics_password,
+                ..Default::default()
+            });
             let window =
                 (update_window_start.is_some() || update_window_end.is_some()).then(|| {
                     api::UpdateWindow {
@@ -413,6 +431,7 @@ pub async fn run(command: RunnerCommand, opts: &ClientOpts) -> Outcome {
                 devcontainer_image_cache_enabled: devcontainer_image_cache,
                 update_window: window.into(),
                 continuous_profiling,
+                honeycomb_api_key,
                 ..Default::default()
             };
             let changes_configuration =
