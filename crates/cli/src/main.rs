@@ -4,18 +4,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::builder::TypedValueParser as _;
-use clap::{Args, Parser, Subcommand};
-use corral_server::domain::{AuditFilter, OrgRole, PageRequest, ReleaseChannel, Subject};
-use corral_server::store::transfer;
-use corral_server::{bootstrap, open_store, releases};
-use uuid::Uuid;
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
+
+mod admin;
+mod client;
+mod runner_cmd;
+
+use admin::AdminCommand;
+use runner_cmd::RunnerArgs;
 
 #[derive(Parser)]
 #[command(
     name = "corral",
     version,
-    about = "Self-hostable management plane for development-environment runners"
+    about = "Self-hostable management plane for development-environment runners",
+    after_long_help = client::EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,6 +36,8 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    #[command(flatten)]
+    Client(client::ClientCommand),
     /// Tools for developers of corral.
     #[command(hide = true)]
     Debug {
@@ -43,13 +48,13 @@ enum Command {
 
 /// Where the data lives; shared by `serve` and `admin`.
 #[derive(Args, Clone)]
-struct StoreArgs {
+pub struct StoreArgs {
     /// Directory for the embedded database and the server's keys.
     #[arg(long, env = "CORRAL_DATA_DIR", default_value = "./corral-data")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Database URL (e.g. sqlite:/path/corral.db); defaults to SQLite in the data dir.
     #[arg(long, env = "CORRAL_DATABASE_URL")]
-    database_url: Option<String>,
+    pub database_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -109,202 +114,6 @@ fn bounded<const MAX: usize>(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
-#[derive(Args)]
-struct RunnerArgs {
-    /// Base URL of the management plane (e.g. http://127.0.0.1:8080); remembered in the data dir.
-    /// Repeat it, or separate URLs with commas, to name several replicas: the runner
-    /// uses them in order and moves to the next when one fails.
-    #[arg(long, env = "CORRAL_SERVER", value_delimiter = ',')]
-    server: Vec<String>,
-    /// One-time token from CreateRunner or CreateRunnerToken; needed only the first time.
-    #[arg(long, env = "CORRAL_EXCHANGE_TOKEN", hide_env_values = true)]
-    exchange_token: Option<String>,
-    /// Directory for the runner's credentials and key.
-    #[arg(
-        long,
-        env = "CORRAL_RUNNER_DATA_DIR",
-        default_value = "./corral-runner-data"
-    )]
-    data_dir: PathBuf,
-    /// Address of the runner's own HTTP server (logs, support bundle); port 0 picks one.
-    #[arg(long, env = "CORRAL_RUNNER_LISTEN", default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
-    /// Region to report (without it, the region hint in the runner's spec).
-    #[arg(long, env = "CORRAL_REGION", default_value = "")]
-    region: String,
-    /// SCM requests (and OAuth code exchanges) worked on at once; one arriving while
-    /// all are taken is refused at once as busy (resource_exhausted).
-    #[arg(
-        long,
-        env = "CORRAL_RUNNER_MAX_SCM_REQUESTS",
-        default_value_t = corral_runner::DEFAULT_MAX_SCM_REQUESTS,
-        value_parser = clap::value_parser!(u16).range(1..).map(usize::from)
-    )]
-    max_scm_requests: usize,
-    /// Base URL under which operators reach this runner's HTTP server (e.g. behind a
-    /// proxy or NAT: https://runner-7.example.com); the reported log_url and
-    /// support_bundle_url are built from it. Without it, the address the server is
-    /// bound to (with the host name for 0.0.0.0).
-    #[arg(long, env = "CORRAL_ADVERTISE_URL", value_parser = advertise_url)]
-    advertise_url: Option<String>,
-    /// A key=value the runner reports in its status (additional_info); repeat it for
-    /// several (at most 31; keys up to 128 bytes, values up to 1 KiB; `update` is the
-    /// runner's own). In the environment, separate entries with commas.
-    #[arg(long = "info", env = "CORRAL_RUNNER_INFO", value_delimiter = ',', value_parser = info_entry)]
-    info: Vec<(String, String)>,
-    /// How often the runner pushes its metrics while its configuration enables them;
-    /// clamped to 15s–60s. A changed metrics configuration is pushed at once.
-    #[arg(long, env = "CORRAL_METRICS_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
-    metrics_interval: std::time::Duration,
-    /// How often to look for a new release on the runner's channel (besides at
-    /// start and whenever its spec changes), e.g. 1h, 30s.
-    #[arg(long, env = "CORRAL_UPDATE_CHECK_INTERVAL", default_value = "1h", value_parser = parse_positive_duration)]
-    update_check_interval: std::time::Duration,
-}
-
-fn advertise_url(url: &str) -> Result<String, String> {
-    corral_runner::agent::advertised_base_url(url)
-}
-
-fn info_entry(entry: &str) -> Result<(String, String), String> {
-    corral_runner::agent::parse_info(entry)
-}
-
-fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-#[derive(Subcommand)]
-enum AdminCommand {
-    /// Users of an organization.
-    User {
-        #[command(subcommand)]
-        command: UserCommand,
-    },
-    /// Organizations.
-    Org {
-        #[command(subcommand)]
-        command: OrgCommand,
-    },
-    /// Print the audit trail: who changed what, and how it ended (newest first).
-    Audit {
-        /// Only this organization's events; every organization's by default.
-        #[arg(long)]
-        org: Option<Uuid>,
-        /// Only events of the last DURATION (e.g. 24h, 7d).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        since: Option<std::time::Duration>,
-        /// At most this many events.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Runner releases: executables runners with auto-update install (docs/releases.md).
-    Release {
-        #[command(subcommand)]
-        command: ReleaseCommand,
-    },
-    /// Copy an installation into a new, empty database and verify the copy
-    /// (row counts and a checksum per table). Stop every server first. The
-    /// copy keeps tokens hashed and secrets encrypted: the new installation
-    /// needs the same data key (<data-dir>/data-key or CORRAL_DATA_KEY).
-    MigrateStore {
-        /// The installation's database: sqlite:PATH, sqlite:///abs/path or postgres://….
-        #[arg(long, env = "CORRAL_MIGRATE_FROM", hide_env_values = true)]
-        from: String,
-        /// The new database (created or migrated; must hold no data): sqlite:PATH or postgres://….
-        #[arg(long, env = "CORRAL_MIGRATE_TO", hide_env_values = true)]
-        to: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Add a user and print their new API token (last line of output).
-    Add {
-        #[arg(long)]
-        email: String,
-        /// Make the user an organization admin.
-        #[arg(long)]
-        admin: bool,
-        /// Organization id; defaults to the first organization.
-        #[arg(long)]
-        org: Option<Uuid>,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum OrgCommand {
-    /// Add an organization with its admin and print the admin's API token (last line).
-    Add {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        admin_email: String,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Channel {
-    Stable,
-    Latest,
-}
-
-impl From<Channel> for ReleaseChannel {
-    fn from(channel: Channel) -> Self {
-        match channel {
-            Channel::Stable => ReleaseChannel::Stable,
-            Channel::Latest => ReleaseChannel::Latest,
-        }
-    }
-}
-
-#[derive(Subcommand)]
-enum ReleaseCommand {
-    /// Publish a runner executable (an ELF file with exec bits) as VERSION on a
-    /// channel: stored with its SHA-256 and signed with the release key.
-    Publish {
-        #[arg(long, value_enum)]
-        channel: Channel,
-        /// A semantic version, e.g. 1.4.0 or 1.5.0-rc.1.
-        #[arg(long)]
-        version: String,
-        /// The executable (e.g. a `corral` binary built for the runners' hosts).
-        #[arg(long)]
-        file: PathBuf,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// List published releases (every channel unless one is named).
-    List {
-        #[arg(long, value_enum)]
-        channel: Option<Channel>,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Withdraw a release: it is deleted and no longer offered to runners.
-    Withdraw {
-        #[arg(long, value_enum)]
-        channel: Channel,
-        #[arg(long)]
-        version: String,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-}
-
 #[derive(Subcommand)]
 enum DebugCommand {
     /// Write the compiled FileDescriptorSet of corral's .proto files.
@@ -315,7 +124,11 @@ enum DebugCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Runner(args) = cli.command {
-        runner(args).await
+        runner_cmd::runner(args).await
+    }
+    // The client commands print their own one-line errors and exit codes.
+    if let Command::Client(command) = cli.command {
+        client::run(command, Cli::command()).await
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -327,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Runner(_) => unreachable!("handled above"),
+        Command::Runner(_) | Command::Client(_) => unreachable!("handled above"),
         Command::Serve(args) => {
             let defaults = corral_server::ServeConfig::new(args.listen, args.store.data_dir);
             corral_server::serve(corral_server::ServeConfig {
@@ -350,261 +163,10 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Admin { command } => admin(command).await,
+        Command::Admin { command } => admin::admin(command).await,
         Command::Debug {
             command: DebugCommand::DescriptorSet { out },
         } => std::fs::write(&out, corral_api::DESCRIPTOR_SET)
             .with_context(|| format!("writing {}", out.display())),
     }
-}
-
-/// Runs the runner agent; exits 0 when stopped or deleted, else with the
-/// error's exit code (3 when it needs new credentials).
-async fn runner(args: RunnerArgs) -> ! {
-    let logging = match corral_runner::Logging::init() {
-        Ok(logging) => logging,
-        Err(e) => {
-            eprintln!("corral runner: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = corral_runner::agent::check_info(&args.info) {
-        eprintln!("corral runner: {e}");
-        std::process::exit(2);
-    }
-    let config = corral_runner::Config {
-        server: (!args.server.is_empty()).then(|| args.server.join(",")),
-        exchange_token: args.exchange_token,
-        data_dir: args.data_dir,
-        listen: args.listen,
-        region: args.region,
-        max_scm_requests: args.max_scm_requests,
-        advertise_url: args.advertise_url,
-        info: args.info,
-        metrics_interval: args.metrics_interval,
-        // Read now: once a self-update replaces the file, /proc/self/exe
-        // names it "(deleted)".
-        executable: std::env::current_exe().ok(),
-        update_check_interval: args.update_check_interval,
-    };
-    match corral_runner::run(config, logging).await {
-        Ok(outcome) => {
-            tracing::info!("runner ended: {outcome:?}");
-            std::process::exit(0)
-        }
-        Err(e) => {
-            eprintln!("corral runner: {e}");
-            std::process::exit(e.exit_code())
-        }
-    }
-}
-
-async fn admin(command: AdminCommand) -> anyhow::Result<()> {
-    match command {
-        AdminCommand::User {
-            command:
-                UserCommand::Add {
-                    email,
-                    admin,
-                    org,
-                    store,
-                },
-        } => {
-            let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
-            let org_id = match org {
-                Some(id) => store.get_organization(id).await.context("no such organization")?.id,
-                None => {
-                    store
-                        .first_organization()
-                        .await?
-                        .context("the store has no organization yet; start `corral serve` once or use `corral admin org add`")?
-                        .id
-                }
-            };
-            let role = if admin {
-                OrgRole::Admin
-            } else {
-                OrgRole::Member
-            };
-            let created = bootstrap::create_user(store.as_ref(), org_id, &email, role).await?;
-            println!(
-                "user {} ({}) added to organization {org_id}",
-                created.user.id, created.user.email
-            );
-            println!("{}", created.token);
-        }
-        AdminCommand::Org {
-            command:
-                OrgCommand::Add {
-                    name,
-                    admin_email,
-                    store,
-                },
-        } => {
-            let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
-            let (org, admin) =
-                bootstrap::create_organization(store.as_ref(), &name, &admin_email).await?;
-            println!(
-                "organization {} ({}) added with admin {} ({})",
-                org.id, org.name, admin.user.id, admin.user.email
-            );
-            println!("{}", admin.token);
-        }
-        AdminCommand::Audit {
-            org,
-            since,
-            limit,
-            json,
-            store,
-        } => {
-            let store = open_store(&store.data_dir, store.database_url.as_deref()).await?;
-            let filter = AuditFilter {
-                from: since
-                    .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() - d))
-                    .transpose()
-                    .context("--since is too long")?,
-                newest_first: true,
-                ..Default::default()
-            };
-            let mut shown = 0;
-            let mut page = PageRequest {
-                after: None,
-                limit: limit.clamp(1, 500),
-            };
-            if !json {
-                println!(
-                    "{:<27} {:<8} {:<36} {:<55} {:<36} {:<20} {:<36} CLIENT",
-                    "TIME", "ACTOR", "ACTOR ID", "RPC", "SUBJECT", "OUTCOME", "REQUEST"
-                );
-            }
-            'pages: loop {
-                let events = store.list_audit_events(org, &filter, page).await?;
-                for event in &events.items {
-                    if shown == limit {
-                        break 'pages;
-                    }
-                    shown += 1;
-                    if json {
-                        println!("{}", serde_json::to_string(event)?);
-                        continue;
-                    }
-                    let (kind, id) = match event.actor {
-                        Some(Subject::User(id)) => ("user", id.to_string()),
-                        Some(Subject::Runner(id)) => ("runner", id.to_string()),
-                        None => ("-", String::new()),
-                    };
-                    println!(
-                        "{:<27} {:<8} {:<36} {:<55} {:<36} {:<20} {:<36} {}",
-                        event
-                            .at
-                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        kind,
-                        id,
-                        event.rpc,
-                        event.subject_id.map(|s| s.to_string()).unwrap_or_default(),
-                        event.outcome,
-                        event.request_id,
-                        event.client_address
-                    );
-                }
-                match events.next_after {
-                    Some(after) => page.after = Some(after),
-                    None => break,
-                }
-            }
-        }
-        AdminCommand::Release { command } => release(command).await?,
-        AdminCommand::MigrateStore { from, to } => {
-            let report = transfer::migrate(&from, &to)
-                .await
-                .context("migrate-store failed; no rows were committed to the target")?;
-            println!("{report}");
-            println!(
-                "API tokens are copied as hashes and secrets stay encrypted with the data key: \
-                 start the new installation with the same data key (the data-key file of the \
-                 data dir, or CORRAL_DATA_KEY)."
-            );
-        }
-    }
-    Ok(())
-}
-
-async fn release(command: ReleaseCommand) -> anyhow::Result<()> {
-    match command {
-        ReleaseCommand::Publish {
-            channel,
-            version,
-            file,
-            store,
-        } => {
-            let signer = release_signer(&store).await?;
-            let db = open_store(&store.data_dir, store.database_url.as_deref()).await?;
-            let release = releases::publish(db.as_ref(), &signer, channel.into(), &version, &file)
-                .await
-                .context("the release was not published")?;
-            println!(
-                "published {} on {} ({} bytes, sha256 {}) as release {}",
-                release.version,
-                release.channel.name(),
-                release.size,
-                release.sha256,
-                release.id
-            );
-        }
-        ReleaseCommand::List { channel, store } => {
-            let db = open_store(&store.data_dir, store.database_url.as_deref()).await?;
-            let releases = db.list_releases(channel.map(Into::into)).await?;
-            println!(
-                "{:<36} {:<7} {:<24} {:>12} {:<64} PUBLISHED",
-                "ID", "CHANNEL", "VERSION", "BYTES", "SHA256"
-            );
-            for r in releases {
-                println!(
-                    "{:<36} {:<7} {:<24} {:>12} {:<64} {}",
-                    r.id,
-                    r.channel.name(),
-                    r.version,
-                    r.size,
-                    r.sha256,
-                    r.published_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                );
-            }
-        }
-        ReleaseCommand::Withdraw {
-            channel,
-            version,
-            store,
-        } => {
-            let db = open_store(&store.data_dir, store.database_url.as_deref()).await?;
-            let channel = ReleaseChannel::from(channel);
-            let found = db
-                .list_releases(Some(channel))
-                .await?
-                .into_iter()
-                .find(|r| r.version == version)
-                .with_context(|| {
-                    format!("no release {version} is published on {}", channel.name())
-                })?;
-            let withdrawn = releases::withdraw(db.as_ref(), found.id).await?;
-            println!(
-                "withdrew {} from {} (release {})",
-                withdrawn.version,
-                withdrawn.channel.name(),
-                withdrawn.id
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The release key, as the servers of this installation use it: it needs the
-/// installation's data key.
-async fn release_signer(store: &StoreArgs) -> anyhow::Result<corral_server::crypto::ReleaseSigner> {
-    let data_key = corral_server::crypto::DataKey::load(
-        &store.data_dir,
-        std::env::var("CORRAL_DATA_KEY").ok().as_deref(),
-    )?;
-    let db = open_store(&store.data_dir, store.database_url.as_deref()).await?;
-    corral_server::crypto::ReleaseSigner::shared(db.as_ref(), &data_key).await
 }

@@ -48,6 +48,7 @@ conformance!(
     audit_events_filter_page_and_expire,
     one_integration_per_host_under_any_spelling_and_at_once,
     releases_keep_their_chunks_and_publish_all_or_nothing,
+    a_suspended_user_is_listed_as_suspended,
 );
 
 async fn on_sqlite<F, Fut>(test: F)
@@ -1880,4 +1881,48 @@ async fn releases_keep_their_chunks_and_publish_all_or_nothing(store: Arc<dyn St
         versions(store.list_releases(None).await.unwrap()),
         vec![latest.id]
     );
+}
+
+async fn a_suspended_user_is_listed_as_suspended(store: Arc<dyn Store>) {
+    let org = org(store.as_ref(), "acme").await;
+    let bob = user(store.as_ref(), org.id, "bob", OrgRole::Member).await;
+    let alice = user(store.as_ref(), org.id, "alice", OrgRole::Member).await;
+    let updated = store
+        .update_user(
+            bob.id,
+            change(|u: &mut User| u.status = UserStatus::Suspended),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.status, UserStatus::Suspended);
+    assert_eq!(store.get_user(bob.id).await.unwrap(), updated);
+    assert_eq!(
+        store.get_user(alice.id).await.unwrap().status,
+        UserStatus::Active
+    );
+    let suspended = store
+        .list_org_members(
+            org.id,
+            &OrgMemberFilter {
+                statuses: vec![UserStatus::Suspended],
+                ..Default::default()
+            },
+            PageRequest {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = suspended.items.iter().map(|m| m.user.id).collect();
+    assert_eq!(ids, [bob.id]);
+    assert!(matches!(
+        store
+            .update_user(
+                new_id(),
+                change(|u: &mut User| u.status = UserStatus::Suspended)
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }

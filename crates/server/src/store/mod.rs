@@ -77,6 +77,8 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a user and makes them a member (and, for `Admin`, an admin).
     async fn create_user(&self, user: &User, role: OrgRole) -> StoreResult<()>;
     async fn get_user(&self, id: Uuid) -> StoreResult<User>;
+    /// Changes a user's record (e.g. its status); its email keeps its column.
+    async fn update_user(&self, id: Uuid, change: Mutation<User>) -> StoreResult<User>;
     async fn org_role(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<OrgRole>>;
     async fn set_org_role(&self, org_id: Uuid, user_id: Uuid, role: OrgRole) -> StoreResult<()>;
     async fn list_org_members(

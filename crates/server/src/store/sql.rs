@@ -798,6 +798,13 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn update_user(&self, id: Uuid, change: Mutation<User>) -> StoreResult<User> {
+        self.mutate("users", id, "user", change, |u| {
+            Ok(vec![("email", Column::Text(u.email.clone()))])
+        })
+        .await
+    }
+
     async fn org_role(&self, org_id: Uuid, user_id: Uuid) -> StoreResult<Option<OrgRole>> {
         let rows = self
             .query(
