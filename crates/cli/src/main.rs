@@ -18,8 +18,24 @@ use uuid::Uuid;
     about = "Self-hostable management plane for development-environment runners"
 )]
 struct Cli {
+    /// How `serve` and `runner` write log lines to stderr: `text`, or `json` (one
+    /// object per line, for log collectors). CORRAL_LOG sets the levels either way.
+    #[arg(
+        long,
+        global = true,
+        env = "CORRAL_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -315,17 +331,21 @@ enum DebugCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Runner(args) = cli.command {
-        runner(args).await
+        runner(args, cli.log_format).await
     }
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
         // Colours only for people; log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match cli.command {
         Command::Runner(_) => unreachable!("handled above"),
         Command::Serve(args) => {
@@ -360,8 +380,11 @@ async fn main() -> anyhow::Result<()> {
 
 /// Runs the runner agent; exits 0 when stopped or deleted, else with the
 /// error's exit code (3 when it needs new credentials).
-async fn runner(args: RunnerArgs) -> ! {
-    let logging = match corral_runner::Logging::init() {
+async fn runner(args: RunnerArgs, log_format: LogFormat) -> ! {
+    let logging = match corral_runner::Logging::init(match log_format {
+        LogFormat::Text => corral_runner::LogFormat::Text,
+        LogFormat::Json => corral_runner::LogFormat::Json,
+    }) {
         Ok(logging) => logging,
         Err(e) => {
             eprintln!("corral runner: {e}");

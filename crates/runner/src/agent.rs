@@ -37,7 +37,7 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::json;
 use sha2::{Digest, Sha512};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use crate::bundle::{self, BundleContents};
 use crate::connection::{
@@ -956,8 +956,19 @@ impl Agent {
         }
     }
 
-    /// Handles one request from the stream; `Some` ends the agent.
+    /// Handles one request from the stream; `Some` ends the agent. Its log
+    /// lines (also of work it spawns) carry the request's id and the id of
+    /// the API request that caused it, as the server logs it.
     async fn handle(&self, request: RunnerRequest) -> Option<Outcome> {
+        let span = tracing::info_span!(
+            "runner_request",
+            request_id = %request.request_id,
+            origin_request_id = %request.origin_request_id,
+        );
+        self.handle_in_span(request).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, request: RunnerRequest) -> Option<Outcome> {
         let request_id = request.request_id;
         match request.kind {
             Some(Kind::Spec(spec)) => {
@@ -1004,26 +1015,22 @@ impl Agent {
                 };
                 // SCM calls can take seconds: keep reading the stream meanwhile.
                 let agent = self.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let integrations = agent.scm_integrations().await;
-                    let worker = ScmWork {
-                        integrations: &integrations,
-                        key: &agent.key,
-                        timeout: SCM_TIMEOUT,
-                    };
-                    let labels = worker.metric_labels(&work);
-                    let started = Instant::now();
-                    let answer = worker.execute(&work).await;
-                    agent.metrics.record_scm(
-                        ScmLabels {
-                            outcome: outcome(&answer),
-                            ..labels
-                        },
-                        started.elapsed(),
-                    );
-                    agent.answer(request_id, answer).await;
-                });
+                tokio::spawn(
+                    async move {
+                        let _slot = slot;
+                        let integrations = agent.scm_integrations().await;
+                        let worker = ScmWork {
+                            integrations: &integrations,
+                            key: &agent.key,
+                            timeout: SCM_TIMEOUT,
+                        };
+                        let labels = worker.metric_labels(&work);
+                        let started = Instant::now();
+                        let answer = worker.execute(&work).await;
+                        agent.finish_scm(request_id, labels, started, answer).await;
+                    }
+                    .in_current_span(),
+                );
                 None
             }
             Some(Kind::OauthCodeExchange(exchange)) => {
@@ -1034,26 +1041,22 @@ impl Agent {
                     return None; // answered as busy
                 };
                 let agent = self.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let integrations = agent.scm_integrations().await;
-                    let worker = ScmWork {
-                        integrations: &integrations,
-                        key: &agent.key,
-                        timeout: SCM_TIMEOUT,
-                    };
-                    let labels = worker.exchange_labels(&exchange);
-                    let started = Instant::now();
-                    let answer = worker.exchange_code(&exchange).await;
-                    agent.metrics.record_scm(
-                        ScmLabels {
-                            outcome: outcome(&answer),
-                            ..labels
-                        },
-                        started.elapsed(),
-                    );
-                    agent.answer(request_id, answer).await;
-                });
+                tokio::spawn(
+                    async move {
+                        let _slot = slot;
+                        let integrations = agent.scm_integrations().await;
+                        let worker = ScmWork {
+                            integrations: &integrations,
+                            key: &agent.key,
+                            timeout: SCM_TIMEOUT,
+                        };
+                        let labels = worker.exchange_labels(&exchange);
+                        let started = Instant::now();
+                        let answer = worker.exchange_code(&exchange).await;
+                        agent.finish_scm(request_id, labels, started, answer).await;
+                    }
+                    .in_current_span(),
+                );
                 None
             }
             None => {
@@ -1269,6 +1272,28 @@ impl Agent {
                 Vec::new()
             }
         }
+    }
+
+    /// Counts, logs and sends the answer of SCM work that began at `started`.
+    async fn finish_scm(
+        &self,
+        request_id: String,
+        labels: ScmLabels,
+        started: Instant,
+        answer: RespondRequest,
+    ) {
+        let took = started.elapsed();
+        let outcome = outcome(&answer);
+        info!(
+            provider = %labels.provider,
+            call = %labels.call,
+            outcome = %outcome,
+            took_ms = took.as_millis() as u64,
+            "answered an SCM request"
+        );
+        self.metrics
+            .record_scm(ScmLabels { outcome, ..labels }, took);
+        self.answer(request_id, answer).await;
     }
 
     /// Sends a full answer (result or failure) for `request_id`. Any replica
