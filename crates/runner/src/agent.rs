@@ -358,7 +358,8 @@ pub async fn run_until(
         None => public_base_url(addr),
     };
     info!("serving logs at {base_url}/logs and a support bundle at {base_url}/support-bundle");
-    let router = crate::logs::router(shared.clone());
+    let metrics = Arc::new(Metrics::new(VERSION));
+    let router = crate::logs::router(shared.clone()).merge(metrics::router(metrics.clone()));
     let http = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             error!("logs server stopped: {e}");
@@ -374,7 +375,6 @@ pub async fn run_until(
             metrics::MAX_INTERVAL
         );
     }
-    let metrics = Arc::new(Metrics::new(VERSION));
     let (metrics_targets, targets) = tokio::sync::watch::channel(None);
     let (runner_id_tx, runner_id) =
         tokio::sync::watch::channel(credentials.runner_id.clone().unwrap_or_default());
@@ -914,6 +914,9 @@ impl Agent {
             {
                 Ok(mut stream) => {
                     debug!("watching for requests");
+                    self.metrics.record_connected(true);
+                    // However the loop ends, the stream is gone.
+                    let _disconnected = OnDrop(|| self.metrics.record_connected(false));
                     loop {
                         let next = tokio::select! {
                             next = stream.message() => next,
@@ -969,6 +972,14 @@ impl Agent {
     }
 
     async fn handle_in_span(&self, request: RunnerRequest) -> Option<Outcome> {
+        self.metrics.record_request(match &request.kind {
+            Some(Kind::Spec(_)) => "spec",
+            Some(Kind::Ping(_)) => "ping",
+            Some(Kind::Delete(_)) => "delete",
+            Some(Kind::Scm(_)) => "scm",
+            Some(Kind::OauthCodeExchange(_)) => "oauth_code_exchange",
+            None => "unknown",
+        });
         let request_id = request.request_id;
         match request.kind {
             Some(Kind::Spec(spec)) => {
@@ -1379,6 +1390,15 @@ impl Agent {
                 .count()
         );
         state.scm_integrations = summaries;
+    }
+}
+
+/// Runs its closure when dropped.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 
