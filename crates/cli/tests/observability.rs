@@ -214,6 +214,7 @@ fn promtool_accepts(dir: &Path, text: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    eprintln!("[checked] promtool check metrics accepts the page");
 }
 
 #[test]
@@ -380,13 +381,21 @@ async fn metrics_count_traffic_and_runners_and_stay_bounded(database: Option<&Po
             ..Default::default()
         })
         .await;
-    eprintln!("[seen] CheckAuthenticationForHost: {:?}", forwarded.as_ref().map(|_| ()).map_err(describe));
+    eprintln!(
+        "[seen] CheckAuthenticationForHost: {:?}",
+        forwarded.as_ref().map(|_| ()).map_err(describe)
+    );
 
     let (_, families) = eventually(PATIENCE, "a heartbeat gap is recorded", || {
         let url = server.url();
         async move {
             let (text, families) = scrape(&url).await?;
-            if value(&families, "corral_runner_heartbeat_interval_seconds_count", &[]) >= 1.0 {
+            if value(
+                &families,
+                "corral_runner_heartbeat_interval_seconds_count",
+                &[],
+            ) >= 1.0
+            {
                 Ok((text, families))
             } else {
                 Err("no heartbeat gap yet".into())
@@ -435,7 +444,11 @@ async fn metrics_count_traffic_and_runners_and_stay_bounded(database: Option<&Po
         REFUSED as f64
     );
     assert_eq!(
-        value(&families, "corral_rpc_duration_seconds_count", &with_code("ok")),
+        value(
+            &families,
+            "corral_rpc_duration_seconds_count",
+            &with_code("ok")
+        ),
         LISTS as f64
     );
     assert_eq!(
@@ -488,7 +501,10 @@ async fn metrics_count_traffic_and_runners_and_stay_bounded(database: Option<&Po
     let http = reqwest::Client::new();
     for i in 0..50 {
         let response = http
-            .post(format!("{}/gitpod.v1.NoSuchService{i}/Method{i}", server.url()))
+            .post(format!(
+                "{}/gitpod.v1.NoSuchService{i}/Method{i}",
+                server.url()
+            ))
             .header("content-type", "application/json")
             .header("authorization", format!("Bearer {}", server.admin_token))
             .body("{}")
@@ -515,7 +531,8 @@ async fn metrics_count_traffic_and_runners_and_stay_bounded(database: Option<&Po
     let base = runner_url
         .strip_suffix("/logs")
         .unwrap_or_else(|| panic!("the log URL {runner_url:?} ends in /logs"));
-    let (_, runner_families) = scrape(base).await.unwrap();
+    let (runner_text, runner_families) = scrape(base).await.unwrap();
+    promtool_accepts(tmp.path(), &runner_text);
     for family in [
         "corral_runner_connected",
         "corral_runner_stream_reconnects_total",
@@ -527,11 +544,14 @@ async fn metrics_count_traffic_and_runners_and_stay_bounded(database: Option<&Po
             "the runner's page lacks {family}"
         );
     }
-    assert_eq!(
-        value(&runner_families, "corral_runner_connected", &[]),
-        1.0
+    assert_eq!(value(&runner_families, "corral_runner_connected", &[]), 1.0);
+    assert!(
+        value(
+            &runner_families,
+            "corral_runner_requests_total",
+            &[("kind", "spec")]
+        ) >= 1.0
     );
-    assert!(value(&runner_families, "corral_runner_requests_total", &[("kind", "spec")]) >= 1.0);
 }
 
 // ---------------------------------------------------------------------------
@@ -557,10 +577,7 @@ fn find_line<'a>(
 ) -> Option<&'a serde_json::Value> {
     lines.iter().find(|line| {
         let f = &line["fields"];
-        f["message"] == message
-            && fields
-                .iter()
-                .all(|(k, v)| f[*k].as_str() == Some(*v))
+        f["message"] == message && fields.iter().all(|(k, v)| f[*k].as_str() == Some(*v))
     })
 }
 
@@ -575,9 +592,13 @@ async fn json_logs_tell_connects_disconnects_refusals_and_follow_requests() {
         let output = server.proc.output();
         let runner_id = runner_id.clone();
         async move {
-            find_line(&json_lines(&output), "runner connected", &[("runner_id", &runner_id)])
-                .map(|_| ())
-                .ok_or_else(|| "no connect line yet".to_string())
+            find_line(
+                &json_lines(&output),
+                "runner connected",
+                &[("runner_id", &runner_id)],
+            )
+            .map(|_| ())
+            .ok_or_else(|| "no connect line yet".to_string())
         }
     })
     .await;
@@ -604,19 +625,23 @@ async fn json_logs_tell_connects_disconnects_refusals_and_follow_requests() {
             ..Default::default()
         })
         .await;
-    eventually(PATIENCE, "the runner logs the forwarded request's id", || {
-        let output = runner.output();
-        async move {
-            json_lines(&output)
-                .iter()
-                .find(|line| {
-                    line["fields"]["message"] == "answered an SCM request"
-                        && line["span"]["origin_request_id"] == request_id
-                })
-                .map(|_| ())
-                .ok_or_else(|| "no line with the request id yet".to_string())
-        }
-    })
+    eventually(
+        PATIENCE,
+        "the runner logs the forwarded request's id",
+        || {
+            let output = runner.output();
+            async move {
+                json_lines(&output)
+                    .iter()
+                    .find(|line| {
+                        line["fields"]["message"] == "answered an SCM request"
+                            && line["span"]["origin_request_id"] == request_id
+                    })
+                    .map(|_| ())
+                    .ok_or_else(|| "no line with the request id yet".to_string())
+            }
+        },
+    )
     .await;
 
     runner.sigkill();
@@ -636,7 +661,11 @@ async fn json_logs_tell_connects_disconnects_refusals_and_follow_requests() {
     .0;
     let connect = find_line(&lines, "runner connected", &[("runner_id", &runner_id)]).unwrap();
     assert_eq!(connect["fields"]["runner_name"], "runner");
-    assert!(connect["fields"]["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert!(
+        connect["fields"]["version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
     assert_eq!(connect["level"], "INFO");
     let refused = find_line(
         &lines,
@@ -654,7 +683,12 @@ async fn json_logs_tell_connects_disconnects_refusals_and_follow_requests() {
             .is_some_and(|a| a.starts_with("127.0.0.1")),
         "{refused}"
     );
-    assert!(!refused["fields"]["reason"].as_str().unwrap_or_default().is_empty());
+    assert!(
+        !refused["fields"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    );
 
     let server_output = server.proc.output();
     let runner_output = runner.output();

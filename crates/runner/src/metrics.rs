@@ -277,8 +277,16 @@ impl Metrics {
 
 /// The families of the `/metrics` page: name, type, help.
 const FAMILIES: [(&str, &str, &str); 9] = [
-    ("corral_runner_info", "gauge", "The runner's version (the value is always 1)"),
-    ("corral_runner_uptime_seconds", "gauge", "Seconds since the runner started"),
+    (
+        "corral_runner_info",
+        "gauge",
+        "The runner's version (the value is always 1)",
+    ),
+    (
+        "corral_runner_uptime_seconds",
+        "gauge",
+        "Seconds since the runner started",
+    ),
     (
         "corral_runner_connected",
         "gauge",
@@ -618,7 +626,11 @@ mod tests {
         ));
         assert!(!page.contains("github.com") && !page.contains("runner_id"));
         metrics.record_connected(false);
-        assert!(metrics.render_text().contains("corral_runner_connected 0\n"));
+        assert!(
+            metrics
+                .render_text()
+                .contains("corral_runner_connected 0\n")
+        );
     }
 
     #[test]
