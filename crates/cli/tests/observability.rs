@@ -692,7 +692,18 @@ async fn json_logs_tell_connects_disconnects_refusals_and_follow_requests() {
 
     let server_output = server.proc.output();
     let runner_output = runner.output();
-    for secret in [bogus, server.admin_token.as_str(), exchange_token.as_str()] {
+    let credentials: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("runner-data/credentials.json")).unwrap(),
+    )
+    .unwrap();
+    let access_token = credentials["access_token"].as_str().unwrap().to_string();
+    assert!(access_token.starts_with("crl_rt_"));
+    for secret in [
+        bogus,
+        server.admin_token.as_str(),
+        exchange_token.as_str(),
+        access_token.as_str(),
+    ] {
         assert!(!server_output.contains(secret), "the server logged a token");
         assert!(!runner_output.contains(secret), "the runner logged a token");
     }
