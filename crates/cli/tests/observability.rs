@@ -489,7 +489,8 @@ async fn metrics_count_traffic_and_runners_and_stay_bounded(database: Option<&Po
     );
     assert!(runner_streams >= 1.0, "the runner's stream is counted");
 
-    // Unknown paths do not grow the page: at most one `unknown` series.
+    // Unknown paths do not grow the page (the router answers them 404
+    // before any RPC handling; were they counted, it would be as `unknown`).
     let series = |families: &BTreeMap<String, Family>| -> BTreeSet<BTreeMap<String, String>> {
         families["corral_rpc_requests_total"]
             .samples
