@@ -23,9 +23,15 @@ use prometheus_client::registry::Registry;
 use crate::domain::{RunnerCount, RunnerPhase, RunnerProvider};
 use crate::store::Store;
 
-/// How long the runner counts read from the store are reused: scrapes, how
-/// many there may be, cost the store one grouped query per this period.
+/// How long the runner counts read from the store are reused at least:
+/// scrapes, how many there may be, cost the store one grouped query per
+/// this period.
 pub const RUNNER_COUNTS_TTL: Duration = Duration::from_secs(5);
+
+/// The counts are also reused for this many times as long as reading them
+/// took, so that a large or slow store spends at most a tenth of its time
+/// on them.
+const RUNNER_COUNTS_COST_FACTOR: u32 = 10;
 
 /// Distinct runner versions shown at most (the most common ones); runners
 /// of further versions are counted under `version="other"`.
@@ -106,9 +112,10 @@ pub struct Metrics {
     runner_streams: Gauge,
     leader: Gauge,
     runners: Family<RunnerLabels, Gauge>,
-    /// When the runner counts were last read; held across a scrape so that
-    /// concurrent scrapes neither query together nor see a half-filled family.
-    runners_read: tokio::sync::Mutex<Option<Instant>>,
+    /// When the runner counts are to be read again (none yet: at once);
+    /// held across a scrape so that concurrent scrapes neither query
+    /// together nor see a half-filled family.
+    runners_due: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Metrics {
@@ -174,7 +181,7 @@ impl Metrics {
         let runners = Family::<RunnerLabels, Gauge>::default();
         registry.register(
             "corral_runners",
-            "Runners of the installation by phase, provider and reported version (read from the store, cached for 5s)",
+            "Runners of the installation by phase, provider and reported version (read from the store, reused for at least 5s)",
             runners.clone(),
         );
         Self {
@@ -188,7 +195,7 @@ impl Metrics {
             runner_streams,
             leader,
             runners,
-            runners_read: tokio::sync::Mutex::new(None),
+            runners_due: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -229,13 +236,15 @@ impl Metrics {
 
     /// The page, with the values read at scrape time: this replica's runner
     /// streams and leadership, and the runner counts from `store` (read at
-    /// most every [`RUNNER_COUNTS_TTL`]; a failed read keeps the last counts).
+    /// most every [`RUNNER_COUNTS_TTL`], or ten times as long as the read
+    /// took; a failed read keeps the last counts).
     pub async fn render(&self, store: &dyn Store, runner_streams: usize, leader: bool) -> String {
         self.runner_streams
             .set(i64::try_from(runner_streams).unwrap_or(i64::MAX));
         self.leader.set(i64::from(leader));
-        let mut read = self.runners_read.lock().await;
-        if read.is_none_or(|at| at.elapsed() >= RUNNER_COUNTS_TTL) {
+        let mut due = self.runners_due.lock().await;
+        if due.is_none_or(|at| Instant::now() >= at) {
+            let started = Instant::now();
             match store.count_runners().await {
                 Ok(counts) => {
                     self.runners.clear();
@@ -247,7 +256,8 @@ impl Metrics {
                 }
                 Err(err) => tracing::warn!(error = %err, "could not count runners for /metrics"),
             }
-            *read = Some(Instant::now());
+            let reuse = RUNNER_COUNTS_TTL.max(started.elapsed() * RUNNER_COUNTS_COST_FACTOR);
+            *due = Some(Instant::now() + reuse);
         }
         let mut out = String::new();
         // Writing into a String cannot fail.
