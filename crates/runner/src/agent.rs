@@ -965,9 +965,18 @@ impl Agent {
     async fn handle(&self, request: RunnerRequest) -> Option<Outcome> {
         let span = tracing::info_span!(
             "runner_request",
-            request_id = %request.request_id,
-            origin_request_id = %request.origin_request_id,
+            request_id = tracing::field::Empty,
+            origin_request_id = tracing::field::Empty,
         );
+        // Pushes (a spec, a deletion) have no ids: their lines stay short.
+        for (field, id) in [
+            ("request_id", &request.request_id),
+            ("origin_request_id", &request.origin_request_id),
+        ] {
+            if !id.is_empty() {
+                span.record(field, id.as_str());
+            }
+        }
         self.handle_in_span(request).instrument(span).await
     }
 
