@@ -21,8 +21,24 @@ use runner_cmd::RunnerArgs;
     after_long_help = client::EXIT_CODES_HELP
 )]
 struct Cli {
+    /// How `serve` and `runner` write log lines to stderr: `text`, or `json` (one
+    /// object per line, for log collectors). CORRAL_LOG sets the levels either way.
+    #[arg(
+        long,
+        global = true,
+        env = "CORRAL_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -124,21 +140,25 @@ enum DebugCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Runner(args) = cli.command {
-        runner_cmd::runner(args).await
+        runner_cmd::runner(args, cli.log_format).await
     }
     // The client commands print their own one-line errors and exit codes.
     if let Command::Client(command) = cli.command {
         client::run(command, Cli::command()).await
     }
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
         // Colours only for people; log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match cli.command {
         Command::Runner(_) | Command::Client(_) => unreachable!("handled above"),
         Command::Serve(args) => {

@@ -77,8 +77,11 @@ fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// Runs the runner agent; exits 0 when stopped or deleted, else with the
 /// error's exit code (3 when it needs new credentials).
-pub async fn runner(args: RunnerArgs) -> ! {
-    let logging = match corral_runner::Logging::init() {
+pub async fn runner(args: RunnerArgs, log_format: crate::LogFormat) -> ! {
+    let logging = match corral_runner::Logging::init(match log_format {
+        crate::LogFormat::Text => corral_runner::LogFormat::Text,
+        crate::LogFormat::Json => corral_runner::LogFormat::Json,
+    }) {
         Ok(logging) => logging,
         Err(e) => {
             eprintln!("corral runner: {e}");

@@ -41,7 +41,7 @@ use sqlx::Connection as _;
 
 mod support;
 
-use support::{Patience, Proc, describe, eventually, http_get, phase};
+use support::{BIN, Patience, Proc, describe, eventually, http_get, phase};
 
 /// Overall limit for anything the test waits for.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -174,9 +174,10 @@ impl Replica {
         database_url: &str,
     ) -> Proc {
         let listen = format!("127.0.0.1:{port}");
-        Proc::spawn(
+        Proc::spawn_program(
             tmp,
             name,
+            Path::new(BIN),
             &[
                 "serve",
                 "--replica-name",
@@ -193,6 +194,8 @@ impl Replica {
                 "--caller-ttl",
                 "1h",
             ],
+            // Duty runs are logged at debug level; the test reads who ran them.
+            &[("CORRAL_LOG", "info,corral_server::duties=debug")],
         )
     }
 

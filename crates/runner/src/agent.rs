@@ -37,7 +37,7 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::json;
 use sha2::{Digest, Sha512};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use crate::bundle::{self, BundleContents};
 use crate::connection::{
@@ -358,7 +358,8 @@ pub async fn run_until(
         None => public_base_url(addr),
     };
     info!("serving logs at {base_url}/logs and a support bundle at {base_url}/support-bundle");
-    let router = crate::logs::router(shared.clone());
+    let metrics = Arc::new(Metrics::new(VERSION));
+    let router = crate::logs::router(shared.clone()).merge(metrics::router(metrics.clone()));
     let http = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             error!("logs server stopped: {e}");
@@ -374,7 +375,6 @@ pub async fn run_until(
             metrics::MAX_INTERVAL
         );
     }
-    let metrics = Arc::new(Metrics::new(VERSION));
     let (metrics_targets, targets) = tokio::sync::watch::channel(None);
     let (runner_id_tx, runner_id) =
         tokio::sync::watch::channel(credentials.runner_id.clone().unwrap_or_default());
@@ -914,6 +914,9 @@ impl Agent {
             {
                 Ok(mut stream) => {
                     debug!("watching for requests");
+                    self.metrics.record_connected(true);
+                    // However the loop ends, the stream is gone.
+                    let _disconnected = OnDrop(|| self.metrics.record_connected(false));
                     loop {
                         let next = tokio::select! {
                             next = stream.message() => next,
@@ -956,8 +959,36 @@ impl Agent {
         }
     }
 
-    /// Handles one request from the stream; `Some` ends the agent.
+    /// Handles one request from the stream; `Some` ends the agent. Its log
+    /// lines (also of work it spawns) carry the request's id and the id of
+    /// the API request that caused it, as the server logs it.
     async fn handle(&self, request: RunnerRequest) -> Option<Outcome> {
+        let span = tracing::info_span!(
+            "runner_request",
+            request_id = tracing::field::Empty,
+            origin_request_id = tracing::field::Empty,
+        );
+        // Pushes (a spec, a deletion) have no ids: their lines stay short.
+        for (field, id) in [
+            ("request_id", &request.request_id),
+            ("origin_request_id", &request.origin_request_id),
+        ] {
+            if !id.is_empty() {
+                span.record(field, id.as_str());
+            }
+        }
+        self.handle_in_span(request).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, request: RunnerRequest) -> Option<Outcome> {
+        self.metrics.record_request(match &request.kind {
+            Some(Kind::Spec(_)) => "spec",
+            Some(Kind::Ping(_)) => "ping",
+            Some(Kind::Delete(_)) => "delete",
+            Some(Kind::Scm(_)) => "scm",
+            Some(Kind::OauthCodeExchange(_)) => "oauth_code_exchange",
+            None => "unknown",
+        });
         let request_id = request.request_id;
         match request.kind {
             Some(Kind::Spec(spec)) => {
@@ -1004,26 +1035,22 @@ impl Agent {
                 };
                 // SCM calls can take seconds: keep reading the stream meanwhile.
                 let agent = self.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let integrations = agent.scm_integrations().await;
-                    let worker = ScmWork {
-                        integrations: &integrations,
-                        key: &agent.key,
-                        timeout: SCM_TIMEOUT,
-                    };
-                    let labels = worker.metric_labels(&work);
-                    let started = Instant::now();
-                    let answer = worker.execute(&work).await;
-                    agent.metrics.record_scm(
-                        ScmLabels {
-                            outcome: outcome(&answer),
-                            ..labels
-                        },
-                        started.elapsed(),
-                    );
-                    agent.answer(request_id, answer).await;
-                });
+                tokio::spawn(
+                    async move {
+                        let _slot = slot;
+                        let integrations = agent.scm_integrations().await;
+                        let worker = ScmWork {
+                            integrations: &integrations,
+                            key: &agent.key,
+                            timeout: SCM_TIMEOUT,
+                        };
+                        let labels = worker.metric_labels(&work);
+                        let started = Instant::now();
+                        let answer = worker.execute(&work).await;
+                        agent.finish_scm(request_id, labels, started, answer).await;
+                    }
+                    .in_current_span(),
+                );
                 None
             }
             Some(Kind::OauthCodeExchange(exchange)) => {
@@ -1034,26 +1061,22 @@ impl Agent {
                     return None; // answered as busy
                 };
                 let agent = self.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let integrations = agent.scm_integrations().await;
-                    let worker = ScmWork {
-                        integrations: &integrations,
-                        key: &agent.key,
-                        timeout: SCM_TIMEOUT,
-                    };
-                    let labels = worker.exchange_labels(&exchange);
-                    let started = Instant::now();
-                    let answer = worker.exchange_code(&exchange).await;
-                    agent.metrics.record_scm(
-                        ScmLabels {
-                            outcome: outcome(&answer),
-                            ..labels
-                        },
-                        started.elapsed(),
-                    );
-                    agent.answer(request_id, answer).await;
-                });
+                tokio::spawn(
+                    async move {
+                        let _slot = slot;
+                        let integrations = agent.scm_integrations().await;
+                        let worker = ScmWork {
+                            integrations: &integrations,
+                            key: &agent.key,
+                            timeout: SCM_TIMEOUT,
+                        };
+                        let labels = worker.exchange_labels(&exchange);
+                        let started = Instant::now();
+                        let answer = worker.exchange_code(&exchange).await;
+                        agent.finish_scm(request_id, labels, started, answer).await;
+                    }
+                    .in_current_span(),
+                );
                 None
             }
             None => {
@@ -1271,6 +1294,28 @@ impl Agent {
         }
     }
 
+    /// Counts, logs and sends the answer of SCM work that began at `started`.
+    async fn finish_scm(
+        &self,
+        request_id: String,
+        labels: ScmLabels,
+        started: Instant,
+        answer: RespondRequest,
+    ) {
+        let took = started.elapsed();
+        let outcome = outcome(&answer);
+        info!(
+            provider = %labels.provider,
+            call = %labels.call,
+            outcome = %outcome,
+            took_ms = took.as_millis() as u64,
+            "answered an SCM request"
+        );
+        self.metrics
+            .record_scm(ScmLabels { outcome, ..labels }, took);
+        self.answer(request_id, answer).await;
+    }
+
     /// Sends a full answer (result or failure) for `request_id`. Any replica
     /// of the management plane takes it: when the current one cannot be
     /// reached, the answer goes to the next (and the stream follows).
@@ -1354,6 +1399,15 @@ impl Agent {
                 .count()
         );
         state.scm_integrations = summaries;
+    }
+}
+
+/// Runs its closure when dropped.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 

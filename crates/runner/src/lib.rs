@@ -44,7 +44,7 @@ pub mod update;
 pub use agent::{Config, DEFAULT_MAX_SCM_REQUESTS, Outcome, run, run_until};
 pub use credentials::{Credentials, DataDir};
 pub use crypto_box::{PublicKey, SecretKey};
-pub use logs::Logging;
+pub use logs::{LogFormat, Logging};
 
 /// Everything that can stop the runner.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
 //! The runner's own logs: captured in memory, served over HTTP to holders of a
 //! logs token.
 //!
-//! - [`Logging`] installs the tracing subscriber: stderr output, a ring buffer
+//! - [`Logging`] installs the tracing subscriber: stderr output (text or one
+//!   JSON object per line, [`LogFormat`]), a ring buffer
 //!   of the last [`LOG_CAPACITY`] lines ([`CaptureLayer`]), and a filter whose
 //!   level the runner's spec changes at run time.
 //! - [`verify_logs_token`] checks a `crl_lt_…` token: an Ed25519 signature by
@@ -178,22 +179,38 @@ pub struct Logging {
     reload: Option<reload::Handle<EnvFilter, Registry>>,
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 impl Logging {
-    /// Installs the global subscriber: stderr plus the in-memory buffer, at
-    /// the level in `CORRAL_LOG` (default `info`) until the spec says otherwise.
-    /// Fails if a global subscriber is already installed.
-    pub fn init() -> Result<Self, crate::Error> {
+    /// Installs the global subscriber: stderr in `format` plus the in-memory
+    /// buffer, at the level in `CORRAL_LOG` (default `info`) until the spec
+    /// says otherwise. Fails if a global subscriber is already installed.
+    pub fn init(format: LogFormat) -> Result<Self, crate::Error> {
         let initial =
             EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
         let (filter, handle) = reload::Layer::new(initial);
         let buffer = LogBuffer::new(LOG_CAPACITY);
+        let json = format == LogFormat::Json;
         tracing_subscriber::registry()
             .with(filter)
-            .with(
+            .with((!json).then(|| {
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
-                    .with_ansi(std::io::stderr().is_terminal()),
-            )
+                    .with_ansi(std::io::stderr().is_terminal())
+            }))
+            .with(json.then(|| {
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+            }))
             .with(CaptureLayer::new(buffer.clone()))
             .try_init()
             .map_err(|e| crate::Error::Logging(e.to_string()))?;

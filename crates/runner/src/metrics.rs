@@ -1,5 +1,7 @@
 //! The runner's own metrics, pushed to a collector with the Prometheus
-//! remote-write protocol (`metrics.enabled` / `metrics.url` in its spec).
+//! remote-write protocol (`metrics.enabled` / `metrics.url` in its spec),
+//! and served as a Prometheus text page on `GET /metrics` of the runner's
+//! HTTP server ([`router`]; the same series, without host and call labels).
 //!
 //! [`Metrics`] counts as the agent works (SCM requests by provider and
 //! outcome and their latency, request-stream reconnects, heartbeat lag);
@@ -102,6 +104,10 @@ impl Latency {
 struct Counts {
     scm: BTreeMap<ScmLabels, Latency>,
     stream_reconnects: u64,
+    /// Whether the request stream is open now.
+    connected: bool,
+    /// Requests from the management plane handled, by kind (a fixed set).
+    requests: BTreeMap<&'static str, u64>,
     heartbeat_lag: Option<Duration>,
     push_failures: u64,
 }
@@ -144,6 +150,16 @@ impl Metrics {
         self.counts().stream_reconnects += 1;
     }
 
+    /// The request stream opened (`true`) or ended (`false`).
+    pub fn record_connected(&self, connected: bool) {
+        self.counts().connected = connected;
+    }
+
+    /// A request of `kind` (`spec`, `scm`, … from a fixed set) came in.
+    pub fn record_request(&self, kind: &'static str) {
+        *self.counts().requests.entry(kind).or_default() += 1;
+    }
+
     /// A push to the collector failed (it shows in the next push that works).
     pub fn record_push_failure(&self) {
         self.counts().push_failures += 1;
@@ -180,7 +196,16 @@ impl Metrics {
                 base("corral_runner_metrics_push_failures_total"),
                 counts.push_failures as f64,
             ),
+            Series::new(
+                base("corral_runner_connected"),
+                f64::from(u8::from(counts.connected)),
+            ),
         ];
+        for (kind, handled) in &counts.requests {
+            let mut labels = base("corral_runner_requests_total");
+            labels.push(("kind".into(), (*kind).into()));
+            out.push(Series::new(labels, *handled as f64));
+        }
         if let Some(lag) = counts.heartbeat_lag {
             out.push(Series::new(
                 base("corral_runner_heartbeat_lag_seconds"),
@@ -248,6 +273,138 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The families of the `/metrics` page: name, type, help.
+const FAMILIES: [(&str, &str, &str); 9] = [
+    (
+        "corral_runner_info",
+        "gauge",
+        "The runner's version (the value is always 1)",
+    ),
+    (
+        "corral_runner_uptime_seconds",
+        "gauge",
+        "Seconds since the runner started",
+    ),
+    (
+        "corral_runner_connected",
+        "gauge",
+        "1 while the request stream to the management plane is open",
+    ),
+    (
+        "corral_runner_stream_reconnects_total",
+        "counter",
+        "Times the request stream was opened again after it broke or ended",
+    ),
+    (
+        "corral_runner_requests_total",
+        "counter",
+        "Requests from the management plane handled, by kind",
+    ),
+    (
+        "corral_runner_scm_requests_total",
+        "counter",
+        "SCM requests worked on, by provider and outcome",
+    ),
+    (
+        "corral_runner_scm_request_duration_seconds",
+        "summary",
+        "How long SCM requests took, by provider and outcome",
+    ),
+    (
+        "corral_runner_heartbeat_lag_seconds",
+        "gauge",
+        "How late the latest heartbeat was acknowledged",
+    ),
+    (
+        "corral_runner_metrics_push_failures_total",
+        "counter",
+        "Failed pushes to the metrics collector",
+    ),
+];
+
+/// The family a series belongs to: its name, or for a summary its name
+/// less `_sum` or `_count`.
+fn family_of(series_name: &str) -> Option<usize> {
+    FAMILIES.iter().position(|(name, kind, _)| {
+        let suffixes: &[&str] = match *kind {
+            "summary" => &["_sum", "_count"],
+            _ => &[""],
+        };
+        suffixes
+            .iter()
+            .any(|suffix| series_name.strip_suffix(suffix) == Some(name))
+    })
+}
+
+impl Metrics {
+    /// The `/metrics` page: every family with HELP and TYPE, its series
+    /// without the runner id (the page is this runner's) nor per-host and
+    /// per-call labels.
+    pub fn render_text(&self) -> String {
+        let mut by_family: Vec<Vec<Series>> = vec![Vec::new(); FAMILIES.len()];
+        for series in self.snapshot("", false) {
+            let name = series
+                .labels
+                .iter()
+                .find(|(k, _)| k == "__name__")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            if let Some(family) = family_of(name) {
+                by_family[family].push(series);
+            }
+        }
+        let mut out = String::new();
+        for ((name, kind, help), series) in FAMILIES.iter().zip(by_family) {
+            out.push_str(&format!("# HELP {name} {help}.\n# TYPE {name} {kind}\n"));
+            for s in series {
+                let mut sample_name = "";
+                let mut labels = Vec::new();
+                for (key, value) in &s.labels {
+                    match key.as_str() {
+                        "__name__" => sample_name = value,
+                        "runner_id" => {}
+                        _ => labels.push(format!("{key}=\"{}\"", escape_label(value))),
+                    }
+                }
+                out.push_str(sample_name);
+                if !labels.is_empty() {
+                    out.push_str(&format!("{{{}}}", labels.join(",")));
+                }
+                out.push_str(&format!(" {}\n", s.value));
+            }
+        }
+        out
+    }
+}
+
+/// A label value as the text format writes it.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `GET /metrics` on the runner's HTTP server; no token (like the
+/// management plane's): the page holds counts, no secrets.
+pub fn router(metrics: std::sync::Arc<Metrics>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let page = metrics.render_text();
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    page,
+                )
+            }
+        }),
+    )
 }
 
 /// One time series with its current value.
@@ -448,6 +605,32 @@ mod tests {
             call: "parse_context_url".into(),
             outcome: outcome.into(),
         }
+    }
+
+    #[test]
+    fn the_page_announces_every_family_and_leaves_hosts_out() {
+        let metrics = Metrics::new("1.2.3\"x");
+        metrics.record_connected(true);
+        metrics.record_request("spec");
+        metrics.record_request("spec");
+        metrics.record_scm(scm("github", "github.com", "ok"), Duration::from_millis(20));
+        let page = metrics.render_text();
+        for (name, kind, _) in FAMILIES {
+            assert!(page.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
+        }
+        assert!(page.contains("corral_runner_connected 1\n"), "{page}");
+        assert!(page.contains("corral_runner_requests_total{kind=\"spec\"} 2\n"));
+        assert!(page.contains("corral_runner_info{version=\"1.2.3\\\"x\"} 1\n"));
+        assert!(page.contains(
+            "corral_runner_scm_request_duration_seconds_count{outcome=\"ok\",provider=\"github\"} 1\n"
+        ));
+        assert!(!page.contains("github.com") && !page.contains("runner_id"));
+        metrics.record_connected(false);
+        assert!(
+            metrics
+                .render_text()
+                .contains("corral_runner_connected 0\n")
+        );
     }
 
     #[test]

@@ -457,6 +457,16 @@ pub struct RunnerStatus {
     pub gateway: Option<GatewayInfo>,
 }
 
+/// How many runners share a phase, provider and reported version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerCount {
+    pub phase: RunnerPhase,
+    pub provider: Option<RunnerProvider>,
+    /// As the runners reported it; empty before their first report.
+    pub version: String,
+    pub count: u64,
+}
+
 /// A management-plane replica as runners see it (`--replica-name`,
 /// `--public-url`, `--replica-region`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -10,18 +10,17 @@
 //!   exchange tokens expired or used more than a day ago, and audit events
 //!   past their retention (`--audit-retention`, 90 days by default).
 //!
-//! Each run is logged (`background duty ran: <name>`) and counted; `GET
-//! /metrics` shows the counts of this replica, whether it leads, and its
-//! runner streams.
+//! Each run is counted (`corral_background_duty_runs_total` on `GET
+//! /metrics`, with whether this replica leads) and logged at debug level;
+//! what a run changed is logged at info level where it happens.
 //!
 //! [`exclusively`] runs a one-off job under a fleet-wide lock (bootstrapping
 //! an empty installation, which replicas starting together would otherwise
 //! both do).
 
-use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,6 +28,7 @@ use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
 use tokio::task::JoinHandle;
 
+use crate::metrics::{DutyLabels, DutyRuns};
 use crate::runner_hub::RunnerHub;
 use crate::state::SharedState;
 
@@ -50,7 +50,7 @@ pub const CLEANUP: &str = "cleanup";
 
 pub struct Duties {
     leader: Arc<AtomicBool>,
-    runs: Mutex<BTreeMap<&'static str, u64>>,
+    runs: DutyRuns,
     keeper: Option<JoinHandle<()>>,
 }
 
@@ -59,7 +59,7 @@ impl Duties {
     pub fn single() -> Self {
         Self {
             leader: Arc::new(AtomicBool::new(true)),
-            runs: Mutex::new(initial_runs()),
+            runs: initial_runs(),
             keeper: None,
         }
     }
@@ -76,7 +76,7 @@ impl Duties {
         let keeper = tokio::spawn(keep_duties_lock(url.to_string(), leader.clone()));
         Ok(Self {
             leader,
-            runs: Mutex::new(initial_runs()),
+            runs: initial_runs(),
             keeper: Some(keeper),
         })
     }
@@ -107,41 +107,13 @@ impl Duties {
 
     /// Records that `duty` ran on this replica.
     pub fn ran(&self, duty: &'static str) {
-        *self
-            .runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(duty)
-            .or_default() += 1;
-        tracing::info!(duty, "background duty ran: {duty}");
+        self.runs.get_or_create(&DutyLabels { duty }).inc();
+        tracing::debug!(duty, "background duty ran: {duty}");
     }
 
-    /// How often each duty ran on this replica.
-    pub fn runs(&self) -> BTreeMap<&'static str, u64> {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The `/metrics` page (Prometheus text format).
-    pub fn metrics(&self, runner_streams: usize) -> String {
-        let mut out = String::from(
-            "# HELP corral_background_duty_runs_total Background duties this replica ran (only the leader runs them).\n\
-             # TYPE corral_background_duty_runs_total counter\n",
-        );
-        for (duty, runs) in self.runs() {
-            out.push_str(&format!(
-                "corral_background_duty_runs_total{{duty=\"{duty}\"}} {runs}\n"
-            ));
-        }
-        out.push_str(&format!(
-            "# HELP corral_leader Whether this replica runs the background duties.\n\
-             # TYPE corral_leader gauge\n\
-             corral_leader {}\n\
-             # HELP corral_runner_streams Runner streams open on this replica.\n\
-             # TYPE corral_runner_streams gauge\n\
-             corral_runner_streams {runner_streams}\n",
-            u8::from(self.is_leader())
-        ));
-        out
+    /// How often each duty ran on this replica (the metrics page shows it).
+    pub fn runs(&self) -> &DutyRuns {
+        &self.runs
     }
 }
 
@@ -153,8 +125,13 @@ impl Drop for Duties {
     }
 }
 
-fn initial_runs() -> BTreeMap<&'static str, u64> {
-    [(LIVENESS, 0), (CLEANUP, 0)].into_iter().collect()
+/// Both duties show from the start, at zero.
+fn initial_runs() -> DutyRuns {
+    let runs = DutyRuns::default();
+    for duty in [LIVENESS, CLEANUP] {
+        let _ = runs.get_or_create(&DutyLabels { duty });
+    }
+    runs
 }
 
 /// Keeps trying to take [`DUTIES_LOCK`] on a dedicated connection, and checks
@@ -271,18 +248,6 @@ async fn cleanup_loop(state: SharedState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metrics_show_runs_and_leadership() {
-        let duties = Duties::single();
-        duties.ran(LIVENESS);
-        duties.ran(LIVENESS);
-        let text = duties.metrics(3);
-        assert!(text.contains("corral_background_duty_runs_total{duty=\"liveness\"} 2\n"));
-        assert!(text.contains("corral_background_duty_runs_total{duty=\"cleanup\"} 0\n"));
-        assert!(text.contains("corral_leader 1\n"));
-        assert!(text.contains("corral_runner_streams 3\n"));
-    }
 
     /// On PostgreSQL, on a database of its own (so no other test competes
     /// for the lock).

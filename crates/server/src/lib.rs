@@ -18,6 +18,7 @@ pub mod duties;
 pub mod errors;
 pub mod events;
 pub mod liveness;
+pub mod metrics;
 pub mod oauth_flow;
 pub mod pagination;
 pub mod releases;
@@ -266,6 +267,7 @@ pub fn app(state: SharedState) -> axum::Router {
             state.unrestricted_store().clone(),
             state.page_key.clone(),
             state.events.clone(),
+            state.metrics.clone(),
         ));
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -302,15 +304,24 @@ async fn request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// Counters of this replica (Prometheus text format); no secrets, no auth.
+/// This replica's metrics (Prometheus text format, docs/observability.md);
+/// no secrets, no auth.
 async fn metrics(axum::extract::State(state): axum::extract::State<SharedState>) -> Response {
     use axum::response::IntoResponse;
+    let page = state
+        .metrics
+        .render(
+            state.unrestricted_store().as_ref(),
+            state.hub.local_streams(),
+            state.duties.is_leader(),
+        )
+        .await;
     (
         [(
             http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         )],
-        state.duties.metrics(state.hub.local_streams()),
+        page,
     )
         .into_response()
 }

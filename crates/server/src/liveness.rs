@@ -58,7 +58,12 @@ pub async fn sweep(state: &SharedState) -> anyhow::Result<usize> {
             .await;
         match result {
             Ok(runner) if runner.status.phase == RunnerPhase::Inactive => {
-                tracing::info!(%runner_id, "runner went silent; now INACTIVE");
+                tracing::info!(
+                    %runner_id,
+                    runner_name = %runner.name,
+                    last_report = ?runner.status.updated_at,
+                    "runner went silent; now INACTIVE"
+                );
                 marked += 1;
                 state
                     .events

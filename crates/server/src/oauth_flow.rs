@@ -72,6 +72,7 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
 /// `GET /auth/oauth2/callback?code=…&state=…`
 pub async fn callback(
     State(state): State<SharedState>,
+    request_id: Option<axum::Extension<crate::authz::RequestId>>,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
     if let Some(error) = query.error {
@@ -117,6 +118,7 @@ pub async fn callback(
         }
     }
     let request = runner_api::RunnerRequest {
+        origin_request_id: request_id.map(|r| r.0.0).unwrap_or_default(),
         kind: Some(runner_api::runner_request::Kind::OauthCodeExchange(
             Box::new(runner_api::OAuthCodeExchange {
                 user_id: sign_in.user_id.to_string(),
@@ -128,15 +130,24 @@ pub async fn callback(
         )),
         ..Default::default()
     };
-    let answer = match state
+    let started = std::time::Instant::now();
+    let answered = state
         .hub
         .call(
             sign_in.runner_id,
             request,
             std::time::Duration::from_secs(30),
         )
-        .await
-    {
+        .await;
+    state.metrics.record_forwarded_call(
+        crate::metrics::ForwardedLabels {
+            call: "oauth_code_exchange",
+            provider: crate::metrics::scm_provider(Some(&sign_in.host)),
+            outcome: crate::services::scm_forwarding::forwarded_outcome(&answered),
+        },
+        started.elapsed(),
+    );
+    let answer = match answered {
         Ok(answer) => answer,
         Err(err) => {
             return page(

@@ -10,6 +10,7 @@ use crate::crypto::{DataKey, LogsTokenSigner, ReleaseSigner};
 use crate::domain::Gateway;
 use crate::duties::Duties;
 use crate::events::EventHub;
+use crate::metrics::Metrics;
 use crate::pagination::PageKey;
 use crate::runner_hub::RunnerHub;
 use crate::store::Store;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub public_url: String,
     /// This replica as runners' gateway_info names it.
     pub gateway: Gateway,
+    /// What `GET /metrics` shows.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -57,6 +60,9 @@ impl AppState {
         gateway: Gateway,
         caller_ttl: Duration,
     ) -> Self {
+        let metrics = Arc::new(Metrics::new(duties.runs()));
+        // Every use of the store is timed, the gate's and the duties' too.
+        let store = crate::store::timed::TimedStore::wrap(store, metrics.clone());
         Self {
             authenticator: Authenticator::start(store.clone(), &events, caller_ttl),
             store,
@@ -71,6 +77,7 @@ impl AppState {
             audit_retention,
             public_url: gateway.url.clone(),
             gateway,
+            metrics,
         }
     }
 

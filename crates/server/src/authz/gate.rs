@@ -6,10 +6,14 @@
 //! decided from the caller alone (token kind, read-only, organization admin);
 //! hand the handler an [`Access`]; afterwards, for RPCs the table audits,
 //! record the audit event (refusals included), and announce the changes the
-//! call made.
+//! call made. Every call is counted and timed (`corral_rpc_*`, by the policy
+//! table's service and method, `unknown` for paths it lacks), and a refused
+//! caller (unauthenticated, permission denied) is logged with the RPC, the
+//! reason, the client's address and the kind of token — never the token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use connectrpc::interceptor::{StreamRequest, StreamResponse, UnaryRequest, UnaryResponse};
@@ -21,6 +25,7 @@ use super::{Target, decide};
 use crate::auth::{Authenticator, Caller};
 use crate::domain::{AuditEvent, new_id};
 use crate::events::EventHub;
+use crate::metrics::{self, Metrics, RpcLabels};
 use crate::pagination::PageKey;
 use crate::store::Store;
 
@@ -38,6 +43,7 @@ pub struct Gate {
     store: Arc<dyn Store>,
     page_key: PageKey,
     events: Arc<EventHub>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the audit event of a call needs from its request.
@@ -75,13 +81,33 @@ impl Gate {
         store: Arc<dyn Store>,
         page_key: PageKey,
         events: Arc<EventHub>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             authenticator,
             store,
             page_key,
             events,
+            metrics,
         }
+    }
+
+    /// Counts and times a call of `(service, method)` that began at `started`.
+    fn record(
+        &self,
+        called: (&'static str, &'static str),
+        started: Instant,
+        outcome: &'static str,
+    ) {
+        let (service, method) = called;
+        self.metrics.record_rpc(
+            RpcLabels {
+                service,
+                method,
+                code: outcome,
+            },
+            started.elapsed(),
+        );
     }
 
     /// Decides whether the call may go ahead; `Ok` carries the access the
@@ -215,6 +241,50 @@ fn token_id(caller: &Caller) -> uuid::Uuid {
     }
 }
 
+/// The service and method of the call as the policy table names them;
+/// `unknown` for a path it lacks, so no request adds label values.
+fn called(ctx: &RequestContext) -> (&'static str, &'static str) {
+    match policy::rpc_for(ctx.path().unwrap_or_default()) {
+        Some(rpc) => (
+            rpc.procedure.split('/').next().unwrap_or(metrics::UNKNOWN),
+            rpc.method(),
+        ),
+        None => (metrics::UNKNOWN, metrics::UNKNOWN),
+    }
+}
+
+/// One line for an operator when the gate turns a caller away for who they
+/// are (not for what they sent): which RPC, why, from where, and the kind of
+/// token they showed, told from its prefix. The token itself stays out.
+fn log_refusal(ctx: &RequestContext, info: &CallInfo, err: &ConnectError) {
+    if !matches!(
+        err.code,
+        connectrpc::ErrorCode::Unauthenticated | connectrpc::ErrorCode::PermissionDenied
+    ) {
+        return;
+    }
+    let token_kind = match bearer_token(ctx) {
+        None => "none",
+        Some(token) => match crate::crypto::token_kind(token) {
+            Some(crate::domain::TokenKind::Personal) => "personal",
+            Some(crate::domain::TokenKind::RunnerAccess) => "runner_access",
+            Some(crate::domain::TokenKind::Exchange) => "exchange",
+            None => "unrecognized",
+        },
+    };
+    let rpc = policy::rpc_for(ctx.path().unwrap_or_default())
+        .map_or(metrics::UNKNOWN, |rpc| rpc.procedure);
+    tracing::info!(
+        rpc,
+        code = err.code.as_str(),
+        reason = err.message.as_deref().unwrap_or_default(),
+        client_address = %info.client_address.map(|a| a.to_string()).unwrap_or_default(),
+        token_kind,
+        request_id = %info.request_id,
+        "refused a caller"
+    );
+}
+
 fn bearer_token(ctx: &RequestContext) -> Option<&str> {
     let value = ctx.header(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -228,19 +298,25 @@ impl Interceptor for Gate {
         mut req: UnaryRequest,
         next: Next<'_>,
     ) -> Result<UnaryResponse, ConnectError> {
+        let started = Instant::now();
+        let called = called(&req.ctx);
         let info = CallInfo::of(&req.ctx);
         let access = match self.admit(&req.ctx).await {
             Ok(access) => access,
-            Err((err, Some(access))) => {
-                self.finish(&access, &info, Err(&err)).await;
+            Err((err, access)) => {
+                log_refusal(&req.ctx, &info, &err);
+                if let Some(access) = access {
+                    self.finish(&access, &info, Err(&err)).await;
+                }
+                self.record(called, started, err.code.as_str());
                 return Err(err);
             }
-            Err((err, None)) => return Err(err),
         };
         req.ctx.extensions_mut().insert(access.clone());
         let result = next.run(req).await;
         self.finish(&access, &info, result.as_ref().map(|_| ()))
             .await;
+        self.record(called, started, metrics::outcome(&result));
         result
     }
 
@@ -252,8 +328,19 @@ impl Interceptor for Gate {
     ) -> Result<StreamResponse, ConnectError> {
         // Streams (a runner's work, change notifications) are not audited:
         // they change nothing themselves.
-        let access = self.admit(&req.ctx).await.map_err(|(err, _)| err)?;
+        let started = Instant::now();
+        let called = called(&req.ctx);
+        let access = match self.admit(&req.ctx).await {
+            Ok(access) => access,
+            Err((err, _)) => {
+                log_refusal(&req.ctx, &CallInfo::of(&req.ctx), &err);
+                self.record(called, started, err.code.as_str());
+                return Err(err);
+            }
+        };
         req.ctx.extensions_mut().insert(access);
-        next.run(req, inbound).await
+        let result = next.run(req, inbound).await;
+        self.record(called, started, metrics::outcome(&result));
+        result
     }
 }

@@ -87,7 +87,10 @@ impl api::EventService for Events {
         }
         let only_unknown_kinds = !req.resource_type_filters.is_empty() && interests.is_empty();
         let (mut changes, mut closed) = self.state.events.subscribe();
+        let counted = self.state.metrics.event_watch_stream();
         let stream = async_stream::stream! {
+            // Counted in corral_event_watch_streams until the stream ends.
+            let _counted = counted;
             let mut visibility = WatchVisibility::new(&access);
             loop {
                 let event = tokio::select! {

@@ -136,8 +136,15 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         let access = access(&ctx)?;
         let report = request.to_owned_message();
         let gateway = self.state.gateway.clone();
+        let now = Utc::now();
+        // The gap since the runner's previous report, read inside the update.
+        let since_previous = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let gap = since_previous.clone();
         let updated = access
             .update_this_runner(Box::new(move |runner: &mut Runner| {
+                if let Some(previous) = runner.status.updated_at {
+                    *gap.lock().unwrap_or_else(|e| e.into_inner()) = (now - previous).to_std().ok();
+                }
                 let status = &mut runner.status;
                 status.version = report.version;
                 status.region = report.region;
@@ -152,7 +159,7 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                     .map(|f| (f.key, f.value))
                     .collect();
                 status.message = report.message;
-                status.updated_at = Some(Utc::now());
+                status.updated_at = Some(now);
                 status.gateway = Some(GatewayInfo {
                     gateway,
                     latency_micros: report.latency_micros,
@@ -164,6 +171,10 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
                 Ok(())
             }))
             .await?;
+        let gap = *since_previous.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(gap) = gap {
+            self.state.metrics.record_heartbeat_interval(gap);
+        }
         if updated.status.phase == RunnerPhase::Deleting {
             self.state.hub.notify(updated.id, delete_request()).await;
         }
@@ -182,6 +193,13 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         let runner = access(&ctx)?.this_runner().await?;
         let runner_id = runner.id;
         let (connection, mut inbox) = self.state.hub.connect(runner_id).await?;
+        tracing::info!(
+            %runner_id,
+            runner_name = %runner.name,
+            version = %runner.status.version,
+            replica = %self.state.gateway.name,
+            "runner connected"
+        );
         let mut first = vec![spec_request(&self.state, &runner)];
         if runner.status.phase == RunnerPhase::Deleting {
             first.push(delete_request());
@@ -189,7 +207,12 @@ impl runner_api::RunnerInteractionService for RunnerInteraction {
         let state = self.state.clone();
         let stream = async_stream::stream! {
             // Unregisters the stream however it ends (runner gone, server stopping).
-            let _guard = DisconnectGuard { state: state.clone(), runner_id, connection };
+            let _guard = DisconnectGuard {
+                state: state.clone(),
+                runner_id,
+                connection,
+                connected_at: std::time::Instant::now(),
+            };
             for request in first {
                 yield Ok(request);
             }
@@ -324,10 +347,17 @@ struct DisconnectGuard {
     state: SharedState,
     runner_id: Uuid,
     connection: u64,
+    connected_at: std::time::Instant,
 }
 
 impl Drop for DisconnectGuard {
     fn drop(&mut self) {
+        tracing::info!(
+            runner_id = %self.runner_id,
+            connected_seconds = self.connected_at.elapsed().as_secs(),
+            replica = %self.state.gateway.name,
+            "runner disconnected"
+        );
         self.state.hub.disconnect(self.runner_id, self.connection);
     }
 }

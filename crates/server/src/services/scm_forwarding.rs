@@ -2,7 +2,7 @@
 //! use that serves the host), with the calling user's credentials for the
 //! hosts involved; the runner talks to the SCM and answers on its stream.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use buffa::EnumValue;
 use chrono::Utc;
@@ -12,8 +12,9 @@ use runner_api::{respond_request, scm_request};
 use uuid::Uuid;
 
 use super::convert;
-use crate::authz::{Access, access};
+use crate::authz::{Access, RequestId, access};
 use crate::domain::*;
+use crate::metrics::{self, ForwardedLabels};
 use crate::oauth_flow::OAuthState;
 use crate::state::SharedState;
 
@@ -92,7 +93,13 @@ impl ScmForwarding<'_> {
             host: host.clone().unwrap_or_default(),
             expires_at: Utc::now() + chrono::Duration::minutes(15),
         };
+        let call_name = call_name(&call);
         let request = runner_api::RunnerRequest {
+            origin_request_id: ctx
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
             kind: Some(runner_api::runner_request::Kind::Scm(Box::new(
                 runner_api::ScmRequest {
                     user_id: user.user.id.to_string(),
@@ -109,7 +116,17 @@ impl ScmForwarding<'_> {
             .time_remaining()
             .unwrap_or(MAX_RUNNER_WAIT)
             .min(MAX_RUNNER_WAIT);
-        let answer = self.state.hub.call(runner.id, request, wait).await?;
+        let started = Instant::now();
+        let answered = self.state.hub.call(runner.id, request, wait).await;
+        self.state.metrics.record_forwarded_call(
+            ForwardedLabels {
+                call: call_name,
+                provider: metrics::scm_provider(host.as_deref()),
+                outcome: forwarded_outcome(&answered),
+            },
+            started.elapsed(),
+        );
+        let answer = answered?;
         for credential in &answer.refreshed {
             let credential = convert::host_credential(&self.state.data_key, credential);
             if let Err(err) = access.save_my_host_credential(runner.id, credential).await {
@@ -228,6 +245,31 @@ impl ScmForwarding<'_> {
 }
 
 /// A runner's failure as the caller sees it.
+/// The metrics' name of an SCM call.
+fn call_name(call: &scm_request::Call) -> &'static str {
+    match call {
+        scm_request::Call::ParseContextUrl(_) => "parse_context_url",
+        scm_request::Call::SearchRepositories(_) => "search_repositories",
+        scm_request::Call::ListScmOrganizations(_) => "list_scm_organizations",
+        scm_request::Call::CheckAuthenticationForHost(_) => "check_authentication_for_host",
+        scm_request::Call::CheckRepositoryAccess(_) => "check_repository_access",
+    }
+}
+
+/// How a forwarded call ended, for metrics: `ok`, the Connect code of a call
+/// that failed on the way, or the code of the runner's failure.
+pub(crate) fn forwarded_outcome(
+    answered: &Result<crate::runner_hub::RunnerAnswer, ConnectError>,
+) -> &'static str {
+    match answered {
+        Err(err) => err.code.as_str(),
+        Ok(answer) => match answer.failure.as_option() {
+            Some(failure) => code_from_name(&failure.code).as_str(),
+            None => "ok",
+        },
+    }
+}
+
 fn failure_error(failure: &runner_api::Failure, candidates: &[Uuid]) -> ConnectError {
     let code = code_from_name(&failure.code);
     let mut err = ConnectError::new(code, failure.message.clone());

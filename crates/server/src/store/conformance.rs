@@ -39,6 +39,7 @@ conformance!(
     an_exchange_token_is_redeemed_once,
     the_last_admin_stays_under_concurrent_demotions,
     silent_runners_are_found_by_their_last_report,
+    runners_are_counted_by_phase_provider_and_version,
     deleting_a_runner_takes_what_belongs_to_it,
     groups_filter_by_search_ids_and_system_within_the_org,
     memberships_filter_by_member_name_or_email,
@@ -1431,6 +1432,75 @@ async fn silent_runners_are_found_by_their_last_report(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(stale.len(), 2, "{stale:?}");
     assert!(stale_ones.iter().all(|id| stale.contains(id)), "{stale:?}");
+}
+
+async fn runners_are_counted_by_phase_provider_and_version(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    let root = user(store, a.id, "root", OrgRole::Admin).await;
+    assert!(store.count_runners().await.unwrap().is_empty());
+    for (phase, provider, version) in [
+        (
+            RunnerPhase::Active,
+            Some(RunnerProvider::LinuxHost),
+            "1.2.0",
+        ),
+        (
+            RunnerPhase::Active,
+            Some(RunnerProvider::LinuxHost),
+            "1.2.0",
+        ),
+        (
+            RunnerPhase::Active,
+            Some(RunnerProvider::LinuxHost),
+            "1.3.0",
+        ),
+        (
+            RunnerPhase::Inactive,
+            Some(RunnerProvider::LinuxHost),
+            "1.2.0",
+        ),
+        (RunnerPhase::Active, None, "1.2.0"),
+    ] {
+        let mut r = new_runner(a.id, &root, "counted");
+        r.provider = provider;
+        store.create_runner(&r, &[]).await.unwrap();
+        store
+            .update_runner(
+                r.id,
+                change(move |r: &mut Runner| {
+                    r.status.phase = phase;
+                    r.status.version = version.into();
+                }),
+            )
+            .await
+            .unwrap();
+    }
+    runner(store, &root, "never connected", &[]).await;
+
+    let mut counts: Vec<_> = store
+        .count_runners()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            (
+                format!("{:?}/{:?}/{}", c.phase, c.provider, c.version),
+                c.count,
+            )
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            ("Active/None/1.2.0".to_string(), 1),
+            ("Active/Some(LinuxHost)/1.2.0".to_string(), 2),
+            ("Active/Some(LinuxHost)/1.3.0".to_string(), 1),
+            ("Created/Some(LinuxHost)/".to_string(), 1),
+            ("Inactive/Some(LinuxHost)/1.2.0".to_string(), 1),
+        ]
+    );
 }
 
 async fn deleting_a_runner_takes_what_belongs_to_it(store: Arc<dyn Store>) {

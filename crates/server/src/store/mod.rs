@@ -12,6 +12,7 @@ pub mod postgres;
 mod recent;
 pub mod sql;
 pub mod sqlite;
+pub mod timed;
 pub mod transfer;
 #[cfg(test)]
 mod upgrade;
@@ -176,6 +177,9 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Runner>;
     /// Runners reported ACTIVE or DEGRADED whose last report is older than `cutoff`.
     async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>>;
+    /// How many runners share each phase, provider and reported version: one
+    /// grouped query (the metrics page reads it, cached briefly).
+    async fn count_runners(&self) -> StoreResult<Vec<RunnerCount>>;
     /// Removes the runner and everything that belongs to it, tokens included.
     async fn delete_runner(&self, id: Uuid) -> StoreResult<()>;
 

@@ -1447,6 +1447,34 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn count_runners(&self) -> StoreResult<Vec<RunnerCount>> {
+        let sql = format!(
+            "SELECT s.phase AS phase, r.provider AS provider, \
+             COALESCE({}, '') AS runner_version, COUNT(*) AS runners \
+             FROM runner_status s JOIN runners r ON r.id = s.runner_id \
+             GROUP BY s.phase, r.provider, runner_version",
+            self.dialect.json_text("s.data", "version")
+        );
+        let rows = self
+            .query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunnerCount {
+                    phase: from_json(&format!("\"{}\"", r.get::<&str, _>("phase")))?,
+                    provider: r
+                        .get::<Option<&str>, _>("provider")
+                        .map(|p| from_json(&format!("\"{p}\"")))
+                        .transpose()?,
+                    version: r.get::<String, _>("runner_version"),
+                    count: u64::try_from(r.get::<i64, _>("runners")).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
     async fn delete_runner(&self, id: Uuid) -> StoreResult<()> {
         let mut tx = self.writer.begin().await.map_err(internal)?;
         self.query("DELETE FROM api_tokens WHERE subject_id = ?")
