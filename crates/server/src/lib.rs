@@ -20,12 +20,14 @@ pub mod events;
 pub mod liveness;
 pub mod oauth_flow;
 pub mod pagination;
+pub mod reflection;
 pub mod releases;
 pub mod runner_hub;
 pub mod services;
 pub mod serving;
 pub mod state;
 pub mod store;
+pub mod unknown_method;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -253,7 +255,9 @@ fn host_name() -> String {
 /// The HTTP application: every service at the root and again under `/api`
 /// (where the SDKs' base URL points), plus `/healthz` and `/metrics`.
 pub fn app(state: SharedState) -> axum::Router {
-    let rpc = services::router(state.clone())
+    let router = services::router(state.clone());
+    let known_methods = unknown_method::KnownMethods::of(&router);
+    let rpc = router
         .into_axum_service()
         .with_limits(
             connectrpc::Limits::default()
@@ -276,6 +280,10 @@ pub fn app(state: SharedState) -> axum::Router {
         )
         .nest_service("/api", rpc.clone())
         .fallback_service(rpc)
+        .layer(axum::middleware::from_fn_with_state(
+            known_methods,
+            unknown_method::answer_unknown_methods,
+        ))
         .layer(axum::middleware::from_fn(paging_from_query))
         .layer(axum::middleware::from_fn(request_id))
 }
