@@ -11,10 +11,18 @@ use corral_server::store::transfer;
 use corral_server::{bootstrap, open_store, releases};
 use uuid::Uuid;
 
+/// The version and the commit built from (`unknown` outside a git checkout).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CORRAL_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "corral",
-    version,
+    version = VERSION,
     about = "Self-hostable management plane for development-environment runners"
 )]
 struct Cli {
