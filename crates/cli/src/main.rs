@@ -1,5 +1,7 @@
 //! `corral`: one binary for the management plane and its administration.
 
+mod config;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -62,6 +64,14 @@ struct StoreArgs {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file of settings: the flags below by their long names
+    /// (`runner-grace = "2m"`). Flags and environment variables override it.
+    #[arg(long, env = "CORRAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (flags, environment, file, defaults) as
+    /// a configuration file, secrets redacted, and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Address to listen on.
     #[arg(long, env = "CORRAL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -321,7 +331,7 @@ enum DebugCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = config::parse();
     if let Command::Runner(args) = cli.command {
         runner(args).await
     }
