@@ -115,6 +115,13 @@ struct ServeArgs {
     /// nothing, a power loss may lose the last commits; writes are many times faster).
     #[arg(long, env = "CORRAL_SQLITE_SYNCHRONOUS", default_value = "full")]
     sqlite_synchronous: corral_server::Synchronous,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain; needs
+    /// --tls-key. Both files are read again on SIGHUP.
+    #[arg(long, env = "CORRAL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CORRAL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -364,6 +371,10 @@ async fn main() -> anyhow::Result<()> {
                 body_timeout: args.body_timeout,
                 caller_ttl: args.caller_ttl,
                 sqlite_synchronous: args.sqlite_synchronous,
+                tls: args
+                    .tls_cert
+                    .zip(args.tls_key)
+                    .map(|(cert, key)| corral_server::tls::TlsFiles { cert, key }),
                 ..defaults
             })
             .await

@@ -27,6 +27,7 @@ pub mod services;
 pub mod serving;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod unknown_method;
 
 use std::net::SocketAddr;
@@ -58,7 +59,8 @@ pub struct ServeConfig {
     pub data_key: Option<String>,
     /// A runner with no report for this long becomes INACTIVE.
     pub runner_grace: std::time::Duration,
-    /// Where browsers reach the server; defaults to `http://<listen>`.
+    /// Where browsers reach the server; defaults to `http://<listen>`
+    /// (`https://` with TLS).
     pub public_url: Option<String>,
     /// This replica's name in runners' gateway_info; defaults to the host name.
     pub replica_name: Option<String>,
@@ -79,6 +81,8 @@ pub struct ServeConfig {
     pub caller_ttl: std::time::Duration,
     /// How an SQLite store commits.
     pub sqlite_synchronous: Synchronous,
+    /// Serve HTTPS with this certificate and key (reloaded on SIGHUP).
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl ServeConfig {
@@ -100,6 +104,7 @@ impl ServeConfig {
             body_timeout: serving::DEFAULT_BODY_TIMEOUT,
             caller_ttl: auth::DEFAULT_CALLER_TTL,
             sqlite_synchronous: Synchronous::Full,
+            tls: None,
         }
     }
 
@@ -220,7 +225,14 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
     let public_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen))
+        .unwrap_or_else(|| {
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", config.listen)
+        })
         .trim_end_matches('/')
         .to_string();
     Ok(Arc::new(AppState::new(
@@ -334,6 +346,17 @@ async fn paging_from_query(mut request: Request, next: Next) -> Response {
 
 /// Runs the server until the process is told to stop.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Before anything is written: bad certificate files stop the start.
+    let tls = match &config.tls {
+        Some(files) => {
+            let certificates = tls::Certificates::load(files.clone())?;
+            certificates
+                .reload_on_sighup()
+                .context("installing the SIGHUP handler")?;
+            Some(certificates)
+        }
+        None => None,
+    };
     let state = build_state(&config).await?;
     // Replicas that start together must not both bootstrap an empty store.
     duties::exclusively(
@@ -346,13 +369,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "corral is serving");
+    tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), tls = tls.is_some(), "corral is serving");
     let limits = config.limits();
     let open_files = serving::open_files_limit().map_or("unlimited".into(), |n| n.to_string());
     tracing::info!("client limits: {limits} (open-files limit {open_files})");
     let hub_state = state.clone();
     let authenticator = state.authenticator.clone();
-    let served = serving::serve(listener, app(state), limits, async move {
+    let served = serving::serve(listener, app(state), limits, tls, async move {
         shutdown_signal().await;
         // Other replicas stop routing here; then runner streams (which
         // never end on their own) end, so that the graceful shutdown can
