@@ -224,3 +224,133 @@ fn tls_flags_come_in_pairs_and_bad_files_stop_the_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
 }
+
+/// POSTs Connect JSON to `procedure` with the admin's token.
+async fn call(
+    client: &reqwest::Client,
+    port: u16,
+    token: &str,
+    procedure: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let response = client
+        .post(format!("https://127.0.0.1:{port}/{procedure}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let value: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{procedure}: {value}");
+    value
+}
+
+#[tokio::test]
+async fn a_runner_connects_to_a_tls_server_it_trusts_with_ca_cert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem, _) = new_certificate();
+    write_files(dir.path(), &cert_pem, &key_pem);
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let port = corral_testkit::free_port();
+    let data_dir = dir.path().join("data");
+    let _server = Proc::spawn(
+        dir.path(),
+        "server",
+        &[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let https = client(&cert_pem, true);
+    eventually(PATIENCE, "the server answers over TLS", || {
+        healthz(&https, port)
+    })
+    .await;
+    let token = std::fs::read_to_string(data_dir.join("admin-token")).unwrap();
+    let token = token.trim();
+    let server_url = format!("https://127.0.0.1:{port}");
+
+    let create = |name: &'static str| {
+        let https = https.clone();
+        async move {
+            call(
+                &https,
+                port,
+                token,
+                "gitpod.v1.RunnerService/CreateRunner",
+                serde_json::json!({ "name": name }),
+            )
+            .await
+        }
+    };
+    let trusted = create("trusting").await;
+    let runner_id = trusted["runner"]["runnerId"].as_str().unwrap().to_string();
+    let runner_dir = dir.path().join("runner");
+    let _runner = Proc::spawn(
+        dir.path(),
+        "runner",
+        &[
+            "runner",
+            "--server",
+            &server_url,
+            "--exchange-token",
+            trusted["exchangeToken"].as_str().unwrap(),
+            "--data-dir",
+            runner_dir.to_str().unwrap(),
+            "--ca-cert",
+            cert.to_str().unwrap(),
+        ],
+    );
+    eventually(PATIENCE, "the runner is ACTIVE", || {
+        let https = https.clone();
+        let runner_id = runner_id.clone();
+        async move {
+            let got = call(
+                &https,
+                port,
+                token,
+                "gitpod.v1.RunnerService/GetRunner",
+                serde_json::json!({ "runnerId": runner_id }),
+            )
+            .await;
+            let phase = got["runner"]["status"]["phase"].clone();
+            (phase == "RUNNER_PHASE_ACTIVE")
+                .then_some(())
+                .ok_or_else(|| format!("phase {phase}"))
+        }
+    })
+    .await;
+
+    // Without --ca-cert the self-signed certificate is not trusted.
+    let untrusting = create("untrusting").await;
+    let untrusting_dir = dir.path().join("untrusting");
+    let refused = Proc::spawn(
+        dir.path(),
+        "untrusting-runner",
+        &[
+            "runner",
+            "--server",
+            &server_url,
+            "--exchange-token",
+            untrusting["exchangeToken"].as_str().unwrap(),
+            "--data-dir",
+            untrusting_dir.to_str().unwrap(),
+        ],
+    );
+    eventually(PATIENCE, "the runner refuses the certificate", || async {
+        let log = refused.output().to_lowercase();
+        log.contains("certificate")
+            .then_some(())
+            .ok_or_else(|| format!("log so far: {log}"))
+    })
+    .await;
+}
