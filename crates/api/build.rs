@@ -44,7 +44,26 @@ fn main() -> Result<()> {
         .compile()
         .context("generating messages and services")?;
 
-    write_validators(&descriptor_bytes, &files, &out_dir)
+    write_validators(&descriptor_bytes, &files, &out_dir)?;
+    compile_reflection(&proto_root, &out_dir)
+}
+
+/// The server reflection protocol's messages and service: compiled on their
+/// own so that they stay out of `DESCRIPTOR_SET`, which is corral's API.
+fn compile_reflection(proto_root: &Path, out_dir: &Path) -> Result<()> {
+    let files = ["grpc/reflection/v1/reflection.proto"];
+    let descriptor_bytes = protox::Compiler::new([proto_root])?
+        .include_imports(true)
+        .open_files(files)?
+        .encode_file_descriptor_set();
+    let descriptor_path = out_dir.join("reflection_descriptor_set.bin");
+    std::fs::write(&descriptor_path, &descriptor_bytes)?;
+    connectrpc_build::Config::new()
+        .files(&files)
+        .descriptor_set(&descriptor_path)
+        .include_file("_reflection.rs")
+        .compile()
+        .context("generating the reflection messages")
 }
 
 /// Every .proto file we own, as proto-relative names (`gitpod/v1/runner.proto`).

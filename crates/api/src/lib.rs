@@ -38,6 +38,24 @@ pub mod corral {
     }
 }
 
+/// The gRPC server reflection protocol (`grpc.reflection.v1`), which lets
+/// clients fetch the schema from a running server. Not part of
+/// [`DESCRIPTOR_SET`].
+#[allow(
+    clippy::all,
+    missing_docs,
+    non_camel_case_types,
+    dead_code,
+    unused_imports
+)]
+pub mod grpc {
+    pub mod reflection {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/grpc.reflection.v1.mod.rs"));
+        }
+    }
+}
+
 /// The compiled `FileDescriptorSet` of every file in `proto/` (with imports),
 /// used to compare our schema with the published one.
 pub const DESCRIPTOR_SET: &[u8] =

@@ -1,5 +1,7 @@
 //! `corral`: one binary for the management plane and its administration.
 
+mod config;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -13,10 +15,18 @@ mod runner_cmd;
 use admin::AdminCommand;
 use runner_cmd::RunnerArgs;
 
+/// The version and the commit built from (`unknown` outside a git checkout).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CORRAL_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "corral",
-    version,
+    version = VERSION,
     about = "Self-hostable management plane for development-environment runners",
     after_long_help = client::EXIT_CODES_HELP
 )]
@@ -75,6 +85,14 @@ pub struct StoreArgs {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file of settings: the flags below by their long names
+    /// (`runner-grace = "2m"`). Flags and environment variables override it.
+    #[arg(long, env = "CORRAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (flags, environment, file, defaults) as
+    /// a configuration file, secrets redacted, and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Address to listen on.
     #[arg(long, env = "CORRAL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -118,6 +136,13 @@ struct ServeArgs {
     /// nothing, a power loss may lose the last commits; writes are many times faster).
     #[arg(long, env = "CORRAL_SQLITE_SYNCHRONOUS", default_value = "full")]
     sqlite_synchronous: corral_server::Synchronous,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain; needs
+    /// --tls-key. Both files are read again on SIGHUP.
+    #[arg(long, env = "CORRAL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CORRAL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -138,7 +163,7 @@ enum DebugCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = config::parse();
     if let Command::Runner(args) = cli.command {
         runner_cmd::runner(args, cli.log_format).await
     }
@@ -179,6 +204,10 @@ async fn main() -> anyhow::Result<()> {
                 body_timeout: args.body_timeout,
                 caller_ttl: args.caller_ttl,
                 sqlite_synchronous: args.sqlite_synchronous,
+                tls: args
+                    .tls_cert
+                    .zip(args.tls_key)
+                    .map(|(cert, key)| corral_server::tls::TlsFiles { cert, key }),
                 ..defaults
             })
             .await

@@ -57,6 +57,10 @@ pub struct RunnerArgs {
     /// start and whenever its spec changes), e.g. 1h, 30s.
     #[arg(long, env = "CORRAL_UPDATE_CHECK_INTERVAL", default_value = "1h", value_parser = parse_positive_duration)]
     update_check_interval: std::time::Duration,
+    /// PEM file of CA certificates to trust for an https:// server besides the
+    /// public roots (a private CA, or the server's self-signed certificate).
+    #[arg(long, env = "CORRAL_RUNNER_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 fn advertise_url(url: &str) -> Result<String, String> {
@@ -106,6 +110,7 @@ pub async fn runner(args: RunnerArgs, log_format: crate::LogFormat) -> ! {
         // names it "(deleted)".
         executable: std::env::current_exe().ok(),
         update_check_interval: args.update_check_interval,
+        ca_cert: args.ca_cert,
     };
     match corral_runner::run(config, logging).await {
         Ok(outcome) => {

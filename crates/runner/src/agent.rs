@@ -101,6 +101,9 @@ pub struct Config {
     pub executable: Option<PathBuf>,
     /// How often to look for a new release besides at sign-up and on spec changes.
     pub update_check_interval: Duration,
+    /// PEM certificates trusted for `https://` servers besides the public roots
+    /// (`--ca-cert`, e.g. a private CA or a self-signed certificate).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Config {
@@ -118,6 +121,7 @@ impl Config {
             metrics_interval: metrics::DEFAULT_INTERVAL,
             executable: None,
             update_check_interval: update::DEFAULT_CHECK_INTERVAL,
+            ca_cert: None,
         }
     }
 }
@@ -325,6 +329,7 @@ pub async fn run_until(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Outcome, Error> {
     let mut shutdown = std::pin::pin!(shutdown);
+    let transport = connection::Transport::new(config.ca_cert.as_deref())?;
     let dir = DataDir::new(&config.data_dir);
     if let Some(old) = dir.make_private()? {
         info!(
@@ -333,7 +338,7 @@ pub async fn run_until(
         );
     }
     let credentials = tokio::select! {
-        credentials = obtain_credentials(&config, &dir) => credentials?,
+        credentials = obtain_credentials(&config, &dir, &transport) => credentials?,
         () = &mut shutdown => return Ok(Outcome::Stopped),
     };
     let servers = connection::server_uris(&credentials.server_url)?;
@@ -388,7 +393,7 @@ pub async fn run_until(
     );
 
     let agent = Agent {
-        conn: Connection::new(&servers, &credentials.access_token),
+        conn: Connection::new(&servers, &credentials.access_token, &transport),
         dir,
         key: Arc::new(key),
         shared,
@@ -465,7 +470,11 @@ fn token_fingerprint(token: &str) -> String {
 ///
 /// An exchange token this data dir already exchanged (same fingerprint) is not
 /// exchanged again, so a service unit that keeps `--exchange-token` restarts.
-async fn obtain_credentials(config: &Config, dir: &DataDir) -> Result<Credentials, Error> {
+async fn obtain_credentials(
+    config: &Config,
+    dir: &DataDir,
+    transport: &connection::Transport,
+) -> Result<Credentials, Error> {
     let stored = dir.load_credentials()?;
     let server_url = match (&config.server, &stored) {
         // Several URLs are kept as one comma-separated list.
@@ -501,7 +510,7 @@ async fn obtain_credentials(config: &Config, dir: &DataDir) -> Result<Credential
             // Each server in turn: any replica of the management plane can exchange it.
             let server = &servers[attempt % servers.len()];
             attempt += 1;
-            match connection::exchange_token(server, exchange_token).await {
+            match connection::exchange_token(server, exchange_token, transport).await {
                 Ok(token) => break token,
                 Err(e) if is_exchange_rejection(&e) => {
                     return Err(Error::ExchangeRejected(describe(&e)));
@@ -560,12 +569,24 @@ fn outcome(answer: &RespondRequest) -> String {
         .unwrap_or_else(|| "ok".into())
 }
 
-/// A ConnectError as one line (code and message).
+/// A ConnectError as one line (code and message), with the causes the
+/// message leaves out (a transport failure's "client error (connect)" has
+/// the TLS or socket error beneath it).
 fn describe(e: &ConnectError) -> String {
-    match &e.message {
+    let mut line = match &e.message {
         Some(message) => format!("{}: {message}", e.code.as_str()),
         None => e.code.as_str().to_string(),
+    };
+    let mut cause = std::error::Error::source(e);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = error.source();
     }
+    line
 }
 
 #[derive(Clone)]

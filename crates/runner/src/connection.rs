@@ -23,8 +23,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub type RunnerClient = RunnerInteractionServiceClient<HttpClient>;
 
-/// Parses and checks the management plane's base URL (`http://host:port`,
-/// optionally with a path prefix such as `/api`).
+/// Parses and checks the management plane's base URL (`http://host:port` or
+/// `https://…`, optionally with a path prefix such as `/api`).
 pub fn server_uri(url: &str) -> Result<Uri, Error> {
     let bad = |reason: &str| Error::ServerUrl {
         url: url.to_string(),
@@ -35,13 +35,8 @@ pub fn server_uri(url: &str) -> Result<Uri, Error> {
         .parse()
         .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(bad(
-                "https is not supported yet; use http:// (e.g. behind a TLS-terminating proxy on the same host)",
-            ));
-        }
-        _ => return Err(bad("must start with http://")),
+        Some("http" | "https") => {}
+        _ => return Err(bad("must start with http:// or https://")),
     }
     if uri.authority().is_none() {
         return Err(bad("has no host"));
@@ -87,14 +82,78 @@ struct ServerClients {
     stream_client: RunnerClient,
 }
 
+/// The HTTP clients for management-plane URLs: plain for `http://`, TLS
+/// for `https://`, trusting the web's public roots (webpki-roots) and any
+/// extra roots the operator gave (`--ca-cert`).
+#[derive(Clone)]
+pub struct Transport {
+    plaintext: HttpClient,
+    tls: HttpClient,
+}
+
+/// A CA file larger than this is refused unread.
+const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+impl Transport {
+    /// Clients trusting the public roots and the PEM certificates in `ca_cert`.
+    pub fn new(ca_cert: Option<&std::path::Path>) -> Result<Self, Error> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(path) = ca_cert {
+            let bad =
+                |reason: String| Error::Config(format!("--ca-cert {}: {reason}", path.display()));
+            let length = std::fs::metadata(path)
+                .map_err(|e| bad(e.to_string()))?
+                .len();
+            if length > MAX_CA_FILE_BYTES {
+                return Err(bad(format!("larger than {MAX_CA_FILE_BYTES} bytes")));
+            }
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            use rustls_pki_types::pem::PemObject as _;
+            let mut added = 0;
+            for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let certificate = certificate.map_err(|e| bad(e.to_string()))?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(bad("holds no PEM certificate".into()));
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Self {
+            plaintext: HttpClient::plaintext(),
+            tls: HttpClient::with_tls(Arc::new(config)),
+        })
+    }
+
+    /// The client for `uri`'s scheme.
+    pub fn client_for(&self, uri: &Uri) -> HttpClient {
+        if uri.scheme_str() == Some("https") {
+            self.tls.clone()
+        } else {
+            self.plaintext.clone()
+        }
+    }
+}
+
 impl Connection {
     /// Clients for `servers` (at least one), starting with the first.
-    pub fn new(servers: &[Uri], access_token: &str) -> Self {
+    pub fn new(servers: &[Uri], access_token: &str, transport: &Transport) -> Self {
         assert!(!servers.is_empty(), "at least one server");
-        let http = HttpClient::plaintext();
         let servers = servers
             .iter()
             .map(|uri| {
+                let http = transport.client_for(uri);
                 let config = ClientConfig::new(uri.clone())
                     .with_default_header("authorization", format!("Bearer {access_token}"));
                 ServerClients {
@@ -154,9 +213,13 @@ impl Connection {
 }
 
 /// Trades a one-time exchange token for the runner's access token.
-pub async fn exchange_token(server: &Uri, exchange_token: &str) -> Result<String, ConnectError> {
+pub async fn exchange_token(
+    server: &Uri,
+    exchange_token: &str,
+    transport: &Transport,
+) -> Result<String, ConnectError> {
     let client = IdentityServiceClient::new(
-        HttpClient::plaintext(),
+        transport.client_for(server),
         ClientConfig::new(server.clone()).with_default_timeout(CALL_TIMEOUT),
     );
     let response = client
@@ -287,7 +350,7 @@ mod tests {
             server_uri("http://corral.internal/api").unwrap().path(),
             "/api"
         );
-        assert!(server_uri("https://corral.example.com").is_err());
+        assert!(server_uri("https://corral.example.com").is_ok());
         assert!(server_uri("corral.example.com").is_err());
         assert!(server_uri("ftp://x").is_err());
     }
@@ -301,15 +364,36 @@ mod tests {
             .collect();
         assert_eq!(hosts, ["a:1", "b:2"]);
         assert!(server_uris(" , ").is_err());
-        assert!(server_uris("http://a, https://b").is_err());
+        assert_eq!(server_uris("http://a, https://b").unwrap().len(), 2);
+        assert!(server_uris("http://a, ftp://b").is_err());
+    }
+
+    #[test]
+    fn extra_roots_must_be_pem_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate").unwrap();
+        let error = Transport::new(Some(&file)).err().unwrap().to_string();
+        assert!(error.contains("holds no PEM certificate"), "{error}");
+        let missing = dir.path().join("missing.pem");
+        let error = Transport::new(Some(&missing)).err().unwrap().to_string();
+        assert!(error.contains("missing.pem"), "{error}");
     }
 
     #[test]
     fn failing_over_cycles_through_the_servers() {
-        let one = Connection::new(&server_uris("http://a").unwrap(), "t");
+        let one = Connection::new(
+            &server_uris("http://a").unwrap(),
+            "t",
+            &Transport::new(None).unwrap(),
+        );
         assert_eq!(one.fail_over(one.position()), None);
         assert_eq!(one.server().host(), Some("a"));
-        let three = Connection::new(&server_uris("http://a,http://b,http://c").unwrap(), "t");
+        let three = Connection::new(
+            &server_uris("http://a,http://b,http://c").unwrap(),
+            "t",
+            &Transport::new(None).unwrap(),
+        );
         let clone = three.clone();
         assert_eq!(three.server().host(), Some("a"));
         let on_a = three.position();

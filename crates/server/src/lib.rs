@@ -21,12 +21,15 @@ pub mod liveness;
 pub mod metrics;
 pub mod oauth_flow;
 pub mod pagination;
+pub mod reflection;
 pub mod releases;
 pub mod runner_hub;
 pub mod services;
 pub mod serving;
 pub mod state;
 pub mod store;
+pub mod tls;
+pub mod unknown_method;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,7 +60,8 @@ pub struct ServeConfig {
     pub data_key: Option<String>,
     /// A runner with no report for this long becomes INACTIVE.
     pub runner_grace: std::time::Duration,
-    /// Where browsers reach the server; defaults to `http://<listen>`.
+    /// Where browsers reach the server; defaults to `http://<listen>`
+    /// (`https://` with TLS).
     pub public_url: Option<String>,
     /// This replica's name in runners' gateway_info; defaults to the host name.
     pub replica_name: Option<String>,
@@ -78,6 +82,8 @@ pub struct ServeConfig {
     pub caller_ttl: std::time::Duration,
     /// How an SQLite store commits.
     pub sqlite_synchronous: Synchronous,
+    /// Serve HTTPS with this certificate and key (reloaded on SIGHUP).
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl ServeConfig {
@@ -99,6 +105,7 @@ impl ServeConfig {
             body_timeout: serving::DEFAULT_BODY_TIMEOUT,
             caller_ttl: auth::DEFAULT_CALLER_TTL,
             sqlite_synchronous: Synchronous::Full,
+            tls: None,
         }
     }
 
@@ -219,7 +226,14 @@ pub async fn build_state(config: &ServeConfig) -> anyhow::Result<SharedState> {
     let public_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen))
+        .unwrap_or_else(|| {
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", config.listen)
+        })
         .trim_end_matches('/')
         .to_string();
     Ok(Arc::new(AppState::new(
@@ -254,7 +268,9 @@ fn host_name() -> String {
 /// The HTTP application: every service at the root and again under `/api`
 /// (where the SDKs' base URL points), plus `/healthz` and `/metrics`.
 pub fn app(state: SharedState) -> axum::Router {
-    let rpc = services::router(state.clone())
+    let router = services::router(state.clone());
+    let known_methods = unknown_method::KnownMethods::of(&router);
+    let rpc = router
         .into_axum_service()
         .with_limits(
             connectrpc::Limits::default()
@@ -278,6 +294,10 @@ pub fn app(state: SharedState) -> axum::Router {
         )
         .nest_service("/api", rpc.clone())
         .fallback_service(rpc)
+        .layer(axum::middleware::from_fn_with_state(
+            known_methods,
+            unknown_method::answer_unknown_methods,
+        ))
         .layer(axum::middleware::from_fn(paging_from_query))
         .layer(axum::middleware::from_fn(request_id))
 }
@@ -337,6 +357,17 @@ async fn paging_from_query(mut request: Request, next: Next) -> Response {
 
 /// Runs the server until the process is told to stop.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Before anything is written: bad certificate files stop the start.
+    let tls = match &config.tls {
+        Some(files) => {
+            let certificates = tls::Certificates::load(files.clone())?;
+            certificates
+                .reload_on_sighup()
+                .context("installing the SIGHUP handler")?;
+            Some(certificates)
+        }
+        None => None,
+    };
     let state = build_state(&config).await?;
     // Replicas that start together must not both bootstrap an empty store.
     duties::exclusively(
@@ -349,13 +380,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), "corral is serving");
+    tracing::info!(address = %listener.local_addr()?, data_dir = %config.data_dir.display(), tls = tls.is_some(), "corral is serving");
     let limits = config.limits();
     let open_files = serving::open_files_limit().map_or("unlimited".into(), |n| n.to_string());
     tracing::info!("client limits: {limits} (open-files limit {open_files})");
     let hub_state = state.clone();
     let authenticator = state.authenticator.clone();
-    let served = serving::serve(listener, app(state), limits, async move {
+    let served = serving::serve(listener, app(state), limits, tls, async move {
         shutdown_signal().await;
         // Other replicas stop routing here; then runner streams (which
         // never end on their own) end, so that the graceful shutdown can

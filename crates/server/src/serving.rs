@@ -23,6 +23,10 @@
 //! - **Request bodies** must arrive in full within [`Limits::body_timeout`]
 //!   of their request head (every RPC's request is a single message).
 //!
+//! - **TLS** (when configured, [`crate::tls`]): the handshake must finish
+//!   within [`Limits::header_timeout`] of the connection being accepted;
+//!   then the limits above apply as on a plain connection.
+//!
 //! Each request carries the client's address as
 //! [`axum::extract::ConnectInfo<SocketAddr>`] in its extensions.
 //!
@@ -52,7 +56,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
+
+use crate::tls::Certificates;
 
 /// Default for [`Limits::header_timeout`].
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,12 +145,14 @@ fn connections_for(open_files: Option<u64>) -> usize {
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `shutdown` completes;
-/// then stops accepting and returns once every connection has finished.
+/// Serves `app` on `listener` within `limits` (over TLS with `tls`) until
+/// `shutdown` completes; then stops accepting and returns once every
+/// connection has finished.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: Limits,
+    tls: Option<Arc<Certificates>>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -212,15 +221,16 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
+        let accepted = Accepted {
             stream,
             peer,
             permit,
-            builder.clone(),
-            app.clone(),
+            builder: builder.clone(),
+            app: app.clone(),
             limits,
-            stopped.clone(),
-        ));
+            stopped: stopped.clone(),
+        };
+        tokio::spawn(accepted.serve(tls.as_ref().map(|c| c.acceptor())));
     }
 
     // Connections waiting in the backlog are refused from here on.
@@ -259,17 +269,58 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves one connection until it ends, closing it when it breaks a limit
-/// or the server stops.
-async fn connection(
+/// One accepted connection, to be served plain or over TLS.
+struct Accepted {
     stream: TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
     builder: Arc<auto::Builder<TokioExecutor>>,
     app: axum::Router,
     limits: Limits,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Accepted {
+    /// Serves the connection, after a TLS handshake with `tls` (which must
+    /// end within the header timeout).
+    async fn serve(self, tls: Option<TlsAcceptor>) {
+        let Accepted {
+            stream,
+            peer,
+            permit,
+            builder,
+            app,
+            limits,
+            stopped,
+        } = self;
+        let Some(acceptor) = tls else {
+            return serve_connection(stream, peer, permit, builder, app, limits, stopped).await;
+        };
+        match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                serve_connection(stream, peer, permit, builder, app, limits, stopped).await
+            }
+            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => {
+                tracing::debug!(%peer, "closing a connection whose TLS handshake took too long")
+            }
+        }
+    }
+}
+
+/// Serves one connection until it ends, closing it when it breaks a limit
+/// or the server stops.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    app: axum::Router,
+    limits: Limits,
     mut stopped: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let _permit = permit;
     let (activity, mut changes) = Activity::new();
     let body_timeout = limits.body_timeout;
@@ -574,7 +625,7 @@ mod tests {
             }),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, limits(), async {
+        let server = tokio::spawn(serve(listener, app, limits(), None, async {
             let _ = stopped.await;
         }));
 
@@ -612,7 +663,7 @@ mod tests {
             }),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, limits(), async {
+        let server = tokio::spawn(serve(listener, app, limits(), None, async {
             let _ = stopped.await;
         }));
         let mut client = TcpStream::connect(address).await.unwrap();

@@ -44,6 +44,8 @@ pub enum Resource {
     Event,
     /// A runner acting on itself through the runner protocol (`corral.v1`).
     RunnerSelf,
+    /// The public API schema, as server reflection hands it out.
+    Schema,
 }
 
 /// What a caller does with a resource.
@@ -183,6 +185,7 @@ pub static PERMISSIONS: &[Permission] = &[
     allow(R::RunnerSelf, A::Read, W::TheRunner, "a runner reads its own spec, classes and integrations"),
     allow(R::RunnerSelf, A::Update, W::TheRunner, "a runner reports its key, schema and status, and answers requests"),
     allow(R::RunnerSelf, A::Delete, W::TheRunner, "a runner confirms that it cleaned up after deletion"),
+    allow(R::Schema, A::Read, W::Anyone, "read the API schema (server reflection); it holds nothing secret"),
 ];
 
 /// The permission for `resource` and `action`, if anyone has it.
@@ -246,7 +249,8 @@ pub fn subject_kind(resource: Resource) -> ResourceKind {
         | R::RunnerConfigurationSchema
         | R::RunnerSelf
         | R::AuditLog
-        | R::Event => ResourceKind::Runner,
+        | R::Event
+        | R::Schema => ResourceKind::Runner,
     }
 }
 
@@ -354,6 +358,9 @@ pub static RPCS: &[Rpc] = &[
     rpc("corral.v1.RunnerInteractionService/ListSCMIntegrations", R::RunnerSelf, A::Read, None),
     rpc("corral.v1.RunnerInteractionService/GetLatestRelease", R::RunnerSelf, A::Read, None),
     rpc("corral.v1.RunnerInteractionService/DownloadRelease", R::RunnerSelf, A::Read, None),
+    // gRPC server reflection (the reflection module)
+    rpc("grpc.reflection.v1.ServerReflection/ServerReflectionInfo", R::Schema, A::Read, None),
+    rpc("grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", R::Schema, A::Read, None),
 ];
 
 /// The row for a request path (`/gitpod.v1.X/Y`, also under `/api/`).

@@ -27,7 +27,7 @@ use corral_api::corral::v1::RunnerInteractionServiceExt;
 
 use crate::state::SharedState;
 
-/// Every service, registered on one Connect router.
+/// Every service, registered on one Connect router, and server reflection.
 pub fn router(state: SharedState) -> Router {
     let router = Router::new();
     let router = Arc::new(identity::Identity).register(router);
@@ -40,5 +40,6 @@ pub fn router(state: SharedState) -> Router {
         state.clone(),
     ))
     .register(router);
-    Arc::new(runner_interaction::RunnerInteraction::new(state)).register(router)
+    let router = Arc::new(runner_interaction::RunnerInteraction::new(state)).register(router);
+    crate::reflection::register(router, crate::reflection::SchemaIndex::corral())
 }
