@@ -330,6 +330,34 @@ async fn a_runner_connects_to_a_tls_server_it_trusts_with_ca_cert() {
     })
     .await;
 
+    // The client over HTTPS: trusting the certificate through CORRAL_CA_CERT,
+    // and refusing it without.
+    let client_env = |with_ca: bool| {
+        let mut command = std::process::Command::new(support::BIN);
+        command
+            .args(["runners", "get", &runner_id, "--output", "json"])
+            .env("CORRAL_URL", &server_url)
+            .env("CORRAL_TOKEN", token)
+            .env("XDG_CONFIG_HOME", dir.path().join("client-config"))
+            .env_remove("CORRAL_CA_CERT");
+        if with_ca {
+            command.env("CORRAL_CA_CERT", &cert);
+        }
+        command.output().unwrap()
+    };
+    let trusting_client = client_env(true);
+    assert!(
+        trusting_client.status.success(),
+        "corral runners get over https with CORRAL_CA_CERT: {}",
+        String::from_utf8_lossy(&trusting_client.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&trusting_client.stdout).unwrap();
+    assert_eq!(shown["runner"]["runnerId"], runner_id.as_str());
+    let untrusting_client = client_env(false);
+    let stderr = String::from_utf8_lossy(&untrusting_client.stderr);
+    assert_eq!(untrusting_client.status.code(), Some(5), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+
     // Without --ca-cert the self-signed certificate is not trusted.
     let untrusting = create("untrusting").await;
     let untrusting_dir = dir.path().join("untrusting");

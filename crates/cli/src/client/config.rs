@@ -89,13 +89,8 @@ pub fn server_uri(url: &str) -> Outcome<http::Uri> {
     let bad = |why: &str| Failure::usage(format!("server URL {url:?} {why}"));
     let uri: http::Uri = url.trim().parse().map_err(|_| bad("is not a URL"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(bad(
-                "uses https, which the client does not speak yet: use http:// (e.g. on the server's host)",
-            ));
-        }
-        _ => return Err(bad("must start with http://")),
+        Some("http" | "https") => {}
+        _ => return Err(bad("must start with http:// or https://")),
     }
     if uri.authority().is_none() {
         return Err(bad("has no host"));

@@ -242,6 +242,9 @@ pub async fn run(command: ClientCommand, root: clap::Command) -> ! {
     }
 }
 
+/// Names a PEM file of CA certificates the client trusts besides the public roots.
+pub const CA_CERT_ENV: &str = "CORRAL_CA_CERT";
+
 /// The server a command talks to and the token it presents.
 pub struct Api {
     url: String,
@@ -253,11 +256,17 @@ impl Api {
     /// Clients for `url` presenting `token`.
     pub fn new(url: &str, token: &str) -> Outcome<Self> {
         let uri = config::server_uri(url)?;
+        // https:// trusts the public roots, and the PEM certificates in
+        // CORRAL_CA_CERT (a private CA, or a server's self-signed certificate).
+        let ca_cert = std::env::var_os(CA_CERT_ENV).map(std::path::PathBuf::from);
+        let transport = corral_runner::connection::Transport::new(ca_cert.as_deref())
+            .map_err(|e| Failure::usage(format!("{CA_CERT_ENV}: {e}")))?;
+        let http = transport.client_for(&uri);
         let config =
             ClientConfig::new(uri).with_default_header("authorization", format!("Bearer {token}"));
         Ok(Self {
             url: url.to_string(),
-            http: HttpClient::plaintext(),
+            http,
             config,
         })
     }
