@@ -886,7 +886,7 @@ async fn bad_input_gets_one_line_and_an_exit_code() {
     );
     client
         .run_with(
-            &["login", "--url", "https://example.invalid", "--token-stdin"],
+            &["login", "--url", "ftp://example.invalid", "--token-stdin"],
             &[],
             "t\n",
         )

@@ -4,10 +4,9 @@
 use buffa::MessageField;
 use clap::Subcommand;
 use corral_api::gitpod::v1 as api;
-use serde_json::Value;
 
 use super::output::{self, Column, col, enum_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, json};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, json, json_items, next_token};
 
 const ENTRY_COLUMNS: &[Column] = &[
     col("ID", "id"),
@@ -105,16 +104,8 @@ pub async fn run(command: AuditCommand, opts: &ClientOpts) -> Outcome {
                         .await
                         .map_err(|e| api.failure("listing audit events", &e))?
                         .into_owned();
-                    let next = response
-                        .pagination
-                        .as_option()
-                        .map(|p| p.next_token.clone())
-                        .unwrap_or_default();
-                    let items = response
-                        .entries
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let next = next_token(response.pagination.as_option());
+                    let items = json_items(&response.entries)?;
                     Ok((items, next))
                 }
             })

@@ -3,10 +3,9 @@
 use buffa::MessageField;
 use clap::Subcommand;
 use corral_api::gitpod::v1 as api;
-use serde_json::Value;
 
 use super::output::{self, Column, col, count_col, enum_col, flag_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json, json_items, next_token};
 
 const GROUP_COLUMNS: &[Column] = &[
     col("ID", "id"),
@@ -138,16 +137,8 @@ pub async fn run(command: GroupCommand, opts: &ClientOpts) -> Outcome {
                         .await
                         .map_err(|e| api.failure("listing groups", &e))?
                         .into_owned();
-                    let next = response
-                        .pagination
-                        .as_option()
-                        .map(|p| p.next_token.clone())
-                        .unwrap_or_default();
-                    let items = response
-                        .groups
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let next = next_token(response.pagination.as_option());
+                    let items = json_items(&response.groups)?;
                     Ok((items, next))
                 }
             })
@@ -229,16 +220,8 @@ pub async fn run(command: GroupCommand, opts: &ClientOpts) -> Outcome {
                         .await
                         .map_err(|e| api.failure(&format!("members of group {id}"), &e))?
                         .into_owned();
-                    let next = response
-                        .pagination
-                        .as_option()
-                        .map(|p| p.next_token.clone())
-                        .unwrap_or_default();
-                    let items = response
-                        .members
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let next = next_token(response.pagination.as_option());
+                    let items = json_items(&response.members)?;
                     Ok((items, next))
                 }
             })

@@ -417,6 +417,11 @@ pub fn json<M: serde::Serialize>(message: &M) -> Outcome<Value> {
     serde_json::to_value(message).map_err(|e| Failure::other(format!("encoding the answer: {e}")))
 }
 
+/// The proto JSON of each message of a page.
+pub fn json_items<M: serde::Serialize>(messages: &[M]) -> Outcome<Vec<Value>> {
+    messages.iter().map(json).collect()
+}
+
 /// Asks "QUESTION [y/N]" on the terminal; without a terminal (or with `yes`)
 /// it needs `--yes`.
 pub fn confirm(question: &str, yes: bool) -> Outcome<()> {

@@ -6,11 +6,10 @@
 use buffa::MessageField;
 use clap::{Subcommand, ValueEnum};
 use corral_api::gitpod::v1 as api;
-use serde_json::Value;
 
 use super::config::read_secret;
 use super::output::{self, Column, col, enum_col, flag_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json, next_token};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json, json_items, next_token};
 
 const ENV_CLASS_COLUMNS: &[Column] = &[
     col("ID", "id"),
@@ -246,11 +245,7 @@ pub async fn run_env_class(command: EnvClassCommand, opts: &ClientOpts) -> Outco
                         .await
                         .map_err(|e| api.failure("listing environment classes", &e))?
                         .into_owned();
-                    let items = response
-                        .environment_classes
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let items = json_items(&response.environment_classes)?;
                     Ok((items, next_token(response.pagination.as_option())))
                 }
             })
@@ -353,11 +348,7 @@ pub async fn run_scm_integration(command: ScmIntegrationCommand, opts: &ClientOp
                         .await
                         .map_err(|e| api.failure("listing SCM integrations", &e))?
                         .into_owned();
-                    let items = response
-                        .integrations
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let items = json_items(&response.integrations)?;
                     Ok((items, next_token(response.pagination.as_option())))
                 }
             })
@@ -515,11 +506,7 @@ pub async fn run_host_token(command: HostTokenCommand, opts: &ClientOpts) -> Out
                         .await
                         .map_err(|e| api.failure("listing host tokens", &e))?
                         .into_owned();
-                    let items = response
-                        .tokens
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let items = json_items(&response.tokens)?;
                     Ok((items, next_token(response.pagination.as_option())))
                 }
             })

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use buffa::MessageField;
 use clap::{Subcommand, ValueEnum};
 use corral_api::gitpod::v1 as api;
-use serde_json::Value;
 
 use super::config::read_secret;
 use super::output::{self, Column, Format, col, enum_col, flag_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json, json_items, next_token};
 
 const LIST_COLUMNS: &[Column] = &[
     col("ID", "runnerId"),
@@ -539,11 +538,7 @@ async fn list(api: &Api, format: Format, limit: Option<usize>) -> Outcome {
                 .await
                 .map_err(|e| api.failure("listing runners", &e))?
                 .into_owned();
-            let next = response
-                .pagination
-                .as_option()
-                .map(|p| p.next_token.clone())
-                .unwrap_or_default();
+            let next = next_token(response.pagination.as_option());
             let items = response.runners.iter().map(json).collect::<Outcome<_>>()?;
             Ok((items, next))
         }
@@ -726,16 +721,8 @@ pub async fn run_policy(command: PolicyCommand, opts: &ClientOpts) -> Outcome {
                         .await
                         .map_err(|e| api.failure("listing runner policies", &e))?
                         .into_owned();
-                    let next = response
-                        .pagination
-                        .as_option()
-                        .map(|p| p.next_token.clone())
-                        .unwrap_or_default();
-                    let items = response
-                        .policies
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let next = next_token(response.pagination.as_option());
+                    let items = json_items(&response.policies)?;
                     Ok((items, next))
                 }
             })

@@ -8,7 +8,7 @@ use corral_api::gitpod::v1 as api;
 use serde_json::Value;
 
 use super::output::{self, Column, col, flag_col};
-use super::{Api, ClientOpts, Outcome, all_pages, json, next_token};
+use super::{Api, ClientOpts, Outcome, all_pages, json, json_items, next_token};
 
 const REPOSITORY_COLUMNS: &[Column] = &[col("NAME", "name"), col("URL", "url")];
 
@@ -145,11 +145,7 @@ pub async fn run(command: ScmCommand, opts: &ClientOpts) -> Outcome {
                         .await
                         .map_err(|e| api.failure("searching repositories", &e))?
                         .into_owned();
-                    let items = response
-                        .repositories
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let items = json_items(&response.repositories)?;
                     Ok((items, next_token(response.pagination.as_option())))
                 }
             })
@@ -178,11 +174,7 @@ pub async fn run(command: ScmCommand, opts: &ClientOpts) -> Outcome {
                         .await
                         .map_err(|e| api.failure("listing SCM organizations", &e))?
                         .into_owned();
-                    let items = response
-                        .organizations
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let items = json_items(&response.organizations)?;
                     Ok((items, next_token(response.pagination.as_option())))
                 }
             })

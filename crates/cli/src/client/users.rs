@@ -8,7 +8,7 @@ use corral_api::gitpod::v1 as api;
 use serde_json::{Value, json as json_value};
 
 use super::output::{self, Column, col, enum_col, flag_col};
-use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json};
+use super::{Api, ClientOpts, Failure, Outcome, all_pages, confirm, json, json_items, next_token};
 
 const USER_COLUMNS: &[Column] = &[
     col("ID", "id"),
@@ -199,16 +199,8 @@ pub async fn run_pat(command: PatCommand, opts: &ClientOpts) -> Outcome {
                         .await
                         .map_err(|e| api.failure("listing personal access tokens", &e))?
                         .into_owned();
-                    let next = response
-                        .pagination
-                        .as_option()
-                        .map(|p| p.next_token.clone())
-                        .unwrap_or_default();
-                    let items = response
-                        .personal_access_tokens
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let next = next_token(response.pagination.as_option());
+                    let items = json_items(&response.personal_access_tokens)?;
                     Ok((items, next))
                 }
             })
@@ -309,16 +301,8 @@ pub async fn run_member(command: MemberCommand, opts: &ClientOpts) -> Outcome {
                         .await
                         .map_err(|e| api.failure("listing members", &e))?
                         .into_owned();
-                    let next = response
-                        .pagination
-                        .as_option()
-                        .map(|p| p.next_token.clone())
-                        .unwrap_or_default();
-                    let items = response
-                        .members
-                        .iter()
-                        .map(json)
-                        .collect::<Outcome<Vec<Value>>>()?;
+                    let next = next_token(response.pagination.as_option());
+                    let items = json_items(&response.members)?;
                     Ok((items, next))
                 }
             })
