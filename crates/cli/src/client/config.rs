@@ -84,18 +84,9 @@ pub fn current_login() -> Outcome<Login> {
     }
 }
 
-/// Parses and checks a server URL.
+/// Parses and checks a server URL, as the runner agent does its `--server`.
 pub fn server_uri(url: &str) -> Outcome<http::Uri> {
-    let bad = |why: &str| Failure::usage(format!("server URL {url:?} {why}"));
-    let uri: http::Uri = url.trim().parse().map_err(|_| bad("is not a URL"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(bad("must start with http:// or https://")),
-    }
-    if uri.authority().is_none() {
-        return Err(bad("has no host"));
-    }
-    Ok(uri)
+    corral_runner::connection::server_uri(url).map_err(|e| Failure::usage(e.to_string()))
 }
 
 /// Reads a secret (`what`): from stdin when asked to or when stdin is no
