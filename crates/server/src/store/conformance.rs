@@ -28,6 +28,43 @@ macro_rules! conformance {
     };
 }
 
+/// Runs each listed test function, which takes the concrete `&SqlStore`
+/// (query plans, stored text), on both backends: `NAME::on_sqlite` and
+/// `NAME::on_postgres` (ignored unless asked for).
+macro_rules! on_both_sql_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+
+                #[tokio::test]
+                async fn on_sqlite() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = SqlStore::open_sqlite(&dir.path().join("corral.db"))
+                        .await
+                        .unwrap();
+                    super::$name(&store).await;
+                }
+
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+                async fn on_postgres() {
+                    let database = PostgresDatabase::create().await;
+                    let store = SqlStore::open_postgres(database.url()).await.unwrap();
+                    super::$name(&store).await;
+                    store.close().await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_sql_stores!(
+    integration_hosts_become_their_keys,
+    every_list_is_served_by_an_index,
+    a_status_report_leaves_the_record_untouched,
+);
+
 conformance!(
     records_round_trip_and_vanish_when_deleted,
     lists_page_in_creation_order,
@@ -855,24 +892,6 @@ async fn integration_hosts_become_their_keys(store: &SqlStore) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_integration_hosts_become_their_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open_sqlite(&dir.path().join("corral.db"))
-        .await
-        .unwrap();
-    integration_hosts_become_their_keys(&store).await;
-}
-
-#[tokio::test]
-#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
-async fn postgres_integration_hosts_become_their_keys() {
-    let database = PostgresDatabase::create().await;
-    let store = SqlStore::open_postgres(database.url()).await.unwrap();
-    integration_hosts_become_their_keys(&store).await;
-    store.close().await;
-}
-
 /// Many partial updates of one runner at once, as from several replicas: each
 /// appends its own marker, and every one of them is in the result.
 async fn concurrent_updates_of_one_runner_lose_nothing(store: Arc<dyn Store>) {
@@ -1112,24 +1131,6 @@ async fn every_list_is_served_by_an_index(store: &SqlStore) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_every_list_is_served_by_an_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open_sqlite(&dir.path().join("corral.db"))
-        .await
-        .unwrap();
-    every_list_is_served_by_an_index(&store).await;
-}
-
-#[tokio::test]
-#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
-async fn postgres_every_list_is_served_by_an_index() {
-    let database = PostgresDatabase::create().await;
-    let store = SqlStore::open_postgres(database.url()).await.unwrap();
-    every_list_is_served_by_an_index(&store).await;
-    store.close().await;
-}
-
 /// Status updates (reports) and record updates (UpdateRunner) of one runner
 /// at once, as from several replicas: the two kinds lock different rows, and
 /// still neither loses the other's writes nor its own.
@@ -1248,24 +1249,6 @@ async fn a_status_report_leaves_the_record_untouched(store: &SqlStore) {
         !record.contains("\"status\""),
         "the record holds no status: {record}"
     );
-}
-
-#[tokio::test]
-async fn sqlite_a_status_report_leaves_the_record_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open_sqlite(&dir.path().join("corral.db"))
-        .await
-        .unwrap();
-    a_status_report_leaves_the_record_untouched(&store).await;
-}
-
-#[tokio::test]
-#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
-async fn postgres_a_status_report_leaves_the_record_untouched() {
-    let database = PostgresDatabase::create().await;
-    let store = SqlStore::open_postgres(database.url()).await.unwrap();
-    a_status_report_leaves_the_record_untouched(&store).await;
-    store.close().await;
 }
 
 /// Two CreateRunnerPolicy for the same group at once: one wins, the other is
