@@ -156,7 +156,8 @@ function schemaInputs(fields) {
       const values = (f.enum.possibleValues || []).map((v) => [v.title, v.subtitle ? `${v.title} — ${v.subtitle}` : v.title]);
       input = select(f.id, f.required ? values : [['', '(default)'], ...values], f.enum.defaultValue?.title || '');
     } else {
-      input = h('input', { name: f.id, value: f.string?.default || '', pattern: f.string?.pattern || null, required: f.required, type: f.secret ? 'password' : 'text' });
+      // The pattern is checked by ValidateRunnerConfiguration (the runner's regex dialect).
+      input = h('input', { name: f.id, value: f.string?.default || '', required: f.required, type: f.secret ? 'password' : 'text' });
     }
     const label = f.required ? `${f.name || f.id} (required)` : f.name || f.id;
     const read = () => {
@@ -170,7 +171,7 @@ function schemaInputs(fields) {
 function environmentClassDialog(runner, schema, onDone) {
   dialog('Add an environment class', () => {
     const name = h('input', { name: 'displayName', required: true, maxlength: 127 });
-    const description = h('input', { name: 'description', maxlength: 200 });
+    const description = h('input', { name: 'description', required: true, minlength: 3, maxlength: 200 });
     const inputs = schemaInputs(schema.environmentClasses || []);
     const out = h('div', { class: 'out' });
     const form = h(

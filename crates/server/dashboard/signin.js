@@ -39,6 +39,6 @@ export function render(main, signedIn) {
       signedIn(current);
     });
   });
-  fill(main, pageTitle('Sign in to corral'), form);
+  fill(main, pageTitle('Sign in to corral', false), form);
   input.focus();
 }

@@ -242,12 +242,17 @@ export function empty(text) {
   return h('p', { class: 'muted empty' }, text);
 }
 
-/** Sets the document title and moves focus to the page's heading. */
-export function pageTitle(text) {
+/**
+ * Sets the document title; the heading takes the focus (so that screen
+ * readers announce the new page) unless `focus` is false.
+ */
+export function pageTitle(text, focus = true) {
   document.title = `${text} · corral`;
   const heading = h('h1', { tabindex: '-1' }, text);
-  queueMicrotask(() => {
-    if (!document.querySelector('dialog[open]')) heading.focus({ preventScroll: true });
-  });
+  if (focus) {
+    queueMicrotask(() => {
+      if (!document.querySelector('dialog[open]')) heading.focus({ preventScroll: true });
+    });
+  }
   return heading;
 }
