@@ -39,7 +39,7 @@ export function tokenPanel(what, exchangeToken) {
     { class: 'token-panel' },
     h('p', {}, `${what}. Its exchange token is shown only now and is valid for 24 hours.`),
     secret('Exchange token', exchangeToken, 'exchange-token'),
-    secret('Start the runner on its host with', startCommand(exchangeToken), 'runner-command'),
+    secret('Start the runner on its host with', startCommand(exchangeToken), 'runner-command', true),
   );
 }
 

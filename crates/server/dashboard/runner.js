@@ -31,7 +31,9 @@ function muted(text) {
 function replica(status) {
   const gateway = status?.gatewayInfo?.gateway;
   if (!gateway?.name && !gateway?.url) return muted('not connected');
-  const latency = status.gatewayInfo.latency ? ` · ${status.gatewayInfo.latency}` : '';
+  // A protobuf Duration in JSON: "0.008786s".
+  const seconds = parseFloat(status.gatewayInfo.latency || '');
+  const latency = Number.isFinite(seconds) ? ` · ${(seconds * 1000).toFixed(1)} ms` : '';
   return [gateway.name || gateway.url, gateway.region ? ` (${gateway.region})` : '', latency];
 }
 

@@ -145,9 +145,11 @@ export function copyButton(text, label = 'Copy') {
   return button;
 }
 
-/** A secret shown once: read-only text with a copy button. */
-export function secret(label, text, testId) {
+/** A secret shown once: read-only text with a copy button (`long`: wraps). */
+export function secret(label, text, testId, long = false) {
   const id = uid('secret');
+  const attrs = { id, readonly: true, 'data-testid': testId, spellcheck: 'false' };
+  const box = long ? h('textarea', { ...attrs, rows: 3 }, text) : h('input', { ...attrs, type: 'text', value: text });
   return h(
     'div',
     { class: 'field secret' },
@@ -155,7 +157,7 @@ export function secret(label, text, testId) {
     h(
       'div',
       { class: 'row' },
-      h('input', { id, type: 'text', readonly: true, value: text, 'data-testid': testId, spellcheck: 'false' }),
+      box,
       copyButton(text),
     ),
   );

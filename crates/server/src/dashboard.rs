@@ -231,7 +231,11 @@ mod tests {
             assert!(!asset.body.is_empty(), "{} is empty", asset.name);
         }
         // The budget stated in README and docs/dashboard.md.
-        assert!(total_size() < 150 * 1024, "assets are {} bytes", total_size());
+        assert!(
+            total_size() < 150 * 1024,
+            "assets are {} bytes",
+            total_size()
+        );
     }
 
     #[test]
