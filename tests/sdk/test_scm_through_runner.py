@@ -13,6 +13,7 @@ import pytest
 from connectrpc.code import Code
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from browser import BrowserSession, request
 from fake_github import AUTH_CODE, CLIENT_ID, CLIENT_SECRET, FakeGitHub
 from helpers import expect_error
 from runner_harness import start_connected_runner
@@ -99,11 +100,12 @@ def test_oauth_sign_in_stores_an_oauth_host_token(scm, server):
     ).supports_oauth2.auth_url
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(auth_url).query))
     assert query["redirect_uri"] == f"{server.url}/auth/oauth2/callback"
-    # The SCM's authorize page sends the browser back with a code and the state.
+    # The SCM's authorize page sends the browser back with a code and the
+    # state, to a browser signed in to corral as the member.
     back = query["redirect_uri"] + "?" + urllib.parse.urlencode({"code": AUTH_CODE, "state": query["state"]})
-    with urllib.request.urlopen(back, timeout=30) as page:
-        assert page.status == 200
-        assert "signed in" in page.read().decode().lower()
+    page = BrowserSession.sign_in(server, member.token).get(back)
+    assert page.status == 200, page.text
+    assert "signed in" in page.text.lower()
     tokens = member.config.list_host_authentication_tokens(
         rc.ListHostAuthenticationTokensRequest(filter=rc.ListHostAuthenticationTokensRequest.Filter(runner_id=runner.runner_id))
     ).tokens
@@ -119,6 +121,55 @@ def test_oauth_sign_in_stores_an_oauth_host_token(scm, server):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(forged, timeout=30)
     assert refused.value.code == 400
+
+
+def _authorize_link(member, runner, github) -> tuple[str, str]:
+    """The callback address the SCM would send the browser back to (with a
+    code), and the state in it."""
+    auth_url = member.runners.check_authentication_for_host(
+        rp.CheckAuthenticationForHostRequest(runner_id=runner.runner_id, host=host_of(github))
+    ).supports_oauth2.auth_url
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(auth_url).query))
+    back = query["redirect_uri"] + "?" + urllib.parse.urlencode({"code": AUTH_CODE, "state": query["state"]})
+    return back, query["state"]
+
+
+def _host_tokens(actor, runner) -> list:
+    return actor.config.list_host_authentication_tokens(
+        rc.ListHostAuthenticationTokensRequest(filter=rc.ListHostAuthenticationTokensRequest.Filter(runner_id=runner.runner_id))
+    ).tokens
+
+
+def test_the_oauth_callback_completes_only_for_the_user_who_started_it(scm, server, make_user, admin):
+    github, runner, member = scm
+    colleague = make_user()
+    back, _ = _authorize_link(member, runner, github)
+
+    # Not signed in: a page offers the sign-in, which comes back here; nothing is stored.
+    anonymous = request(back)
+    assert anonymous.status == 401
+    assert "sign in" in anonymous.text.lower()
+    next_link = urllib.parse.quote(urllib.parse.urlparse(back).path + "?" + urllib.parse.urlparse(back).query, safe="")
+    assert f'href="/?next={next_link}"' in anonymous.text
+    # Signed in as someone else (the member sent the colleague their link): refused.
+    refused = BrowserSession.sign_in(server, colleague.token).get(back)
+    assert refused.status == 403
+    assert "another user" in refused.text
+    assert _host_tokens(member, runner) == []
+    assert _host_tokens(colleague, runner) == []
+    assert not any(r.startswith("POST /login/oauth/access_token") for r in github.requests)
+    # A session cookie without a live session counts as not signed in.
+    ended = BrowserSession.sign_in(server, member.token)
+    ended.sign_out()
+    assert ended.get(back).status == 401
+
+    # The member's own browser completes it, once.
+    mine = BrowserSession.sign_in(server, member.token)
+    assert mine.get(back).status == 200
+    assert len(_host_tokens(member, runner)) == 1
+    again = mine.get(back)
+    assert again.status == 400 and "already used" in again.text
+    assert len(_host_tokens(member, runner)) == 1
 
 
 def _integration_of(admin, runner):
@@ -160,8 +211,8 @@ def test_oauth_sign_in_goes_to_the_issuer_url(scm, admin, server):
         assert auth_url.startswith(f"{issuer.base}/login/oauth/authorize?"), auth_url
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(auth_url).query))
         back = query["redirect_uri"] + "?" + urllib.parse.urlencode({"code": AUTH_CODE, "state": query["state"]})
-        with urllib.request.urlopen(back, timeout=30) as page:
-            assert page.status == 200
+        page = BrowserSession.sign_in(server, member.token).get(back)
+        assert page.status == 200, page.text
         # The code was traded at the issuer's token endpoint, not the SCM host's.
         assert "POST /login/oauth/access_token authorization_code" in issuer.requests
         assert not any(r.startswith("POST ") for r in github.requests)

@@ -174,12 +174,31 @@ impl Authenticator {
 
     /// Resolves a bearer token to its caller, or says why it cannot.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, ConnectError> {
-        let kind = crypto::token_kind(token).ok_or_else(unauthenticated)?;
-        if kind == TokenKind::Exchange {
-            return Err(ConnectError::unauthenticated(
+        match crypto::token_kind(token) {
+            Some(TokenKind::Exchange) => Err(ConnectError::unauthenticated(
                 "exchange tokens must be traded in with IdentityService.ExchangeToken first",
-            ));
+            )),
+            // A session lives in an HttpOnly cookie; one that turns up as a
+            // bearer token was lifted from a browser.
+            Some(TokenKind::Session) => Err(ConnectError::unauthenticated(
+                "a browser session is not a bearer token; use an API token",
+            )),
+            Some(kind) => self.resolve_cached(token, kind).await,
+            None => Err(unauthenticated()),
         }
+    }
+
+    /// Resolves the token of a browser session cookie to its user.
+    pub async fn authenticate_session(&self, token: &str) -> Result<Caller, ConnectError> {
+        match crypto::token_kind(token) {
+            Some(TokenKind::Session) => self.resolve_cached(token, TokenKind::Session).await,
+            _ => Err(ConnectError::unauthenticated(
+                "the session has ended; sign in again",
+            )),
+        }
+    }
+
+    async fn resolve_cached(&self, token: &str, kind: TokenKind) -> Result<Caller, ConnectError> {
         let hash = crypto::token_hash(token);
         let generation = self.generation.load(Ordering::SeqCst);
         let keep = !self.ttl.is_zero();

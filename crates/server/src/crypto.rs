@@ -45,6 +45,7 @@ pub fn token_kind(token: &str) -> Option<TokenKind> {
         TokenKind::Personal,
         TokenKind::RunnerAccess,
         TokenKind::Exchange,
+        TokenKind::Session,
     ]
     .into_iter()
     .find(|kind| token.starts_with(kind.prefix()))

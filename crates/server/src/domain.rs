@@ -239,6 +239,9 @@ pub enum TokenKind {
     RunnerAccess,
     /// One-time token that becomes a runner access token.
     Exchange,
+    /// A browser session: a user's token carried only in the dashboard's
+    /// HttpOnly cookie, never as a bearer token (`browser_session`).
+    Session,
 }
 
 impl TokenKind {
@@ -247,6 +250,7 @@ impl TokenKind {
             TokenKind::Personal => "crl_pat_",
             TokenKind::RunnerAccess => "crl_rt_",
             TokenKind::Exchange => "crl_ex_",
+            TokenKind::Session => "crl_ses_",
         }
     }
 }

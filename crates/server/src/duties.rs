@@ -92,7 +92,7 @@ impl Duties {
         let mut removed = hub.cleanup().await?;
         let now = chrono::Utc::now();
         let cutoff = now - chrono::Duration::seconds(TOKEN_RETENTION_SECS);
-        removed += store.purge_exchange_tokens(cutoff).await?;
+        removed += store.purge_spent_tokens(cutoff).await?;
         let audit_cutoff = now - chrono::Duration::from_std(audit_retention)?;
         let pruned = store.prune_audit_events(audit_cutoff).await?;
         if pruned > 0 {
@@ -331,7 +331,7 @@ mod tests {
             store.create_token(t).await.unwrap();
         }
         let cutoff = now - chrono::Duration::seconds(TOKEN_RETENTION_SECS);
-        assert_eq!(store.purge_exchange_tokens(cutoff).await.unwrap(), 2);
+        assert_eq!(store.purge_spent_tokens(cutoff).await.unwrap(), 2);
         for gone in [&expired_long_ago, &used_long_ago] {
             assert!(store.get_token(gone.id).await.is_err());
         }

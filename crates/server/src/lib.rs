@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
+pub mod browser_session;
 pub mod bus;
 pub mod crypto;
 pub mod dashboard;
@@ -40,7 +41,7 @@ use anyhow::Context;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::crypto::{DataKey, LogsTokenSigner, ReleaseSigner};
 use crate::pagination::{PageKey, QueryPaging};
@@ -292,6 +293,16 @@ pub fn app(state: SharedState) -> axum::Router {
         .route("/", get(dashboard::index))
         .route("/ui/{file}", get(dashboard::asset))
         .route("/metrics", get(metrics).with_state(state.clone()))
+        .route(
+            browser_session::PATH,
+            post(browser_session::sign_in)
+                .get(browser_session::current)
+                .delete(browser_session::sign_out)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    browser_session::MAX_SIGN_IN_BYTES,
+                ))
+                .with_state(state.clone()),
+        )
         .route(
             oauth_flow::CALLBACK_PATH,
             get(oauth_flow::callback).with_state(state.clone()),

@@ -23,6 +23,7 @@ use super::access::{Access, Notes};
 use super::policy::{self, Rpc, Who};
 use super::{Target, decide};
 use crate::auth::{Authenticator, Caller};
+use crate::browser_session;
 use crate::domain::{AuditEvent, new_id};
 use crate::events::EventHub;
 use crate::metrics::{self, Metrics, RpcLabels};
@@ -130,14 +131,7 @@ impl Gate {
         let caller = if permission.who == Who::Anyone {
             None
         } else {
-            let token = bearer_token(ctx)
-                .ok_or_else(|| (ConnectError::unauthenticated("missing bearer token"), None))?;
-            Some(
-                self.authenticator
-                    .authenticate(token)
-                    .await
-                    .map_err(|e| (e, None))?,
-            )
+            Some(self.authenticate(ctx).await.map_err(|e| (e, None))?)
         };
         let mut decided = decide(caller.as_ref(), permission, Target::Unknown);
         for &(resource, action) in rpc.also {
@@ -157,6 +151,21 @@ impl Gate {
             Ok(()) => Ok(access),
             Err(denial) => Err((denial.into_error(rpc.procedure), Some(access))),
         }
+    }
+
+    /// The caller: by the bearer token, or else by the dashboard's session
+    /// cookie together with its CSRF header (`browser_session`).
+    async fn authenticate(&self, ctx: &RequestContext) -> Result<Caller, ConnectError> {
+        if let Some(token) = bearer_token(ctx) {
+            return self.authenticator.authenticate(token).await;
+        }
+        let Some(session) = browser_session::session_cookie(ctx.headers()) else {
+            return Err(ConnectError::unauthenticated("missing bearer token"));
+        };
+        if !browser_session::csrf_matches(ctx.headers(), session) {
+            return Err(ConnectError::unauthenticated(browser_session::CSRF_REFUSAL));
+        }
+        self.authenticator.authenticate_session(session).await
     }
 
     /// After a call: the audit event, and the changes it made announced.
@@ -264,11 +273,13 @@ fn log_refusal(ctx: &RequestContext, info: &CallInfo, err: &ConnectError) {
         return;
     }
     let token_kind = match bearer_token(ctx) {
+        None if browser_session::session_cookie(ctx.headers()).is_some() => "session_cookie",
         None => "none",
         Some(token) => match crate::crypto::token_kind(token) {
             Some(crate::domain::TokenKind::Personal) => "personal",
             Some(crate::domain::TokenKind::RunnerAccess) => "runner_access",
             Some(crate::domain::TokenKind::Exchange) => "exchange",
+            Some(crate::domain::TokenKind::Session) => "session",
             None => "unrecognized",
         },
     };

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use buffa::EnumValue;
-use chrono::Utc;
 use connectrpc::{ConnectError, ErrorCode, ErrorDetail, RequestContext};
 use corral_api::corral::v1 as runner_api;
 use runner_api::{respond_request, scm_request};
@@ -87,12 +86,7 @@ impl ScmForwarding<'_> {
             )));
         }
         let credentials = self.credentials(access, runner.id, host.as_deref()).await?;
-        let state = OAuthState {
-            user_id: user.user.id,
-            runner_id: runner.id,
-            host: host.clone().unwrap_or_default(),
-            expires_at: Utc::now() + chrono::Duration::minutes(15),
-        };
+        let state = OAuthState::new(user.user.id, runner.id, host.clone().unwrap_or_default());
         let call_name = call_name(&call);
         let request = runner_api::RunnerRequest {
             origin_request_id: ctx

@@ -82,7 +82,8 @@ conformance!(
     memberships_filter_by_member_name_or_email,
     org_members_filter_by_role_email_search_and_groups,
     the_first_server_secret_stays,
-    spent_exchange_tokens_are_purged,
+    spent_tokens_are_purged,
+    an_oauth_sign_in_is_claimed_once,
     audit_events_filter_page_and_expire,
     one_integration_per_host_under_any_spelling_and_at_once,
     releases_keep_their_chunks_and_publish_all_or_nothing,
@@ -1328,8 +1329,9 @@ async fn the_first_server_secret_stays(store: Arc<dyn Store>) {
     assert_eq!(store.server_secret("other", "x").await.unwrap(), "x");
 }
 
-/// Exchange tokens used or expired before the cutoff go; nothing else does.
-async fn spent_exchange_tokens_are_purged(store: Arc<dyn Store>) {
+/// Exchange tokens used or expired before the cutoff go, and sessions that
+/// expired before it; nothing else does.
+async fn spent_tokens_are_purged(store: Arc<dyn Store>) {
     let a = org(&*store, "a").await;
     let root = user(&*store, a.id, "root", OrgRole::Admin).await;
     let r = runner(&*store, &root, "r", &[]).await;
@@ -1343,14 +1345,55 @@ async fn spent_exchange_tokens_are_purged(store: Arc<dyn Store>) {
     fresh.expires_at = Some(now + chrono::Duration::hours(20));
     let mut access = new_token(TokenKind::RunnerAccess, Subject::Runner(r.id), &root);
     access.expires_at = Some(now - chrono::Duration::hours(30));
-    for t in [&expired, &used, &fresh, &access] {
+    let mut old_session = new_token(TokenKind::Session, Subject::User(root.id), &root);
+    old_session.expires_at = Some(now - chrono::Duration::hours(30));
+    let mut live_session = new_token(TokenKind::Session, Subject::User(root.id), &root);
+    live_session.expires_at = Some(now + chrono::Duration::hours(2));
+    let mut personal = new_token(TokenKind::Personal, Subject::User(root.id), &root);
+    personal.expires_at = Some(now - chrono::Duration::hours(30));
+    for t in [
+        &expired,
+        &used,
+        &fresh,
+        &access,
+        &old_session,
+        &live_session,
+        &personal,
+    ] {
         store.create_token(t).await.unwrap();
     }
-    assert_eq!(store.purge_exchange_tokens(cutoff).await.unwrap(), 2);
+    assert_eq!(store.purge_spent_tokens(cutoff).await.unwrap(), 3);
     assert_not_found(store.get_token(expired.id).await);
     assert_not_found(store.get_token(used.id).await);
-    store.get_token(fresh.id).await.unwrap();
-    store.get_token(access.id).await.unwrap();
+    assert_not_found(store.get_token(old_session.id).await);
+    for kept in [&fresh, &access, &live_session, &personal] {
+        store.get_token(kept.id).await.unwrap();
+    }
+}
+
+/// An OAuth sign-in is claimed once, also when two callbacks race; expired
+/// marks are dropped without reviving anything.
+async fn an_oauth_sign_in_is_claimed_once(store: Arc<dyn Store>) {
+    let expires = Utc::now() + chrono::Duration::minutes(10);
+    let id = Uuid::now_v7();
+    let (first, second) = tokio::join!(
+        store.claim_oauth_sign_in(id, expires),
+        store.claim_oauth_sign_in(id, expires)
+    );
+    let claims = [first.unwrap(), second.unwrap()];
+    assert_eq!(claims.iter().filter(|c| **c).count(), 1, "{claims:?}");
+    assert!(!store.claim_oauth_sign_in(id, expires).await.unwrap());
+    let stale = Uuid::now_v7();
+    let past = Utc::now() - chrono::Duration::minutes(1);
+    assert!(store.claim_oauth_sign_in(stale, past).await.unwrap());
+    assert!(
+        store
+            .claim_oauth_sign_in(Uuid::now_v7(), expires)
+            .await
+            .unwrap()
+    );
+    // The id claimed before is still claimed after the sweep.
+    assert!(!store.claim_oauth_sign_in(id, expires).await.unwrap());
 }
 
 /// Two admins demote each other at once: one demotion goes through, the

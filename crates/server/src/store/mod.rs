@@ -147,8 +147,14 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<()>;
 
-    /// Deletes exchange tokens that expired or were used before `cutoff`.
-    async fn purge_exchange_tokens(&self, cutoff: Timestamp) -> StoreResult<u64>;
+    /// Deletes exchange tokens that expired or were used before `cutoff`,
+    /// and browser sessions that expired before it.
+    async fn purge_spent_tokens(&self, cutoff: Timestamp) -> StoreResult<u64>;
+
+    /// Marks the OAuth sign-in `id` as used, unless it already was: true the
+    /// first time only. Marks kept past `expires_at` are dropped (the sealed
+    /// state is refused by then anyway).
+    async fn claim_oauth_sign_in(&self, id: Uuid, expires_at: Timestamp) -> StoreResult<bool>;
 
     /// The secret named `name`, storing `initial` first if there is none yet
     /// (so every replica ends up with the same value).

@@ -1194,11 +1194,13 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn purge_exchange_tokens(&self, cutoff: Timestamp) -> StoreResult<u64> {
-        // Exchange tokens are few and short-lived: decide in Rust, the same on both databases.
+    async fn purge_spent_tokens(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        // Exchange tokens and sessions are few and short-lived: decide in
+        // Rust, the same on both databases.
         let rows = self
-            .query("SELECT id, data FROM api_tokens WHERE kind = ?")
+            .query("SELECT id, data FROM api_tokens WHERE kind IN (?, ?)")
             .bind(enum_name(&TokenKind::Exchange)?)
+            .bind(enum_name(&TokenKind::Session)?)
             .fetch_all(&self.pool)
             .await
             .map_err(internal)?;
@@ -1218,6 +1220,28 @@ impl Store for SqlStore {
             }
         }
         Ok(purged)
+    }
+
+    async fn claim_oauth_sign_in(&self, id: Uuid, expires_at: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        self.query("DELETE FROM oauth_sign_ins WHERE expires_at < ?")
+            .bind(time_text(chrono::Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        let claimed = self
+            .query(
+                "INSERT INTO oauth_sign_ins (id, expires_at) VALUES (?, ?) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id.to_string())
+            .bind(time_text(expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?
+            .rows_affected();
+        tx.commit().await.map_err(internal)?;
+        Ok(claimed == 1)
     }
 
     async fn server_secret(&self, name: &str, initial: &str) -> StoreResult<String> {

@@ -53,10 +53,12 @@ pub const COPIED_TABLES: &[&str] = &[
     "release_chunks",
 ];
 
-/// Tables left alone: migration bookkeeping, and the replica bus (state of
-/// running PostgreSQL replicas, rebuilt as they start).
+/// Tables left alone: migration bookkeeping, the replica bus (state of
+/// running PostgreSQL replicas, rebuilt as they start), and the marks of
+/// completed OAuth sign-ins (each lives minutes).
 pub const NOT_COPIED_TABLES: &[&str] = &[
     "_sqlx_migrations",
+    "oauth_sign_ins",
     "replicas",
     "runner_connections",
     "runner_messages",
