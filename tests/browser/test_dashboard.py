@@ -89,11 +89,12 @@ def test_create_a_runner_in_the_ui_start_it_and_set_its_update_window(ui, server
     assert command == f"corral runner --server {server.url} --exchange-token {token}"
     ui.shot("create-runner-token")
     parts = command.split()
-    runners(parts[parts.index("--server") + 1], parts[parts.index("--exchange-token") + 1])
+    process = runners(parts[parts.index("--server") + 1], parts[parts.index("--exchange-token") + 1])
     dialog.get_by_role("link", name=f"Open {name}").click()
     expect(page.get_by_role("heading", name=name)).to_be_visible()
-    expect(page.get_by_test_id("runner-phase")).to_have_text("active", timeout=45_000)
     runner_id = page.url.rsplit("/", 1)[1]
+    wait_for(admin, runner_id, lambda r: r.status.phase == rp.RUNNER_PHASE_ACTIVE, process, timeout=45)
+    expect(page.get_by_test_id("runner-phase")).to_have_text("active")
 
     form = page.get_by_role("form", name="Configuration")
     form.get_by_label("From hour").fill("2")
@@ -191,11 +192,39 @@ def test_the_callback_is_refused_for_another_signed_in_user(open_browser, scm, m
     page = ui.sign_in(other.token)
     response = page.goto(auth_url)
     assert "/auth/oauth2/callback" in page.url
-    assert response.status >= 400
+    assert response.status == 403
+    expect(page.locator("body")).to_contain_text("another user")
     expect(page.locator("body")).not_to_contain_text(re.compile("you are signed in", re.I))
     ui.shot("oauth-callback-other-user")
     assert not host_tokens(started_by, runner.runner_id)
     assert not host_tokens(other, runner.runner_id)
+
+
+def test_the_callback_sends_a_signed_out_browser_to_sign_in_and_back(open_browser, scm, make_user):
+    github, runner = scm
+    member = make_user()
+    auth_url = member.runners.check_authentication_for_host(
+        rp.CheckAuthenticationForHostRequest(runner_id=runner.runner_id, host=f"127.0.0.1:{github.port}")
+    ).supports_oauth2.auth_url
+    ui = open_browser()
+    page = ui.page
+    page.goto(auth_url)
+    assert "/auth/oauth2/callback" in page.url
+    assert not host_tokens(member, runner.runner_id)
+    page.get_by_role("link", name="Sign in and continue").click()
+    expect(page.get_by_role("heading", name="Sign in to corral")).to_be_visible()
+    page.get_by_label("Personal access token").fill(member.token)
+    with page.expect_navigation(url=re.compile(r"/auth/oauth2/callback")):
+        page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("body")).to_contain_text(re.compile("you are signed in", re.I))
+    (token,) = host_tokens(member, runner.runner_id)
+    assert token.source == rc.HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH
+
+
+def test_sign_in_ignores_a_next_that_is_not_the_callback(ui, admin):
+    page = ui.sign_in(admin.token, "/?next=https%3A%2F%2Fevil.example%2F")
+    expect(page.get_by_role("heading", name="Runners")).to_be_visible()
+    assert page.url.startswith(ui.server.url)
 
 
 def test_sign_out_revokes_the_session(ui, server, admin):
@@ -240,6 +269,7 @@ def test_keyboard_only(ui, admin):
     page = ui.page
     page.goto("/")
     # The token field has the focus; Enter submits.
+    expect(page.get_by_label("Personal access token")).to_be_focused()
     page.keyboard.type(admin.token)
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Runners")).to_be_visible()

@@ -121,10 +121,11 @@ function envelope(message) {
 
 /**
  * A server stream (Connect streaming protocol, `application/connect+json`):
- * calls `onMessage` with each message until the stream ends or `signal`
- * aborts. Resolves when the stream ends cleanly, rejects with an ApiError.
+ * calls `onOpen` once the server has answered, then `onMessage` with each
+ * message until the stream ends or `signal` aborts. Resolves when the stream
+ * ends cleanly, rejects with an ApiError.
  */
-export async function stream(service, method, request, onMessage, signal) {
+export async function stream(service, method, request, onMessage, signal, onOpen = () => {}) {
   const response = await fetch(`/gitpod.v1.${service}/${method}`, {
     method: 'POST',
     headers: headers('application/connect+json'),
@@ -132,6 +133,7 @@ export async function stream(service, method, request, onMessage, signal) {
     signal,
   });
   if (!response.ok) throw await connectError(response);
+  onOpen();
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffered = new Uint8Array(0);

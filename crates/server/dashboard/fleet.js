@@ -75,30 +75,32 @@ function matches(runner, filter) {
 }
 
 /**
- * Follows runner events until `signal` aborts, calling `onEvent` with each;
- * reconnects after a failure. `onState` hears 'live' / 'reconnecting'.
+ * Follows runner events until `signal` aborts, calling `onEvent` with each,
+ * and with null whenever the stream (re)opens: what changed before it was
+ * open must be read again. Reconnects after a failure. `onState` hears
+ * 'live' / 'reconnecting'.
  */
 export function watchRunners(onEvent, onState, signal, runnerId) {
   const filter = { resourceType: 'RESOURCE_TYPE_RUNNER' };
   if (runnerId) filter.resourceIds = [runnerId];
   let delay = 500;
+  const opened = () => {
+    delay = 500;
+    onState('live');
+    onEvent(null);
+  };
   const loop = async () => {
     while (!signal.aborted) {
       try {
-        onState('live');
-        await api.stream('EventService', 'WatchEvents', { organization: true, resourceTypeFilters: [filter] }, (event) => {
-          delay = 500;
-          onEvent(event);
-        }, signal);
+        await api.stream('EventService', 'WatchEvents', { organization: true, resourceTypeFilters: [filter] },
+          onEvent, signal, opened);
       } catch (error) {
-        if (signal.aborted) return;
-        if (error.code === 'unauthenticated') return;
-        onState('reconnecting');
+        if (signal.aborted || error.code === 'unauthenticated') return;
       }
+      if (signal.aborted) return;
+      onState('reconnecting');
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, 10000);
-      // Whatever changed while the stream was down.
-      if (!signal.aborted) onEvent(null);
     }
   };
   loop();
@@ -107,7 +109,7 @@ export function watchRunners(onEvent, onState, signal, runnerId) {
 export async function render(main) {
   const runners = new Map();
   const filter = { text: '', phase: '', provider: '' };
-  const live = h('span', { class: 'live', 'data-testid': 'live' }, 'connecting…');
+  const live = h('span', { class: 'live is-connecting', 'data-testid': 'live' }, 'connecting…');
   const body = h('tbody');
   const count = h('p', { class: 'muted', 'aria-live': 'polite' });
   const search = h('input', { type: 'search', name: 'search', placeholder: 'name, id, region, version' });
@@ -186,7 +188,7 @@ export async function render(main) {
     }
   }, (state) => {
     live.textContent = state === 'live' ? 'live' : 'reconnecting…';
-    live.className = `live ${state}`;
+    live.className = `live is-${state}`;
   }, controller.signal);
   const ticker = setInterval(() => {
     for (const el of body.querySelectorAll('time')) {

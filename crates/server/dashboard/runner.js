@@ -436,7 +436,7 @@ export async function render(main, id) {
   }
   const admin = isAdmin();
   const facts = h('div', {}, overview(runner));
-  const live = h('span', { class: 'live' }, 'connecting…');
+  const live = h('span', { class: 'live is-connecting' }, 'connecting…');
   const title = pageTitle(runner.name || id);
   const actions = h('div', { class: 'actions wrap' },
     h('button', { type: 'button', onclick: () => openRunnerUrl(runner, 'logs') }, 'Download logs'),
@@ -475,7 +475,7 @@ export async function render(main, id) {
     }
   }, (state) => {
     live.textContent = state === 'live' ? 'live' : 'reconnecting…';
-    live.className = `live ${state}`;
+    live.className = `live is-${state}`;
   }, controller.signal, id);
   return () => controller.abort();
 }
