@@ -322,3 +322,54 @@ def test_narrow_and_dark(open_browser, admin, scm):
     expect(light.page.get_by_role("heading", name="SCM accounts")).to_be_visible()
     assert light.page.evaluate("document.documentElement.scrollWidth") <= 375
     light.shot("narrow-light-scm")
+
+
+def test_logs_and_support_bundle_from_the_runner_with_a_fresh_logs_token(ui, admin, scm):
+    _github, runner = scm
+    page = ui.sign_in(admin.token, f"/#/runners/{runner.runner_id}")
+    expect(page.get_by_test_id("runner-phase")).to_have_text("active")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download support bundle").click()
+    assert download.value.suggested_filename.endswith("support-bundle.tar.gz")
+    with ui.context.expect_page() as opened:
+        page.get_by_role("button", name="Download logs").click()
+    logs = opened.value
+    logs.wait_for_load_state()
+    assert "token=crl_lt_" in logs.url
+    assert "serving logs" in logs.locator("body").inner_text()
+    logs.close()
+
+
+def test_a_new_runner_token_and_deleting_a_runner_after_confirming(ui, admin):
+    created = admin.create_runner(name=new_name("doomed"))
+    runner_id = created.runner.runner_id
+    page = ui.sign_in(admin.token, f"/#/runners/{runner_id}")
+    page.get_by_role("button", name="New runner token").click()
+    page.get_by_role("dialog", name="Create a new runner token?").get_by_role("button", name="Create token").click()
+    shown = page.get_by_role("dialog", name="New runner token")
+    token = shown.get_by_test_id("exchange-token").input_value()
+    assert token.startswith("crl_ex_") and token != created.exchange_token
+    page.keyboard.press("Escape")
+    expect(shown).to_be_hidden()
+    page.get_by_role("button", name="Delete runner").click()
+    confirm = page.get_by_role("dialog", name=re.compile("^Delete doomed"))
+    # Cancelling keeps the runner.
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(confirm).to_be_hidden()
+    assert admin.runners.get_runner(rp.GetRunnerRequest(runner_id=runner_id)).runner.runner_id == runner_id
+    page.get_by_role("button", name="Delete runner").click()
+    page.get_by_role("dialog", name=re.compile("^Delete doomed")).get_by_role("button", name="Delete runner").click()
+    expect(page.get_by_role("heading", name="Runners")).to_be_visible()
+    expect(page.locator(f'tr[data-runner-id="{runner_id}"]')).to_have_count(0)
+
+
+def test_a_member_sees_the_apis_refusal_and_no_admin_actions(open_browser, admin, make_user):
+    created = admin.create_runner(name=new_name("private"))
+    member = make_user()
+    ui = open_browser()
+    page = ui.sign_in(member.token, f"/#/runners/{created.runner.runner_id}")
+    # The runner does not exist for someone without a policy on it.
+    expect(page.get_by_role("alert")).to_be_visible()
+    page.get_by_role("link", name="Groups").click()
+    expect(page.get_by_role("heading", name="Groups")).to_be_visible()
+    expect(page.get_by_role("button", name="Create group")).to_have_count(0)

@@ -67,8 +67,11 @@ async function openRunnerUrl(runner, which) {
     const { accessToken } = await api.call('RunnerService', 'CreateRunnerLogsToken', { runnerId: runner.runnerId });
     const target = new URL(url);
     target.searchParams.set('token', accessToken);
-    // The runner serves these itself (another origin): a navigation, not a fetch.
-    const link = h('a', { href: target.href, target: '_blank', rel: 'noopener noreferrer', download: '' });
+    // The runner serves these itself (another origin): a navigation, not a
+    // fetch. The bundle is an attachment (this page stays); the logs are
+    // text, opened in a new tab.
+    const attrs = which === 'logs' ? { target: '_blank', rel: 'noopener noreferrer' } : { rel: 'noreferrer' };
+    const link = h('a', { href: target.href, ...attrs });
     document.body.append(link);
     link.click();
     link.remove();
