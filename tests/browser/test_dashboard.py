@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +30,20 @@ def new_name(prefix: str) -> str:
 
 def phase_cell(page, runner_id: str):
     return page.locator(f'tr[data-runner-id="{runner_id}"] [data-testid="phase"]')
+
+
+def integration_of(admin, runner):
+    (integration,) = admin.config.list_scm_integrations(
+        rc.ListSCMIntegrationsRequest(filter=rc.ListSCMIntegrationsRequest.Filter(runner_ids=[runner.runner_id]))
+    ).integrations
+    return integration
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.1)
 
 
 def host_tokens(actor, runner_id: str):
@@ -135,6 +150,12 @@ def test_environment_classes_from_the_schema_and_policies(ui, admin, scm):
     # The members group's policy (from the fixture) is listed by group name.
     expect(page.get_by_role("row", name=re.compile("^members"))).to_be_visible()
     ui.shot("runner-classes-policies")
+    # An integration's PAT switch, off and on again (the other tests need it on).
+    toggle = page.get_by_label(re.compile("^Personal tokens allowed for"))
+    for allowed in (False, True):
+        toggle.set_checked(allowed)
+        expect(page.get_by_role("status")).to_contain_text("allowed")
+        wait_until(lambda: integration_of(admin, runner).pat == allowed)
 
 
 def test_connect_a_host_with_a_personal_access_token(open_browser, scm, make_user):

@@ -308,6 +308,21 @@ function integrationDialog(runner, schema, onDone) {
   });
 }
 
+/** Whether users may keep personal tokens for the integration's host (admins change it). */
+function patToggle(integration) {
+  const toggle = h('input', { type: 'checkbox', checked: integration.pat, disabled: !isAdmin(), 'aria-label': `Personal tokens allowed for ${integration.host}` });
+  toggle.addEventListener('change', async () => {
+    try {
+      await api.call('RunnerConfigurationService', 'UpdateSCMIntegration', { id: integration.id, pat: toggle.checked });
+      notice(`Personal tokens ${toggle.checked ? 'allowed' : 'no longer allowed'} for ${integration.host}.`);
+    } catch (error) {
+      toggle.checked = !toggle.checked;
+      notice(errorText(error), 'error');
+    }
+  });
+  return h('label', { class: 'inline-check' }, toggle, ' allowed');
+}
+
 async function integrations(runner, schema) {
   const body = h('div');
   const admin = isAdmin();
@@ -337,7 +352,7 @@ async function integrations(runner, schema) {
           h('th', { scope: 'row' }, i.host),
           h('td', { 'data-label': 'SCM' }, i.scmId),
           h('td', { 'data-label': 'OAuth' }, i.oauth?.clientId ? `client ${i.oauth.clientId}` : muted('none')),
-          h('td', { 'data-label': 'Personal tokens' }, i.pat ? 'allowed' : 'not allowed'),
+          h('td', { 'data-label': 'Personal tokens' }, patToggle(i)),
           h('td', {}, remove));
       })));
     } catch (error) {
