@@ -334,6 +334,10 @@ def test_narrow_and_dark(open_browser, admin, scm):
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background != "rgb(246, 247, 245)", "dark mode keeps the light background"
     ui.shot("narrow-dark-fleet")
+    page.get_by_role("button", name="Create runner").click()
+    expect(page.get_by_role("dialog", name="Create a runner")).to_be_visible()
+    ui.shot("narrow-dark-create-runner", full_page=False)
+    page.keyboard.press("Escape")
     page.goto(f"/#/runners/{runner.runner_id}")
     expect(page.get_by_test_id("runner-phase")).to_have_text("active")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375

@@ -132,7 +132,11 @@ export async function stream(service, method, request, onMessage, signal, onOpen
     body: envelope(request),
     signal,
   });
-  if (!response.ok) throw await connectError(response);
+  if (!response.ok) {
+    const error = await connectError(response);
+    if (error.code === 'unauthenticated') onSignedOut();
+    throw error;
+  }
   onOpen();
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
