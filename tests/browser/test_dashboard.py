@@ -19,6 +19,7 @@ import uuid
 
 from playwright.sync_api import expect
 
+from gitpod.v1 import group_pb2 as gp
 from gitpod.v1 import runner_configuration_pb2 as rc
 from gitpod.v1 import runner_pb2 as rp
 from runner_harness import wait_for
@@ -398,3 +399,23 @@ def test_a_member_sees_the_apis_refusal_and_no_admin_actions(open_browser, admin
     page.get_by_role("link", name="Groups").click()
     expect(page.get_by_role("heading", name="Groups")).to_be_visible()
     expect(page.get_by_role("button", name="Create group")).to_have_count(0)
+
+
+def test_groups_and_members(ui, admin, make_user):
+    member = make_user()
+    page = ui.sign_in(admin.token, "/#/groups")
+    page.get_by_role("button", name="Create group").click()
+    dialog = page.get_by_role("dialog", name="Create a group")
+    name = new_name("team")
+    dialog.get_by_label("Name").fill(name)
+    dialog.get_by_label("Description").fill("The team that runs the runners")
+    dialog.get_by_role("button", name="Create").click()
+    page.get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+    page.get_by_label("Person").select_option(member.user_id)
+    page.get_by_role("button", name="Add member").click()
+    expect(page.get_by_role("table", name="Members").locator("tbody tr")).to_have_count(1)
+    ui.shot("group")
+    group = next(g for g in admin.groups.list_groups(gp.ListGroupsRequest()).groups if g.name == name)
+    members = admin.groups.list_memberships(gp.ListMembershipsRequest(group_id=group.id)).members
+    assert [m.subject.id for m in members] == [member.user_id]
