@@ -23,6 +23,7 @@ const routes = [
 
 const main = document.getElementById('main');
 let stop = null;
+let generation = 0;
 
 function showSignedIn(current) {
   session.current = current;
@@ -37,6 +38,7 @@ function showSignedIn(current) {
 async function route() {
   if (stop) stop();
   stop = null;
+  generation += 1;
   document.querySelectorAll('dialog[open]').forEach((d) => d.close());
   if (!session.current) {
     signin.render(main, signedIn);
@@ -51,11 +53,17 @@ async function route() {
   for (const [pattern, render] of routes) {
     const match = hash.match(pattern);
     if (match) {
-      fill(main);
+      // Each page draws into a view of its own: a page still loading when
+      // the route changes draws into a detached view, and is stopped.
+      const view = h('div');
+      fill(main, view);
+      const mine = ++generation;
       try {
-        stop = (await render(main, ...match.slice(1))) || null;
+        const stopper = (await render(view, ...match.slice(1))) || null;
+        if (mine === generation) stop = stopper;
+        else if (stopper) stopper();
       } catch (error) {
-        fill(main, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, errorText(error)));
+        fill(view, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, errorText(error)));
       }
       return;
     }
