@@ -148,6 +148,11 @@ def test_environment_classes_from_the_schema_and_policies(ui, admin, scm):
         rc.ListEnvironmentClassesRequest(filter=rc.ListEnvironmentClassesRequest.Filter(runner_ids=[runner.runner_id]))
     ).environment_classes
     assert name in [c.display_name for c in classes]
+    page.get_by_role("row", name=re.compile(name)).get_by_role("button", name="Edit").click()
+    edit = page.get_by_role("dialog", name=f"Edit {name}")
+    edit.get_by_label("Description").fill("Eight cores now")
+    edit.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("row", name=re.compile(name))).to_contain_text("Eight cores now")
     # The members group's policy (from the fixture) is listed by group name.
     expect(page.get_by_role("row", name=re.compile("^members"))).to_be_visible()
     ui.shot("runner-classes-policies")

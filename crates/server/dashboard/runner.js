@@ -220,6 +220,31 @@ function environmentClassDialog(runner, schema, onDone) {
   });
 }
 
+/** Renames or redescribes a class (its configuration is fixed once created). */
+function editClass(environmentClass, reload) {
+  dialog(`Edit ${environmentClass.displayName}`, (close) => {
+    const name = h('input', { name: 'displayName', required: true, maxlength: 127, value: environmentClass.displayName });
+    const description = h('input', { name: 'description', required: true, minlength: 3, maxlength: 200, value: environmentClass.description || '' });
+    const out = h('div', { class: 'out' });
+    const form = h('form', {}, field('Name', name), field('Description', description),
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Save')), out);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      busy(form, out, async () => {
+        await api.call('RunnerConfigurationService', 'UpdateEnvironmentClass', {
+          environmentClassId: environmentClass.id,
+          displayName: name.value.trim(),
+          description: description.value.trim(),
+        });
+        notice(`Environment class ${name.value.trim()} saved.`);
+        close();
+        reload();
+      });
+    });
+    return form;
+  });
+}
+
 async function environmentClasses(runner, schema) {
   const body = h('div');
   const admin = isAdmin();
@@ -230,7 +255,7 @@ async function environmentClasses(runner, schema) {
         fill(body, empty('No environment classes.'));
         return;
       }
-      fill(body, table('Environment classes', ['Name', 'Configuration', 'Enabled'], classes.map((c) => {
+      fill(body, table('Environment classes', ['Name', 'Configuration', 'Enabled', ''], classes.map((c) => {
         const toggle = h('input', { type: 'checkbox', checked: c.enabled, disabled: !admin, 'aria-label': `${c.displayName} enabled` });
         toggle.addEventListener('change', async () => {
           try {
@@ -241,10 +266,12 @@ async function environmentClasses(runner, schema) {
             notice(errorText(error), 'error');
           }
         });
+        const edit = admin ? h('button', { type: 'button', class: 'small', onclick: () => editClass(c, load) }, 'Edit') : null;
         return h('tr', {},
           h('th', { scope: 'row' }, c.displayName, c.description ? h('small', { class: 'block muted' }, c.description) : null),
           h('td', { 'data-label': 'Configuration' }, (c.configuration || []).map((kv) => `${kv.key}=${kv.value}`).join(', ')),
-          h('td', { 'data-label': 'Enabled' }, toggle));
+          h('td', { 'data-label': 'Enabled' }, toggle),
+          h('td', {}, edit));
       })));
     } catch (error) {
       fill(body, errorBox(error));
