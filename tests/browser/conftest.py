@@ -78,6 +78,9 @@ class Session:
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # The CSP forbids inline code and other origins: a violation is a bug.
+        self.page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text
+                     and self.errors.append(m.text))
 
     def sign_in(self, token: str, path: str = "/") -> Page:
         page = self.page
@@ -109,7 +112,7 @@ def open_browser(browser, server):
     for s in sessions:
         s.close()
     for s in sessions:
-        assert not s.errors, f"script errors in the page: {s.errors}"
+        assert not s.errors, f"script errors or CSP violations in the page: {s.errors}"
 
 
 @pytest.fixture

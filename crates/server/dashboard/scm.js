@@ -71,7 +71,9 @@ export async function render(main) {
 }
 
 function connectForm(runners, reload) {
-  const runner = select('runnerId', runners.map((r) => [r.runnerId, r.name]), runners[0].runnerId);
+  // Active runners first: only a connected runner can check a host.
+  const ordered = [...runners].sort((a, b) => (b.status?.phase === 'RUNNER_PHASE_ACTIVE') - (a.status?.phase === 'RUNNER_PHASE_ACTIVE'));
+  const runner = select('runnerId', ordered.map((r) => [r.runnerId, r.name]), ordered[0].runnerId);
   const hosts = h('datalist', { id: 'scm-hosts' });
   const host = h('input', { name: 'host', required: true, list: 'scm-hosts', placeholder: 'github.com', autocomplete: 'off' });
   const suggest = async () => {
