@@ -88,6 +88,7 @@ def test_a_runner_turns_active_in_the_list_without_a_reload(ui, server, admin, r
 
 
 def test_create_a_runner_in_the_ui_start_it_and_set_its_update_window(ui, server, admin, runners):
+    ui.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = ui.sign_in(admin.token)
     page.get_by_role("button", name="Create runner").click()
     dialog = page.get_by_role("dialog", name="Create a runner")
@@ -103,6 +104,9 @@ def test_create_a_runner_in_the_ui_start_it_and_set_its_update_window(ui, server
     command = dialog.get_by_test_id("runner-command").input_value()
     # The same line `corral runners create` prints.
     assert command == f"corral runner --server {server.url} --exchange-token {token}"
+    dialog.get_by_role("button", name="Copy").last.click()
+    expect(dialog.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == command
     ui.shot("create-runner-token")
     parts = command.split()
     process = runners(parts[parts.index("--server") + 1], parts[parts.index("--exchange-token") + 1])

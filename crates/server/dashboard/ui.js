@@ -128,16 +128,25 @@ export async function busy(form, out, work) {
   }
 }
 
-/** A copy-to-clipboard button for `text`. */
-export function copyButton(text, label = 'Copy') {
+/**
+ * A copy-to-clipboard button for `text`. Without the Clipboard API (a page
+ * served over plain HTTP to another host) it selects `source` and copies that.
+ */
+export function copyButton(text, label = 'Copy', source = null) {
   const button = h('button', { type: 'button', class: 'small' }, label);
   button.addEventListener('click', async () => {
+    let copied = false;
     try {
       await navigator.clipboard.writeText(text);
-      button.textContent = 'Copied';
+      copied = true;
     } catch {
-      button.textContent = 'Select and copy by hand';
+      if (source) {
+        source.focus();
+        source.select();
+        copied = document.execCommand('copy');
+      }
     }
+    button.textContent = copied ? 'Copied' : 'Selected: copy it by hand';
     setTimeout(() => {
       button.textContent = label;
     }, 2000);
@@ -158,7 +167,7 @@ export function secret(label, text, testId, long = false) {
       'div',
       { class: 'row' },
       box,
-      copyButton(text),
+      copyButton(text, 'Copy', box),
     ),
   );
 }
