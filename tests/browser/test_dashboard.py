@@ -428,3 +428,24 @@ def test_groups_and_members(ui, admin, make_user):
     group = next(g for g in admin.groups.list_groups(gp.ListGroupsRequest()).groups if g.name == name)
     members = admin.groups.list_memberships(gp.ListMembershipsRequest(group_id=group.id)).members
     assert [m.subject.id for m in members] == [member.user_id]
+
+
+def test_add_and_delete_an_scm_integration(ui, admin, scm):
+    _github, runner = scm
+    page = ui.sign_in(admin.token, f"/#/runners/{runner.runner_id}")
+    page.get_by_role("button", name="Add SCM integration").click()
+    dialog = page.get_by_role("dialog", name="Add an SCM integration")
+    # The SCMs offered are the runner's schema's.
+    dialog.get_by_label("SCM").select_option(label="GitLab")
+    dialog.get_by_label("Host").fill("not a host/")
+    dialog.get_by_role("button", name="Validate and add").click()
+    expect(dialog.get_by_role("alert")).to_be_visible()
+    dialog.get_by_label("Host").fill("https://gitlab.example.test")
+    dialog.get_by_role("button", name="Validate and add").click()
+    expect(dialog).to_be_hidden()
+    row = page.get_by_role("row", name=re.compile("gitlab.example.test"))
+    expect(row).to_contain_text("gitlab")
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog", name="Delete the integration?").get_by_role("button", name="Delete").click()
+    expect(row).to_have_count(0)
+    assert integration_of(admin, runner).scm_id == "github"
