@@ -5,7 +5,7 @@
 import * as api from './api.js';
 import {
   busy, confirmAction, empty, enumLabel, errorBox, errorText, field, fill, h, notice, pageTitle, section,
-  select, session, table, time,
+  select, session, table,
 } from './ui.js';
 
 export async function render(main) {
