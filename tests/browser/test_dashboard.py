@@ -20,6 +20,7 @@ import uuid
 from playwright.sync_api import expect
 
 from gitpod.v1 import group_pb2 as gp
+from gitpod.v1 import identity_pb2 as ip
 from gitpod.v1 import runner_configuration_pb2 as rc
 from gitpod.v1 import runner_pb2 as rp
 from runner_harness import wait_for
@@ -449,3 +450,28 @@ def test_add_and_delete_an_scm_integration(ui, admin, scm):
     page.get_by_role("dialog", name="Delete the integration?").get_by_role("button", name="Delete").click()
     expect(row).to_have_count(0)
     assert integration_of(admin, runner).scm_id == "github"
+
+
+def test_a_member_with_the_runner_admin_role_administers_that_runner_only(open_browser, admin, make_user, scm):
+    _github, shared = scm  # members hold the USER role on it
+    member = make_user()
+    created = admin.create_runner(name=new_name("team"))
+    group = admin.groups.create_group(gp.CreateGroupRequest(organization_id=admin.org_id, name=new_name("ops"))).group
+    admin.groups.create_membership(
+        gp.CreateMembershipRequest(group_id=group.id, subject=ip.Subject(id=member.user_id, principal=ip.PRINCIPAL_USER))
+    )
+    admin.runners.create_runner_policy(
+        rp.CreateRunnerPolicyRequest(runner_id=created.runner.runner_id, group_id=group.id, role=rp.RUNNER_ROLE_ADMIN)
+    )
+    ui = open_browser()
+    page = ui.sign_in(member.token, f"/#/runners/{created.runner.runner_id}")
+    expect(page.get_by_role("button", name="Save configuration")).to_be_visible()
+    expect(page.get_by_role("button", name="Delete runner")).to_be_visible()
+    page.get_by_label("Log level").select_option(label="debug")
+    page.get_by_role("button", name="Save configuration").click()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    page.goto(f"/#/runners/{shared.runner_id}")
+    expect(page.get_by_role("heading", name=shared.name)).to_be_visible()
+    expect(page.get_by_role("button", name="Download logs")).to_be_visible()
+    expect(page.get_by_role("button", name="Save configuration")).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete runner")).to_have_count(0)

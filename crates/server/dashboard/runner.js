@@ -6,7 +6,7 @@ import * as api from './api.js';
 import { providerLabel, regionOf, tokenPanel, watchRunners } from './fleet.js';
 import {
   busy, confirmAction, dialog, empty, enumLabel, errorBox, errorText, field, fill, h, isAdmin, notice,
-  pageTitle, phaseBadge, section, select, table, time,
+  pageTitle, phaseBadge, section, select, session, table, time,
 } from './ui.js';
 
 const CHANNELS = [
@@ -18,6 +18,33 @@ const ROLES = [
   ['RUNNER_ROLE_USER', 'user'],
   ['RUNNER_ROLE_ADMIN', 'admin'],
 ];
+
+/**
+ * Whether the signed-in user may administer the runner on this page: an
+ * organization admin, or a member of a group with the runner's ADMIN role.
+ * Set by `render` before anything is drawn.
+ */
+let manage = false;
+
+async function mayAdminister(runnerId) {
+  if (isAdmin()) return true;
+  if (!session.current || session.current.readOnly) return false;
+  try {
+    const policies = await api.listAll('RunnerService', 'ListRunnerPolicies', { runnerId }, 'policies');
+    const subject = { id: session.current.userId, principal: 'PRINCIPAL_USER' };
+    for (const policy of policies.filter((p) => p.role === 'RUNNER_ROLE_ADMIN')) {
+      try {
+        await api.call('GroupService', 'GetMembership', { groupId: policy.groupId, subject });
+        return true;
+      } catch {
+        // Not in this group.
+      }
+    }
+  } catch {
+    // The policies are not readable: nothing to administer.
+  }
+  return false;
+}
 
 function dl(pairs) {
   return h('dl', { class: 'facts' }, pairs.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v ?? '—')]));
@@ -87,7 +114,7 @@ function hourInput(name, value) {
 function configurationForm(runner, onSaved) {
   const c = runner.spec?.configuration || {};
   const m = c.metrics || {};
-  const admin = isAdmin();
+  const admin = manage;
   const channel = select('releaseChannel', CHANNELS, c.releaseChannel || 'RUNNER_RELEASE_CHANNEL_STABLE');
   const autoUpdate = h('input', { type: 'checkbox', name: 'autoUpdate', checked: c.autoUpdate });
   const start = hourInput('updateWindowStart', c.updateWindow?.startHour);
@@ -248,7 +275,7 @@ function editClass(environmentClass, reload) {
 
 async function environmentClasses(runner, schema) {
   const body = h('div');
-  const admin = isAdmin();
+  const admin = manage;
   const load = async () => {
     try {
       const classes = await api.listAll('RunnerConfigurationService', 'ListEnvironmentClasses', { filter: { runnerIds: [runner.runnerId] } }, 'environmentClasses');
@@ -338,7 +365,7 @@ function integrationDialog(runner, schema, onDone) {
 
 /** Whether users may keep personal tokens for the integration's host (admins change it). */
 function patToggle(integration) {
-  const toggle = h('input', { type: 'checkbox', checked: integration.pat, disabled: !isAdmin(), 'aria-label': `Personal tokens allowed for ${integration.host}` });
+  const toggle = h('input', { type: 'checkbox', checked: integration.pat, disabled: !manage, 'aria-label': `Personal tokens allowed for ${integration.host}` });
   toggle.addEventListener('change', async () => {
     try {
       await api.call('RunnerConfigurationService', 'UpdateSCMIntegration', { id: integration.id, pat: toggle.checked });
@@ -353,7 +380,7 @@ function patToggle(integration) {
 
 async function integrations(runner, schema) {
   const body = h('div');
-  const admin = isAdmin();
+  const admin = manage;
   const load = async () => {
     try {
       const list = await api.listAll('RunnerConfigurationService', 'ListSCMIntegrations', { filter: { runnerIds: [runner.runnerId] } }, 'integrations');
@@ -398,7 +425,7 @@ async function integrations(runner, schema) {
 
 async function policies(runner) {
   const body = h('div');
-  const admin = isAdmin();
+  const admin = manage;
   let groups = [];
   try {
     groups = await api.listAll('GroupService', 'ListGroups', {}, 'groups');
@@ -474,13 +501,14 @@ export async function render(main, id) {
     fill(main, pageTitle('Runner'), errorBox(error), h('p', {}, h('a', { href: '#/runners' }, 'Back to the runners')));
     return null;
   }
+  manage = await mayAdminister(id);
   let schema = null;
   try {
     ({ schema } = await api.call('RunnerConfigurationService', 'GetRunnerConfigurationSchema', { runnerId: id }));
   } catch {
     schema = null;
   }
-  const admin = isAdmin();
+  const admin = manage;
   const facts = h('div', {}, overview(runner));
   const live = h('span', { class: 'live is-connecting' }, 'connecting…');
   const title = pageTitle(runner.name || id);
