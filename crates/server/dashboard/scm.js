@@ -137,7 +137,7 @@ function ways(target, answer, reload) {
           token: token.value.trim(),
           source: 'HOST_AUTHENTICATION_TOKEN_SOURCE_PAT',
         });
-        token.value = '';
+        form.reset();
         fill(out, h('p', { class: 'ok', role: 'status' }, `Connected to ${target.host}.`));
         notice(`Token for ${target.host} saved.`);
         reload();

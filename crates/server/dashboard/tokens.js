@@ -68,7 +68,7 @@ export async function render(main) {
         validFor: validFor.value,
         readOnly: readOnly.checked,
       });
-      description.value = '';
+      form.reset(); // also clears the field's "user got it wrong" state
       fill(out, h('p', {}, 'Your new token, shown only now:'), secret('Token', token, 'new-pat'));
       load();
     });
