@@ -112,6 +112,8 @@ pub struct Metrics {
     runner_streams: Gauge,
     leader: Gauge,
     runners: Family<RunnerLabels, Gauge>,
+    store_commits: Counter,
+    store_log_flushes: Counter,
     /// When the runner counts are to be read again (none yet: at once);
     /// held across a scrape so that concurrent scrapes neither query
     /// together nor see a half-filled family.
@@ -184,8 +186,22 @@ impl Metrics {
             "Runners of the installation by phase, provider and reported version (read from the store, reused for at least 5s)",
             runners.clone(),
         );
+        let store_commits = Counter::default();
+        registry.register(
+            "corral_store_commits",
+            "Commits on the SQLite store that waited for the write-ahead log to reach the disk",
+            store_commits.clone(),
+        );
+        let store_log_flushes = Counter::default();
+        registry.register(
+            "corral_store_log_flushes",
+            "Flushes of the SQLite write-ahead log; concurrent commits, and a call's writes with its audit event, share one",
+            store_log_flushes.clone(),
+        );
         Self {
             registry,
+            store_commits,
+            store_log_flushes,
             rpc_requests,
             rpc_duration,
             forwarded_duration,
@@ -258,6 +274,13 @@ impl Metrics {
             }
             let reuse = RUNNER_COUNTS_TTL.max(started.elapsed() * RUNNER_COUNTS_COST_FACTOR);
             *due = Some(Instant::now() + reuse);
+        }
+        if let Ok(Some(flushes)) = store.log_flushes().await {
+            let catch_up = |counter: &Counter, now: u64| {
+                counter.inc_by(now.saturating_sub(counter.get()));
+            };
+            catch_up(&self.store_commits, flushes.commits);
+            catch_up(&self.store_log_flushes, flushes.flushes);
         }
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -28,7 +28,7 @@ use crate::domain::{AuditEvent, new_id};
 use crate::events::EventHub;
 use crate::metrics::{self, Metrics, RpcLabels};
 use crate::pagination::PageKey;
-use crate::store::Store;
+use crate::store::{Store, group_commit};
 
 /// The id of one HTTP request: from a sane `x-request-id` header, or new.
 /// Logs and audit events carry it; it is echoed in the response.
@@ -324,9 +324,17 @@ impl Interceptor for Gate {
             }
         };
         req.ctx.extensions_mut().insert(access.clone());
-        let result = next.run(req).await;
+        // The call's writes and its audit event share one flush to disk
+        // (store::group_commit); the answer waits for it.
+        let (mut result, deferred) = group_commit::deferring(next.run(req)).await;
         self.finish(&access, &info, result.as_ref().map(|_| ()))
             .await;
+        if let Err(err) = deferred.settle().await {
+            tracing::error!(error = %err, request_id = %info.request_id, "a write could not be made durable");
+            result = Err(ConnectError::internal(
+                "the change could not be saved to disk",
+            ));
+        }
         self.record(called, started, metrics::outcome(&result));
         result
     }

@@ -17,7 +17,14 @@
 //! consistent in `NORMAL` mode (the log is flushed before each checkpoint and
 //! the database after it), so a commit that was not yet flushed can only be
 //! lost whole, and then its writer was never told it succeeded.
+//!
+//! One call may put its flushes off ([`deferring`]): the authorization gate
+//! runs every unary RPC so, and waits for the flush once, after the audit
+//! event is written ([`Deferred::settle`]), so that a change and its audit
+//! event share one flush instead of waiting for two in a row. The answer
+//! still leaves only once both are on disk.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::MetadataExt as _;
@@ -77,7 +84,7 @@ impl Writer {
         query: Query<'_, Any, AnyArguments>,
     ) -> sqlx::Result<AnyQueryResult> {
         let done = query.execute(&self.pool).await?;
-        durable(self.wal.as_deref()).await?;
+        durable(self.wal.as_ref()).await?;
         Ok(done)
     }
 }
@@ -104,7 +111,7 @@ impl WriteTx {
     /// on disk.
     pub async fn commit(self) -> sqlx::Result<()> {
         self.tx.commit().await?;
-        durable(self.wal.as_deref()).await
+        durable(self.wal.as_ref()).await
     }
 }
 
@@ -122,11 +129,73 @@ impl DerefMut for WriteTx {
     }
 }
 
-async fn durable(wal: Option<&WalSync>) -> sqlx::Result<()> {
-    match wal {
-        Some(wal) => wal.after_commit().await.map_err(sqlx::Error::Io),
-        None => Ok(()),
+async fn durable(wal: Option<&Arc<WalSync>>) -> sqlx::Result<()> {
+    let Some(wal) = wal else { return Ok(()) };
+    let mine = wal.count_commit();
+    if defer(wal, mine) {
+        return Ok(());
     }
+    wal.flush_through(mine).await.map_err(sqlx::Error::Io)
+}
+
+tokio::task_local! {
+    /// Inside [`deferring`]: the flush its commits still need.
+    static DEFERRED: RefCell<Deferred>;
+}
+
+/// Commits whose flush a call put off; [`Self::settle`] waits for it.
+#[derive(Debug, Default)]
+#[must_use = "the deferred commits are on disk only once settled"]
+pub struct Deferred {
+    /// The log and the last commit counted on it.
+    pending: Option<(Arc<WalSync>, u64)>,
+}
+
+impl Deferred {
+    /// Returns once every deferred commit is on disk (at once when a later
+    /// write's flush already covered them).
+    pub async fn settle(self) -> std::io::Result<()> {
+        match self.pending {
+            Some((wal, through)) => wal.flush_through(through).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs `call` with the flushes of its writes put off: they return once
+/// committed, and the returned [`Deferred`] must be settled before anyone
+/// is told the writes succeeded.
+pub async fn deferring<F: Future>(call: F) -> (F::Output, Deferred) {
+    DEFERRED
+        .scope(RefCell::new(Deferred::default()), async {
+            let output = call.await;
+            (
+                output,
+                DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut())),
+            )
+        })
+        .await
+}
+
+/// Notes commit `mine` on `wal` as deferred, if the running call defers
+/// (and has deferred nothing on another database).
+fn defer(wal: &Arc<WalSync>, mine: u64) -> bool {
+    DEFERRED
+        .try_with(|deferred| {
+            let mut deferred = deferred.borrow_mut();
+            match &mut deferred.pending {
+                None => {
+                    deferred.pending = Some((wal.clone(), mine));
+                    true
+                }
+                Some((same, through)) if Arc::ptr_eq(same, wal) => {
+                    *through = (*through).max(mine);
+                    true
+                }
+                Some(_) => false,
+            }
+        })
+        .unwrap_or(false)
 }
 
 /// Flushes one database's write-ahead log for the commits before it.
@@ -160,7 +229,16 @@ impl WalSync {
     /// Returns once the commit that just finished is on disk. Call it after
     /// every commit on the writer, never while holding the writer.
     pub async fn after_commit(&self) -> std::io::Result<()> {
-        let mine = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
+        self.flush_through(self.count_commit()).await
+    }
+
+    /// Counts a commit that just finished; its number.
+    fn count_commit(&self) -> u64 {
+        self.committed.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Returns once commit number `mine` is on disk.
+    async fn flush_through(&self, mine: u64) -> std::io::Result<()> {
         loop {
             if self.flushed.load(Ordering::SeqCst) >= mine {
                 return Ok(());
@@ -245,6 +323,34 @@ mod tests {
         let (committed, flushed, flushes) = sync.counts();
         assert_eq!((committed, flushed), (64, 64));
         assert!((1..=64).contains(&flushes));
+    }
+
+    #[tokio::test]
+    async fn a_deferring_call_flushes_once_when_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("corral.db");
+        std::fs::write(dir.path().join("corral.db-wal"), b"frames").unwrap();
+        let wal = WalSync::new(&database);
+        let ((), deferred) = deferring(async {
+            durable(Some(&wal)).await.unwrap();
+            durable(Some(&wal)).await.unwrap();
+        })
+        .await;
+        assert_eq!(wal.counts(), (2, 0, 0), "nothing flushed inside the call");
+        deferred.settle().await.unwrap();
+        assert_eq!(wal.counts(), (2, 2, 1), "one flush for both");
+
+        // A write after the call waits for its own flush, which covers the
+        // call's commits: settling then costs nothing.
+        let ((), deferred) = deferring(async { durable(Some(&wal)).await.unwrap() }).await;
+        durable(Some(&wal)).await.unwrap();
+        assert_eq!(wal.counts(), (4, 4, 2));
+        deferred.settle().await.unwrap();
+        assert_eq!(wal.counts(), (4, 4, 2));
+
+        // Outside a deferring call nothing is put off.
+        durable(Some(&wal)).await.unwrap();
+        assert_eq!(wal.counts(), (5, 5, 3));
     }
 
     #[tokio::test]

@@ -48,6 +48,17 @@ const READ_ALL_PAGE: usize = 500;
 
 /// Every item of a paged store list, read page by page: for the server's own
 /// work (not API answers, which page for the caller).
+/// Counts of the SQLite group commit (`group_commit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogFlushes {
+    /// Commits counted so far.
+    pub commits: u64,
+    /// Every commit up to this count is on disk.
+    pub durable: u64,
+    /// Flushes done.
+    pub flushes: u64,
+}
+
 pub async fn read_all<T, F, Fut>(mut fetch: F) -> StoreResult<Vec<T>>
 where
     F: FnMut(PageRequest) -> Fut,
@@ -150,6 +161,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes exchange tokens that expired or were used before `cutoff`,
     /// and browser sessions that expired before it.
     async fn purge_spent_tokens(&self, cutoff: Timestamp) -> StoreResult<u64>;
+
+    /// Commits that waited for the SQLite write-ahead log to reach the disk,
+    /// and the flushes they shared (group commit); `None` where the
+    /// database flushes by itself (PostgreSQL, SQLite in NORMAL mode).
+    async fn log_flushes(&self) -> StoreResult<Option<LogFlushes>>;
 
     /// Marks the OAuth sign-in `id` as used, unless it already was: true the
     /// first time only. Marks kept past `expires_at` are dropped (the sealed

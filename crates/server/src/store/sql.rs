@@ -1222,6 +1222,17 @@ impl Store for SqlStore {
         Ok(purged)
     }
 
+    async fn log_flushes(&self) -> StoreResult<Option<super::LogFlushes>> {
+        Ok(self.writer.wal_sync().map(|wal| {
+            let (commits, durable, flushes) = wal.counts();
+            super::LogFlushes {
+                commits,
+                durable,
+                flushes,
+            }
+        }))
+    }
+
     async fn claim_oauth_sign_in(&self, id: Uuid, expires_at: Timestamp) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         self.query("DELETE FROM oauth_sign_ins WHERE expires_at < ?")

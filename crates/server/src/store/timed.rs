@@ -76,6 +76,7 @@ timed! {
     async fn record_token_uses(&self, uses: &[(Uuid, Timestamp)]) -> StoreResult<()>;
     async fn redeem_exchange_token(&self, exchange_id: Uuid, access: &ApiToken, now: Timestamp) -> StoreResult<()>;
     async fn purge_spent_tokens(&self, cutoff: Timestamp) -> StoreResult<u64>;
+    async fn log_flushes(&self) -> StoreResult<Option<super::LogFlushes>>;
     async fn claim_oauth_sign_in(&self, id: Uuid, expires_at: Timestamp) -> StoreResult<bool>;
     async fn server_secret(&self, name: &str, initial: &str) -> StoreResult<String>;
     async fn create_runner(&self, runner: &Runner, policies: &[RunnerPolicy]) -> StoreResult<()>;
