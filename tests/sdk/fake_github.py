@@ -2,7 +2,8 @@
 
 It answers the documented REST endpoints the runner calls under `/api/v3`
 (repositories, branches, tags, commits, pulls, issues, search, organizations,
-the current user) and the OAuth token endpoint, with the shapes GitHub uses,
+the current user), the OAuth authorize page (which allows at once and
+redirects back with AUTH_CODE) and token endpoint, with the shapes GitHub uses,
 honest status codes and `Link` paging headers. Tokens it accepts are listed in
 `tokens`; `rate_limited` makes every API call answer like an exhausted limit.
 """
@@ -111,6 +112,17 @@ class FakeGitHub:
                 url = urllib.parse.urlparse(self.path)
                 query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
                 fake.requests.append(f"GET {url.path}")
+                if url.path == "/login/oauth/authorize":
+                    # The user allows the app at once: back to the app with a code and the state.
+                    if query.get("client_id") != CLIENT_ID or "redirect_uri" not in query:
+                        return self._send(400, {"message": "bad authorize request"})
+                    back = query["redirect_uri"] + "?" + urllib.parse.urlencode(
+                        {"code": AUTH_CODE, "state": query.get("state", "")})
+                    self.send_response(302)
+                    self.send_header("Location", back)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if not url.path.startswith("/api/v3/"):
                     return self._send(404, {"message": "Not Found"})
                 if fake.rate_limited:

@@ -6,7 +6,7 @@
 //! `services` (one module per service, wire types only at this edge), `auth`
 //! (who is calling) and `authz` (what they may do), `store` (persistence behind
 //! one trait), `crypto` (tokens, secrets at rest, sealing), `releases` (publishing runner
-//! releases), `domain` (the model).
+//! releases), `domain` (the model), `dashboard` (the web UI's embedded files).
 
 pub mod auth;
 pub mod authz;
@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod browser_session;
 pub mod bus;
 pub mod crypto;
+pub mod dashboard;
 pub mod domain;
 pub mod duties;
 pub mod errors;
@@ -267,7 +268,8 @@ fn host_name() -> String {
 }
 
 /// The HTTP application: every service at the root and again under `/api`
-/// (where the SDKs' base URL points), plus `/healthz` and `/metrics`.
+/// (where the SDKs' base URL points), plus `/healthz`, `/metrics` and the
+/// web dashboard (`/` and `/ui/…`, [`dashboard`]).
 pub fn app(state: SharedState) -> axum::Router {
     let router = services::router(state.clone());
     let known_methods = unknown_method::KnownMethods::of(&router);
@@ -288,6 +290,8 @@ pub fn app(state: SharedState) -> axum::Router {
         ));
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/", get(dashboard::index))
+        .route("/ui/{file}", get(dashboard::asset))
         .route("/metrics", get(metrics).with_state(state.clone()))
         .route(
             browser_session::PATH,
