@@ -128,6 +128,25 @@ async fn serves_https_and_reloads_the_certificate_on_sighup() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+
+    // Over https the dashboard's session cookie is Secure.
+    let signed_in = trusting_first
+        .post(format!("https://{listen}/auth/session"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "token": token.trim() }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.starts_with("corral_session=crl_ses_") && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+    assert!(cookie.contains("; HttpOnly; SameSite=Lax"), "{cookie}");
     let identity: serde_json::Value = response.json().await.unwrap();
     assert_eq!(
         identity["subject"]["principal"], "PRINCIPAL_USER",
