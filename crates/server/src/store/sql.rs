@@ -1382,27 +1382,44 @@ impl Store for SqlStore {
 
     async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner> {
         let mut tx = self.begin_write().await?;
-        // The record before the status: whoever locks both takes them in
-        // this order (update_runner_status locks only the status).
-        let record: String = self
-            .query_scalar(&format!(
-                "SELECT data FROM runners WHERE id = ?{}",
-                self.dialect.for_update()
-            ))
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(internal)?
-            .ok_or(StoreError::NotFound("runner"))?;
-        let status: Option<String> = self
-            .query_scalar(&format!(
-                "SELECT data FROM runner_status WHERE runner_id = ?{}",
-                self.dialect.for_update()
-            ))
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(internal)?;
+        let (record, status): (String, Option<String>) = match self.dialect {
+            // The transaction holds the write lock already: both rows in one
+            // statement, one hand-off to the SQLite thread instead of two.
+            Dialect::Sqlite => {
+                let row = self
+                    .query(&format!("{RUNNER_SELECT} WHERE r.id = ?"))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(internal)?
+                    .ok_or(StoreError::NotFound("runner"))?;
+                (row.get("data"), row.get("status"))
+            }
+            // The record before the status: whoever locks both takes them
+            // in this order (update_runner_status locks only the status).
+            Dialect::Postgres => {
+                let record = self
+                    .query_scalar(&format!(
+                        "SELECT data FROM runners WHERE id = ?{}",
+                        self.dialect.for_update()
+                    ))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(internal)?
+                    .ok_or(StoreError::NotFound("runner"))?;
+                let status = self
+                    .query_scalar(&format!(
+                        "SELECT data FROM runner_status WHERE runner_id = ?{}",
+                        self.dialect.for_update()
+                    ))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                (record, status)
+            }
+        };
         let mut runner: Runner = from_json(&record)?;
         if let Some(status) = &status {
             runner.status = from_json(status)?;
