@@ -203,6 +203,12 @@ pub fn advertised_base_url(url: &str) -> Result<String, String> {
     Ok(url.to_string())
 }
 
+/// SCM work the server sends, run by [`Agent::start_scm_job`].
+enum ScmJob {
+    Call(Box<corral_api::corral::v1::ScmRequest>),
+    CodeExchange(Box<corral_api::corral::v1::OAuthCodeExchange>),
+}
+
 /// How the agent ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -1048,56 +1054,12 @@ impl Agent {
                 Some(Outcome::Deleted)
             }
             Some(Kind::Scm(work)) => {
-                if self.refuse_if_cordoned(&request_id).await {
-                    return None;
-                }
-                let Some(slot) = self.scm_slot(&request_id).await else {
-                    return None; // answered as busy
-                };
-                // SCM calls can take seconds: keep reading the stream meanwhile.
-                let agent = self.clone();
-                tokio::spawn(
-                    async move {
-                        let _slot = slot;
-                        let integrations = agent.scm_integrations().await;
-                        let worker = ScmWork {
-                            integrations: &integrations,
-                            key: &agent.key,
-                            timeout: SCM_TIMEOUT,
-                        };
-                        let labels = worker.metric_labels(&work);
-                        let started = Instant::now();
-                        let answer = worker.execute(&work).await;
-                        agent.finish_scm(request_id, labels, started, answer).await;
-                    }
-                    .in_current_span(),
-                );
+                self.start_scm_job(request_id, ScmJob::Call(work)).await;
                 None
             }
             Some(Kind::OauthCodeExchange(exchange)) => {
-                if self.refuse_if_cordoned(&request_id).await {
-                    return None;
-                }
-                let Some(slot) = self.scm_slot(&request_id).await else {
-                    return None; // answered as busy
-                };
-                let agent = self.clone();
-                tokio::spawn(
-                    async move {
-                        let _slot = slot;
-                        let integrations = agent.scm_integrations().await;
-                        let worker = ScmWork {
-                            integrations: &integrations,
-                            key: &agent.key,
-                            timeout: SCM_TIMEOUT,
-                        };
-                        let labels = worker.exchange_labels(&exchange);
-                        let started = Instant::now();
-                        let answer = worker.exchange_code(&exchange).await;
-                        agent.finish_scm(request_id, labels, started, answer).await;
-                    }
-                    .in_current_span(),
-                );
+                self.start_scm_job(request_id, ScmJob::CodeExchange(exchange))
+                    .await;
                 None
             }
             None => {
@@ -1122,6 +1084,41 @@ impl Agent {
     /// Whether the latest spec sets this runner inactive; if so, answers the
     /// request `failed_precondition`. The management plane does not send work
     /// to such a runner, but a request can cross a spec change on the way.
+    /// Runs SCM work (a call or an OAuth code exchange) in a task of its own,
+    /// since it can take seconds: the stream keeps being read meanwhile.
+    /// Refused while cordoned, answered as busy when every slot is taken.
+    async fn start_scm_job(&self, request_id: String, job: ScmJob) {
+        if self.refuse_if_cordoned(&request_id).await {
+            return;
+        }
+        let Some(slot) = self.scm_slot(&request_id).await else {
+            return; // answered as busy
+        };
+        let agent = self.clone();
+        tokio::spawn(
+            async move {
+                let _slot = slot;
+                let integrations = agent.scm_integrations().await;
+                let worker = ScmWork {
+                    integrations: &integrations,
+                    key: &agent.key,
+                    timeout: SCM_TIMEOUT,
+                };
+                let labels = match &job {
+                    ScmJob::Call(work) => worker.metric_labels(work),
+                    ScmJob::CodeExchange(exchange) => worker.exchange_labels(exchange),
+                };
+                let started = Instant::now();
+                let answer = match &job {
+                    ScmJob::Call(work) => worker.execute(work).await,
+                    ScmJob::CodeExchange(exchange) => worker.exchange_code(exchange).await,
+                };
+                agent.finish_scm(request_id, labels, started, answer).await;
+            }
+            .in_current_span(),
+        );
+    }
+
     async fn refuse_if_cordoned(&self, request_id: &str) -> bool {
         let cordoned = self.shared.state().spec.as_ref().is_some_and(|spec| {
             spec.desired_phase.as_known() == Some(RunnerPhase::RUNNER_PHASE_INACTIVE)
