@@ -313,22 +313,26 @@ async fn a_runner_connects_to_a_tls_server_it_trusts_with_ca_cert() {
     };
     let trusted = create("trusting").await;
     let runner_id = trusted["runner"]["runnerId"].as_str().unwrap().to_string();
-    let runner_dir = dir.path().join("runner");
-    let _runner = Proc::spawn(
-        dir.path(),
-        "runner",
-        &[
-            "runner",
-            "--server",
-            &server_url,
-            "--exchange-token",
-            trusted["exchangeToken"].as_str().unwrap(),
-            "--data-dir",
-            runner_dir.to_str().unwrap(),
-            "--ca-cert",
-            cert.to_str().unwrap(),
-        ],
-    );
+    // A runner in `dir/NAME` with the exchange token of `created`, trusting
+    // the certificate when `ca_cert` is given.
+    let start_runner = |name: &str, created: &serde_json::Value, ca_cert: Option<&Path>| {
+        let data_dir = dir.path().join(name);
+        let mut args = vec![
+            "runner".to_string(),
+            "--server".into(),
+            server_url.clone(),
+            "--exchange-token".into(),
+            created["exchangeToken"].as_str().unwrap().into(),
+            "--data-dir".into(),
+            data_dir.to_str().unwrap().into(),
+        ];
+        if let Some(ca_cert) = ca_cert {
+            args.extend(["--ca-cert".into(), ca_cert.to_str().unwrap().into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Proc::spawn(dir.path(), &format!("{name}-runner"), &args)
+    };
+    let _runner = start_runner("runner", &trusted, Some(&cert));
     eventually(PATIENCE, "the runner is ACTIVE", || {
         let https = https.clone();
         let runner_id = runner_id.clone();
@@ -379,20 +383,7 @@ async fn a_runner_connects_to_a_tls_server_it_trusts_with_ca_cert() {
 
     // Without --ca-cert the self-signed certificate is not trusted.
     let untrusting = create("untrusting").await;
-    let untrusting_dir = dir.path().join("untrusting");
-    let refused = Proc::spawn(
-        dir.path(),
-        "untrusting-runner",
-        &[
-            "runner",
-            "--server",
-            &server_url,
-            "--exchange-token",
-            untrusting["exchangeToken"].as_str().unwrap(),
-            "--data-dir",
-            untrusting_dir.to_str().unwrap(),
-        ],
-    );
+    let refused = start_runner("untrusting", &untrusting, None);
     eventually(PATIENCE, "the runner refuses the certificate", || async {
         let log = refused.output().to_lowercase();
         log.contains("certificate")
