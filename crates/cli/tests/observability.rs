@@ -20,7 +20,9 @@ use corral_testkit::PostgresDatabase;
 
 mod support;
 
-use support::{Patience, Proc, Served, describe, eventually, http_get, phase};
+use support::{
+    Patience, Proc, Served, create_linux_host_runner, describe, eventually, http_get, phase,
+};
 
 const PATIENCE: Patience = Patience {
     timeout: Duration::from_secs(30),
@@ -258,15 +260,7 @@ async fn start_runner(
     name: &str,
     extra: &[&str],
 ) -> (Proc, String, String) {
-    let created = runners(server, &server.admin_token)
-        .create_runner(api::CreateRunnerRequest {
-            name: name.into(),
-            provider: api::RunnerProvider::RUNNER_PROVIDER_LINUX_HOST.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("CreateRunner: {}", describe(&e)))
-        .into_owned();
+    let created = create_linux_host_runner(&runners(server, &server.admin_token), name).await;
     let runner_id = created.runner.into_option().unwrap().runner_id;
     let data_dir = dir.join(format!("{name}-data"));
     let url = server.url();

@@ -41,7 +41,9 @@ use sqlx::Connection as _;
 
 mod support;
 
-use support::{BIN, Patience, Proc, describe, eventually, http_get, phase};
+use support::{
+    BIN, Patience, Proc, create_linux_host_runner, describe, eventually, http_get, phase,
+};
 
 /// Overall limit for anything the test waits for.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -415,16 +417,7 @@ async fn replicas_share_runners_and_run_duties_once() {
     );
 
     // A runner created via A, given both URLs (A first): it connects to A.
-    let created = a
-        .runners(&admin)
-        .create_runner(api::CreateRunnerRequest {
-            name: "replicated".into(),
-            provider: api::RunnerProvider::RUNNER_PROVIDER_LINUX_HOST.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("CreateRunner via A: {}", describe(&e)))
-        .into_owned();
+    let created = create_linux_host_runner(&a.runners(&admin), "replicated").await;
     let runner_id = created.runner.into_option().unwrap().runner_id;
     let runner_dir = tmp.path().join("runner-data");
     let (a_url, b_url) = (a.url(), b.url());
@@ -716,16 +709,8 @@ async fn an_installation_moves_from_sqlite_to_postgres() {
     server.wait_healthy().await;
     let admin = server.admin_token().expect("the server bootstrapped");
     let identity = server.identity(&admin).await;
-    let runner = server
-        .runners(&admin)
-        .create_runner(api::CreateRunnerRequest {
-            name: "moved".into(),
-            provider: api::RunnerProvider::RUNNER_PROVIDER_LINUX_HOST.into(),
-            ..Default::default()
-        })
+    let runner = create_linux_host_runner(&server.runners(&admin), "moved")
         .await
-        .unwrap_or_else(|e| panic!("CreateRunner: {}", describe(&e)))
-        .into_owned()
         .runner
         .into_option()
         .expect("a runner");

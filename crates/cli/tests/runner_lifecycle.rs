@@ -32,7 +32,9 @@ use corral_testkit::{PostgresDatabase, free_port};
 
 mod support;
 
-use support::{BIN, Patience, Proc, describe, eventually, http_get, phase};
+use support::{
+    BIN, Patience, Proc, create_linux_host_runner, describe, eventually, http_get, phase,
+};
 
 /// Overall limit for anything the tests wait for.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -329,16 +331,7 @@ impl Server {
 
     /// CreateRunner (LINUX_HOST) as the admin; returns its id and exchange token.
     async fn create_runner(&self, name: &str) -> (String, String) {
-        let response = self
-            .runners()
-            .create_runner(api::CreateRunnerRequest {
-                name: name.into(),
-                provider: api::RunnerProvider::RUNNER_PROVIDER_LINUX_HOST.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("CreateRunner: {}", describe(&e)))
-            .into_owned();
+        let response = create_linux_host_runner(&self.runners(), name).await;
         let runner = response.runner.into_option().expect("a runner");
         assert!(
             response.exchange_token.starts_with("crl_ex_"),

@@ -327,3 +327,19 @@ pub async fn http_get(
         .ok_or_else(|| format!("GET {url}: bad status line in {head:?}"))?;
     Ok((code, response[split + 4..].to_vec()))
 }
+
+/// CreateRunner (LINUX_HOST) named `name` through `runners`; panics when refused.
+pub async fn create_linux_host_runner(
+    runners: &api::RunnerServiceClient<connectrpc::client::HttpClient>,
+    name: &str,
+) -> api::CreateRunnerResponse {
+    runners
+        .create_runner(api::CreateRunnerRequest {
+            name: name.into(),
+            provider: api::RunnerProvider::RUNNER_PROVIDER_LINUX_HOST.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateRunner {name}: {}", describe(&e)))
+        .into_owned()
+}
