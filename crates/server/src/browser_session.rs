@@ -24,7 +24,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::auth::{Caller, UserCaller};
@@ -72,16 +71,9 @@ pub struct SignIn {
 
 /// The CSRF token of a session: derived from the session token, so that
 /// nothing more is stored, and useless without the cookie it belongs to.
+/// (The prefix keeps it from being the hash the store keeps of the token.)
 pub fn csrf_token(session_token: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"corral csrf token\0")
-        .chain_update(session_token.as_bytes())
-        .finalize();
-    hex(&digest)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crypto::token_hash(&format!("corral csrf token\0{session_token}"))
 }
 
 /// The session token in the request's cookies, if any.
