@@ -6,10 +6,14 @@
 use std::str::FromStr;
 
 use anyhow::Context;
+use sqlx::Connection as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgConnectOptions;
 
 use super::sql::{Dialect, SqlStore};
+
+/// A pooled connection idle at least this long is pinged before it is used.
+const CHECK_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -27,6 +31,18 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(10)
+            // sqlx pings a pooled connection before every use by default: a
+            // network round trip per query. Only one idle for a while is
+            // checked (the server may have restarted or dropped it since).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= CHECK_WHEN_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {target}"))?;

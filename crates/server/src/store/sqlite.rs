@@ -132,6 +132,10 @@ fn pool_options(connections: u32, synchronous: Synchronous) -> AnyPoolOptions {
     };
     AnyPoolOptions::new()
         .max_connections(connections)
+        // An SQLite connection lives in this process and cannot go away
+        // while idle: pinging it before each use (sqlx's default) only cost
+        // a round trip to its thread per query.
+        .test_before_acquire(false)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 // Foreign keys are on by sqlx's default. WAL lets readers
