@@ -11,7 +11,7 @@ use super::policy::{Action, Resource};
 use crate::crypto;
 use crate::domain::*;
 use crate::errors::store_error;
-use crate::store::{Mutation, StoreError, read_all};
+use crate::store::{Mutation, Retryable, StoreError, read_all};
 
 /// How long a runner may take to trade in its exchange token.
 const EXCHANGE_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
@@ -75,11 +75,12 @@ impl Access {
             .map_err(store_error)
     }
 
-    /// Changes runner `id`; `change` runs inside the store's transaction.
+    /// Changes runner `id`; the store may run `change` more than once, each
+    /// time on a fresh read (see [`crate::store::Store::update_runner`]).
     pub async fn update_runner(
         &self,
         id: Uuid,
-        change: Mutation<Runner>,
+        change: Retryable<Runner>,
     ) -> Result<Runner, ConnectError> {
         let runner = self
             .runner_for(id, Resource::Runner, Action::Update)
@@ -286,25 +287,24 @@ impl Access {
         &self,
         change: Mutation<Runner>,
     ) -> Result<Runner, ConnectError> {
-        self.change_this_runner(change, true).await
+        self.change_this_runner(ThisRunnerChange::Status(change))
+            .await
     }
 
     /// Stores the configuration schema the calling runner publishes.
     pub async fn set_this_runner_schema(&self, encoded: Vec<u8>) -> Result<(), ConnectError> {
         let change = Box::new(move |runner: &mut Runner| {
-            runner.config_schema = Some(encoded);
+            runner.config_schema = Some(encoded.clone());
             Ok(())
         });
-        self.change_this_runner(change, false).await.map(|_| ())
+        self.change_this_runner(ThisRunnerChange::Record(change))
+            .await
+            .map(|_| ())
     }
 
-    /// Changes the calling runner: only its status when `status_only` (a
-    /// small write), else its whole record.
-    async fn change_this_runner(
-        &self,
-        change: Mutation<Runner>,
-        status_only: bool,
-    ) -> Result<Runner, ConnectError> {
+    /// Changes the calling runner: only its status (a small write), or its
+    /// whole record.
+    async fn change_this_runner(&self, change: ThisRunnerChange) -> Result<Runner, ConnectError> {
         let id = self.this_runner_id()?;
         let what = format!("runner {id}");
         let target = Target::Runner {
@@ -315,15 +315,25 @@ impl Access {
         self.check(Resource::RunnerSelf, Action::Update, target, &what)?;
         let before = std::sync::Arc::new(std::sync::Mutex::new(None));
         let seen = before.clone();
-        let change: Mutation<Runner> = Box::new(move |runner: &mut Runner| {
+        let note = move |runner: &Runner| {
             *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(runner.status.phase);
-            change(runner)
-        });
+        };
         let store = self.store();
-        let updated = if status_only {
-            store.update_runner_status(id, change).await
-        } else {
-            store.update_runner(id, change).await
+        let updated = match change {
+            ThisRunnerChange::Status(change) => {
+                let change: Mutation<Runner> = Box::new(move |runner: &mut Runner| {
+                    note(runner);
+                    change(runner)
+                });
+                store.update_runner_status(id, change).await
+            }
+            ThisRunnerChange::Record(mut change) => {
+                let change: Retryable<Runner> = Box::new(move |runner: &mut Runner| {
+                    note(runner);
+                    change(runner)
+                });
+                store.update_runner(id, change).await
+            }
         }
         .map_err(missing(&what))?;
         let before = *before.lock().unwrap_or_else(|e| e.into_inner());
@@ -435,4 +445,10 @@ impl ReleaseDownload {
         self.next += 1;
         Ok(chunk)
     }
+}
+
+/// What [`Access::change_this_runner`] changes: the status alone, or the record.
+enum ThisRunnerChange {
+    Status(Mutation<Runner>),
+    Record(Retryable<Runner>),
 }

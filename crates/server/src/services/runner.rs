@@ -373,8 +373,8 @@ impl api::RunnerService for Runners {
             .update_runner(
                 id,
                 Box::new(move |runner: &mut Runner| {
-                    if let Some(name) = name {
-                        runner.name = name;
+                    if let Some(name) = &name {
+                        runner.name = name.clone();
                     }
                     if let Some(phase) = desired.filter(|p| *p != RunnerPhase::Unspecified) {
                         runner.spec.desired_phase = phase;

@@ -13,7 +13,7 @@ use sqlx::Connection;
 use uuid::Uuid;
 
 use super::sql::{Dialect, SqlStore};
-use super::{Mutation, Store, StoreError};
+use super::{Mutation, Retryable, Store, StoreError};
 use crate::domain::*;
 
 // ---------------------------------------------------------------------------
@@ -350,6 +350,14 @@ fn change<T>(apply: impl FnOnce(&mut T) + Send + 'static) -> Mutation<T> {
     })
 }
 
+/// [`change`] for [`Store::update_runner`], which may apply it more than once.
+fn retryable<T>(mut apply: impl FnMut(&mut T) + Send + 'static) -> Retryable<T> {
+    Box::new(move |value| {
+        apply(value);
+        Ok(())
+    })
+}
+
 fn names<T>(page: &Page<T>, name: impl Fn(&T) -> &str) -> Vec<String> {
     page.items.iter().map(|i| name(i).to_string()).collect()
 }
@@ -391,7 +399,7 @@ async fn records_round_trip_and_vanish_when_deleted(store: Arc<dyn Store>) {
     let r = runner(store, &root, "build", &[&team]).await;
     assert_eq!(store.get_runner(r.id).await.unwrap(), r);
     let updated = store
-        .update_runner(r.id, change(|r: &mut Runner| r.name = "renamed".into()))
+        .update_runner(r.id, retryable(|r: &mut Runner| r.name = "renamed".into()))
         .await
         .unwrap();
     assert_eq!(updated.name, "renamed");
@@ -902,7 +910,7 @@ async fn concurrent_updates_of_one_runner_lose_nothing(store: Arc<dyn Store>) {
     let results = at_once((0..20).map(|i| {
         let store = store.clone();
         async move {
-            let mark = change(move |r: &mut Runner| r.name.push_str(&format!(" m{i};")));
+            let mark = retryable(move |r: &mut Runner| r.name.push_str(&format!(" m{i};")));
             store.update_runner(r.id, mark).await
         }
     }))
@@ -913,6 +921,123 @@ async fn concurrent_updates_of_one_runner_lose_nothing(store: Arc<dyn Store>) {
         assert!(name.contains(&format!(" m{i};")), "m{i} was lost: {name}");
     }
     assert_eq!(name.matches(';').count(), 20, "{name}");
+}
+
+/// Where a second store on the same database is opened: in a thread of its
+/// own with its own runtime, so that it works while the first store's caller
+/// is blocked.
+#[derive(Clone)]
+enum SameDatabase {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl SameDatabase {
+    /// Runs `write` on a second store of this database, to its end, from
+    /// inside a synchronous closure of the first.
+    fn write_meanwhile(&self, write: impl AsyncFnOnce(&SqlStore) + Send) {
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let other = match self {
+                        Self::Sqlite(path) => SqlStore::open_sqlite(path).await.unwrap(),
+                        Self::Postgres(url) => SqlStore::open_postgres(url).await.unwrap(),
+                    };
+                    write(&other).await;
+                    other.close().await;
+                });
+            });
+        });
+    }
+}
+
+/// An update of a runner's record that another write overtakes between its
+/// read and its write (here: a rename, then a status report, from another
+/// replica) notices, applies its change again to a fresh read, and both
+/// writes stay.
+async fn an_overtaken_update_runs_its_change_again(store: &SqlStore, same: SameDatabase) {
+    let s: &dyn Store = store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let r = runner(s, &root, "r", &[]).await;
+    // Alone, the change runs once; and the runner is stored spelled as the
+    // store spells the runner it reads back, which the optimistic write
+    // compares with (else every update would take the locking way).
+    let report = change(|r: &mut Runner| r.status.updated_at = Some(Utc::now()));
+    s.update_runner_status(r.id, report).await.unwrap();
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = runs.clone();
+    let schema = retryable(move |r: &mut Runner| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        r.config_schema = Some(vec![1; 64]);
+    });
+    s.update_runner(r.id, schema).await.unwrap();
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let read = s.get_runner(r.id).await.unwrap();
+    assert_eq!(
+        store.runner_record_text(r.id).await,
+        super::sql::runner_record_json(&read).unwrap()
+    );
+    for overtaking in ["rename", "report"] {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counted, same, id) = (runs.clone(), same.clone(), r.id);
+        let updated = s
+            .update_runner(
+                r.id,
+                Box::new(move |runner: &mut Runner| {
+                    if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        same.write_meanwhile(async |other: &SqlStore| match overtaking {
+                            "rename" => {
+                                let rename = retryable(|r: &mut Runner| r.name.push_str(" other;"));
+                                other.update_runner(id, rename).await.unwrap();
+                            }
+                            _ => {
+                                let report =
+                                    change(|r: &mut Runner| r.status.version = "9.9.9".into());
+                                other.update_runner_status(id, report).await.unwrap();
+                            }
+                        });
+                    }
+                    runner.name.push_str(" mine;");
+                    Ok(())
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "{overtaking}"
+        );
+        let stored = s.get_runner(r.id).await.unwrap();
+        assert_eq!(stored.name, updated.name, "{overtaking}");
+        assert_eq!(stored.status, updated.status, "{overtaking}");
+    }
+    let stored = s.get_runner(r.id).await.unwrap();
+    assert_eq!(stored.name, "r other; mine; mine;");
+    assert_eq!(stored.status.version, "9.9.9");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overtaken_update_runs_its_change_again_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corral.db");
+    let store = SqlStore::open_sqlite(&path).await.unwrap();
+    an_overtaken_update_runs_its_change_again(&store, SameDatabase::Sqlite(path)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+async fn an_overtaken_update_runs_its_change_again_on_postgres() {
+    let database = PostgresDatabase::create().await;
+    let store = SqlStore::open_postgres(database.url()).await.unwrap();
+    let same = SameDatabase::Postgres(database.url().to_string());
+    an_overtaken_update_runs_its_change_again(&store, same).await;
+    store.close().await;
 }
 
 /// Every list query is served by an index: its filter and its ORDER BY id,
@@ -1143,7 +1268,7 @@ async fn status_and_record_updates_at_once_lose_nothing(store: Arc<dyn Store>) {
         let store = store.clone();
         async move {
             if i % 2 == 0 {
-                let mark = change(move |r: &mut Runner| r.name.push_str(&format!(" m{i};")));
+                let mark = retryable(move |r: &mut Runner| r.name.push_str(&format!(" m{i};")));
                 store.update_runner(r.id, mark).await
             } else {
                 let mark =
@@ -1177,7 +1302,7 @@ async fn a_status_update_changes_only_the_status(store: Arc<dyn Store>) {
     let with_schema = store
         .update_runner(
             r.id,
-            change(move |r: &mut Runner| r.config_schema = Some(schema)),
+            retryable(move |r: &mut Runner| r.config_schema = Some(schema.clone())),
         )
         .await
         .unwrap();
@@ -1234,7 +1359,7 @@ async fn a_status_report_leaves_the_record_untouched(store: &SqlStore) {
     let r = runner(s, &root, "r", &[]).await;
     s.update_runner(
         r.id,
-        change(|r: &mut Runner| r.config_schema = Some(vec![1; 4096])),
+        retryable(|r: &mut Runner| r.config_schema = Some(vec![1; 4096])),
     )
     .await
     .unwrap();
@@ -1439,7 +1564,7 @@ async fn silent_runners_are_found_by_their_last_report(store: Arc<dyn Store>) {
         store
             .update_runner(
                 r.id,
-                change(move |r: &mut Runner| {
+                retryable(move |r: &mut Runner| {
                     r.status.phase = phase;
                     r.status.updated_at = Some(at);
                 }),
@@ -1494,7 +1619,7 @@ async fn runners_are_counted_by_phase_provider_and_version(store: Arc<dyn Store>
         store
             .update_runner(
                 r.id,
-                change(move |r: &mut Runner| {
+                retryable(move |r: &mut Runner| {
                     r.status.phase = phase;
                     r.status.version = version.into();
                 }),

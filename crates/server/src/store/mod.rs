@@ -43,6 +43,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// concurrent partial updates cannot lose each other's writes.
 pub type Mutation<T> = Box<dyn FnOnce(&mut T) -> StoreResult<()> + Send>;
 
+/// A change the store may apply more than once, each time to a fresh read,
+/// when another write came between its read and its write
+/// ([`Store::update_runner`]). It must derive the new value from what it is
+/// given alone.
+pub type Retryable<T> = Box<dyn FnMut(&mut T) -> StoreResult<()> + Send>;
+
 /// How many items one page of [`read_all`] asks for.
 const READ_ALL_PAGE: usize = 500;
 
@@ -186,9 +192,13 @@ pub trait Store: Send + Sync + 'static {
         filter: &RunnerFilter,
         page: PageRequest,
     ) -> StoreResult<Page<Runner>>;
-    /// Changes runner `id`: its record, its status, or both. Holds the
-    /// record and the status locked from the read to the write.
-    async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner>;
+    /// Changes runner `id`: its record, its status, or both, as if alone:
+    /// a change of the record alone is written only if neither the record
+    /// nor the status changed since they were read (one statement, the
+    /// write lock held for it alone), else `change` runs again on a fresh
+    /// read; a change of the status, or one that keeps losing, holds both
+    /// locked from the read to the write.
+    async fn update_runner(&self, id: Uuid, change: Retryable<Runner>) -> StoreResult<Runner>;
     /// Changes runner `id`'s status only (its reports, sign-up, liveness):
     /// holds the status locked from the read to the write and writes only
     /// the status, never the record. `change` sees the runner without its

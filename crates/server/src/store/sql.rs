@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::group_commit::{WalSync, WriteQuery as _, WriteTx, Writer};
 use super::recent::Recent;
-use super::{Mutation, Store, StoreError, StoreResult};
+use super::{Mutation, Retryable, Store, StoreError, StoreResult};
 use crate::domain::*;
 
 /// What differs between the SQL databases the store runs on.
@@ -664,7 +664,7 @@ fn runner_from_row(row: &AnyRow) -> StoreResult<Runner> {
 }
 
 /// The runner's record as `runners.data` keeps it: all but the status.
-fn runner_record_json(runner: &Runner) -> StoreResult<String> {
+pub(super) fn runner_record_json(runner: &Runner) -> StoreResult<String> {
     let mut value = serde_json::to_value(runner).map_err(internal)?;
     if let Some(record) = value.as_object_mut() {
         record.remove("status");
@@ -697,6 +697,120 @@ impl SqlStore {
         .await
         .map_err(internal)?;
         Ok(())
+    }
+
+    /// [`Store::update_runner`] holding the record and its status locked
+    /// from the read to the write.
+    async fn update_runner_locked(
+        &self,
+        id: Uuid,
+        change: &mut Retryable<Runner>,
+    ) -> StoreResult<Runner> {
+        let mut tx = self.begin_write().await?;
+        let (record, status): (String, Option<String>) = match self.dialect {
+            // The transaction holds the write lock already: both rows in one
+            // statement, one hand-off to the SQLite thread instead of two.
+            Dialect::Sqlite => {
+                let row = self
+                    .query(&format!("{RUNNER_SELECT} WHERE r.id = ?"))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(internal)?
+                    .ok_or(StoreError::NotFound("runner"))?;
+                (row.get("data"), row.get("status"))
+            }
+            // The record before the status: whoever locks both takes them
+            // in this order (update_runner_status locks only the status).
+            Dialect::Postgres => {
+                let record = self
+                    .query_scalar(&format!(
+                        "SELECT data FROM runners WHERE id = ?{}",
+                        self.dialect.for_update()
+                    ))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(internal)?
+                    .ok_or(StoreError::NotFound("runner"))?;
+                let status = self
+                    .query_scalar(&format!(
+                        "SELECT data FROM runner_status WHERE runner_id = ?{}",
+                        self.dialect.for_update()
+                    ))
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(internal)?;
+                (record, status)
+            }
+        };
+        let mut runner: Runner = from_json(&record)?;
+        if let Some(status) = &status {
+            runner.status = from_json(status)?;
+        }
+        change(&mut runner)?;
+        // Each part is written only when it changed.
+        let new_record = runner_record_json(&runner)?;
+        if new_record != record {
+            self.query("UPDATE runners SET data = ? WHERE id = ?")
+                .bind(new_record)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(internal)?;
+        }
+        if status.as_deref() != Some(to_json(&runner.status)?.as_str()) {
+            self.write_runner_status(&mut tx, &runner).await?;
+        }
+        tx.commit().await.map_err(internal)?;
+        self.recent_runners.forget(&id);
+        Ok(runner)
+    }
+
+    /// One optimistic try of [`Store::update_runner`]: takes the runner as
+    /// [`Store::get_runner`] has it (from memory when it was read in the last
+    /// second, the read an authorization check just made), applies `change`,
+    /// and when only the record changed, writes it in one statement on
+    /// condition that the stored record and status are still the ones it
+    /// started from (as the store writes them; a stale or differently
+    /// spelled copy loses and the caller locks). The writer is held for that
+    /// one statement: on SQLite every statement of a transaction is a round
+    /// trip to the database thread, all of them with the write lock held.
+    /// `None`: the change needs the rows locked, or lost a race.
+    async fn update_runner_record(
+        &self,
+        id: Uuid,
+        change: &mut Retryable<Runner>,
+    ) -> StoreResult<Option<Runner>> {
+        let mut runner = self.get_runner(id).await?;
+        let (record, status) = (runner_record_json(&runner)?, to_json(&runner.status)?);
+        change(&mut runner)?;
+        let new_record = runner_record_json(&runner)?;
+        // A change of the status takes both rows locked; so does no change
+        // at all, which only a fresh read may conclude.
+        if to_json(&runner.status)? != status || new_record == record {
+            return Ok(None);
+        }
+        let done = self
+            .query(
+                "UPDATE runners SET data = ? WHERE id = ? AND data = ? \
+                 AND (SELECT data FROM runner_status WHERE runner_id = ?) = ?",
+            )
+            .bind(new_record)
+            .bind(id.to_string())
+            .bind(record)
+            .bind(id.to_string())
+            .bind(status)
+            .write(&self.writer)
+            .await
+            .map_err(internal)?;
+        if done.rows_affected() == 0 {
+            // Another write came first.
+            return Ok(None);
+        }
+        self.recent_runners.forget(&id);
+        Ok(Some(runner))
     }
 
     /// A condition on `users` rows: the name (in the JSON `data`) or the email
@@ -1380,67 +1494,13 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner> {
-        let mut tx = self.begin_write().await?;
-        let (record, status): (String, Option<String>) = match self.dialect {
-            // The transaction holds the write lock already: both rows in one
-            // statement, one hand-off to the SQLite thread instead of two.
-            Dialect::Sqlite => {
-                let row = self
-                    .query(&format!("{RUNNER_SELECT} WHERE r.id = ?"))
-                    .bind(id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(internal)?
-                    .ok_or(StoreError::NotFound("runner"))?;
-                (row.get("data"), row.get("status"))
-            }
-            // The record before the status: whoever locks both takes them
-            // in this order (update_runner_status locks only the status).
-            Dialect::Postgres => {
-                let record = self
-                    .query_scalar(&format!(
-                        "SELECT data FROM runners WHERE id = ?{}",
-                        self.dialect.for_update()
-                    ))
-                    .bind(id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(internal)?
-                    .ok_or(StoreError::NotFound("runner"))?;
-                let status = self
-                    .query_scalar(&format!(
-                        "SELECT data FROM runner_status WHERE runner_id = ?{}",
-                        self.dialect.for_update()
-                    ))
-                    .bind(id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(internal)?;
-                (record, status)
-            }
-        };
-        let mut runner: Runner = from_json(&record)?;
-        if let Some(status) = &status {
-            runner.status = from_json(status)?;
+    async fn update_runner(&self, id: Uuid, mut change: Retryable<Runner>) -> StoreResult<Runner> {
+        match self.update_runner_record(id, &mut change).await? {
+            Some(runner) => Ok(runner),
+            // Not again when the write lost a race: the runner is being
+            // written right now.
+            None => self.update_runner_locked(id, &mut change).await,
         }
-        change(&mut runner)?;
-        // Each part is written only when it changed.
-        let new_record = runner_record_json(&runner)?;
-        if new_record != record {
-            self.query("UPDATE runners SET data = ? WHERE id = ?")
-                .bind(new_record)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(internal)?;
-        }
-        if status.as_deref() != Some(to_json(&runner.status)?.as_str()) {
-            self.write_runner_status(&mut tx, &runner).await?;
-        }
-        tx.commit().await.map_err(internal)?;
-        self.recent_runners.forget(&id);
-        Ok(runner)
     }
 
     async fn update_runner_status(

@@ -11,7 +11,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Mutation, Store, StoreResult};
+use super::{Mutation, Retryable, Store, StoreResult};
 use crate::domain::*;
 use crate::metrics::Metrics;
 
@@ -82,7 +82,7 @@ timed! {
     async fn create_runner(&self, runner: &Runner, policies: &[RunnerPolicy]) -> StoreResult<()>;
     async fn get_runner(&self, id: Uuid) -> StoreResult<Runner>;
     async fn list_runners(&self, org_id: Uuid, filter: &RunnerFilter, page: PageRequest) -> StoreResult<Page<Runner>>;
-    async fn update_runner(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner>;
+    async fn update_runner(&self, id: Uuid, change: Retryable<Runner>) -> StoreResult<Runner>;
     async fn update_runner_status(&self, id: Uuid, change: Mutation<Runner>) -> StoreResult<Runner>;
     async fn stale_runners(&self, cutoff: Timestamp) -> StoreResult<Vec<Uuid>>;
     async fn count_runners(&self) -> StoreResult<Vec<RunnerCount>>;
