@@ -87,6 +87,47 @@ impl Writer {
         durable(self.wal.as_ref()).await?;
         Ok(done)
     }
+
+    /// Runs one statement on its own that writes for several calls, and
+    /// returns without waiting for the disk: each call it wrote for waits
+    /// with [`Commit::durable`], in its own task (so that a call that
+    /// defers its flushes defers this one too).
+    pub async fn execute_shared(
+        &self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> sqlx::Result<(AnyQueryResult, Commit)> {
+        let done = query.execute(&self.pool).await?;
+        Ok((done, Commit::count(self.wal.as_ref())))
+    }
+}
+
+/// A commit that finished; [`Self::durable`] waits until it is on disk.
+#[derive(Debug, Clone)]
+#[must_use = "a commit is on disk only once durable() returned"]
+pub struct Commit {
+    /// The log and the commit's number on it.
+    on: Option<(Arc<WalSync>, u64)>,
+}
+
+impl Commit {
+    /// Counts a commit that just finished on the writer.
+    fn count(wal: Option<&Arc<WalSync>>) -> Self {
+        Self {
+            on: wal.map(|wal| (wal.clone(), wal.count_commit())),
+        }
+    }
+
+    /// Returns once the commit is on disk; inside [`deferring`], at once,
+    /// leaving the wait to the call's [`Deferred::settle`].
+    pub async fn durable(self) -> sqlx::Result<()> {
+        let Some((wal, number)) = self.on else {
+            return Ok(());
+        };
+        if defer(&wal, number) {
+            return Ok(());
+        }
+        wal.flush_through(number).await.map_err(sqlx::Error::Io)
+    }
 }
 
 /// Runs a statement on its own through the [`Writer`] (see [`Writer::execute`]).
@@ -130,12 +171,7 @@ impl DerefMut for WriteTx {
 }
 
 async fn durable(wal: Option<&Arc<WalSync>>) -> sqlx::Result<()> {
-    let Some(wal) = wal else { return Ok(()) };
-    let mine = wal.count_commit();
-    if defer(wal, mine) {
-        return Ok(());
-    }
-    wal.flush_through(mine).await.map_err(sqlx::Error::Io)
+    Commit::count(wal).durable().await
 }
 
 tokio::task_local! {

@@ -5,6 +5,7 @@
 //! The store knows nothing about callers or permissions: authorization happens
 //! in `authz` before a service touches the store.
 
+pub mod batch;
 #[cfg(test)]
 mod conformance;
 pub mod group_commit;

@@ -13,7 +13,8 @@ use sqlx::query::{Query, QueryScalar};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::group_commit::{WalSync, WriteQuery as _, WriteTx, Writer};
+use super::batch::Batch;
+use super::group_commit::{Commit, WalSync, WriteQuery as _, WriteTx, Writer};
 use super::recent::Recent;
 use super::{Mutation, Retryable, Store, StoreError, StoreResult};
 use crate::domain::*;
@@ -124,6 +125,8 @@ pub struct SqlStore {
     dialect: Dialect,
     /// Runners read recently (GetRunner is the hottest read).
     recent_runners: Recent<Uuid, Runner>,
+    /// Audit events of concurrent calls, written together.
+    audit_rows: Batch<AuditRow, Result<Commit, String>>,
     /// The last page query run (SQL in this dialect, its text binds, the
     /// limit), for tests that check query plans.
     #[cfg(test)]
@@ -195,6 +198,7 @@ impl SqlStore {
             writer: Writer::new(writer, wal),
             dialect,
             recent_runners: Recent::new(),
+            audit_rows: Batch::default(),
             #[cfg(test)]
             last_page: std::sync::Mutex::new(None),
         }
@@ -653,6 +657,63 @@ fn of_runners_matching(
 /// row. Selects `id`, `data` (the record) and `status`.
 const RUNNER_SELECT: &str = "SELECT r.id AS id, r.data AS data, s.data AS status \
      FROM runners r LEFT JOIN runner_status s ON s.runner_id = r.id";
+
+/// An audit event as the columns of its row.
+struct AuditRow {
+    id: String,
+    org_id: String,
+    at: String,
+    actor_id: Option<String>,
+    actor_kind: Option<String>,
+    subject_id: Option<String>,
+    subject_kind: String,
+    data: String,
+}
+
+impl AuditRow {
+    fn of(event: &AuditEvent) -> StoreResult<Self> {
+        Ok(Self {
+            id: event.id.to_string(),
+            org_id: event.org_id.to_string(),
+            at: time_text(event.at),
+            actor_id: event.actor.map(|a| a.id().to_string()),
+            actor_kind: event.actor.map(|a| enum_name(&a.kind())).transpose()?,
+            subject_id: event.subject_id.map(|id| id.to_string()),
+            subject_kind: enum_name(&event.subject_kind)?,
+            data: to_json(event)?,
+        })
+    }
+}
+
+/// Writes audit events of several calls in one statement (see
+/// [`super::batch`]); each call waits for the commit to be durable itself.
+async fn insert_audit_rows(
+    writer: Writer,
+    dialect: Dialect,
+    rows: Vec<AuditRow>,
+) -> Result<Commit, String> {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO audit_events \
+         (id, org_id, at, actor_id, actor_kind, subject_id, subject_kind, data) VALUES {values}"
+    );
+    let mut query = sqlx::query(AssertSqlSafe(dialect.placeholders(&sql)));
+    for row in rows {
+        query = query
+            .bind(row.id)
+            .bind(row.org_id)
+            .bind(row.at)
+            .bind(row.actor_id)
+            .bind(row.actor_kind)
+            .bind(row.subject_id)
+            .bind(row.subject_kind)
+            .bind(row.data);
+    }
+    match writer.execute_shared(query).await {
+        Ok((_, commit)) => Ok(commit),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 /// A runner from a row of [`RUNNER_SELECT`].
 fn runner_from_row(row: &AnyRow) -> StoreResult<Runner> {
@@ -1867,22 +1928,16 @@ impl Store for SqlStore {
     }
 
     async fn record_audit_event(&self, event: &AuditEvent) -> StoreResult<()> {
-        self.query(
-            "INSERT INTO audit_events (id, org_id, at, actor_id, actor_kind, subject_id, subject_kind, data) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(event.id.to_string())
-        .bind(event.org_id.to_string())
-        .bind(time_text(event.at))
-        .bind(event.actor.map(|a| a.id().to_string()))
-        .bind(event.actor.map(|a| enum_name(&a.kind())).transpose()?)
-        .bind(event.subject_id.map(|id| id.to_string()))
-        .bind(enum_name(&event.subject_kind)?)
-        .bind(to_json(event)?)
-        .write(&self.writer)
-        .await
-        .map_err(on_unique("audit event already exists"))?;
-        Ok(())
+        let (writer, dialect) = (self.writer.clone(), self.dialect);
+        let commit = self
+            .audit_rows
+            .write(AuditRow::of(event)?, move |rows| {
+                insert_audit_rows(writer.clone(), dialect, rows)
+            })
+            .await
+            .map_err(internal)?
+            .map_err(|e| internal(anyhow::anyhow!("writing audit events: {e}")))?;
+        commit.durable().await.map_err(internal)
     }
 
     async fn get_audit_event(&self, id: Uuid) -> StoreResult<AuditEvent> {
