@@ -9,8 +9,10 @@
 //! changed the record. A read that raced a write (read before the write,
 //! finished after it) is not kept: reads note the write count before they go
 //! to the database and keep their result only if no write came in between.
+//! Writes are counted per stripe of keys, so that writes to other records
+//! (under a write load, all the time) do not void most reads.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,16 +22,25 @@ pub const RECENT_TTL: Duration = Duration::from_secs(1);
 /// How many records of one kind are kept.
 const CAPACITY: u64 = 20_000;
 
+/// How many stripes the keys' write counts are kept in.
+const STRIPES: usize = 64;
+
 pub struct Recent<K, V> {
     entries: moka::sync::Cache<K, V>,
-    /// Writes so far; guarded so that "no write since the read began, keep
-    /// it" and "a write, forget it" cannot interleave.
-    writes: Mutex<u64>,
+    /// Writes so far, per stripe of keys; guarded so that "no write since
+    /// the read began, keep it" and "a write, forget it" cannot interleave.
+    writes: Mutex<[u64; STRIPES]>,
+    /// Which stripe a key is in (the same in every run, for tests).
+    stripes: BuildHasherDefault<DefaultHasher>,
 }
 
-/// What a read noted before going to the database.
+/// What a read noted before going to the database: its key's stripe and
+/// the writes counted there.
 #[derive(Debug, Clone, Copy)]
-pub struct ReadTicket(u64);
+pub struct ReadTicket {
+    stripe: usize,
+    writes: u64,
+}
 
 impl<K, V> Recent<K, V>
 where
@@ -42,35 +53,47 @@ where
                 .max_capacity(CAPACITY)
                 .time_to_live(RECENT_TTL)
                 .build(),
-            writes: Mutex::new(0),
+            writes: Mutex::new([0; STRIPES]),
+            stripes: BuildHasherDefault::default(),
         }
+    }
+
+    fn stripe(&self, key: &K) -> usize {
+        (self.stripes.hash_one(key) % STRIPES as u64) as usize
     }
 
     /// The kept value of `key`, or a ticket to read it from the database with.
     pub fn get(&self, key: &K) -> Result<V, ReadTicket> {
         match self.entries.get(key) {
             Some(value) => Ok(value),
-            None => Err(ReadTicket(*self.lock())),
+            None => {
+                let stripe = self.stripe(key);
+                Err(ReadTicket {
+                    stripe,
+                    writes: self.lock()[stripe],
+                })
+            }
         }
     }
 
     /// Keeps what a read found, unless a write came in since its ticket.
     pub fn keep(&self, ticket: ReadTicket, key: K, value: V) {
         let writes = self.lock();
-        if *writes == ticket.0 {
+        if writes[ticket.stripe] == ticket.writes {
             self.entries.insert(key, value);
         }
     }
 
-    /// Forgets `key` (it was written or deleted); also voids every read in
-    /// flight, which may have read it before the write.
+    /// Forgets `key` (it was written or deleted); also voids the reads in
+    /// flight of its stripe, which may have read it before the write.
     pub fn forget(&self, key: &K) {
+        let stripe = self.stripe(key);
         let mut writes = self.lock();
-        *writes += 1;
+        writes[stripe] += 1;
         self.entries.invalidate(key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, [u64; STRIPES]> {
         self.writes.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -107,10 +130,21 @@ mod tests {
         recent.forget(&1);
         recent.keep(ticket, 1, "read before the write");
         assert!(recent.get(&1).is_err());
-        // A write to another record voids reads in flight too (cheaply safe).
+        // A write to another record of its stripe voids it too (cheaply
+        // safe); one of another stripe does not.
+        let same = (2..)
+            .find(|k| recent.stripe(k) == recent.stripe(&1))
+            .unwrap();
+        let other = (2..)
+            .find(|k| recent.stripe(k) != recent.stripe(&1))
+            .unwrap();
         let ticket = recent.get(&1).unwrap_err();
-        recent.forget(&2);
+        recent.forget(&same);
         recent.keep(ticket, 1, "also not kept");
         assert!(recent.get(&1).is_err());
+        let ticket = recent.get(&1).unwrap_err();
+        recent.forget(&other);
+        recent.keep(ticket, 1, "kept");
+        assert_eq!(recent.get(&1).ok(), Some("kept"));
     }
 }
