@@ -506,9 +506,9 @@ fn fleet_table(r: &fleet::FleetReport) -> Table {
         row(
             "spec change delivered over the stream (UpdateRunner sent → received) p99 / max",
             format!(
-                "{} / {:.3} s, {} of {} delivered",
+                "{} / {} ms, {} of {} delivered",
                 millis(r.change_delivery.value_at_quantile(0.99) as f64 / 1000.0),
-                max_delivery,
+                millis(max_delivery * 1000.0),
                 r.changes_delivered,
                 r.changes
             ),
