@@ -14,13 +14,7 @@ use tokio::net::TcpStream;
 const CORDONED: &str = "set inactive: the runner takes no work until it is set active again";
 
 async fn runner_with_token(server: &Server) -> (String, Client) {
-    let created = server
-        .admin
-        .ok(
-            "RunnerService/CreateRunner",
-            json!({"name": "cordoned", "provider": "RUNNER_PROVIDER_LINUX_HOST"}),
-        )
-        .await;
+    let created = server.create_runner("cordoned").await;
     let runner_id = created["runner"]["runnerId"].as_str().unwrap().to_string();
     let exchange = created["exchangeToken"].as_str().unwrap();
     let anonymous = server.client("");

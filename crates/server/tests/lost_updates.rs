@@ -83,13 +83,7 @@ fn all_landed(record: &Value, updates: &[(&'static str, Value)], path: impl Fn(&
 
 /// A runner of the admin's, with its id.
 async fn runner(server: &Server) -> String {
-    let created = server
-        .admin
-        .ok(
-            "RunnerService/CreateRunner",
-            json!({"name": "contended", "provider": "RUNNER_PROVIDER_LINUX_HOST"}),
-        )
-        .await;
+    let created = server.create_runner("contended").await;
     created["runner"]["runnerId"].as_str().unwrap().to_string()
 }
 

@@ -22,13 +22,7 @@ async fn counts(server: &Server) -> LogFlushes {
 #[tokio::test]
 async fn a_change_and_its_audit_event_share_one_flush() {
     let server = Server::start().await;
-    let created = server
-        .admin
-        .ok(
-            "RunnerService/CreateRunner",
-            json!({"name": "flushed", "provider": "RUNNER_PROVIDER_LINUX_HOST"}),
-        )
-        .await;
+    let created = server.create_runner("flushed").await;
     let runner_id = created["runner"]["runnerId"].as_str().unwrap().to_string();
 
     for round in 0..5 {

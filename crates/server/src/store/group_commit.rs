@@ -341,12 +341,17 @@ fn flush(open: Option<File>, path: &std::path::Path) -> (Option<File>, std::io::
 mod tests {
     use super::*;
 
+    /// A database's log with frames in it, in a temporary directory.
+    fn log_with_frames() -> (tempfile::TempDir, Arc<WalSync>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("corral.db-wal"), b"frames").unwrap();
+        let wal = WalSync::new(&dir.path().join("corral.db"));
+        (dir, wal)
+    }
+
     #[tokio::test]
     async fn concurrent_commits_share_flushes_and_each_waits_for_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("corral.db");
-        std::fs::write(dir.path().join("corral.db-wal"), b"frames").unwrap();
-        let sync = WalSync::new(&database);
+        let (_dir, sync) = log_with_frames();
         let waiters: Vec<_> = (0..64)
             .map(|_| {
                 let sync = sync.clone();
@@ -363,10 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deferring_call_flushes_once_when_settled() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("corral.db");
-        std::fs::write(dir.path().join("corral.db-wal"), b"frames").unwrap();
-        let wal = WalSync::new(&database);
+        let (_dir, wal) = log_with_frames();
         let ((), deferred) = deferring(async {
             durable(Some(&wal)).await.unwrap();
             durable(Some(&wal)).await.unwrap();

@@ -62,6 +62,17 @@ impl Server {
         }
     }
 
+    /// The admin's new LINUX_HOST runner named `name`: the CreateRunner
+    /// answer (the runner, its exchange token).
+    pub async fn create_runner(&self, name: &str) -> Value {
+        self.admin
+            .ok(
+                "RunnerService/CreateRunner",
+                json!({"name": name, "provider": "RUNNER_PROVIDER_LINUX_HOST"}),
+            )
+            .await
+    }
+
     /// A new member (or admin) of the bootstrapped organization.
     pub async fn user(&self, email: &str, role: OrgRole) -> (String, Client) {
         let org_id = self.org_id.parse().unwrap();
