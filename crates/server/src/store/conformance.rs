@@ -68,6 +68,7 @@ on_both_sql_stores!(
 conformance!(
     records_round_trip_and_vanish_when_deleted,
     lists_page_in_creation_order,
+    a_listed_runner_is_as_last_written,
     unique_constraints_answer_already_exists,
     concurrent_updates_of_one_runner_lose_nothing,
     status_and_record_updates_at_once_lose_nothing,
@@ -763,6 +764,82 @@ async fn lists_page_in_creation_order(store: Arc<dyn Store>) {
             .items
             .is_empty()
     );
+}
+
+/// A page of runners shows each as last written, whether the store has it
+/// kept from an earlier read or not: renamed, reporting, granted, deleted.
+async fn a_listed_runner_is_as_last_written(store: Arc<dyn Store>) {
+    let store = &*store;
+    let a = org(store, "a").await;
+    let root = user(store, a.id, "root", OrgRole::Admin).await;
+    let team = group(store, a.id, "team").await;
+    let first = runner(store, &root, "first", &[]).await;
+    let second = runner(store, &root, "second", &[]).await;
+    let list = |filter: RunnerFilter| async move {
+        store
+            .list_runners(
+                a.id,
+                &filter,
+                PageRequest {
+                    after: None,
+                    limit: 25,
+                },
+            )
+            .await
+            .unwrap()
+    };
+    let everything = RunnerFilter::default;
+    // Read once by id and once listed, so both are kept.
+    store.get_runner(first.id).await.unwrap();
+    assert_eq!(
+        names(&list(everything()).await, |r| &r.name),
+        ["first", "second"]
+    );
+
+    store
+        .update_runner(
+            first.id,
+            retryable(|r: &mut Runner| r.name = "renamed".into()),
+        )
+        .await
+        .unwrap();
+    store
+        .update_runner_status(
+            second.id,
+            change(|r: &mut Runner| r.status.phase = RunnerPhase::Active),
+        )
+        .await
+        .unwrap();
+    let page = list(everything()).await;
+    assert_eq!(names(&page, |r| &r.name), ["renamed", "second"]);
+    assert_eq!(page.items[1].status.phase, RunnerPhase::Active);
+    for listed in &page.items {
+        assert_eq!(listed, &store.get_runner(listed.id).await.unwrap());
+    }
+
+    // Who may see which is the database's answer, never a kept one.
+    let sees = |visible: Visibility| RunnerFilter {
+        visible: Some(visible),
+        ..Default::default()
+    };
+    let member = Visibility {
+        creator: None,
+        group_ids: vec![team.id],
+        runner_id: None,
+    };
+    assert!(list(sees(member.clone())).await.items.is_empty());
+    store
+        .create_runner_policy(&RunnerPolicy {
+            runner_id: second.id,
+            group_id: team.id,
+            role: RunnerRole::User,
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&list(sees(member)).await, |r| &r.name), ["second"]);
+
+    store.delete_runner(first.id).await.unwrap();
+    assert_eq!(names(&list(everything()).await, |r| &r.name), ["second"]);
 }
 
 async fn unique_constraints_answer_already_exists(store: Arc<dyn Store>) {
