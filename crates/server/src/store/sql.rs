@@ -419,8 +419,12 @@ impl SqlStore {
         descending: bool,
         decode: impl Fn(&AnyRow) -> StoreResult<T>,
     ) -> StoreResult<Page<T>> {
-        let query = self.page_query(rows, condition, binds, page, descending);
-        let rows = query.fetch_all(&self.pool).await.map_err(internal)?;
+        let (sql, binds, bound_limit) = self.page_sql(rows, condition, binds, page, descending);
+        let rows = self
+            .bound_query(&sql, binds, bound_limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(internal)?;
         let mut items = Vec::with_capacity(rows.len());
         let mut last_id = None;
         for row in rows.iter().take(page.limit) {
@@ -438,9 +442,9 @@ impl SqlStore {
     }
 
     /// The ids of one page of `rows` (selecting just their key as `id`), in
-    /// ascending order, like [`Self::page_rows`] but read as one row of text: every row of a
-    /// result is a hand-off between sqlx's SQLite thread and ours, and a
-    /// page of ids is otherwise mostly hand-offs.
+    /// ascending order, like [`Self::page_rows`] but read as one row of
+    /// text: every row of a result is a hand-off between sqlx's SQLite
+    /// thread and ours, and a page of ids is otherwise mostly hand-offs.
     async fn page_ids(
         &self,
         rows: Rows<'_>,
@@ -453,16 +457,13 @@ impl SqlStore {
             "SELECT {} FROM ({sql}) page",
             self.dialect.joined_ids("page.id")
         );
-        let mut query = self.query_scalar::<Option<String>>(&sql);
-        for b in binds {
-            query = query.bind(b);
-        }
-        if let Some(n) = bound_limit {
-            query = query.bind(n);
-        }
-        let joined = query.fetch_one(&self.pool).await.map_err(internal)?;
-        let mut ids = joined
-            .as_deref()
+        let row = self
+            .bound_query(&sql, binds, bound_limit)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(internal)?;
+        let mut ids = row
+            .get::<Option<&str>, _>(0)
             .unwrap_or_default()
             .split(',')
             .filter(|id| !id.is_empty())
@@ -483,17 +484,14 @@ impl SqlStore {
         })
     }
 
-    /// The query of one page of `rows`; see [`Self::page_rows`].
-    fn page_query<'q>(
+    /// `sql` with `binds`, then the bound LIMIT if any, bound in that order.
+    fn bound_query<'q>(
         &self,
-        rows: Rows<'_>,
-        condition: &str,
+        sql: &str,
         binds: Vec<String>,
-        page: PageRequest,
-        descending: bool,
+        bound_limit: Option<i64>,
     ) -> Query<'q, Any, AnyArguments> {
-        let (sql, binds, bound_limit) = self.page_sql(rows, condition, binds, page, descending);
-        let mut query = self.query(&sql);
+        let mut query = self.query(sql);
         for b in binds {
             query = query.bind(b);
         }
