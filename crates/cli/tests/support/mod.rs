@@ -69,9 +69,20 @@ impl Proc {
             }
         }
         command.envs(env.iter().copied());
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({}): {e}", program.display()));
+        // A binary a test has just written can be "busy" for a moment: a
+        // child another test thread forked meanwhile holds the writer's
+        // descriptor until it execs (close-on-exec). Only that is retried.
+        let mut busy_tries = 0;
+        let child = loop {
+            match command.spawn() {
+                Ok(child) => break child,
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && busy_tries < 100 => {
+                    busy_tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("starting {name} ({}): {e}", program.display()),
+            }
+        };
         Proc {
             name: name.to_string(),
             child,
