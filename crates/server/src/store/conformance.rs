@@ -63,6 +63,7 @@ on_both_sql_stores!(
     integration_hosts_become_their_keys,
     every_list_is_served_by_an_index,
     a_status_report_leaves_the_record_untouched,
+    a_write_dropped_before_commit_leaves_nothing,
 );
 
 conformance!(
@@ -1452,6 +1453,62 @@ async fn a_status_report_leaves_the_record_untouched(store: &SqlStore) {
         !record.contains("\"status\""),
         "the record holds no status: {record}"
     );
+}
+
+/// A write whose call went away inside its transaction (its future dropped
+/// before the commit, as when a client disconnects) leaves nothing behind,
+/// and the writer's connection serves the next write in a transaction of
+/// its own (SQLite refuses a BEGIN inside an open one). Then CreateRunner
+/// with a policy, dropped after every number of polls up to its end: each
+/// time the runner and its policy are both there or both not.
+async fn a_write_dropped_before_commit_leaves_nothing(store: &SqlStore) {
+    let s: &dyn Store = store;
+    for _ in 0..3 {
+        let mut tx = store.begin_write().await.unwrap();
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ('dropped', 'x')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        drop(tx);
+    }
+    assert_eq!(s.server_secret("kept", "k").await.unwrap(), "k");
+    assert_eq!(
+        s.server_secret("dropped", "fresh").await.unwrap(),
+        "fresh",
+        "the dropped transactions stored nothing"
+    );
+
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let admins = group(s, a.id, "operators").await;
+    let mut finished = false;
+    for polls in 1.. {
+        let runner = new_runner(a.id, &root, &format!("r{polls}"));
+        let policy = RunnerPolicy {
+            runner_id: runner.id,
+            group_id: admins.id,
+            role: RunnerRole::Admin,
+        };
+        let mut create = Box::pin(s.create_runner(&runner, std::slice::from_ref(&policy)));
+        for _ in 0..polls {
+            if let std::task::Poll::Ready(done) = futures::poll!(create.as_mut()) {
+                done.unwrap();
+                finished = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(create);
+        // All or nothing, also while a commit the drop cut short is still
+        // landing (PostgreSQL finishes it on its own).
+        let (runners, policies) = store.runner_and_policy_rows(runner.id).await;
+        assert_eq!(runners, policies, "after {polls} polls");
+        if finished {
+            break;
+        }
+        assert!(polls < 1000, "CreateRunner never finished");
+    }
+    runner(s, &root, "after", &[&admins]).await;
 }
 
 /// Two CreateRunnerPolicy for the same group at once: one wins, the other is

@@ -32,23 +32,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use sqlx::AnyConnection;
 use sqlx::any::{Any, AnyArguments, AnyQueryResult};
 use sqlx::query::Query;
-use sqlx::{AnyConnection, AnyPool, Transaction};
 
-/// The store's only way to write: the writer pool, and on an SQLite file the
-/// flush every write waits for before it returns. Transactions end with
-/// [`WriteTx::commit`]; single statements run with [`Writer::execute`].
+use super::connections::{Connections, Lease};
+
+/// The store's only way to write: the writer's connections, and on an
+/// SQLite file the flush every write waits for before it returns.
+/// Transactions end with [`WriteTx::commit`]; single statements run with
+/// [`Writer::execute`].
 #[derive(Debug, Clone)]
 pub struct Writer {
-    pool: AnyPool,
+    connections: Connections,
     wal: Option<Arc<WalSync>>,
 }
 
 impl Writer {
-    /// Writes on `pool`; with `wal`, each write waits for its flush.
-    pub fn new(pool: AnyPool, wal: Option<Arc<WalSync>>) -> Self {
-        Self { pool, wal }
+    /// Writes on `connections`; with `wal`, each write waits for its flush.
+    pub fn new(connections: Connections, wal: Option<Arc<WalSync>>) -> Self {
+        Self { connections, wal }
     }
 
     /// The group commit every write waits for, if any.
@@ -56,25 +59,24 @@ impl Writer {
         self.wal.as_deref()
     }
 
-    /// The pool, for what is not a write (pragmas in tests, closing).
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The connections, for what is not a write (pragmas in tests, closing).
+    pub fn connections(&self) -> &Connections {
+        &self.connections
     }
 
     /// A transaction started with the statement `begin`.
     pub async fn begin_with(&self, begin: &'static str) -> sqlx::Result<WriteTx> {
+        let mut lease = self.connections.acquire().await?;
+        lease.begin(begin).await?;
         Ok(WriteTx {
-            tx: self.pool.begin_with(begin).await?,
+            lease,
             wal: self.wal.clone(),
         })
     }
 
     /// A transaction started plainly.
     pub async fn begin(&self) -> sqlx::Result<WriteTx> {
-        Ok(WriteTx {
-            tx: self.pool.begin().await?,
-            wal: self.wal.clone(),
-        })
+        self.begin_with("BEGIN").await
     }
 
     /// Runs one statement on its own (it commits by itself) and waits until
@@ -83,7 +85,9 @@ impl Writer {
         &self,
         query: Query<'_, Any, AnyArguments>,
     ) -> sqlx::Result<AnyQueryResult> {
-        let done = query.execute(&self.pool).await?;
+        let done = query
+            .execute(&mut *self.connections.acquire().await?)
+            .await?;
         durable(self.wal.as_ref()).await?;
         Ok(done)
     }
@@ -96,7 +100,9 @@ impl Writer {
         &self,
         query: Query<'_, Any, AnyArguments>,
     ) -> sqlx::Result<(AnyQueryResult, Commit)> {
-        let done = query.execute(&self.pool).await?;
+        let done = query
+            .execute(&mut *self.connections.acquire().await?)
+            .await?;
         Ok((done, Commit::count(self.wal.as_ref())))
     }
 }
@@ -143,15 +149,16 @@ impl WriteQuery for Query<'_, Any, AnyArguments> {
 
 /// A writing transaction; dropped without [`Self::commit`], it rolls back.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    lease: Lease,
     wal: Option<Arc<WalSync>>,
 }
 
 impl WriteTx {
     /// Commits, hands the connection back, and returns once the commit is
     /// on disk.
-    pub async fn commit(self) -> sqlx::Result<()> {
-        self.tx.commit().await?;
+    pub async fn commit(mut self) -> sqlx::Result<()> {
+        self.lease.commit().await?;
+        drop(self.lease);
         durable(self.wal.as_ref()).await
     }
 }
@@ -160,13 +167,13 @@ impl Deref for WriteTx {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
-        &self.tx
+        &self.lease
     }
 }
 
 impl DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        &mut self.lease
     }
 }
 

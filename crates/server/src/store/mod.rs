@@ -8,6 +8,7 @@
 pub mod batch;
 #[cfg(test)]
 mod conformance;
+pub mod connections;
 pub mod group_commit;
 pub mod postgres;
 mod recent;

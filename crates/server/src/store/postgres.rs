@@ -10,6 +10,7 @@ use sqlx::Connection as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgConnectOptions;
 
+use super::connections::Connections;
 use super::sql::{Dialect, SqlStore};
 
 /// A pooled connection idle at least this long is pinged before it is used.
@@ -50,6 +51,12 @@ impl SqlStore {
             .run(&pool)
             .await
             .with_context(|| format!("migrating the PostgreSQL database at {target}"))?;
-        Ok(Self::new(pool.clone(), pool, None, Dialect::Postgres))
+        let connections = Connections::pool(pool);
+        Ok(Self::new(
+            connections.clone(),
+            connections,
+            None,
+            Dialect::Postgres,
+        ))
     }
 }

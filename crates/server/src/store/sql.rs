@@ -10,10 +10,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::query::{Query, QueryScalar};
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::batch::Batch;
+use super::connections::{Connections, Lease};
 use super::group_commit::{Commit, WalSync, WriteQuery as _, WriteTx, Writer};
 use super::recent::Recent;
 use super::{Mutation, Retryable, Store, StoreError, StoreResult};
@@ -140,7 +141,7 @@ impl Dialect {
 /// The store on an open pool; see `sqlite` and `postgres` for opening one.
 pub struct SqlStore {
     /// For reads.
-    pool: AnyPool,
+    readers: Connections,
     /// For writes: on SQLite a pool of one connection, so that writers queue
     /// here, in order, instead of each holding a connection and sleeping in
     /// SQLite's busy handler until the file lock is free; on PostgreSQL the
@@ -217,13 +218,13 @@ impl SqlStore {
     /// A store reading from `pool` and writing with `writer`; with `wal`,
     /// every write waits until it is on disk (SQLite group commit).
     pub(super) fn new(
-        pool: AnyPool,
-        writer: AnyPool,
+        readers: Connections,
+        writer: Connections,
         wal: Option<std::sync::Arc<WalSync>>,
         dialect: Dialect,
     ) -> Self {
         Self {
-            pool,
+            readers,
             writer: Writer::new(writer, wal),
             dialect,
             recent_runners: Recent::new(),
@@ -237,10 +238,15 @@ impl SqlStore {
         self.dialect
     }
 
-    /// Closes the pool: waits for the connections in use, closes them all.
+    /// Closes the store: waits for the connections in use, closes them all.
     pub async fn close(&self) {
-        self.pool.close().await;
-        self.writer.pool().close().await;
+        self.readers.close().await;
+        self.writer.connections().close().await;
+    }
+
+    /// A connection to read on.
+    async fn reader(&self) -> StoreResult<Lease> {
+        self.readers.acquire().await.map_err(internal)
     }
 
     /// The group commit every write waits for (SQLite files committing in full).
@@ -254,11 +260,11 @@ impl SqlStore {
     pub(crate) async fn pragma(&self, name: &str) -> (i64, i64) {
         let sql = format!("PRAGMA {name}");
         let read: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await.unwrap())
             .await
             .unwrap();
         let written: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(self.writer.pool())
+            .fetch_one(&mut *self.writer.connections().acquire().await.unwrap())
             .await
             .unwrap();
         (read, written)
@@ -269,9 +275,24 @@ impl SqlStore {
     #[cfg(test)]
     pub(crate) async fn execute_script(&self, script: String) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(AssertSqlSafe(script))
-            .execute(self.writer.pool())
+            .execute(&mut *self.writer.connections().acquire().await.unwrap())
             .await
             .map(|_| ())
+    }
+
+    /// How many rows of runner `id` and of its policies there are, read in
+    /// one statement (one snapshot on both stores).
+    #[cfg(test)]
+    pub(crate) async fn runner_and_policy_rows(&self, id: Uuid) -> (i64, i64) {
+        sqlx::query_as(AssertSqlSafe(self.dialect.placeholders(
+            "SELECT (SELECT count(*) FROM runners WHERE id = ?), \
+             (SELECT count(*) FROM runner_policies WHERE runner_id = ?)",
+        )))
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .fetch_one(&mut *self.reader().await.unwrap())
+        .await
+        .unwrap()
     }
 
     /// The `host` column of every SCM integration, in id order.
@@ -280,7 +301,7 @@ impl SqlStore {
         sqlx::query_scalar(AssertSqlSafe(
             "SELECT host FROM scm_integrations ORDER BY id",
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.reader().await.unwrap())
         .await
         .unwrap()
     }
@@ -290,7 +311,7 @@ impl SqlStore {
     pub(crate) async fn runner_record_text(&self, id: Uuid) -> String {
         self.query_scalar("SELECT data FROM runners WHERE id = ?")
             .bind(id.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await.unwrap())
             .await
             .unwrap()
     }
@@ -303,7 +324,7 @@ impl SqlStore {
     pub(crate) async fn last_page_plan(&self) -> Vec<String> {
         use sqlx::Executor as _;
         let (sql, binds, limit) = self.last_page.lock().unwrap().clone().unwrap();
-        let mut conn = self.pool.acquire().await.unwrap();
+        let mut conn = self.readers.acquire().await.unwrap();
         let explain = match self.dialect {
             Dialect::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
             Dialect::Postgres => {
@@ -344,7 +365,7 @@ impl SqlStore {
     }
 
     /// Starts a transaction that reads, decides and writes; see [`Dialect::write_begin`].
-    async fn begin_write(&self) -> StoreResult<WriteTx> {
+    pub(super) async fn begin_write(&self) -> StoreResult<WriteTx> {
         self.writer
             .begin_with(self.dialect.write_begin())
             .await
@@ -371,7 +392,10 @@ impl SqlStore {
         for b in binds {
             query = query.bind(b.clone());
         }
-        let row = query.fetch_optional(&self.pool).await.map_err(internal)?;
+        let row = query
+            .fetch_optional(&mut *self.reader().await?)
+            .await
+            .map_err(internal)?;
         row.map(|r| from_json(r.get::<&str, _>("data"))).transpose()
     }
 
@@ -422,7 +446,7 @@ impl SqlStore {
         let (sql, binds, bound_limit) = self.page_sql(rows, condition, binds, page, descending);
         let rows = self
             .bound_query(&sql, binds, bound_limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(internal)?;
         let mut items = Vec::with_capacity(rows.len());
@@ -459,7 +483,7 @@ impl SqlStore {
         );
         let row = self
             .bound_query(&sql, binds, bound_limit)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(internal)?;
         let mut ids = row
@@ -863,7 +887,11 @@ impl SqlStore {
                 query = query.bind(id.to_string());
             }
             let mut read = std::collections::HashMap::with_capacity(missing.len());
-            for row in query.fetch_all(&self.pool).await.map_err(internal)? {
+            let rows = query
+                .fetch_all(&mut *self.reader().await?)
+                .await
+                .map_err(internal)?;
+            for row in rows {
                 let runner = runner_from_row(&row)?;
                 read.insert(runner.id, runner);
             }
@@ -1127,7 +1155,7 @@ impl Store for SqlStore {
             )
             .bind(org_id.to_string())
             .bind(user_id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(internal)?;
         let systems: Vec<String> = rows.iter().map(|r| r.get("system")).collect();
@@ -1367,7 +1395,10 @@ impl Store for SqlStore {
         for id in group_ids {
             query = query.bind(id.to_string());
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(internal)?;
+        let rows = query
+            .fetch_all(&mut *self.reader().await?)
+            .await
+            .map_err(internal)?;
         rows.iter()
             .map(|r| {
                 let id = Uuid::parse_str(r.get::<&str, _>("group_id")).map_err(internal)?;
@@ -1441,7 +1472,7 @@ impl Store for SqlStore {
         let rows = self
             .query("SELECT group_id FROM memberships WHERE user_id = ?")
             .bind(user_id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(internal)?;
         rows.iter()
@@ -1515,7 +1546,7 @@ impl Store for SqlStore {
             .query("SELECT id, data FROM api_tokens WHERE kind IN (?, ?)")
             .bind(enum_name(&TokenKind::Exchange)?)
             .bind(enum_name(&TokenKind::Session)?)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(internal)?;
         let mut purged = 0;
@@ -1580,7 +1611,7 @@ impl Store for SqlStore {
         .map_err(internal)?;
         self.query_scalar("SELECT value FROM server_secrets WHERE name = ?")
             .bind(name.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.reader().await?)
             .await
             .map_err(internal)
     }
@@ -1668,7 +1699,7 @@ impl Store for SqlStore {
         let row = self
             .query(&format!("{RUNNER_SELECT} WHERE r.id = ?"))
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(internal)?
             .ok_or(StoreError::NotFound("runner"))?;
@@ -1758,7 +1789,7 @@ impl Store for SqlStore {
             .bind(enum_name(&RunnerPhase::Active)?)
             .bind(enum_name(&RunnerPhase::Degraded)?)
             .bind(time_text(cutoff))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(internal)?;
         rows.iter()
@@ -1776,7 +1807,7 @@ impl Store for SqlStore {
         );
         let rows = self
             .query(&sql)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(internal)?;
         rows.iter()
@@ -1821,7 +1852,7 @@ impl Store for SqlStore {
                 "SELECT group_id, role FROM runner_policies WHERE runner_id = ? ORDER BY group_id",
             )
             .bind(runner_id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.reader().await?)
             .await
             .map_err(internal)?;
         rows.iter()
@@ -2212,12 +2243,12 @@ impl Store for SqlStore {
             Some(channel) => {
                 self.query_scalar("SELECT data FROM releases WHERE channel = ? ORDER BY id")
                     .bind(channel.name().to_string())
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await
             }
             None => {
                 self.query_scalar("SELECT data FROM releases ORDER BY id")
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.reader().await?)
                     .await
             }
         }
@@ -2240,7 +2271,7 @@ impl Store for SqlStore {
             .query_scalar("SELECT data FROM release_chunks WHERE release_id = ? AND seq = ?")
             .bind(id.to_string())
             .bind(i64::from(seq))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.reader().await?)
             .await
             .map_err(internal)?;
         data.map(|text| {

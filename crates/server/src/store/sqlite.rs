@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::Context;
-use sqlx::Executor;
-use sqlx::any::AnyPoolOptions;
-use sqlx::sqlite::SqliteConnectOptions;
+use std::sync::Arc;
 
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyConnection, Connection as _, Executor as _};
+
+use super::connections::{Connections, Open};
 use super::group_commit::WalSync;
 use super::sql::{Dialect, SqlStore};
 
@@ -67,22 +69,27 @@ impl SqlStore {
         };
         // Writes queue for one connection of their own (see `SqlStore`);
         // the busy timeout covers other processes (`corral admin`).
-        let writer = pool_options(1, pragma)
-            .connect(&url)
-            .await
-            .context("opening the SQLite database")?;
-        MIGRATOR
-            .run(&writer)
-            .await
-            .context("migrating the SQLite database")?;
-        // An in-memory database exists once per connection: one pool for all.
+        let writer = Connections::held(1, opener(url.clone(), pragma));
+        {
+            let mut conn = writer
+                .acquire()
+                .await
+                .context("opening the SQLite database")?;
+            MIGRATOR
+                .run(&mut *conn)
+                .await
+                .context("migrating the SQLite database")?;
+        }
+        // An in-memory database exists once per connection: one for all.
         let readers = if in_memory {
             writer.clone()
         } else {
-            pool_options(READERS, pragma)
-                .connect(&url)
+            let readers = Connections::held(READERS, opener(url, pragma));
+            readers
+                .acquire()
                 .await
-                .context("opening the SQLite database")?
+                .context("opening the SQLite database")?;
+            readers
         };
         Ok(Self::new(readers, writer, wal, Dialect::Sqlite))
     }
@@ -125,27 +132,26 @@ impl std::str::FromStr for Synchronous {
     }
 }
 
-fn pool_options(connections: u32, synchronous: Synchronous) -> AnyPoolOptions {
+/// Opens a connection to `url` set up for the store: SQLite's busy
+/// handler waits up to 10 s for another process's lock, WAL journal,
+/// `synchronous` as given.
+fn opener(url: String, synchronous: Synchronous) -> Open {
     let pragma = match synchronous {
         Synchronous::Full => "PRAGMA synchronous = FULL",
         Synchronous::Normal => "PRAGMA synchronous = NORMAL",
     };
-    AnyPoolOptions::new()
-        .max_connections(connections)
-        // An SQLite connection lives in this process and cannot go away
-        // while idle: pinging it before each use (sqlx's default) only cost
-        // a round trip to its thread per query.
-        .test_before_acquire(false)
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                // Foreign keys are on by sqlx's default. WAL lets readers
-                // and one writer work at once; it sticks to the file.
-                conn.execute("PRAGMA busy_timeout = 10000").await?;
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute(pragma).await?;
-                Ok(())
-            })
+    Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move {
+            let mut conn = AnyConnection::connect(&url).await?;
+            // Foreign keys are on by sqlx's default. WAL lets readers and
+            // one writer work at once; it sticks to the file.
+            conn.execute("PRAGMA busy_timeout = 10000").await?;
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+            conn.execute(pragma).await?;
+            Ok(conn)
         })
+    })
 }
 
 /// Narrows the database file and its companions to mode 0600, creating the

@@ -390,7 +390,8 @@ where
         .await
         .unwrap();
     migrate_to_old_schema(&pool, dialect).await;
-    let old = SqlStore::new(pool.clone(), pool, None, dialect);
+    let connections = super::connections::Connections::pool(pool);
+    let old = SqlStore::new(connections.clone(), connections, None, dialect);
     let written = write_old_records(&old).await;
     old.close().await;
     let store = Arc::new(open().await.unwrap());
