@@ -26,48 +26,66 @@ pub struct Scenario {
 pub fn healthz() -> Scenario {
     Scenario {
         name: "GET /healthz",
-        calls: Arc::new(|_| Call::get("/healthz")),
+        calls: cycle(vec![Call::get("/healthz")]),
     }
+}
+
+/// The `n`-th request is `calls[n % len]`: requests prepared before the
+/// clock starts.
+fn cycle(calls: Vec<Call>) -> CallFactory {
+    Arc::new(move |n| calls[n as usize % calls.len()].clone())
 }
 
 /// GetRunner over the loaded runners in turn.
 pub fn get_runner(token: &Arc<str>, data: &Dataset) -> Scenario {
-    let (token, ids) = (token.clone(), Arc::new(data.runner_ids.clone()));
     Scenario {
         name: "GetRunner",
-        calls: Arc::new(move |n| {
-            Call::connect(
-                "/gitpod.v1.RunnerService/GetRunner",
-                &token,
-                json!({"runnerId": ids[n as usize % ids.len()]}),
-            )
-        }),
+        calls: cycle(
+            data.runner_ids
+                .iter()
+                .map(|id| {
+                    Call::connect(
+                        "/gitpod.v1.RunnerService/GetRunner",
+                        token,
+                        json!({"runnerId": id}),
+                    )
+                })
+                .collect(),
+        ),
     }
 }
 
-/// UpdateRunner renaming the loaded runners in turn.
+/// UpdateRunner renaming the loaded runners in turn, each to a name it
+/// did not have just before (two names per runner, alternating).
 pub fn update_runner(token: &Arc<str>, data: &Dataset) -> Scenario {
-    let (token, ids) = (token.clone(), Arc::new(data.runner_ids.clone()));
     Scenario {
         name: "UpdateRunner (rename)",
-        calls: Arc::new(move |n| {
-            Call::connect(
-                "/gitpod.v1.RunnerService/UpdateRunner",
-                &token,
-                json!({"runnerId": ids[n as usize % ids.len()], "name": format!("renamed-{n}")}),
-            )
-        }),
+        calls: cycle(
+            ["renamed-a", "renamed-b"]
+                .iter()
+                .flat_map(|name| {
+                    data.runner_ids.iter().map(move |id| {
+                        Call::connect(
+                            "/gitpod.v1.RunnerService/UpdateRunner",
+                            token,
+                            json!({"runnerId": id, "name": name}),
+                        )
+                    })
+                })
+                .collect(),
+        ),
     }
 }
 
 /// ListRunners with the same body every time.
 pub fn list_runners(name: &'static str, token: &Arc<str>, body: Value) -> Scenario {
-    let token = token.clone();
     Scenario {
         name,
-        calls: Arc::new(move |_| {
-            Call::connect("/gitpod.v1.RunnerService/ListRunners", &token, body.clone())
-        }),
+        calls: cycle(vec![Call::connect(
+            "/gitpod.v1.RunnerService/ListRunners",
+            token,
+            body,
+        )]),
     }
 }
 
