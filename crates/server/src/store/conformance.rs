@@ -64,6 +64,7 @@ on_both_sql_stores!(
     every_list_is_served_by_an_index,
     a_status_report_leaves_the_record_untouched,
     a_write_dropped_before_commit_leaves_nothing,
+    an_updated_runner_is_kept_as_the_database_has_it,
 );
 
 conformance!(
@@ -1452,6 +1453,51 @@ async fn a_status_report_leaves_the_record_untouched(store: &SqlStore) {
     assert!(
         !record.contains("\"status\""),
         "the record holds no status: {record}"
+    );
+}
+
+/// UpdateRunner keeps the runner it wrote in memory: what the next read
+/// finds there is what the database holds (compared after forgetting every
+/// kept runner), and a status report after it is not hidden by the copy.
+async fn an_updated_runner_is_kept_as_the_database_has_it(store: &SqlStore) {
+    let s: &dyn Store = store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let r = runner(s, &root, "r", &[]).await;
+    s.get_runner(r.id).await.unwrap();
+    let updated = s
+        .update_runner(
+            r.id,
+            retryable(|r: &mut Runner| {
+                r.name = "renamed".into();
+                r.config_schema = Some(vec![7; 300]);
+                r.updated_at = Utc::now();
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "renamed");
+    assert_eq!(s.get_runner(r.id).await.unwrap(), updated, "from memory");
+    store.forget_recent_runners();
+    assert_eq!(
+        s.get_runner(r.id).await.unwrap(),
+        updated,
+        "from the database"
+    );
+
+    s.update_runner(r.id, retryable(|r: &mut Runner| r.name = "again".into()))
+        .await
+        .unwrap();
+    s.update_runner_status(
+        r.id,
+        change(|r: &mut Runner| r.status.phase = RunnerPhase::Active),
+    )
+    .await
+    .unwrap();
+    let read = s.get_runner(r.id).await.unwrap();
+    assert_eq!(
+        (read.name.as_str(), read.status.phase),
+        ("again", RunnerPhase::Active)
     );
 }
 

@@ -84,6 +84,32 @@ where
         }
     }
 
+    /// A ticket for a write of `key` about to be sent, for [`Self::written`].
+    pub fn ticket(&self, key: &K) -> ReadTicket {
+        let stripe = self.stripe(key);
+        ReadTicket {
+            stripe,
+            writes: self.lock()[stripe],
+        }
+    }
+
+    /// After a write of `key` that left it `value` (the write's own result,
+    /// exactly as a read would find it): forgets as [`Self::forget`] does,
+    /// and keeps `value` unless another write came in since `ticket`, taken
+    /// before the write was sent (that write may be the later one). So the
+    /// read that follows a write, commonly the writer's own, need not go to
+    /// the database.
+    pub fn written(&self, ticket: ReadTicket, key: K, value: V) {
+        let mut writes = self.lock();
+        let alone = writes[ticket.stripe] == ticket.writes;
+        writes[ticket.stripe] += 1;
+        if alone {
+            self.entries.insert(key, value);
+        } else {
+            self.entries.invalidate(&key);
+        }
+    }
+
     /// Forgets `key` (it was written or deleted); also voids the reads in
     /// flight of its stripe, which may have read it before the write.
     pub fn forget(&self, key: &K) {
@@ -91,6 +117,12 @@ where
         let mut writes = self.lock();
         writes[stripe] += 1;
         self.entries.invalidate(key);
+    }
+
+    /// Forgets everything (tests that read past memory).
+    #[cfg(test)]
+    pub fn forget_all(&self) {
+        self.entries.invalidate_all();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, [u64; STRIPES]> {
@@ -146,5 +178,29 @@ mod tests {
         recent.forget(&other);
         recent.keep(ticket, 1, "kept");
         assert_eq!(recent.get(&1).ok(), Some("kept"));
+    }
+
+    #[test]
+    fn a_write_keeps_its_result_unless_another_write_came_meanwhile() {
+        let recent: Recent<u32, &str> = Recent::new();
+        let ticket = recent.get(&1).unwrap_err();
+        recent.keep(ticket, 1, "read");
+        // A read in flight when the write lands is voided by it.
+        let (same, _) = (2..)
+            .map(|k| (k, recent.stripe(&k)))
+            .find(|(_, s)| *s == recent.stripe(&1))
+            .unwrap();
+        let in_flight = recent.ticket(&same);
+        let writing = recent.ticket(&1);
+        recent.written(writing, 1, "written");
+        assert_eq!(recent.get(&1).ok(), Some("written"));
+        recent.keep(in_flight, same, "read before the write");
+        assert!(recent.get(&same).is_err());
+        // Another write of the stripe between the ticket and the result:
+        // which of the two landed last is unknown, so neither is kept.
+        let writing = recent.ticket(&1);
+        recent.forget(&same);
+        recent.written(writing, 1, "maybe overtaken");
+        assert!(recent.get(&1).is_err());
     }
 }

@@ -295,6 +295,12 @@ impl SqlStore {
         .unwrap()
     }
 
+    /// Forgets every runner kept in memory, so the next reads go to the database.
+    #[cfg(test)]
+    pub(crate) fn forget_recent_runners(&self) {
+        self.recent_runners.forget_all();
+    }
+
     /// The `host` column of every SCM integration, in id order.
     #[cfg(test)]
     pub(crate) async fn integration_host_column(&self) -> Vec<String> {
@@ -1005,6 +1011,8 @@ impl SqlStore {
     /// spelled copy loses and the caller locks). The writer is held for that
     /// one statement: on SQLite every statement of a transaction is a round
     /// trip to the database thread, all of them with the write lock held.
+    /// The runner as written is kept in memory (`Recent::written`): the
+    /// read after an update, often the caller's own, finds it there.
     /// `None`: the change needs the rows locked, or lost a race.
     async fn update_runner_record(
         &self,
@@ -1020,6 +1028,7 @@ impl SqlStore {
         if to_json(&runner.status)? != status || new_record == record {
             return Ok(None);
         }
+        let ticket = self.recent_runners.ticket(&id);
         let done = self
             .query(
                 "UPDATE runners SET data = ? WHERE id = ? AND data = ? \
@@ -1037,7 +1046,9 @@ impl SqlStore {
             // Another write came first.
             return Ok(None);
         }
-        self.recent_runners.forget(&id);
+        // What was written is what a read would now find (the record as
+        // written, the status as it was, the statement's condition).
+        self.recent_runners.written(ticket, id, runner.clone());
         Ok(Some(runner))
     }
 
