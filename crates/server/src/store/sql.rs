@@ -138,11 +138,11 @@ impl Dialect {
     }
 }
 
-/// The store on an open pool; see `sqlite` and `postgres` for opening one.
+/// The store on open connections; see `sqlite` and `postgres` for opening them.
 pub struct SqlStore {
     /// For reads.
     readers: Connections,
-    /// For writes: on SQLite a pool of one connection, so that writers queue
+    /// For writes: on SQLite one connection, so that writers queue
     /// here, in order, instead of each holding a connection and sleeping in
     /// SQLite's busy handler until the file lock is free; on PostgreSQL the
     /// same pool as reads. Every write goes through it (see `group_commit`).
@@ -215,7 +215,7 @@ fn in_list(n: usize) -> String {
 }
 
 impl SqlStore {
-    /// A store reading from `pool` and writing with `writer`; with `wal`,
+    /// A store reading on `readers` and writing on `writer`; with `wal`,
     /// every write waits until it is on disk (SQLite group commit).
     pub(super) fn new(
         readers: Connections,
