@@ -73,6 +73,7 @@ conformance!(
     a_listed_runner_is_as_last_written,
     unique_constraints_answer_already_exists,
     concurrent_updates_of_one_runner_lose_nothing,
+    concurrent_updates_of_many_runners_each_keep_their_own,
     status_and_record_updates_at_once_lose_nothing,
     a_status_update_changes_only_the_status,
     concurrent_policies_for_one_group_one_wins,
@@ -1000,6 +1001,42 @@ async fn concurrent_updates_of_one_runner_lose_nothing(store: Arc<dyn Store>) {
         assert!(name.contains(&format!(" m{i};")), "m{i} was lost: {name}");
     }
     assert_eq!(name.matches(';').count(), 20, "{name}");
+}
+
+/// Updates of several runners at once (the SQL store writes them together,
+/// several runners to a statement): every runner gets its own changes and
+/// no other's, and the answers are what a read then finds.
+async fn concurrent_updates_of_many_runners_each_keep_their_own(store: Arc<dyn Store>) {
+    let a = org(&*store, "a").await;
+    let root = user(&*store, a.id, "root", OrgRole::Admin).await;
+    let mut runners = Vec::new();
+    for i in 0..8 {
+        runners.push(runner(&*store, &root, &format!("r{i}"), &[]).await.id);
+    }
+    let results = at_once((0..40).map(|i| {
+        let (store, id) = (store.clone(), runners[i % runners.len()]);
+        async move {
+            let mark = retryable(move |r: &mut Runner| r.name.push_str(&format!(" m{i};")));
+            store.update_runner(id, mark).await
+        }
+    }))
+    .await;
+    assert_eq!(successes(&results), 40, "{results:?}");
+    for (n, id) in runners.iter().enumerate() {
+        let name = store.get_runner(*id).await.unwrap().name;
+        let mut marks: Vec<usize> = name
+            .split_whitespace()
+            .filter_map(|word| word.strip_prefix('m')?.strip_suffix(';')?.parse().ok())
+            .collect();
+        marks.sort_unstable();
+        let own: Vec<usize> = (0..40).filter(|i| i % runners.len() == n).collect();
+        assert_eq!(marks, own, "runner r{n}: {name}");
+        assert!(name.starts_with(&format!("r{n} ")), "{name}");
+    }
+    for (i, result) in results.iter().enumerate() {
+        let answered = result.as_ref().unwrap();
+        assert!(answered.name.contains(&format!(" m{i};")), "{answered:?}");
+    }
 }
 
 /// Where a second store on the same database is opened: in a thread of its

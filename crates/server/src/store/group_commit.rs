@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::AnyConnection;
-use sqlx::any::{Any, AnyArguments, AnyQueryResult};
+use sqlx::any::{Any, AnyArguments, AnyQueryResult, AnyRow};
 use sqlx::query::Query;
 
 use super::connections::{Connections, Lease};
@@ -104,6 +104,17 @@ impl Writer {
             .execute(&mut *self.connections.acquire().await?)
             .await?;
         Ok((done, Commit::count(self.wal.as_ref())))
+    }
+
+    /// As [`Self::execute_shared`], for a statement that returns rows.
+    pub async fn fetch_all_shared(
+        &self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> sqlx::Result<(Vec<AnyRow>, Commit)> {
+        let rows = query
+            .fetch_all(&mut *self.connections.acquire().await?)
+            .await?;
+        Ok((rows, Commit::count(self.wal.as_ref())))
     }
 }
 

@@ -5,6 +5,9 @@
 //! row locks, the JSON and substring functions). Opening each backend —
 //! connection settings and its migrations — lives in `sqlite` and `postgres`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -152,6 +155,10 @@ pub struct SqlStore {
     recent_runners: Recent<Uuid, Runner>,
     /// Audit events of concurrent calls, written together.
     audit_rows: Batch<AuditRow, Result<Commit, String>>,
+    /// Runner records changed by concurrent calls, written together.
+    runner_rows: Batch<RunnerWrite, RunnerWrites>,
+    /// Numbers the writes queued on `runner_rows`.
+    runner_writes: AtomicU64,
     /// The last page query run (SQL in this dialect, its text binds, the
     /// limit if bound), for tests that check query plans.
     #[cfg(test)]
@@ -229,6 +236,8 @@ impl SqlStore {
             dialect,
             recent_runners: Recent::new(),
             audit_rows: Batch::default(),
+            runner_rows: Batch::default(),
+            runner_writes: AtomicU64::new(0),
             #[cfg(test)]
             last_page: std::sync::Mutex::new(None),
         }
@@ -848,6 +857,66 @@ async fn insert_audit_rows(
     }
 }
 
+/// A change of one runner's record, conditional on the record and status
+/// it was made from (see [`update_runner_rows`]).
+struct RunnerWrite {
+    /// Unique among the writes queued: tells the one written apart from
+    /// another change of the same runner in the same batch.
+    number: u64,
+    id: String,
+    record: String,
+    old_record: String,
+    old_status: String,
+}
+
+/// The outcome of a batch of [`RunnerWrite`]s: the numbers of those
+/// written, and their commit.
+type RunnerWrites = Result<(Arc<[u64]>, Commit), String>;
+
+/// Writes the runner records changed by several calls in one statement
+/// (see [`super::batch`]). Each is written only if the runner's record and
+/// status are still what the change was made from; the answer numbers the
+/// writes that were. Of two changes of one runner in a batch only the
+/// first is tried: the second was made from the same record, so it would
+/// lose anyway, and its caller retries under a lock.
+async fn update_runner_rows(
+    writer: Writer,
+    dialect: Dialect,
+    mut rows: Vec<RunnerWrite>,
+) -> RunnerWrites {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    rows.retain(|row| seen.insert(row.id.clone()));
+    let values = vec!["(?, ?, ?, ?)"; rows.len()].join(", ");
+    let sql = format!(
+        "WITH w (id, data, old, status) AS (VALUES {values}) \
+         UPDATE runners SET data = w.data FROM w \
+         WHERE runners.id = w.id AND runners.data = w.old \
+         AND (SELECT data FROM runner_status WHERE runner_id = w.id) = w.status \
+         RETURNING runners.id"
+    );
+    let numbered: Vec<(String, u64)> = rows.iter().map(|r| (r.id.clone(), r.number)).collect();
+    let mut query = sqlx::query(AssertSqlSafe(dialect.placeholders(&sql)));
+    for row in rows {
+        query = query
+            .bind(row.id)
+            .bind(row.record)
+            .bind(row.old_record)
+            .bind(row.old_status);
+    }
+    let (updated, commit) = writer
+        .fetch_all_shared(query)
+        .await
+        .map_err(|e| e.to_string())?;
+    let updated: std::collections::HashSet<String> =
+        updated.iter().map(|row| row.get::<String, _>(0)).collect();
+    let written = numbered
+        .into_iter()
+        .filter(|(id, _)| updated.contains(id))
+        .map(|(_, number)| number)
+        .collect();
+    Ok((written, commit))
+}
+
 /// A runner from a row of [`RUNNER_SELECT`].
 fn runner_from_row(row: &AnyRow) -> StoreResult<Runner> {
     let mut runner: Runner = from_json(row.get::<&str, _>("data"))?;
@@ -1029,23 +1098,28 @@ impl SqlStore {
             return Ok(None);
         }
         let ticket = self.recent_runners.ticket(&id);
-        let done = self
-            .query(
-                "UPDATE runners SET data = ? WHERE id = ? AND data = ? \
-                 AND (SELECT data FROM runner_status WHERE runner_id = ?) = ?",
-            )
-            .bind(new_record)
-            .bind(id.to_string())
-            .bind(record)
-            .bind(id.to_string())
-            .bind(status)
-            .write(&self.writer)
+        let row = RunnerWrite {
+            number: self.runner_writes.fetch_add(1, Ordering::Relaxed),
+            id: id.to_string(),
+            record: new_record,
+            old_record: record,
+            old_status: status,
+        };
+        let number = row.number;
+        let (writer, dialect) = (self.writer.clone(), self.dialect);
+        let (written, commit) = self
+            .runner_rows
+            .write(row, move |rows| {
+                update_runner_rows(writer.clone(), dialect, rows)
+            })
             .await
-            .map_err(internal)?;
-        if done.rows_affected() == 0 {
+            .map_err(internal)?
+            .map_err(|e| internal(anyhow::anyhow!("updating runners: {e}")))?;
+        if !written.contains(&number) {
             // Another write came first.
             return Ok(None);
         }
+        commit.durable().await.map_err(internal)?;
         // What was written is what a read would now find (the record as
         // written, the status as it was, the statement's condition).
         self.recent_runners.written(ticket, id, runner.clone());
