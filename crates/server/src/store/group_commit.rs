@@ -92,21 +92,10 @@ impl Writer {
         Ok(done)
     }
 
-    /// Runs one statement on its own that writes for several calls, and
-    /// returns without waiting for the disk: each call it wrote for waits
-    /// with [`Commit::durable`], in its own task (so that a call that
-    /// defers its flushes defers this one too).
-    pub async fn execute_shared(
-        &self,
-        query: Query<'_, Any, AnyArguments>,
-    ) -> sqlx::Result<(AnyQueryResult, Commit)> {
-        let done = query
-            .execute(&mut *self.connections.acquire().await?)
-            .await?;
-        Ok((done, Commit::count(self.wal.as_ref())))
-    }
-
-    /// As [`Self::execute_shared`], for a statement that returns rows.
+    /// Runs one statement on its own that writes for several calls (its
+    /// rows, if it returns any), and returns without waiting for the disk:
+    /// each call it wrote for waits with [`Commit::durable`], in its own
+    /// task (so that a call that defers its flushes defers this one too).
     pub async fn fetch_all_shared(
         &self,
         query: Query<'_, Any, AnyArguments>,

@@ -827,6 +827,12 @@ impl AuditRow {
     }
 }
 
+/// `rows` rows of `columns` placeholders each, for a `VALUES` list.
+fn value_rows(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
 /// Writes audit events of several calls in one statement (see
 /// [`super::batch`]); each call waits for the commit to be durable itself.
 async fn insert_audit_rows(
@@ -834,7 +840,7 @@ async fn insert_audit_rows(
     dialect: Dialect,
     rows: Vec<AuditRow>,
 ) -> Result<Commit, String> {
-    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
+    let values = value_rows(rows.len(), 8);
     let sql = format!(
         "INSERT INTO audit_events \
          (id, org_id, at, actor_id, actor_kind, subject_id, subject_kind, data) VALUES {values}"
@@ -851,7 +857,7 @@ async fn insert_audit_rows(
             .bind(row.subject_kind)
             .bind(row.data);
     }
-    match writer.execute_shared(query).await {
+    match writer.fetch_all_shared(query).await {
         Ok((_, commit)) => Ok(commit),
         Err(e) => Err(e.to_string()),
     }
@@ -886,7 +892,7 @@ async fn update_runner_rows(
 ) -> RunnerWrites {
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
     rows.retain(|row| seen.insert(row.id.clone()));
-    let values = vec!["(?, ?, ?, ?)"; rows.len()].join(", ");
+    let values = value_rows(rows.len(), 4);
     let sql = format!(
         "WITH w (id, data, old, status) AS (VALUES {values}) \
          UPDATE runners SET data = w.data FROM w \
@@ -2393,7 +2399,13 @@ impl Store for SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use super::Dialect;
+    use super::{Dialect, value_rows};
+
+    #[test]
+    fn value_rows_has_a_placeholder_per_column_of_each_row() {
+        assert_eq!(value_rows(2, 3), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(value_rows(1, 1), "(?)");
+    }
 
     #[test]
     fn placeholders_are_numbered_for_postgres_outside_literals() {
