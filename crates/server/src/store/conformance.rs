@@ -1493,6 +1493,46 @@ async fn a_status_report_leaves_the_record_untouched(store: &SqlStore) {
     );
 }
 
+/// On a SQLite file the hot reads (a runner, a page of runners, a page of
+/// records) read the file on the calling thread; they see what another
+/// connection committed (`corral admin` is another process), and fail as
+/// every read does once the store is closed.
+#[tokio::test]
+async fn hot_reads_of_a_sqlite_file_read_it_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corral.db");
+    let store = SqlStore::open_sqlite(&path).await.unwrap();
+    let s: &dyn Store = &store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let r = runner(s, &root, "r", &[]).await;
+    store.forget_recent_runners();
+    let before = store.direct_reads_done().expect("a file is read directly");
+    assert_eq!(s.get_runner(r.id).await.unwrap().name, "r");
+    let page = s
+        .list_runners(a.id, &RunnerFilter::default(), ALL)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let tokens = s.list_user_tokens(&[root.id], ALL).await.unwrap();
+    assert!(tokens.items.is_empty());
+    // The runner (kept since), the page's ids, the tokens.
+    assert_eq!(store.direct_reads_done().unwrap(), before + 3);
+
+    let other = SqlStore::open_sqlite(&path).await.unwrap();
+    other
+        .update_runner(r.id, retryable(|r: &mut Runner| r.name = "renamed".into()))
+        .await
+        .unwrap();
+    other.close().await;
+    store.forget_recent_runners();
+    assert_eq!(s.get_runner(r.id).await.unwrap().name, "renamed");
+
+    store.close().await;
+    store.forget_recent_runners();
+    assert!(s.get_runner(r.id).await.is_err(), "closed");
+}
+
 /// UpdateRunner keeps the runner it wrote in memory: what the next read
 /// finds there is what the database holds (compared after forgetting every
 /// kept runner), and a status report after it is not hidden by the copy.

@@ -9,9 +9,11 @@ pub mod batch;
 #[cfg(test)]
 mod conformance;
 pub mod connections;
+mod direct_reads;
 pub mod group_commit;
 pub mod postgres;
 mod recent;
+mod row;
 pub mod sql;
 pub mod sqlite;
 pub mod timed;

@@ -6,20 +6,22 @@
 //! connection settings and its migrations — lives in `sqlite` and `postgres`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::any::{Any, AnyArguments, AnyRow};
+use sqlx::any::{Any, AnyArguments};
 use sqlx::query::{Query, QueryScalar};
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::batch::Batch;
 use super::connections::{Connections, Lease};
+use super::direct_reads::DirectReads;
 use super::group_commit::{Commit, WalSync, WriteQuery as _, WriteTx, Writer};
 use super::recent::Recent;
+use super::row::Row as ReadRow;
 use super::{Mutation, Retryable, Store, StoreError, StoreResult};
 use crate::domain::*;
 
@@ -145,6 +147,9 @@ impl Dialect {
 pub struct SqlStore {
     /// For reads.
     readers: Connections,
+    /// For the hot reads on SQLite, where a file can be opened again: the
+    /// same file read on the calling thread (see `direct_reads`).
+    direct: Option<DirectReads>,
     /// For writes: on SQLite one connection, so that writers queue
     /// here, in order, instead of each holding a connection and sleeping in
     /// SQLite's busy handler until the file lock is free; on PostgreSQL the
@@ -232,6 +237,7 @@ impl SqlStore {
     ) -> Self {
         Self {
             readers,
+            direct: None,
             writer: Writer::new(writer, wal),
             dialect,
             recent_runners: Recent::new(),
@@ -243,12 +249,27 @@ impl SqlStore {
         }
     }
 
+    /// Reads the hot reads with `direct` (SQLite) instead of `readers`.
+    pub(super) fn with_direct_reads(mut self, direct: Option<DirectReads>) -> Self {
+        self.direct = direct;
+        self
+    }
+
+    /// Reads done on the calling thread (SQLite's `direct_reads`), if any.
+    #[cfg(test)]
+    pub(crate) fn direct_reads_done(&self) -> Option<u64> {
+        self.direct.as_ref().map(DirectReads::done)
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
     /// Closes the store: waits for the connections in use, closes them all.
     pub async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         self.readers.close().await;
         self.writer.connections().close().await;
     }
@@ -403,15 +424,37 @@ impl SqlStore {
         sql: &str,
         binds: &[String],
     ) -> StoreResult<Option<T>> {
-        let mut query = self.query(sql);
-        for b in binds {
-            query = query.bind(b.clone());
+        let rows = self
+            .read_rows(sql, binds, None, 1, &|row| from_json(row.required("data")?))
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// The first `max` rows of the read `sql` (`?` placeholders: `binds`,
+    /// then `bound_limit` if any), each made a `T` by `decode`: on SQLite
+    /// on this thread ([`DirectReads`]) unless that would wait, else on a
+    /// reading connection.
+    async fn read_rows<T>(
+        &self,
+        sql: &str,
+        binds: &[String],
+        bound_limit: Option<i64>,
+        max: usize,
+        decode: &(dyn Fn(&dyn ReadRow) -> StoreResult<T> + Sync),
+    ) -> StoreResult<Vec<T>> {
+        if let Some(direct) = &self.direct
+            && let Ok(read) = direct.read(sql, binds, bound_limit, max, decode)
+        {
+            return read;
         }
-        let row = query
-            .fetch_optional(&mut *self.reader().await?)
-            .await
-            .map_err(internal)?;
-        row.map(|r| from_json(r.get::<&str, _>("data"))).transpose()
+        let query = self.bound_query(sql, binds.to_vec(), bound_limit);
+        let mut conn = self.reader().await?;
+        if max == 1 {
+            let row = query.fetch_optional(&mut *conn).await.map_err(internal)?;
+            return row.map(|row| decode(&row)).into_iter().collect();
+        }
+        let rows = query.fetch_all(&mut *conn).await.map_err(internal)?;
+        rows.iter().take(max).map(|row| decode(row)).collect()
     }
 
     /// Reads one page of `table` rows matching `condition` (with `binds`), in id order.
@@ -440,8 +483,8 @@ impl SqlStore {
             select: &select,
             key: "id",
         };
-        self.page_rows(rows, condition, binds, page, descending, |row| {
-            from_json(row.get::<&str, _>("data"))
+        self.page_rows(rows, condition, binds, page, descending, &|row| {
+            from_json(row.required("data")?)
         })
         .await
     }
@@ -456,27 +499,26 @@ impl SqlStore {
         binds: Vec<String>,
         page: PageRequest,
         descending: bool,
-        decode: impl Fn(&AnyRow) -> StoreResult<T>,
+        decode: &(dyn Fn(&dyn ReadRow) -> StoreResult<T> + Sync),
     ) -> StoreResult<Page<T>> {
         let (sql, binds, bound_limit) = self.page_sql(rows, condition, binds, page, descending);
-        let rows = self
-            .bound_query(&sql, binds, bound_limit)
-            .fetch_all(&mut *self.reader().await?)
-            .await
-            .map_err(internal)?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last_id = None;
-        for row in rows.iter().take(page.limit) {
-            items.push(decode(row)?);
-            last_id = Some(row.get::<String, _>("id"));
-        }
+        // One row more than the page tells whether another page follows;
+        // of that row only the id is read.
+        let seen = AtomicUsize::new(0);
+        let mut rows = self
+            .read_rows(&sql, &binds, bound_limit, page.limit + 1, &|row| {
+                let id = Uuid::parse_str(row.required("id")?).map_err(internal)?;
+                let on_page = seen.fetch_add(1, Ordering::Relaxed) < page.limit;
+                Ok((id, on_page.then(|| decode(row)).transpose()?))
+            })
+            .await?;
         let next_after = if rows.len() > page.limit {
-            last_id
-                .map(|id| Uuid::parse_str(&id).map_err(internal))
-                .transpose()?
+            rows.truncate(page.limit);
+            rows.last().map(|(id, _)| *id)
         } else {
             None
         };
+        let items = rows.into_iter().filter_map(|(_, item)| item).collect();
         Ok(Page { items, next_after })
     }
 
@@ -493,21 +535,21 @@ impl SqlStore {
     ) -> StoreResult<Page<Uuid>> {
         let (sql, binds, bound_limit) = self.page_sql(rows, condition, binds, page, false);
         let sql = format!(
-            "SELECT {} FROM ({sql}) page",
+            "SELECT {} AS ids FROM ({sql}) page",
             self.dialect.joined_ids("page.id")
         );
-        let row = self
-            .bound_query(&sql, binds, bound_limit)
-            .fetch_one(&mut *self.reader().await?)
-            .await
-            .map_err(internal)?;
-        let mut ids = row
-            .get::<Option<&str>, _>(0)
-            .unwrap_or_default()
-            .split(',')
-            .filter(|id| !id.is_empty())
-            .map(|id| Uuid::parse_str(id).map_err(internal))
-            .collect::<StoreResult<Vec<Uuid>>>()?;
+        let mut ids = self
+            .read_rows(&sql, &binds, bound_limit, 1, &|row| {
+                row.text("ids")?
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|id| !id.is_empty())
+                    .map(|id| Uuid::parse_str(id).map_err(internal))
+                    .collect::<StoreResult<Vec<Uuid>>>()
+            })
+            .await?
+            .pop()
+            .unwrap_or_default();
         // The aggregate keeps no order; ids are ordered as their text, which
         // for hyphenated lowercase UUIDs is the order of the UUIDs.
         ids.sort_unstable();
@@ -924,9 +966,9 @@ async fn update_runner_rows(
 }
 
 /// A runner from a row of [`RUNNER_SELECT`].
-fn runner_from_row(row: &AnyRow) -> StoreResult<Runner> {
-    let mut runner: Runner = from_json(row.get::<&str, _>("data"))?;
-    if let Some(status) = row.get::<Option<&str>, _>("status") {
+fn runner_from_row(row: &dyn ReadRow) -> StoreResult<Runner> {
+    let mut runner: Runner = from_json(row.required("data")?)?;
+    if let Some(status) = row.text("status")? {
         runner.status = from_json(status)?;
     }
     Ok(runner)
@@ -963,19 +1005,13 @@ impl SqlStore {
         }
         if !missing.is_empty() {
             let sql = format!("{RUNNER_SELECT} WHERE r.id IN ({})", in_list(missing.len()));
-            let mut query = self.query(&sql);
-            for (_, id, _) in &missing {
-                query = query.bind(id.to_string());
-            }
-            let mut read = std::collections::HashMap::with_capacity(missing.len());
-            let rows = query
-                .fetch_all(&mut *self.reader().await?)
-                .await
-                .map_err(internal)?;
-            for row in rows {
-                let runner = runner_from_row(&row)?;
-                read.insert(runner.id, runner);
-            }
+            let binds: Vec<String> = missing.iter().map(|(_, id, _)| id.to_string()).collect();
+            let mut read: std::collections::HashMap<Uuid, Runner> = self
+                .read_rows(&sql, &binds, None, missing.len(), &runner_from_row)
+                .await?
+                .into_iter()
+                .map(|runner| (runner.id, runner))
+                .collect();
             for (at, id, ticket) in missing {
                 if let Some(runner) = read.remove(&id) {
                     self.recent_runners.keep(ticket, id, runner.clone());
@@ -1383,9 +1419,9 @@ impl Store for SqlStore {
             );
         }
         let rows = Rows { select, key: "id" };
-        self.page_rows(rows, &condition, binds, page, false, |row| {
-            let user: User = from_json(row.get::<&str, _>("data"))?;
-            let role = if row.get::<i64, _>("admin") > 0 {
+        self.page_rows(rows, &condition, binds, page, false, &|row| {
+            let user: User = from_json(row.required("data")?)?;
+            let role = if row.int("admin")? > 0 {
                 OrgRole::Admin
             } else {
                 OrgRole::Member
@@ -1550,10 +1586,10 @@ impl Store for SqlStore {
                      FROM memberships m JOIN users u ON u.id = m.user_id",
             key: "m.id",
         };
-        self.page_rows(rows, &condition, binds, page, false, |row| {
+        self.page_rows(rows, &condition, binds, page, false, &|row| {
             Ok(MemberView {
-                membership: from_json(row.get::<&str, _>("data"))?,
-                user: from_json(row.get::<&str, _>("user_data"))?,
+                membership: from_json(row.required("data")?)?,
+                user: from_json(row.required("user_data")?)?,
             })
         })
         .await
@@ -1787,14 +1823,17 @@ impl Store for SqlStore {
             Ok(runner) => return Ok(runner),
             Err(ticket) => ticket,
         };
-        let row = self
-            .query(&format!("{RUNNER_SELECT} WHERE r.id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&mut *self.reader().await?)
-            .await
-            .map_err(internal)?
+        let runner = self
+            .read_rows(
+                &format!("{RUNNER_SELECT} WHERE r.id = ?"),
+                &[id.to_string()],
+                None,
+                1,
+                &runner_from_row,
+            )
+            .await?
+            .pop()
             .ok_or(StoreError::NotFound("runner"))?;
-        let runner = runner_from_row(&row)?;
         self.recent_runners.keep(ticket, id, runner.clone());
         Ok(runner)
     }

@@ -16,6 +16,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyConnection, Connection as _, Executor as _};
 
 use super::connections::{Connections, Open};
+use super::direct_reads::DirectReads;
 use super::group_commit::WalSync;
 use super::sql::{Dialect, SqlStore};
 
@@ -91,7 +92,10 @@ impl SqlStore {
                 .context("opening the SQLite database")?;
             readers
         };
-        Ok(Self::new(readers, writer, wal, Dialect::Sqlite))
+        // Hot reads read the file on the calling thread (`direct_reads`);
+        // an in-memory database cannot be opened twice.
+        let direct = (!in_memory).then(|| DirectReads::open(file)).flatten();
+        Ok(Self::new(readers, writer, wal, Dialect::Sqlite).with_direct_reads(direct))
     }
 }
 
