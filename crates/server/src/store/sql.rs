@@ -524,8 +524,9 @@ impl SqlStore {
 
     /// The ids of one page of `rows` (selecting just their key as `id`), in
     /// ascending order, like [`Self::page_rows`] but read as one row of
-    /// text: every row of a result is a hand-off between sqlx's SQLite
-    /// thread and ours, and a page of ids is otherwise mostly hand-offs.
+    /// text: through sqlx every row of a result is a message to pass on
+    /// (on SQLite a hand-off between threads), and a page of ids would be
+    /// mostly that.
     async fn page_ids(
         &self,
         rows: Rows<'_>,
