@@ -130,7 +130,7 @@ impl DirectReads {
         self.give_back(conn);
         self.done.fetch_add(1, Ordering::Relaxed);
         match read {
-            Err(Failed::Sqlite(err)) if is_busy(&err) => Err(NotHere),
+            Err(Failed::Busy) => Err(NotHere),
             Err(Failed::Sqlite(err)) => Ok(Err(StoreError::Internal(err.into()))),
             Err(Failed::Decode(err)) => Ok(Err(err)),
             Ok(items) => Ok(Ok(items)),
@@ -139,13 +139,20 @@ impl DirectReads {
 }
 
 enum Failed {
+    /// SQLite would have waited on a lock before any row was decoded, so
+    /// the read may be done again elsewhere (a decoder runs once per row).
+    Busy,
     Sqlite(rusqlite::Error),
     Decode(StoreError),
 }
 
 impl From<rusqlite::Error> for Failed {
     fn from(err: rusqlite::Error) -> Self {
-        Failed::Sqlite(err)
+        if is_busy(&err) {
+            Failed::Busy
+        } else {
+            Failed::Sqlite(err)
+        }
     }
 }
 
@@ -167,7 +174,13 @@ fn read_on<T>(
     let mut rows = statement.raw_query();
     let mut items = Vec::new();
     while items.len() < max {
-        let Some(row) = rows.next()? else { break };
+        let row = match rows.next() {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            // Rows were decoded already: not to be read again.
+            Err(err) if !items.is_empty() => return Err(Failed::Sqlite(err)),
+            Err(err) => return Err(err.into()),
+        };
         items.push(decode(row).map_err(Failed::Decode)?);
     }
     Ok(items)

@@ -431,9 +431,9 @@ impl SqlStore {
     }
 
     /// The first `max` rows of the read `sql` (`?` placeholders: `binds`,
-    /// then `bound_limit` if any), each made a `T` by `decode`: on SQLite
-    /// on this thread ([`DirectReads`]) unless that would wait, else on a
-    /// reading connection.
+    /// then `bound_limit` if any), each made a `T` by `decode`, in order and
+    /// once per row: on SQLite on this thread ([`DirectReads`]) unless that
+    /// would wait, else on a reading connection.
     async fn read_rows<T>(
         &self,
         sql: &str,
