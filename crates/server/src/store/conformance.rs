@@ -1533,6 +1533,45 @@ async fn hot_reads_of_a_sqlite_file_read_it_directly() {
     assert!(s.get_runner(r.id).await.is_err(), "closed");
 }
 
+/// PostgreSQL's reads run on connections the store holds and lends again
+/// without a check (see `connections`). When the server ends them (a
+/// restart, an operator), the next read still answers: it finds its
+/// connection broken and reads once more on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+async fn a_read_whose_connection_the_server_ended_reads_again_on_postgres() {
+    let database = PostgresDatabase::create().await;
+    let store = SqlStore::open_postgres(database.url()).await.unwrap();
+    let s: &dyn Store = &store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let r = runner(s, &root, "r", &[]).await;
+    let read = || async {
+        store.forget_recent_runners();
+        let runner = s.get_runner(r.id).await.unwrap();
+        let page = s
+            .list_runners(a.id, &RunnerFilter::default(), ALL)
+            .await
+            .unwrap();
+        (runner.name, page.items.len())
+    };
+    assert_eq!(read().await, ("r".to_string(), 1));
+
+    let mut admin = sqlx::AnyConnection::connect(database.url()).await.unwrap();
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(ended >= 1, "no connection of the store's was ended");
+    assert_eq!(read().await, ("r".to_string(), 1));
+    assert_eq!(read().await, ("r".to_string(), 1));
+    let _ = sqlx::Connection::close(admin).await;
+    store.close().await;
+}
+
 /// UpdateRunner keeps the runner it wrote in memory: what the next read
 /// finds there is what the database holds (compared after forgetting every
 /// kept runner), and a status report after it is not hidden by the copy.

@@ -4,17 +4,21 @@
 //! migrate one after the other and the later ones find nothing left to do.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::Connection as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgConnectOptions;
 
-use super::connections::Connections;
+use super::connections::{CHECK_WHEN_IDLE_FOR, Connections, Open};
 use super::sql::{Dialect, SqlStore};
 
-/// A pooled connection idle at least this long is pinged before it is used.
-const CHECK_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections that read at once (the store's own, see `connections`).
+const READERS: u32 = 8;
+
+/// Connections that write at once (sqlx's pool).
+const WRITERS: u32 = 10;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -31,7 +35,7 @@ impl SqlStore {
         );
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
-            .max_connections(10)
+            .max_connections(WRITERS)
             // sqlx pings a pooled connection before every use by default: a
             // network round trip per query. Only one idle for a while is
             // checked (the server may have restarted or dropped it since).
@@ -51,10 +55,17 @@ impl SqlStore {
             .run(&pool)
             .await
             .with_context(|| format!("migrating the PostgreSQL database at {target}"))?;
-        let connections = Connections::pool(pool);
+        // Reads run on connections the store holds, which go back without
+        // the round trip sqlx's pool spends checking each one handed back
+        // (see `connections`); writes keep the pool.
+        let url = url.to_string();
+        let open: Open = Arc::new(move || {
+            let url = url.clone();
+            Box::pin(async move { sqlx::AnyConnection::connect(&url).await })
+        });
         Ok(Self::new(
-            connections.clone(),
-            connections,
+            Connections::checked(READERS, open),
+            Connections::pool(pool),
             None,
             Dialect::Postgres,
         ))

@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::batch::Batch;
-use super::connections::{Connections, Lease};
+use super::connections::{Connections, Lease, connection_failed};
 use super::direct_reads::DirectReads;
 use super::group_commit::{Commit, WalSync, WriteQuery as _, WriteTx, Writer};
 use super::recent::Recent;
@@ -290,7 +290,7 @@ impl SqlStore {
     pub(crate) async fn pragma(&self, name: &str) -> (i64, i64) {
         let sql = format!("PRAGMA {name}");
         let read: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
-            .fetch_one(&mut *self.reader().await.unwrap())
+            .fetch_one(&mut self.reader().await.unwrap())
             .await
             .unwrap();
         let written: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
@@ -320,7 +320,7 @@ impl SqlStore {
         )))
         .bind(id.to_string())
         .bind(id.to_string())
-        .fetch_one(&mut *self.reader().await.unwrap())
+        .fetch_one(&mut self.reader().await.unwrap())
         .await
         .unwrap()
     }
@@ -337,7 +337,7 @@ impl SqlStore {
         sqlx::query_scalar(AssertSqlSafe(
             "SELECT host FROM scm_integrations ORDER BY id",
         ))
-        .fetch_all(&mut *self.reader().await.unwrap())
+        .fetch_all(&mut self.reader().await.unwrap())
         .await
         .unwrap()
     }
@@ -347,7 +347,7 @@ impl SqlStore {
     pub(crate) async fn runner_record_text(&self, id: Uuid) -> String {
         self.query_scalar("SELECT data FROM runners WHERE id = ?")
             .bind(id.to_string())
-            .fetch_one(&mut *self.reader().await.unwrap())
+            .fetch_one(&mut self.reader().await.unwrap())
             .await
             .unwrap()
     }
@@ -376,7 +376,7 @@ impl SqlStore {
         if let Some(n) = limit {
             query = query.bind(n);
         }
-        let rows = query.fetch_all(&mut *conn).await.unwrap();
+        let rows = query.fetch_all(&mut conn).await.unwrap();
         let column = match self.dialect {
             Dialect::Sqlite => "detail",
             Dialect::Postgres => "QUERY PLAN",
@@ -447,13 +447,26 @@ impl SqlStore {
         {
             return read;
         }
-        let query = self.bound_query(sql, binds.to_vec(), bound_limit);
-        let mut conn = self.reader().await?;
-        if max == 1 {
-            let row = query.fetch_optional(&mut *conn).await.map_err(internal)?;
-            return row.map(|row| decode(&row)).into_iter().collect();
-        }
-        let rows = query.fetch_all(&mut *conn).await.map_err(internal)?;
+        // A read changes nothing, so one that found its connection broken
+        // (a restarted PostgreSQL, say) runs once more, on another one: the
+        // broken one is not lent again (see `connections`).
+        let mut tries = 0;
+        let rows = loop {
+            tries += 1;
+            let query = self.bound_query(sql, binds.to_vec(), bound_limit);
+            let mut conn = self.reader().await?;
+            let rows = if max == 1 {
+                query.fetch_optional(&mut conn).await.map(Vec::from_iter)
+            } else {
+                query.fetch_all(&mut conn).await
+            };
+            match rows {
+                Err(error) if tries == 1 && connection_failed(&error) => {
+                    tracing::debug!(%error, "reading again on another connection");
+                }
+                rows => break rows.map_err(internal)?,
+            }
+        };
         rows.iter().take(max).map(|row| decode(row)).collect()
     }
 
@@ -1283,7 +1296,7 @@ impl Store for SqlStore {
             )
             .bind(org_id.to_string())
             .bind(user_id.to_string())
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await
             .map_err(internal)?;
         let systems: Vec<String> = rows.iter().map(|r| r.get("system")).collect();
@@ -1524,7 +1537,7 @@ impl Store for SqlStore {
             query = query.bind(id.to_string());
         }
         let rows = query
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await
             .map_err(internal)?;
         rows.iter()
@@ -1600,7 +1613,7 @@ impl Store for SqlStore {
         let rows = self
             .query("SELECT group_id FROM memberships WHERE user_id = ?")
             .bind(user_id.to_string())
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await
             .map_err(internal)?;
         rows.iter()
@@ -1674,7 +1687,7 @@ impl Store for SqlStore {
             .query("SELECT id, data FROM api_tokens WHERE kind IN (?, ?)")
             .bind(enum_name(&TokenKind::Exchange)?)
             .bind(enum_name(&TokenKind::Session)?)
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await
             .map_err(internal)?;
         let mut purged = 0;
@@ -1739,7 +1752,7 @@ impl Store for SqlStore {
         .map_err(internal)?;
         self.query_scalar("SELECT value FROM server_secrets WHERE name = ?")
             .bind(name.to_string())
-            .fetch_one(&mut *self.reader().await?)
+            .fetch_one(&mut self.reader().await?)
             .await
             .map_err(internal)
     }
@@ -1920,7 +1933,7 @@ impl Store for SqlStore {
             .bind(enum_name(&RunnerPhase::Active)?)
             .bind(enum_name(&RunnerPhase::Degraded)?)
             .bind(time_text(cutoff))
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await
             .map_err(internal)?;
         rows.iter()
@@ -1938,7 +1951,7 @@ impl Store for SqlStore {
         );
         let rows = self
             .query(&sql)
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await
             .map_err(internal)?;
         rows.iter()
@@ -1983,7 +1996,7 @@ impl Store for SqlStore {
                 "SELECT group_id, role FROM runner_policies WHERE runner_id = ? ORDER BY group_id",
             )
             .bind(runner_id.to_string())
-            .fetch_all(&mut *self.reader().await?)
+            .fetch_all(&mut self.reader().await?)
             .await
             .map_err(internal)?;
         rows.iter()
@@ -2374,12 +2387,12 @@ impl Store for SqlStore {
             Some(channel) => {
                 self.query_scalar("SELECT data FROM releases WHERE channel = ? ORDER BY id")
                     .bind(channel.name().to_string())
-                    .fetch_all(&mut *self.reader().await?)
+                    .fetch_all(&mut self.reader().await?)
                     .await
             }
             None => {
                 self.query_scalar("SELECT data FROM releases ORDER BY id")
-                    .fetch_all(&mut *self.reader().await?)
+                    .fetch_all(&mut self.reader().await?)
                     .await
             }
         }
@@ -2402,7 +2415,7 @@ impl Store for SqlStore {
             .query_scalar("SELECT data FROM release_chunks WHERE release_id = ? AND seq = ?")
             .bind(id.to_string())
             .bind(i64::from(seq))
-            .fetch_optional(&mut *self.reader().await?)
+            .fetch_optional(&mut self.reader().await?)
             .await
             .map_err(internal)?;
         data.map(|text| {
