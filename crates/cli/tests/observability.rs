@@ -367,18 +367,29 @@ async fn metrics_count_traffic_and_runners_and_stay_bounded(database: Option<&Po
             ErrorCode::Unauthenticated,
         );
     }
-    // A call the server forwards to the runner (answered by it).
-    let forwarded = admin
-        .check_authentication_for_host(api::CheckAuthenticationForHostRequest {
-            host: "github.com".into(),
-            runner_id: runner_id.clone(),
-            ..Default::default()
-        })
-        .await;
-    eprintln!(
-        "[seen] CheckAuthenticationForHost: {:?}",
-        forwarded.as_ref().map(|_| ()).map_err(describe)
-    );
+    // A call the server forwards to the runner (answered by it). The runner
+    // reports itself ACTIVE before it opens its request stream, so the
+    // server may answer "unavailable: not connected" for a moment: a client
+    // is told to try again, and so does this one.
+    let (forwarded, _) = eventually(PATIENCE, "a call is forwarded to the runner", || {
+        let admin = admin.clone();
+        let runner_id = runner_id.clone();
+        async move {
+            let forwarded = admin
+                .check_authentication_for_host(api::CheckAuthenticationForHostRequest {
+                    host: "github.com".into(),
+                    runner_id,
+                    ..Default::default()
+                })
+                .await;
+            match forwarded {
+                Err(e) if e.code == ErrorCode::Unavailable => Err(describe(&e)),
+                answered => Ok(answered.map(|_| ()).map_err(|e| describe(&e))),
+            }
+        }
+    })
+    .await;
+    eprintln!("[seen] CheckAuthenticationForHost: {forwarded:?}");
 
     let (_, families) = eventually(PATIENCE, "a heartbeat gap is recorded", || {
         let url = server.url();
