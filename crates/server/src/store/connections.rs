@@ -17,7 +17,9 @@
 //!   on it (it is their [`Executor`]): a connection goes back only if every
 //!   statement ran to its end and none failed for want of a working
 //!   connection; otherwise it is closed and another opened when needed. One
-//!   idle for [`CHECK_WHEN_IDLE_FOR`] is pinged before it is lent again.
+//!   idle for [`CHECK_WHEN_IDLE_FOR`] is pinged before it is lent again, and
+//!   so is every idle one after a connection was found broken (a restarted
+//!   server ends them all).
 //!   PostgreSQL's writes keep sqlx's pool: their transactions run statements
 //!   the lease does not see.
 //!
@@ -182,6 +184,16 @@ impl Connections {
 }
 
 impl Held {
+    /// After one connection was found broken, the idle ones are suspect too
+    /// (a restarted server ends them all): each is checked before it is lent
+    /// again, as if it had idled long.
+    fn suspect_idle(&self) {
+        let long_ago = Instant::now().checked_sub(CHECK_WHEN_IDLE_FOR);
+        for idle in self.idle.lock().expect("idle connections").iter_mut() {
+            idle.since = long_ago.unwrap_or(idle.since);
+        }
+    }
+
     /// An idle connection (checked first if it idled long), or a new one.
     async fn lend(&self) -> sqlx::Result<AnyConnection> {
         loop {
@@ -326,6 +338,9 @@ impl Leased {
                 if held.checked && health != Health::Sound {
                     // Closed by dropping it; its permit lets another open.
                     drop(conn);
+                    if health == Health::Broken {
+                        held.suspect_idle();
+                    }
                 } else {
                     let since = Instant::now();
                     held.idle
@@ -566,6 +581,45 @@ mod tests {
         let second = backend_pid(&connections).await;
         assert_ne!(second, first);
         assert_eq!(connections.opened(), 2);
+        let _ = admin.close().await;
+        connections.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+    async fn a_broken_connection_has_the_idle_ones_checked_before_they_are_lent() {
+        let database = PostgresDatabase::create().await;
+        let connections = checked(&database, 2);
+        // Two connections open, both idle.
+        let (a, b) = (
+            connections.acquire().await.unwrap(),
+            connections.acquire().await.unwrap(),
+        );
+        drop((a, b));
+        assert_eq!(connections.opened(), 2);
+        // The server ends both (as a restart would).
+        let mut admin = AnyConnection::connect(database.url()).await.unwrap();
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(ended, 2);
+        // The first one lent fails its statement; the other, lent next, is
+        // checked first, found ended too and replaced: one failure, not two.
+        let failed = sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&mut connections.acquire().await.unwrap())
+            .await
+            .unwrap_err();
+        assert!(connection_failed(&failed), "{failed}");
+        let answered: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut connections.acquire().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(answered, 1);
+        assert_eq!(connections.opened(), 3);
         let _ = admin.close().await;
         connections.close().await;
     }
