@@ -34,6 +34,19 @@ class RunnerProcess:
         os.killpg(self.proc.pid, sig)
         return self.proc.wait(timeout=20)
 
+    def wait_stream_open(self, timeout: float = 30.0) -> None:
+        """Waits until the runner's request stream is open: the server sends the runner
+        its spec first on every new stream, and the runner logs it. (A runner reports
+        itself ACTIVE a moment before it opens the stream; a call forwarded to it in
+        that moment is answered `unavailable`.)"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                if b"received spec" in f.read():
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"the runner's request stream never opened\n--- runner log ---\n{self.log()}")
+
     def log(self) -> str:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")[-4000:]
@@ -63,11 +76,13 @@ def wait_for(actor, runner_id: str, condition, process: RunnerProcess | None = N
 
 def start_connected_runner(server, actor, provider, extra_args: tuple[str, ...] = ()) -> tuple:
     """Creates a runner, starts its process (with further `corral runner` flags), and
-    waits until it is ACTIVE."""
+    waits until it is ACTIVE and its request stream is open (calls forwarded to it
+    reach it)."""
     created = actor.create_runner(provider=provider)
     process = RunnerProcess(server.url, created.exchange_token, extra_args)
     try:
         runner = wait_for(actor, created.runner.runner_id, lambda r: r.status.phase == rp.RUNNER_PHASE_ACTIVE, process)
+        process.wait_stream_open()
     except BaseException:
         process.close()
         raise
