@@ -1,16 +1,17 @@
 //! Where the store's statements get a connection: [`Connections::acquire`]
 //! lends one out as a [`Lease`].
 //!
-//! sqlx's pool checks every connection handed back to it with a round trip
-//! (a ping) before anyone may use it again. The store holds its connections
-//! itself where that check costs more than it tells:
+//! The store holds its connections itself rather than in sqlx's pool,
+//! because that pool checks every connection handed back to it with a round
+//! trip (a ping) before anyone may use it again, which costs more than it
+//! tells:
 //!
 //! - **SQLite** ([`Connections::held`]): a connection lives in this process,
 //!   with nothing to go stale between two statements, so it goes back as it
 //!   is. perf showed the checks as a third of UpdateRunner's thread
 //!   switches, and on the one writer connection each write waited for the
 //!   check after the write before it.
-//! - **PostgreSQL reads** ([`Connections::checked`]): a connection can find
+//! - **PostgreSQL** ([`Connections::checked`]): a connection can find
 //!   the server gone (restarted, or closed it while idle), and a statement
 //!   cut off half-way (its call cancelled) can leave it out of step. Instead
 //!   of a round trip after every use, the lease watches the statements run
@@ -19,9 +20,10 @@
 //!   connection; otherwise it is closed and another opened when needed. One
 //!   idle for [`CHECK_WHEN_IDLE_FOR`] is pinged before it is lent again, and
 //!   so is every idle one after a connection was found broken (a restarted
-//!   server ends them all).
-//!   PostgreSQL's writes keep sqlx's pool: their transactions run statements
-//!   the lease does not see.
+//!   server ends them all). Statements inside a transaction run on the
+//!   connection itself, unseen; a transaction that does not commit is rolled
+//!   back (below), and the rollback's outcome says whether the connection is
+//!   sound, as sqlx's check after a transaction would.
 //!
 //! A lease dropped inside a transaction (its call was cancelled before it
 //! committed) rolls the transaction back before the connection is lent again,
@@ -37,8 +39,7 @@ use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Either, Execute, Executor, SqlStr};
+use sqlx::{Any, AnyConnection, Connection as _, Either, Execute, Executor, SqlStr};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a statement waits for a free connection (as sqlx's pool does).
@@ -51,15 +52,9 @@ pub const CHECK_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
 /// Opens one more connection, set up as the others.
 pub type Open = Arc<dyn Fn() -> BoxFuture<'static, sqlx::Result<AnyConnection>> + Send + Sync>;
 
-/// Connections to lend: a sqlx pool, or connections held here.
+/// Connections to lend, held here.
 #[derive(Clone)]
-pub struct Connections(Source);
-
-#[derive(Clone)]
-enum Source {
-    Pool(AnyPool),
-    Held(Arc<Held>),
-}
+pub struct Connections(Arc<Held>);
 
 /// Up to `size` connections, opened when first needed. A permit stands for a
 /// connection that is idle or not yet opened; it is given back only after
@@ -84,24 +79,16 @@ struct Idle {
 
 impl fmt::Debug for Connections {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Source::Pool(pool) => f.debug_tuple("Pool").field(pool).finish(),
-            Source::Held(held) => f
-                .debug_struct("Held")
-                .field("size", &held.size)
-                .field("checked", &held.checked)
-                .field("available", &held.permits.available_permits())
-                .finish(),
-        }
+        let held = &self.0;
+        f.debug_struct("Connections")
+            .field("size", &held.size)
+            .field("checked", &held.checked)
+            .field("available", &held.permits.available_permits())
+            .finish()
     }
 }
 
 impl Connections {
-    /// Lends connections from sqlx's `pool`.
-    pub fn pool(pool: AnyPool) -> Self {
-        Self(Source::Pool(pool))
-    }
-
     /// Lends up to `size` connections, each opened by `open` when first
     /// needed and kept open until [`Self::close`]; a connection goes back as
     /// it is (SQLite).
@@ -119,7 +106,7 @@ impl Connections {
 
     fn holding(size: u32, open: Open, checked: bool) -> Self {
         let size = size.max(1);
-        Self(Source::Held(Arc::new(Held {
+        Self(Arc::new(Held {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size as usize)),
             size,
@@ -127,26 +114,21 @@ impl Connections {
             checked,
             #[cfg(test)]
             opened: Default::default(),
-        })))
+        }))
     }
 
     /// A connection of one's own until the lease is dropped; waits while all
     /// are lent, at most [`ACQUIRE_TIMEOUT`].
     pub async fn acquire(&self) -> sqlx::Result<Lease> {
-        let leased = match &self.0 {
-            Source::Pool(pool) => Leased::Pool(pool.acquire().await?),
-            Source::Held(held) => {
-                let permit =
-                    tokio::time::timeout(ACQUIRE_TIMEOUT, held.permits.clone().acquire_owned())
-                        .await
-                        .map_err(|_| sqlx::Error::PoolTimedOut)?
-                        .map_err(|_| sqlx::Error::PoolClosed)?;
-                Leased::Held {
-                    conn: held.lend().await?,
-                    held: held.clone(),
-                    permit,
-                }
-            }
+        let held = &self.0;
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, held.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let leased = Leased {
+            conn: held.lend().await?,
+            held: held.clone(),
+            permit,
         };
         Ok(Lease {
             conn: Some(leased),
@@ -158,28 +140,21 @@ impl Connections {
     /// Waits for the connections lent out to come back, then closes them
     /// all; later acquires fail.
     pub async fn close(&self) {
-        match &self.0 {
-            Source::Pool(pool) => pool.close().await,
-            Source::Held(held) => {
-                if let Ok(all) = held.permits.acquire_many(held.size).await {
-                    all.forget();
-                }
-                held.permits.close();
-                let idle = std::mem::take(&mut *held.idle.lock().expect("idle connections"));
-                for idle in idle {
-                    let _ = idle.conn.close().await;
-                }
-            }
+        let held = &self.0;
+        if let Ok(all) = held.permits.acquire_many(held.size).await {
+            all.forget();
+        }
+        held.permits.close();
+        let idle = std::mem::take(&mut *held.idle.lock().expect("idle connections"));
+        for idle in idle {
+            let _ = idle.conn.close().await;
         }
     }
 
-    /// Connections opened so far (held ones only).
+    /// Connections opened so far.
     #[cfg(test)]
     pub(crate) fn opened(&self) -> u64 {
-        match &self.0 {
-            Source::Pool(_) => 0,
-            Source::Held(held) => held.opened.load(std::sync::atomic::Ordering::Relaxed),
-        }
+        self.0.opened.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -279,13 +254,11 @@ pub struct Lease {
     health: Health,
 }
 
-enum Leased {
-    Pool(PoolConnection<Any>),
-    Held {
-        conn: AnyConnection,
-        held: Arc<Held>,
-        permit: OwnedSemaphorePermit,
-    },
+/// A lent connection, and what to give it back to.
+struct Leased {
+    conn: AnyConnection,
+    held: Arc<Held>,
+    permit: OwnedSemaphorePermit,
 }
 
 impl fmt::Debug for Lease {
@@ -328,29 +301,21 @@ impl Lease {
 
 impl Leased {
     fn give_back(self, health: Health) {
-        match self {
-            Leased::Pool(mut conn) => {
-                if health != Health::Sound {
-                    conn.close_on_drop();
-                }
+        let Leased { conn, held, permit } = self;
+        if held.checked && health != Health::Sound {
+            // Closed by dropping it; its permit lets another open.
+            drop(conn);
+            if health == Health::Broken {
+                held.suspect_idle();
             }
-            Leased::Held { conn, held, permit } => {
-                if held.checked && health != Health::Sound {
-                    // Closed by dropping it; its permit lets another open.
-                    drop(conn);
-                    if health == Health::Broken {
-                        held.suspect_idle();
-                    }
-                } else {
-                    let since = Instant::now();
-                    held.idle
-                        .lock()
-                        .expect("idle connections")
-                        .push(Idle { conn, since });
-                }
-                drop(permit);
-            }
+        } else {
+            let since = Instant::now();
+            held.idle
+                .lock()
+                .expect("idle connections")
+                .push(Idle { conn, since });
         }
+        drop(permit);
     }
 }
 
@@ -457,19 +422,13 @@ impl Deref for Leased {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
-        match self {
-            Leased::Pool(conn) => conn,
-            Leased::Held { conn, .. } => conn,
-        }
+        &self.conn
     }
 }
 
 impl DerefMut for Leased {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        match self {
-            Leased::Pool(conn) => conn,
-            Leased::Held { conn, .. } => conn,
-        }
+        &mut self.conn
     }
 }
 

@@ -86,7 +86,7 @@ impl Writer {
         query: Query<'_, Any, AnyArguments>,
     ) -> sqlx::Result<AnyQueryResult> {
         let done = query
-            .execute(&mut *self.connections.acquire().await?)
+            .execute(&mut self.connections.acquire().await?)
             .await?;
         durable(self.wal.as_ref()).await?;
         Ok(done)
@@ -101,7 +101,7 @@ impl Writer {
         query: Query<'_, Any, AnyArguments>,
     ) -> sqlx::Result<(Vec<AnyRow>, Commit)> {
         let rows = query
-            .fetch_all(&mut *self.connections.acquire().await?)
+            .fetch_all(&mut self.connections.acquire().await?)
             .await?;
         Ok((rows, Commit::count(self.wal.as_ref())))
     }

@@ -1,5 +1,5 @@
-//! Opening the PostgreSQL store: a pool on the server named by a
-//! `postgres://` URL, migrations applied on open. sqlx's PostgreSQL migrator
+//! Opening the PostgreSQL store: connections to the server named by a
+//! `postgres://` URL (held by `connections`), migrations applied on open. sqlx's PostgreSQL migrator
 //! holds an advisory lock while it works, so replicas that start together
 //! migrate one after the other and the later ones find nothing left to do.
 
@@ -7,17 +7,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sqlx::Connection as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgConnectOptions;
+use sqlx::{AnyConnection, Connection as _};
 
-use super::connections::{CHECK_WHEN_IDLE_FOR, Connections, Open};
+use super::connections::{Connections, Open};
 use super::sql::{Dialect, SqlStore};
 
-/// Connections that read at once (the store's own, see `connections`).
+/// Connections that read at once.
 const READERS: u32 = 8;
 
-/// Connections that write at once (sqlx's pool).
+/// Connections that write at once.
 const WRITERS: u32 = 10;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -34,40 +34,31 @@ impl SqlStore {
             options.get_database().unwrap_or("(default database)")
         );
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(WRITERS)
-            // sqlx pings a pooled connection before every use by default: a
-            // network round trip per query. Only one idle for a while is
-            // checked (the server may have restarted or dropped it since).
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= CHECK_WHEN_IDLE_FOR {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect(url)
+        // Connections the store holds, which go back without the round trip
+        // sqlx's pool spends checking each one handed back; a connection
+        // whose statement was cut off or found it broken is closed instead
+        // (see `connections`).
+        let url = url.to_string();
+        let connect = url.clone();
+        let open: Open = Arc::new(move || {
+            let url = connect.clone();
+            Box::pin(async move { AnyConnection::connect(&url).await })
+        });
+        // Migrations on a pool of one connection of their own, closed after:
+        // sqlx's migrator takes a pool, or a connection in a way that cannot
+        // be shown `Send` for the store's spawned opens.
+        let migrating = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {target}"))?;
         MIGRATOR
-            .run(&pool)
+            .run(&migrating)
             .await
             .with_context(|| format!("migrating the PostgreSQL database at {target}"))?;
-        // Reads run on connections the store holds, which go back without
-        // the round trip sqlx's pool spends checking each one handed back
-        // (see `connections`); writes keep the pool.
-        let url = url.to_string();
-        let open: Open = Arc::new(move || {
-            let url = url.clone();
-            Box::pin(async move { sqlx::AnyConnection::connect(&url).await })
-        });
-        Ok(Self::new(
-            Connections::checked(READERS, open),
-            Connections::pool(pool),
-            None,
-            Dialect::Postgres,
-        ))
+        migrating.close().await;
+        let readers = Connections::checked(READERS, open.clone());
+        let writer = Connections::checked(WRITERS, open);
+        Ok(Self::new(readers, writer, None, Dialect::Postgres))
     }
 }

@@ -152,8 +152,9 @@ pub struct SqlStore {
     direct: Option<DirectReads>,
     /// For writes: on SQLite one connection, so that writers queue
     /// here, in order, instead of each holding a connection and sleeping in
-    /// SQLite's busy handler until the file lock is free; on PostgreSQL the
-    /// same pool as reads. Every write goes through it (see `group_commit`).
+    /// SQLite's busy handler until the file lock is free; on PostgreSQL
+    /// connections of their own beside the readers'. Every write goes
+    /// through it (see `group_commit`).
     writer: Writer,
     dialect: Dialect,
     /// Runners read recently (GetRunner is the hottest read).
