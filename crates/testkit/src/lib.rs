@@ -117,6 +117,26 @@ impl PostgresDatabase {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Ends every connection to the database, as a restart of the server
+    /// would; returns how many it ended.
+    pub async fn end_connections(&self) -> i64 {
+        let mut admin = self
+            .server
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.server.shown()));
+        let ended = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1) AS ended",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("ending the connections to {}: {e}", self.name));
+        let _ = admin.close().await;
+        ended
+    }
 }
 
 impl Drop for PostgresDatabase {

@@ -1557,18 +1557,10 @@ async fn a_read_whose_connection_the_server_ended_reads_again_on_postgres() {
     };
     assert_eq!(read().await, ("r".to_string(), 1));
 
-    let mut admin = sqlx::AnyConnection::connect(database.url()).await.unwrap();
-    let ended: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
+    let ended = database.end_connections().await;
     assert!(ended >= 1, "no connection of the store's was ended");
     assert_eq!(read().await, ("r".to_string(), 1));
     assert_eq!(read().await, ("r".to_string(), 1));
-    let _ = sqlx::Connection::close(admin).await;
     store.close().await;
 }
 

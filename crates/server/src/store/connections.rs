@@ -52,6 +52,15 @@ pub const CHECK_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
 /// Opens one more connection, set up as the others.
 pub type Open = Arc<dyn Fn() -> BoxFuture<'static, sqlx::Result<AnyConnection>> + Send + Sync>;
 
+/// Opens connections to `url` as they are, with nothing set up after.
+pub fn connecting_to(url: &str) -> Open {
+    let url = url.to_string();
+    Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move { AnyConnection::connect(&url).await })
+    })
+}
+
 /// Connections to lend, held here.
 #[derive(Clone)]
 pub struct Connections(Arc<Held>);
@@ -448,22 +457,16 @@ impl DerefMut for Lease {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use corral_testkit::PostgresDatabase;
     use sqlx::{AnyConnection, Connection as _, Executor as _};
 
-    use super::{Connections, Open, connection_failed};
+    use super::{Connections, connecting_to, connection_failed};
 
     fn checked(database: &PostgresDatabase, size: u32) -> Connections {
         sqlx::any::install_default_drivers();
-        let url = database.url().to_string();
-        let open: Open = Arc::new(move || {
-            let url = url.clone();
-            Box::pin(async move { AnyConnection::connect(&url).await })
-        });
-        Connections::checked(size, open)
+        Connections::checked(size, connecting_to(database.url()))
     }
 
     async fn backend_pid(connections: &Connections) -> i32 {
@@ -557,15 +560,7 @@ mod tests {
         drop((a, b));
         assert_eq!(connections.opened(), 2);
         // The server ends both (as a restart would).
-        let mut admin = AnyConnection::connect(database.url()).await.unwrap();
-        let ended: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
-        )
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-        assert_eq!(ended, 2);
+        assert_eq!(database.end_connections().await, 2);
         // The first one lent fails its statement; the other, lent next, is
         // checked first, found ended too and replaced: one failure, not two.
         let failed = sqlx::query_scalar::<_, i32>("SELECT 1")
@@ -579,7 +574,6 @@ mod tests {
             .unwrap();
         assert_eq!(answered, 1);
         assert_eq!(connections.opened(), 3);
-        let _ = admin.close().await;
         connections.close().await;
     }
 }

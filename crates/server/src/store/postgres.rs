@@ -4,14 +4,12 @@
 //! migrate one after the other and the later ones find nothing left to do.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{AnyConnection, Connection as _};
 
-use super::connections::{Connections, Open};
+use super::connections::{Connections, connecting_to};
 use super::sql::{Dialect, SqlStore};
 
 /// Connections that read at once.
@@ -38,18 +36,13 @@ impl SqlStore {
         // sqlx's pool spends checking each one handed back; a connection
         // whose statement was cut off or found it broken is closed instead
         // (see `connections`).
-        let url = url.to_string();
-        let connect = url.clone();
-        let open: Open = Arc::new(move || {
-            let url = connect.clone();
-            Box::pin(async move { AnyConnection::connect(&url).await })
-        });
+        let open = connecting_to(url);
         // Migrations on a pool of one connection of their own, closed after:
         // sqlx's migrator takes a pool, or a connection in a way that cannot
         // be shown `Send` for the store's spawned opens.
         let migrating = AnyPoolOptions::new()
             .max_connections(1)
-            .connect(&url)
+            .connect(url)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {target}"))?;
         MIGRATOR

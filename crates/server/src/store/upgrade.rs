@@ -391,12 +391,8 @@ where
         .unwrap();
     migrate_to_old_schema(&pool, dialect).await;
     pool.close().await;
-    let url = url.to_string();
-    let connect: super::connections::Open = Arc::new(move || {
-        let url = url.clone();
-        Box::pin(async move { <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await })
-    });
-    let connections = super::connections::Connections::held(1, connect);
+    let connections =
+        super::connections::Connections::held(1, super::connections::connecting_to(url));
     let old = SqlStore::new(connections.clone(), connections, None, dialect);
     let written = write_old_records(&old).await;
     old.close().await;
