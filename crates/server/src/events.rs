@@ -21,16 +21,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::domain::ChangeEvent;
+use crate::store::connections::{Connections, connecting_to};
 
 /// The PostgreSQL channel that carries change events between replicas.
 pub const CHANNEL: &str = "corral_events";
 /// The PostgreSQL channel on which replicas tell each other that callers changed.
 pub const CALLERS_CHANNEL: &str = "corral_callers";
+/// Connections that publish at once.
+const PUBLISHERS: u32 = 2;
 /// Events a slow watcher may fall behind by before it is dropped.
 const BUFFER: usize = 4096;
 
@@ -44,8 +47,22 @@ pub struct EventHub {
 }
 
 struct Postgres {
-    pool: PgPool,
+    /// Held as the store holds its own: a notification is one round trip,
+    /// without the check sqlx's pool makes around each use.
+    publisher: Connections,
     listener: JoinHandle<()>,
+}
+
+impl Postgres {
+    /// `NOTIFY` on `channel` with `payload`.
+    async fn notify(&self, channel: &str, payload: String) -> sqlx::Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&mut self.publisher.acquire().await?)
+            .await?;
+        Ok(())
+    }
 }
 
 impl Drop for EventHub {
@@ -69,10 +86,10 @@ impl EventHub {
 
     /// Events of every replica on the PostgreSQL database at `url`.
     pub async fn postgres(url: &str) -> anyhow::Result<Arc<Self>> {
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+        sqlx::any::install_default_drivers();
+        let publisher = Connections::checked(PUBLISHERS, connecting_to(url));
+        publisher
+            .acquire()
             .await
             .context("connecting the change-event publisher to PostgreSQL")?;
         let mut listener = PgListener::connect(url)
@@ -89,7 +106,10 @@ impl EventHub {
             local,
             callers,
             closed: watch::channel(false).0,
-            postgres: Some(Postgres { pool, listener }),
+            postgres: Some(Postgres {
+                publisher,
+                listener,
+            }),
         }))
     }
 
@@ -108,11 +128,7 @@ impl EventHub {
                 return;
             }
         };
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(payload)
-            .execute(&pg.pool)
-            .await;
+        let sent = pg.notify(CHANNEL, payload).await;
         if let Err(err) = sent {
             // Watchers on this replica at least hear of it.
             tracing::warn!(%err, "could not announce a change to other replicas");
@@ -126,10 +142,7 @@ impl EventHub {
         let Some(pg) = &self.postgres else {
             return;
         };
-        let sent = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CALLERS_CHANNEL)
-            .execute(&pg.pool)
-            .await;
+        let sent = pg.notify(CALLERS_CHANNEL, String::new()).await;
         if let Err(err) = sent {
             // They forget by themselves within `--caller-ttl`.
             tracing::warn!(%err, "could not tell other replicas that callers changed");
