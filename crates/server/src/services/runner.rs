@@ -368,7 +368,14 @@ impl api::RunnerService for Runners {
         }
         let state = self.state.clone();
         let name = req.name.clone();
-        let connected = self.state.hub.is_connected(id).await;
+        // Whether the runner is connected matters only to a desired phase;
+        // asking costs a round trip to the bus on PostgreSQL.
+        let connected = match desired {
+            Some(phase) if phase != RunnerPhase::Unspecified => {
+                self.state.hub.is_connected(id).await
+            }
+            _ => false,
+        };
         let updated = access
             .update_runner(
                 id,
