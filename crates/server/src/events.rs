@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::domain::ChangeEvent;
-use crate::store::connections::{Connections, connecting_to};
+use crate::store::connections::{Connections, connecting_to, connection_failed};
 
 /// The PostgreSQL channel that carries change events between replicas.
 pub const CHANNEL: &str = "corral_events";
@@ -54,8 +54,17 @@ struct Postgres {
 }
 
 impl Postgres {
-    /// `NOTIFY` on `channel` with `payload`.
+    /// `NOTIFY` on `channel` with `payload`; once more, on another
+    /// connection, when the one it took had been lost (a restart of the
+    /// server ends them all): a notification is not stored anywhere else.
     async fn notify(&self, channel: &str, payload: String) -> sqlx::Result<()> {
+        match self.notify_once(channel, payload.clone()).await {
+            Err(err) if connection_failed(&err) => self.notify_once(channel, payload).await,
+            sent => sent,
+        }
+    }
+
+    async fn notify_once(&self, channel: &str, payload: String) -> sqlx::Result<()> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(channel)
             .bind(payload)
@@ -262,6 +271,36 @@ mod tests {
         assert_eq!(next(&mut on_b).await, second);
         // Each event once: nothing else is waiting.
         assert!(on_a.try_recv().is_err() && on_b.try_recv().is_err());
+        drop((a, b));
+    }
+
+    /// A replica whose publishing connections the server ended (as a
+    /// restart does) still gets its next change to the other replicas.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+    async fn a_change_published_after_the_connection_was_lost_still_crosses() {
+        use sqlx::Connection as _;
+        let database = PostgresDatabase::create().await;
+        let a = EventHub::postgres(database.url()).await.unwrap();
+        let b = EventHub::postgres(database.url()).await.unwrap();
+        let (mut on_b, _) = b.subscribe();
+        let first = change();
+        a.publish(first.clone()).await;
+        assert_eq!(next(&mut on_b).await, first);
+        // End the publishers' connections only: the listeners stay.
+        let mut admin = sqlx::PgConnection::connect(database.url()).await.unwrap();
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND query LIKE 'SELECT pg_notify%') AS ended",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(ended >= 1, "a publishing connection was open");
+        let second = change();
+        a.publish(second.clone()).await;
+        assert_eq!(next(&mut on_b).await, second);
         drop((a, b));
     }
 
