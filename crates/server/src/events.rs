@@ -57,14 +57,14 @@ impl Postgres {
     /// `NOTIFY` on `channel` with `payload`; once more, on another
     /// connection, when the one it took had been lost (a restart of the
     /// server ends them all): a notification is not stored anywhere else.
-    async fn notify(&self, channel: &str, payload: String) -> sqlx::Result<()> {
-        match self.notify_once(channel, payload.clone()).await {
+    async fn notify(&self, channel: &str, payload: &str) -> sqlx::Result<()> {
+        match self.notify_once(channel, payload).await {
             Err(err) if connection_failed(&err) => self.notify_once(channel, payload).await,
             sent => sent,
         }
     }
 
-    async fn notify_once(&self, channel: &str, payload: String) -> sqlx::Result<()> {
+    async fn notify_once(&self, channel: &str, payload: &str) -> sqlx::Result<()> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(channel)
             .bind(payload)
@@ -137,7 +137,7 @@ impl EventHub {
                 return;
             }
         };
-        let sent = pg.notify(CHANNEL, payload).await;
+        let sent = pg.notify(CHANNEL, &payload).await;
         if let Err(err) = sent {
             // Watchers on this replica at least hear of it.
             tracing::warn!(%err, "could not announce a change to other replicas");
@@ -151,7 +151,7 @@ impl EventHub {
         let Some(pg) = &self.postgres else {
             return;
         };
-        let sent = pg.notify(CALLERS_CHANNEL, String::new()).await;
+        let sent = pg.notify(CALLERS_CHANNEL, "").await;
         if let Err(err) = sent {
             // They forget by themselves within `--caller-ttl`.
             tracing::warn!(%err, "could not tell other replicas that callers changed");
@@ -251,14 +251,20 @@ mod tests {
             .unwrap();
     }
 
+    /// Two replicas' hubs on a database of their own.
+    async fn two_replicas() -> (PostgresDatabase, Arc<EventHub>, Arc<EventHub>) {
+        let database = PostgresDatabase::create().await;
+        let a = EventHub::postgres(database.url()).await.unwrap();
+        let b = EventHub::postgres(database.url()).await.unwrap();
+        (database, a, b)
+    }
+
     /// Two replicas on one PostgreSQL database: a change published on one
     /// reaches the watchers of both, once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn changes_cross_replicas() {
-        let database = PostgresDatabase::create().await;
-        let a = EventHub::postgres(database.url()).await.unwrap();
-        let b = EventHub::postgres(database.url()).await.unwrap();
+        let (_database, a, b) = two_replicas().await;
         let (mut on_a, _) = a.subscribe();
         let (mut on_b, _) = b.subscribe();
         let first = change();
@@ -279,24 +285,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn a_change_published_after_the_connection_was_lost_still_crosses() {
-        use sqlx::Connection as _;
-        let database = PostgresDatabase::create().await;
-        let a = EventHub::postgres(database.url()).await.unwrap();
-        let b = EventHub::postgres(database.url()).await.unwrap();
+        let (database, a, b) = two_replicas().await;
         let (mut on_b, _) = b.subscribe();
         let first = change();
         a.publish(first.clone()).await;
         assert_eq!(next(&mut on_b).await, first);
         // End the publishers' connections only: the listeners stay.
-        let mut admin = sqlx::PgConnection::connect(database.url()).await.unwrap();
-        let ended: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid() \
-             AND query LIKE 'SELECT pg_notify%') AS ended",
-        )
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
+        let ended = database
+            .end_connections_whose_last_statement_starts("SELECT pg_notify")
+            .await;
         assert!(ended >= 1, "a publishing connection was open");
         let second = change();
         a.publish(second.clone()).await;
@@ -308,9 +305,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn callers_changed_reaches_every_replica() {
-        let database = PostgresDatabase::create().await;
-        let a = EventHub::postgres(database.url()).await.unwrap();
-        let b = EventHub::postgres(database.url()).await.unwrap();
+        let (_database, a, b) = two_replicas().await;
         let mut on_b = b.subscribe_callers();
         let (mut events_on_b, _) = b.subscribe();
         a.publish_callers_changed().await;

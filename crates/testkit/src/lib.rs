@@ -121,6 +121,13 @@ impl PostgresDatabase {
     /// Ends every connection to the database, as a restart of the server
     /// would; returns how many it ended.
     pub async fn end_connections(&self) -> i64 {
+        self.end_connections_whose_last_statement_starts("").await
+    }
+
+    /// Ends the connections to the database whose last statement began with
+    /// `prefix` (all of them for ""), as a restart of the server would end
+    /// them; returns how many it ended.
+    pub async fn end_connections_whose_last_statement_starts(&self, prefix: &str) -> i64 {
         let mut admin = self
             .server
             .connect()
@@ -128,9 +135,10 @@ impl PostgresDatabase {
             .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.server.shown()));
         let ended = sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1) AS ended",
+             WHERE datname = $1 AND starts_with(query, $2)) AS ended",
         )
         .bind(&self.name)
+        .bind(prefix)
         .fetch_one(&mut admin)
         .await
         .unwrap_or_else(|e| panic!("ending the connections to {}: {e}", self.name));
