@@ -204,7 +204,7 @@ impl Access {
         self.note_subject(id);
         let runner = self.load_runner(id).await?;
         let target = self.runner_target(&runner).await?;
-        self.check(resource, action, target, format!("runner {id}"))?;
+        self.check(resource, action, target, format_args!("runner {id}"))?;
         Ok(runner)
     }
 

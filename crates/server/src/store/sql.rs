@@ -853,9 +853,17 @@ fn of_runners_matching(
 
 /// A runner with its status: the record (`runners.data`) and the status
 /// (`runner_status.data`) live apart, so that a status report writes a small
-/// row. Selects `id`, `data` (the record) and `status`.
-const RUNNER_SELECT: &str = "SELECT r.id AS id, r.data AS data, s.data AS status \
-     FROM runners r LEFT JOIN runner_status s ON s.runner_id = r.id";
+/// row. Selects `id`, `data` (the record) and `status`. A macro, so that
+/// [`RUNNER_BY_ID`] is written once at compile time, not formatted per read.
+macro_rules! runner_select {
+    () => {
+        "SELECT r.id AS id, r.data AS data, s.data AS status \
+         FROM runners r LEFT JOIN runner_status s ON s.runner_id = r.id"
+    };
+}
+const RUNNER_SELECT: &str = runner_select!();
+/// One runner by its id.
+const RUNNER_BY_ID: &str = concat!(runner_select!(), " WHERE r.id = ?");
 
 /// An audit event as the columns of its row.
 struct AuditRow {
@@ -1072,7 +1080,7 @@ impl SqlStore {
             // statement, one hand-off to the SQLite thread instead of two.
             Dialect::Sqlite => {
                 let row = self
-                    .query(&format!("{RUNNER_SELECT} WHERE r.id = ?"))
+                    .query(RUNNER_BY_ID)
                     .bind(id.to_string())
                     .fetch_optional(&mut *tx)
                     .await
@@ -1839,13 +1847,7 @@ impl Store for SqlStore {
             Err(ticket) => ticket,
         };
         let runner = self
-            .read_rows(
-                &format!("{RUNNER_SELECT} WHERE r.id = ?"),
-                &[id.to_string()],
-                None,
-                1,
-                &runner_from_row,
-            )
+            .read_rows(RUNNER_BY_ID, &[id.to_string()], None, 1, &runner_from_row)
             .await?
             .pop()
             .ok_or(StoreError::NotFound("runner"))?;
