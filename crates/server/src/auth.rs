@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::crypto;
 use crate::domain::{OrgRole, Subject, Timestamp, TokenKind, User, UserStatus};
 use crate::events::EventHub;
+use crate::expiring::Expiring;
 use crate::store::Store;
 
 /// Who is calling, resolved from the bearer token.
@@ -70,7 +71,7 @@ pub const LAST_USE_RESOLUTION: chrono::Duration = chrono::Duration::seconds(60);
 pub const DEFAULT_CALLER_TTL: Duration = Duration::from_secs(10);
 
 /// How many resolved callers one replica keeps.
-const CALLER_CAPACITY: u64 = 10_000;
+const CALLER_CAPACITY: usize = 10_000;
 
 /// How often the uses of tokens are written to the store, in one transaction.
 const USE_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
@@ -99,7 +100,7 @@ struct Resolved {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     /// By token hash; not used when the TTL is zero.
-    callers: moka::sync::Cache<String, Arc<Resolved>>,
+    callers: Expiring<String, Arc<Resolved>>,
     ttl: Duration,
     /// Bumped by [`Self::forget_callers`]: a caller read in an older
     /// generation is not used, even if it was stored after the bump (its
@@ -144,10 +145,7 @@ impl Authenticator {
     fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
         Self {
             store,
-            callers: moka::sync::Cache::builder()
-                .max_capacity(CALLER_CAPACITY)
-                .time_to_live(ttl.max(Duration::from_millis(1)))
-                .build(),
+            callers: Expiring::new(CALLER_CAPACITY, ttl),
             ttl,
             generation: AtomicU64::new(0),
             pending_uses: Mutex::new(HashMap::new()),
@@ -158,7 +156,7 @@ impl Authenticator {
     /// resolves its token again.
     pub fn forget_callers(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.callers.invalidate_all();
+        self.callers.clear();
     }
 
     /// Writes the queued uses of tokens (also when the server stops).

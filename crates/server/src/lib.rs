@@ -19,6 +19,7 @@ pub mod domain;
 pub mod duties;
 pub mod errors;
 pub mod events;
+pub mod expiring;
 pub mod liveness;
 pub mod metrics;
 pub mod oauth_flow;

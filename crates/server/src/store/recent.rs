@@ -16,17 +16,19 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::expiring::Expiring;
+
 /// How long a record read from the database is served from memory.
 pub const RECENT_TTL: Duration = Duration::from_secs(1);
 
 /// How many records of one kind are kept.
-const CAPACITY: u64 = 20_000;
+const CAPACITY: usize = 20_000;
 
 /// How many stripes the keys' write counts are kept in.
 const STRIPES: usize = 64;
 
 pub struct Recent<K, V> {
-    entries: moka::sync::Cache<K, V>,
+    entries: Expiring<K, V>,
     /// Writes so far, per stripe of keys; guarded so that "no write since
     /// the read began, keep it" and "a write, forget it" cannot interleave.
     writes: Mutex<[u64; STRIPES]>,
@@ -44,15 +46,12 @@ pub struct ReadTicket {
 
 impl<K, V> Recent<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     pub fn new() -> Self {
         Self {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(CAPACITY)
-                .time_to_live(RECENT_TTL)
-                .build(),
+            entries: Expiring::new(CAPACITY, RECENT_TTL),
             writes: Mutex::new([0; STRIPES]),
             stripes: BuildHasherDefault::default(),
         }
@@ -106,7 +105,7 @@ where
         if alone {
             self.entries.insert(key, value);
         } else {
-            self.entries.invalidate(&key);
+            self.entries.remove(&key);
         }
     }
 
@@ -116,13 +115,13 @@ where
         let stripe = self.stripe(key);
         let mut writes = self.lock();
         writes[stripe] += 1;
-        self.entries.invalidate(key);
+        self.entries.remove(key);
     }
 
     /// Forgets everything (tests that read past memory).
     #[cfg(test)]
     pub fn forget_all(&self) {
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, [u64; STRIPES]> {
@@ -132,7 +131,7 @@ where
 
 impl<K, V> Default for Recent<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     fn default() -> Self {
