@@ -10,8 +10,12 @@
 //!   Rows a replica missed while its listening connection was down are picked
 //!   up when it reconnects, and again by a periodic look for strays.
 //!
-//! The bus uses its own small pool on the database URL, and the listener its
-//! own connection, so that neither competes with the store's queries.
+//! The bus holds its own few connections to the database (as the store holds
+//! its own, `store::connections`: a statement is one round trip, without the
+//! check sqlx's pool makes before lending a connection and after it comes
+//! back), and the listener its own, so that neither competes with the
+//! store's queries. A statement whose connection had been lost (a restart of
+//! PostgreSQL ends them all) runs once more on another one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,13 +25,19 @@ use anyhow::Context;
 use async_trait::async_trait;
 use buffa::Message as _;
 use corral_api::corral::v1 as runner_api;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::any::{Any, AnyArguments, AnyRow};
+use sqlx::postgres::PgListener;
+use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{Bus, Message, ReplicaId};
+use crate::store::connections::{Connections, connecting_to, connection_failed};
+
+/// Connections the bus holds.
+const CONNECTIONS: u32 = 4;
 
 /// How often a replica says it is alive (and looks for stray messages).
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -48,7 +58,7 @@ pub struct PgBus {
 
 struct Inner {
     replica: ReplicaId,
-    pool: PgPool,
+    connections: Connections,
     inbox: mpsc::UnboundedSender<Message>,
 }
 
@@ -61,17 +71,17 @@ impl PgBus {
     /// Joins the fleet on the database at `url`: registers this replica,
     /// listens on its channel, and starts the heartbeat.
     pub async fn start(url: &str) -> anyhow::Result<Arc<Self>> {
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+        sqlx::any::install_default_drivers();
+        let connections = Connections::checked(CONNECTIONS, connecting_to(url));
+        connections
+            .acquire()
             .await
             .context("connecting the replica bus to PostgreSQL")?;
         let replica = Uuid::now_v7();
         let (sender, receiver) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             replica,
-            pool,
+            connections,
             inbox: sender,
         });
         inner.heartbeat().await.context("registering the replica")?;
@@ -110,14 +120,44 @@ impl Drop for PgBus {
     }
 }
 
+/// A statement of the bus, built anew for each try.
+type Statement<'a> = &'a (dyn Fn() -> Query<'static, Any, AnyArguments> + Sync);
+
 impl Inner {
+    /// Runs `statement` (see the module's documentation for the second try);
+    /// how many rows it changed.
+    async fn execute(&self, statement: Statement<'_>) -> sqlx::Result<u64> {
+        let once = || async {
+            let mut conn = self.connections.acquire().await?;
+            Ok(statement().execute(&mut conn).await?.rows_affected())
+        };
+        match once().await {
+            Err(err) if connection_failed(&err) => once().await,
+            done => done,
+        }
+    }
+
+    /// Runs `statement` as [`Self::execute`] does; the rows it returned.
+    async fn fetch_all(&self, statement: Statement<'_>) -> sqlx::Result<Vec<AnyRow>> {
+        let once = || async {
+            let mut conn = self.connections.acquire().await?;
+            statement().fetch_all(&mut conn).await
+        };
+        match once().await {
+            Err(err) if connection_failed(&err) => once().await,
+            done => done,
+        }
+    }
+
     async fn heartbeat(&self) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO replicas (id, started_at, seen_at) VALUES ($1::uuid, now(), now())
-             ON CONFLICT (id) DO UPDATE SET seen_at = now()",
-        )
-        .bind(self.replica.to_string())
-        .execute(&self.pool)
+        let replica = self.replica.to_string();
+        self.execute(&|| {
+            sqlx::query(
+                "INSERT INTO replicas (id, started_at, seen_at) VALUES ($1::uuid, now(), now())
+                 ON CONFLICT (id) DO UPDATE SET seen_at = now()",
+            )
+            .bind(replica.clone())
+        })
         .await?;
         Ok(())
     }
@@ -174,13 +214,16 @@ impl Inner {
             "DELETE FROM runner_messages WHERE target = $1::uuid AND {condition}
              RETURNING id, channel, runner_id::text AS runner_id, payload"
         );
-        let query = sqlx::query(AssertSqlSafe(sql)).bind(self.replica.to_string());
-        let query = match which {
-            Take::One(id) => query.bind(id),
-            Take::All => query,
-            Take::Strays => query.bind(STRAY_AFTER_SECS),
+        let replica = self.replica.to_string();
+        let statement = || {
+            let query = sqlx::query(AssertSqlSafe(sql.clone())).bind(replica.clone());
+            match which {
+                Take::One(id) => query.bind(id),
+                Take::All => query,
+                Take::Strays => query.bind(STRAY_AFTER_SECS),
+            }
         };
-        let rows = match query.fetch_all(&self.pool).await {
+        let rows = match self.fetch_all(&statement).await {
             Ok(rows) => rows,
             Err(err) => {
                 tracing::warn!(error = %err, "taking replica messages failed; they wait for the next look");
@@ -191,8 +234,8 @@ impl Inner {
         for row in rows {
             let id: i64 = row.get("id");
             match decode(
-                row.get("channel"),
-                row.get("runner_id"),
+                &row.get::<String, _>("channel"),
+                &row.get::<String, _>("runner_id"),
                 row.get::<Vec<u8>, _>("payload"),
             ) {
                 Ok(message) => messages.push((id, message)),
@@ -209,6 +252,7 @@ impl Inner {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Take {
     /// The message with this id (its notification arrived).
     One(i64),
@@ -256,31 +300,37 @@ impl Bus for PgBus {
     }
 
     async fn announce(&self, runner_id: Uuid, connection: u64) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO runner_connections (runner_id, replica_id, connection_id, since)
-             VALUES ($1::uuid, $2::uuid, $3, now())
-             ON CONFLICT (runner_id) DO UPDATE
-             SET replica_id = EXCLUDED.replica_id, connection_id = EXCLUDED.connection_id,
-                 since = EXCLUDED.since",
-        )
-        .bind(runner_id.to_string())
-        .bind(self.inner.replica.to_string())
-        .bind(connection as i64)
-        .execute(&self.inner.pool)
-        .await?;
+        let (runner_id, replica) = (runner_id.to_string(), self.inner.replica.to_string());
+        self.inner
+            .execute(&|| {
+                sqlx::query(
+                    "INSERT INTO runner_connections (runner_id, replica_id, connection_id, since)
+                     VALUES ($1::uuid, $2::uuid, $3, now())
+                     ON CONFLICT (runner_id) DO UPDATE
+                     SET replica_id = EXCLUDED.replica_id, connection_id = EXCLUDED.connection_id,
+                         since = EXCLUDED.since",
+                )
+                .bind(runner_id.clone())
+                .bind(replica.clone())
+                .bind(connection as i64)
+            })
+            .await?;
         Ok(())
     }
 
     async fn withdraw(&self, runner_id: Uuid, connection: u64) -> anyhow::Result<()> {
-        sqlx::query(
-            "DELETE FROM runner_connections
-             WHERE runner_id = $1::uuid AND replica_id = $2::uuid AND connection_id = $3",
-        )
-        .bind(runner_id.to_string())
-        .bind(self.inner.replica.to_string())
-        .bind(connection as i64)
-        .execute(&self.inner.pool)
-        .await?;
+        let (runner_id, replica) = (runner_id.to_string(), self.inner.replica.to_string());
+        self.inner
+            .execute(&|| {
+                sqlx::query(
+                    "DELETE FROM runner_connections
+                     WHERE runner_id = $1::uuid AND replica_id = $2::uuid AND connection_id = $3",
+                )
+                .bind(runner_id.clone())
+                .bind(replica.clone())
+                .bind(connection as i64)
+            })
+            .await?;
         Ok(())
     }
 
@@ -288,42 +338,58 @@ impl Bus for PgBus {
         if runner_ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let ids: Vec<String> = runner_ids.iter().map(Uuid::to_string).collect();
-        let rows = sqlx::query(
-            "SELECT c.runner_id::text AS runner_id, c.replica_id::text AS replica_id
-             FROM runner_connections c JOIN replicas r ON r.id = c.replica_id
-             WHERE c.runner_id = ANY($1::text[]::uuid[])
-               AND r.seen_at > now() - make_interval(secs => $2)",
-        )
-        .bind(ids)
-        .bind(REPLICA_TTL.as_secs_f64())
-        .fetch_all(&self.inner.pool)
-        .await?;
+        // One text of ids, split by the server: sqlx's `Any` driver, which
+        // the held connections speak, binds no arrays.
+        let ids = runner_ids
+            .iter()
+            .map(Uuid::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let rows = self
+            .inner
+            .fetch_all(&|| {
+                sqlx::query(
+                    "SELECT c.runner_id::text AS runner_id, c.replica_id::text AS replica_id
+                     FROM runner_connections c JOIN replicas r ON r.id = c.replica_id
+                     WHERE c.runner_id = ANY(string_to_array($1, ',')::uuid[])
+                       AND r.seen_at > now() - make_interval(secs => $2)",
+                )
+                .bind(ids.clone())
+                .bind(REPLICA_TTL.as_secs_f64())
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok((
-                    Uuid::parse_str(row.get("runner_id"))?,
-                    Uuid::parse_str(row.get("replica_id"))?,
+                    Uuid::parse_str(&row.get::<String, _>("runner_id"))?,
+                    Uuid::parse_str(&row.get::<String, _>("replica_id"))?,
                 ))
             })
             .collect()
     }
 
+    /// A message whose connection was lost is sent again on another (see
+    /// the module's documentation): should the first have been stored
+    /// after all, the message arrives twice, which a runner's request (by
+    /// its id) and a forwarded answer (to a call already answered) bear.
     async fn send(&self, to: ReplicaId, message: Message) -> anyhow::Result<()> {
         let (kind, runner_id, payload) = encode(&message);
-        sqlx::query(
-            "WITH m AS (
-                 INSERT INTO runner_messages (channel, target, runner_id, payload)
-                 VALUES ($1, $2::uuid, $3::uuid, $4) RETURNING id)
-             SELECT pg_notify($5, m.id::text) FROM m",
-        )
-        .bind(kind)
-        .bind(to.to_string())
-        .bind(runner_id.to_string())
-        .bind(payload)
-        .bind(channel(to))
-        .execute(&self.inner.pool)
-        .await?;
+        let (to_text, runner_id, to_channel) = (to.to_string(), runner_id.to_string(), channel(to));
+        self.inner
+            .execute(&|| {
+                sqlx::query(
+                    "WITH m AS (
+                         INSERT INTO runner_messages (channel, target, runner_id, payload)
+                         VALUES ($1, $2::uuid, $3::uuid, $4) RETURNING id)
+                     SELECT pg_notify($5, m.id::text) FROM m",
+                )
+                .bind(kind)
+                .bind(to_text.clone())
+                .bind(runner_id.clone())
+                .bind(payload.clone())
+                .bind(to_channel.clone())
+            })
+            .await?;
         Ok(())
     }
 
@@ -332,20 +398,25 @@ impl Bus for PgBus {
     }
 
     async fn cleanup(&self) -> anyhow::Result<u64> {
-        let messages = sqlx::query(
-            "DELETE FROM runner_messages WHERE created_at < now() - make_interval(secs => $1)",
-        )
-        .bind(MESSAGE_TTL_SECS)
-        .execute(&self.inner.pool)
-        .await?
-        .rows_affected();
+        let messages = self
+            .inner
+            .execute(&|| {
+                sqlx::query(
+                    "DELETE FROM runner_messages WHERE created_at < now() - make_interval(secs => $1)",
+                )
+                .bind(MESSAGE_TTL_SECS)
+            })
+            .await?;
         // Their runner_connections go with them (ON DELETE CASCADE).
-        let replicas =
-            sqlx::query("DELETE FROM replicas WHERE seen_at < now() - make_interval(secs => $1)")
+        let replicas = self
+            .inner
+            .execute(&|| {
+                sqlx::query(
+                    "DELETE FROM replicas WHERE seen_at < now() - make_interval(secs => $1)",
+                )
                 .bind(DEAD_REPLICA_TTL_SECS)
-                .execute(&self.inner.pool)
-                .await?
-                .rows_affected();
+            })
+            .await?;
         Ok(messages + replicas)
     }
 
@@ -353,17 +424,23 @@ impl Bus for PgBus {
         self.stop_tasks();
         let replica = self.inner.replica.to_string();
         // The replica's runner_connections go with it (ON DELETE CASCADE).
-        let result = sqlx::query("DELETE FROM replicas WHERE id = $1::uuid")
-            .bind(&replica)
-            .execute(&self.inner.pool)
+        let result = self
+            .inner
+            .execute(&|| {
+                sqlx::query("DELETE FROM replicas WHERE id = $1::uuid").bind(replica.clone())
+            })
             .await;
         if let Err(err) = result {
             tracing::warn!(error = %err, "could not leave the replica fleet cleanly");
         }
-        let _ = sqlx::query("DELETE FROM runner_messages WHERE target = $1::uuid")
-            .bind(&replica)
-            .execute(&self.inner.pool)
+        let _ = self
+            .inner
+            .execute(&|| {
+                sqlx::query("DELETE FROM runner_messages WHERE target = $1::uuid")
+                    .bind(replica.clone())
+            })
             .await;
+        self.inner.connections.close().await;
     }
 }
 
@@ -427,8 +504,9 @@ pub(crate) mod tests {
         };
         b.send(a.replica_id(), deliver.clone()).await.unwrap();
         assert_eq!(next(&mut inbox_a).await, deliver);
+        let mut sql = sqlx::PgConnection::connect(db.url()).await.unwrap();
         let left: i64 = sqlx::query_scalar("SELECT count(*) FROM runner_messages")
-            .fetch_one(&a.inner.pool)
+            .fetch_one(&mut sql)
             .await
             .unwrap();
         assert_eq!(left, 0, "a taken message is deleted");
@@ -452,10 +530,47 @@ pub(crate) mod tests {
 
     #[tokio::test]
     #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+    async fn the_bus_answers_after_its_connections_were_lost() {
+        let db = database_with_replica_tables().await;
+        let a = PgBus::start(db.url()).await.unwrap();
+        let b = PgBus::start(db.url()).await.unwrap();
+        let mut inbox_a = a.take_inbox().unwrap();
+        let runner = Uuid::now_v7();
+        a.announce(runner, 1).await.unwrap();
+        assert_eq!(
+            b.holders(&[runner]).await.unwrap().get(&runner),
+            Some(&a.replica_id())
+        );
+        // As a restart of PostgreSQL would: the connection that just asked
+        // (idle since, so lent again next without a check) is ended.
+        let ended = db
+            .end_connections_whose_last_statement_starts("SELECT c.runner_id")
+            .await;
+        assert!(ended >= 1, "{ended} connections ended");
+        assert_eq!(
+            b.holders(&[runner]).await.unwrap().get(&runner),
+            Some(&a.replica_id()),
+            "asked again on another connection"
+        );
+        let deliver = Message::Deliver {
+            runner_id: runner,
+            request: ping("after/loss"),
+        };
+        db.end_connections_whose_last_statement_starts("SELECT c.runner_id")
+            .await;
+        b.send(a.replica_id(), deliver.clone()).await.unwrap();
+        assert_eq!(next(&mut inbox_a).await, deliver);
+        a.leave().await;
+        b.leave().await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn a_dead_replica_holds_nothing_and_missed_messages_are_taken() {
         let db = database_with_replica_tables().await;
         let a = PgBus::start(db.url()).await.unwrap();
         // A replica that stopped heartbeating long ago, with a stream it announced.
+        let mut sql = sqlx::PgConnection::connect(db.url()).await.unwrap();
         let dead = Uuid::now_v7().to_string();
         let runner = Uuid::now_v7();
         sqlx::query(
@@ -463,7 +578,7 @@ pub(crate) mod tests {
              VALUES ($1::uuid, now() - interval '1 hour', now() - interval '1 hour')",
         )
         .bind(&dead)
-        .execute(&a.inner.pool)
+        .execute(&mut sql)
         .await
         .unwrap();
         sqlx::query(
@@ -472,7 +587,7 @@ pub(crate) mod tests {
         )
         .bind(runner.to_string())
         .bind(&dead)
-        .execute(&a.inner.pool)
+        .execute(&mut sql)
         .await
         .unwrap();
         assert!(a.holders(&[runner]).await.unwrap().is_empty());
@@ -492,7 +607,7 @@ pub(crate) mod tests {
         .bind(a.replica_id().to_string())
         .bind(runner_id.to_string())
         .bind(payload)
-        .execute(&a.inner.pool)
+        .execute(&mut sql)
         .await
         .unwrap();
         assert_eq!(next(&mut inbox).await, message);
@@ -502,7 +617,7 @@ pub(crate) mod tests {
             "the dead replica is forgotten"
         );
         let connections: i64 = sqlx::query_scalar("SELECT count(*) FROM runner_connections")
-            .fetch_one(&a.inner.pool)
+            .fetch_one(&mut sql)
             .await
             .unwrap();
         assert_eq!(connections, 0, "with its streams");
