@@ -479,13 +479,24 @@ pub(crate) mod tests {
             .expect("the inbox is open")
     }
 
-    #[tokio::test]
-    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
-    async fn messages_cross_replicas_and_holders_are_fleet_wide() {
+    /// Two replicas' buses on a database of their own, and the first one's inbox.
+    async fn two_replicas() -> (
+        PostgresDatabase,
+        Arc<PgBus>,
+        Arc<PgBus>,
+        mpsc::UnboundedReceiver<Message>,
+    ) {
         let db = database_with_replica_tables().await;
         let a = PgBus::start(db.url()).await.unwrap();
         let b = PgBus::start(db.url()).await.unwrap();
-        let mut inbox_a = a.take_inbox().unwrap();
+        let inbox_a = a.take_inbox().unwrap();
+        (db, a, b, inbox_a)
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+    async fn messages_cross_replicas_and_holders_are_fleet_wide() {
+        let (db, a, b, mut inbox_a) = two_replicas().await;
         let runner = Uuid::now_v7();
         assert!(b.holders(&[runner]).await.unwrap().is_empty());
 
@@ -531,10 +542,7 @@ pub(crate) mod tests {
     #[tokio::test]
     #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn the_bus_answers_after_its_connections_were_lost() {
-        let db = database_with_replica_tables().await;
-        let a = PgBus::start(db.url()).await.unwrap();
-        let b = PgBus::start(db.url()).await.unwrap();
-        let mut inbox_a = a.take_inbox().unwrap();
+        let (db, a, b, mut inbox_a) = two_replicas().await;
         let runner = Uuid::now_v7();
         a.announce(runner, 1).await.unwrap();
         assert_eq!(
