@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::domain::ChangeEvent;
-use crate::store::connections::{Connections, connecting_to, connection_failed};
+use crate::store::connections::{Connections, connecting_to, once_more_if_lost};
 
 /// The PostgreSQL channel that carries change events between replicas.
 pub const CHANNEL: &str = "corral_events";
@@ -58,18 +58,14 @@ impl Postgres {
     /// connection, when the one it took had been lost (a restart of the
     /// server ends them all): a notification is not stored anywhere else.
     async fn notify(&self, channel: &str, payload: &str) -> sqlx::Result<()> {
-        match self.notify_once(channel, payload).await {
-            Err(err) if connection_failed(&err) => self.notify_once(channel, payload).await,
-            sent => sent,
-        }
-    }
-
-    async fn notify_once(&self, channel: &str, payload: &str) -> sqlx::Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channel)
-            .bind(payload)
-            .execute(&mut self.publisher.acquire().await?)
-            .await?;
+        once_more_if_lost(|| async {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(&mut self.publisher.acquire().await?)
+                .await
+        })
+        .await?;
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{Bus, Message, ReplicaId};
-use crate::store::connections::{Connections, connecting_to, connection_failed};
+use crate::store::connections::{Connections, connecting_to, once_more_if_lost};
 
 /// Connections the bus holds.
 const CONNECTIONS: u32 = 4;
@@ -127,26 +127,20 @@ impl Inner {
     /// Runs `statement` (see the module's documentation for the second try);
     /// how many rows it changed.
     async fn execute(&self, statement: Statement<'_>) -> sqlx::Result<u64> {
-        let once = || async {
+        once_more_if_lost(|| async {
             let mut conn = self.connections.acquire().await?;
             Ok(statement().execute(&mut conn).await?.rows_affected())
-        };
-        match once().await {
-            Err(err) if connection_failed(&err) => once().await,
-            done => done,
-        }
+        })
+        .await
     }
 
     /// Runs `statement` as [`Self::execute`] does; the rows it returned.
     async fn fetch_all(&self, statement: Statement<'_>) -> sqlx::Result<Vec<AnyRow>> {
-        let once = || async {
+        once_more_if_lost(|| async {
             let mut conn = self.connections.acquire().await?;
             statement().fetch_all(&mut conn).await
-        };
-        match once().await {
-            Err(err) if connection_failed(&err) => once().await,
-            done => done,
-        }
+        })
+        .await
     }
 
     async fn heartbeat(&self) -> anyhow::Result<()> {

@@ -228,6 +228,25 @@ impl Health {
     }
 }
 
+/// Runs `attempt`, which takes a connection of its own; runs it once more,
+/// so on another connection, when it failed because its connection had been
+/// lost (a restart of PostgreSQL ends them all, and a connection idle less
+/// than [`CHECK_WHEN_IDLE_FOR`] is lent unchecked). For statements that may
+/// run twice: reads, and writes whose repetition is harmless.
+pub async fn once_more_if_lost<T, F, Fut>(attempt: F) -> sqlx::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<T>>,
+{
+    match attempt().await {
+        Err(error) if connection_failed(&error) => {
+            tracing::debug!(%error, "running again on another connection");
+            attempt().await
+        }
+        done => done,
+    }
+}
+
 /// Whether `error` says the connection itself no longer works (so it must
 /// not be lent again), as opposed to the statement failing on a connection
 /// that does.

@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::batch::Batch;
-use super::connections::{Connections, Lease, connection_failed};
+use super::connections::{Connections, Lease, once_more_if_lost};
 use super::direct_reads::DirectReads;
 use super::group_commit::{Commit, WalSync, WriteQuery as _, WriteTx, Writer};
 use super::recent::Recent;
@@ -451,23 +451,17 @@ impl SqlStore {
         // A read changes nothing, so one that found its connection broken
         // (a restarted PostgreSQL, say) runs once more, on another one: the
         // broken one is not lent again (see `connections`).
-        let mut tries = 0;
-        let rows = loop {
-            tries += 1;
+        let rows = once_more_if_lost(|| async {
             let query = self.bound_query(sql, binds.to_vec(), bound_limit);
-            let mut conn = self.reader().await?;
-            let rows = if max == 1 {
+            let mut conn = self.readers.acquire().await?;
+            if max == 1 {
                 query.fetch_optional(&mut conn).await.map(Vec::from_iter)
             } else {
                 query.fetch_all(&mut conn).await
-            };
-            match rows {
-                Err(error) if tries == 1 && connection_failed(&error) => {
-                    tracing::debug!(%error, "reading again on another connection");
-                }
-                rows => break rows.map_err(internal)?,
             }
-        };
+        })
+        .await
+        .map_err(internal)?;
         rows.iter().take(max).map(|row| decode(row)).collect()
     }
 
