@@ -515,6 +515,30 @@ pub const CORDONED_MESSAGE: &str =
     "set inactive: the runner takes no work until it is set active again";
 
 impl Runner {
+    /// About the bytes the record takes in memory (what a cache of records
+    /// counts): its own size, its strings and byte fields, and an allowance
+    /// for the small parts of its configuration.
+    pub fn approximate_size(&self) -> usize {
+        let status = &self.status;
+        std::mem::size_of::<Runner>()
+            + 256
+            + self.name.len()
+            + status.message.len()
+            + status.version.len()
+            + status.system_details.len()
+            + status.region.len()
+            + status.log_url.len()
+            + status.support_bundle_url.len()
+            + status.capabilities.len() * std::mem::size_of::<i32>()
+            + status
+                .additional_info
+                .iter()
+                .map(|(key, value)| 48 + key.len() + value.len())
+                .sum::<usize>()
+            + status.public_key.as_ref().map_or(0, Vec::len)
+            + self.config_schema.as_ref().map_or(0, Vec::len)
+    }
+
     /// Whether the runner ever reported in.
     pub fn has_connected(&self) -> bool {
         self.status.updated_at.is_some()

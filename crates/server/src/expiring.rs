@@ -13,7 +13,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 pub struct Expiring<K, V> {
-    entries: quick_cache::sync::Cache<K, Entry<V>>,
+    entries: quick_cache::sync::Cache<K, Entry<V>, Weigh<V>>,
     ttl: Duration,
 }
 
@@ -21,6 +21,23 @@ pub struct Expiring<K, V> {
 struct Entry<V> {
     value: V,
     until: Instant,
+}
+
+/// What an entry counts against the capacity: 1 each, or (for
+/// [`Expiring::weighted`]) about the bytes its value holds.
+struct Weigh<V>(fn(&V) -> u64);
+
+impl<V> Clone for Weigh<V> {
+    fn clone(&self) -> Self {
+        Self(self.0)
+    }
+}
+
+impl<K, V> quick_cache::Weighter<K, Entry<V>> for Weigh<V> {
+    fn weight(&self, _key: &K, entry: &Entry<V>) -> u64 {
+        // quick_cache never evicts an entry of weight 0.
+        (self.0)(&entry.value).max(1)
+    }
 }
 
 impl<K, V> Expiring<K, V>
@@ -32,7 +49,23 @@ where
     /// served for `ttl` after it was inserted.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
-            entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            entries: quick_cache::sync::Cache::with_weighter(
+                capacity.max(1),
+                capacity.max(1) as u64,
+                Weigh(|_| 1),
+            ),
+            ttl,
+        }
+    }
+
+    /// Entries whose `weigh`ts (about the bytes each holds) add up to at
+    /// most about `budget`; `typical` is a value's usual weight, which sizes
+    /// the table. Each entry is served for `ttl` after it was inserted.
+    pub fn weighted(budget: u64, typical: u64, ttl: Duration, weigh: fn(&V) -> u64) -> Self {
+        let budget = budget.max(1);
+        let items = (budget / typical.max(1)).clamp(1, usize::MAX as u64) as usize;
+        Self {
+            entries: quick_cache::sync::Cache::with_weighter(items, budget, Weigh(weigh)),
             ttl,
         }
     }
@@ -56,6 +89,12 @@ where
 
     pub fn clear(&self) {
         self.entries.clear();
+    }
+
+    /// The weights of the entries kept (their number, if unweighted).
+    #[cfg(test)]
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
     }
 }
 
@@ -96,5 +135,23 @@ mod tests {
         let kept = (0..10_000).filter(|key| cache.get(key).is_some()).count();
         assert!(kept <= 200, "{kept} entries kept of a capacity of 100");
         assert!(kept > 0);
+    }
+
+    #[test]
+    fn a_weighted_map_holds_about_its_budget() {
+        let cache: Expiring<u32, Vec<u8>> =
+            Expiring::weighted(10_000, 100, Duration::from_secs(60), |v| v.len() as u64);
+        for key in 0..1_000 {
+            cache.insert(key, vec![0; 100]);
+        }
+        assert!(cache.weight() <= 10_000, "{} bytes kept", cache.weight());
+        let kept = (0..1_000).filter(|key| cache.get(key).is_some()).count();
+        assert!(
+            (50..=100).contains(&kept),
+            "{kept} values of 100 bytes kept"
+        );
+        // A value larger than the whole budget is not kept at all.
+        cache.insert(5_000, vec![0; 20_000]);
+        assert_eq!(cache.get(&5_000), None);
     }
 }

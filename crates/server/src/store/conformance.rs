@@ -1533,6 +1533,149 @@ async fn hot_reads_of_a_sqlite_file_read_it_directly() {
     assert!(s.get_runner(r.id).await.is_err(), "closed");
 }
 
+/// On a SQLite file runners stay in memory until written. The store's own
+/// writes forget (or keep, as written) the runner they wrote and no other;
+/// a write by another process on the file (`corral admin`, another server)
+/// makes the store forget every runner within a watch or two
+/// (`sqlite::watch`), which runner it changed being unknown.
+#[tokio::test]
+async fn a_sqlite_store_forgets_its_runners_when_another_process_writes() {
+    use crate::store::sqlite::WATCH_EVERY;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corral.db");
+    let store = SqlStore::open_sqlite(&path).await.unwrap();
+    let s: &dyn Store = &store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let r = runner(s, &root, "r", &[]).await;
+    let q = runner(s, &root, "q", &[]).await;
+    assert_eq!(s.get_runner(r.id).await.unwrap().name, "r");
+    assert!(store.keeps_runner(r.id));
+
+    s.update_runner(q.id, retryable(|q: &mut Runner| q.name = "q2".into()))
+        .await
+        .unwrap();
+    s.update_runner_status(
+        q.id,
+        Box::new(|q: &mut Runner| {
+            q.status.message = "busy".into();
+            Ok(())
+        }),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(WATCH_EVERY * 4).await;
+    assert!(
+        store.keeps_runner(r.id),
+        "the store's own writes are not another process's"
+    );
+
+    let other = SqlStore::open_sqlite(&path).await.unwrap();
+    other
+        .update_runner(r.id, retryable(|r: &mut Runner| r.name = "renamed".into()))
+        .await
+        .unwrap();
+    other.close().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.keeps_runner(r.id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another process's write still not heard of after 10 s"
+        );
+        tokio::time::sleep(WATCH_EVERY / 2).await;
+    }
+    assert_eq!(s.get_runner(r.id).await.unwrap().name, "renamed");
+    store.close().await;
+}
+
+/// On PostgreSQL runners stay in memory until someone changes them: every
+/// change committed to a runner's record or status, by another replica or
+/// `corral admin`, names the runner on a channel each store listens on
+/// (migration 0011), and the store forgets it. Notices sent while that
+/// connection is lost are lost too: until it listens again, nothing is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+async fn a_postgres_store_forgets_the_runners_other_replicas_change() {
+    let database = PostgresDatabase::create().await;
+    let store = SqlStore::open_postgres(database.url()).await.unwrap();
+    let s: &dyn Store = &store;
+    let a = org(s, "a").await;
+    let root = user(s, a.id, "root", OrgRole::Admin).await;
+    let r = runner(s, &root, "r", &[]).await;
+    let q = runner(s, &root, "q", &[]).await;
+    let other = SqlStore::open_postgres(database.url()).await.unwrap();
+    let until = |what: &'static str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        move || {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20))
+        }
+    };
+    let status = |message: &'static str| -> Mutation<Runner> {
+        Box::new(move |runner: &mut Runner| {
+            runner.status.message = message.into();
+            Ok(())
+        })
+    };
+
+    assert_eq!(s.get_runner(r.id).await.unwrap().name, "r");
+    assert_eq!(s.get_runner(q.id).await.unwrap().status.message, "");
+    assert!(store.keeps_runner(r.id) && store.keeps_runner(q.id));
+    other
+        .update_runner(r.id, retryable(|r: &mut Runner| r.name = "renamed".into()))
+        .await
+        .unwrap();
+    let wait = until("a rename by another replica heard of");
+    while store.keeps_runner(r.id) {
+        wait().await;
+    }
+    assert_eq!(s.get_runner(r.id).await.unwrap().name, "renamed");
+    assert!(store.keeps_runner(q.id), "the other runner is still kept");
+    other
+        .update_runner_status(q.id, status("busy"))
+        .await
+        .unwrap();
+    let wait = until("a status report through another replica heard of");
+    while store.keeps_runner(q.id) {
+        wait().await;
+    }
+    assert_eq!(s.get_runner(q.id).await.unwrap().status.message, "busy");
+
+    // The listening connection is lost, and a change is made meanwhile.
+    assert!(store.keeps_runner(r.id));
+    let ended = database
+        .end_connections_whose_last_statement_starts("LISTEN")
+        .await;
+    assert_eq!(ended, 2, "the two stores' listeners");
+    other
+        .update_runner(r.id, retryable(|r: &mut Runner| r.name = "unheard".into()))
+        .await
+        .unwrap();
+    let wait = until("a change while deaf read from the database");
+    while s.get_runner(r.id).await.unwrap().name != "unheard" {
+        wait().await;
+    }
+    // Once it listens again, runners are kept, and changes heard, again.
+    let wait = until("listening again");
+    while !store.keeps_runner(r.id) {
+        s.get_runner(r.id).await.unwrap();
+        wait().await;
+    }
+    other
+        .update_runner_status(r.id, status("heard"))
+        .await
+        .unwrap();
+    let wait = until("a change after listening again heard of");
+    while s.get_runner(r.id).await.unwrap().status.message != "heard" {
+        wait().await;
+    }
+    other.close().await;
+    store.close().await;
+}
+
 /// PostgreSQL's reads run on connections the store holds and lends again
 /// without a check (see `connections`). When the server ends them (a
 /// restart, an operator), the next read still answers: it finds its

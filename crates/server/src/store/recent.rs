@@ -4,9 +4,12 @@
 //!
 //! Correctness rests on two rules. Every write the store makes to a kept
 //! record forgets it before the write returns, so this replica reads its own
-//! writes. And an entry lives at most [`RECENT_TTL`], which bounds how stale
-//! a read on one replica can be after another replica (or `corral admin`)
-//! changed the record. A read that raced a write (read before the write,
+//! writes. And the store hears of writes made elsewhere (another replica,
+//! `corral admin`) and forgets what they changed: on SQLite everything, once
+//! SQLite says another process wrote the file (`sqlite::watch`); on
+//! PostgreSQL the record named by a notice its tables send on every change
+//! (`postgres::hear`). While it cannot hear (the notices' connection was
+//! lost), nothing is kept ([`Recent::deafen`]). A read that raced a write (read before the write,
 //! finished after it) is not kept: reads note the write count before they go
 //! to the database and keep their result only if no write came in between.
 //! Writes are counted per stripe of keys, so that writes to other records
@@ -14,14 +17,17 @@
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::expiring::Expiring;
 
-/// How long a record read from the database is served from memory.
-pub const RECENT_TTL: Duration = Duration::from_secs(1);
+/// How long a record read or written is served from memory. Changes are
+/// heard of, so this only lets records nobody reads go; the bound on memory
+/// does the rest.
+pub const RECENT_TTL: Duration = Duration::from_secs(60);
 
-/// How many records of one kind are kept.
+/// How many records of one kind are kept (unweighted maps: tests).
 const CAPACITY: usize = 20_000;
 
 /// How many stripes the keys' write counts are kept in.
@@ -34,6 +40,8 @@ pub struct Recent<K, V> {
     writes: Mutex<[u64; STRIPES]>,
     /// Which stripe a key is in (the same in every run, for tests).
     stripes: BuildHasherDefault<DefaultHasher>,
+    /// Set while writes made elsewhere may go unheard: nothing is kept.
+    deaf: AtomicBool,
 }
 
 /// What a read noted before going to the database: its key's stripe and
@@ -50,10 +58,16 @@ where
     V: Clone + Send + Sync + 'static,
 {
     pub fn new() -> Self {
+        Self::in_map(Expiring::new(CAPACITY, RECENT_TTL))
+    }
+
+    /// Keeps records in `entries`, which says how many and for how long.
+    pub fn in_map(entries: Expiring<K, V>) -> Self {
         Self {
-            entries: Expiring::new(CAPACITY, RECENT_TTL),
+            entries,
             writes: Mutex::new([0; STRIPES]),
             stripes: BuildHasherDefault::default(),
+            deaf: AtomicBool::new(false),
         }
     }
 
@@ -63,7 +77,11 @@ where
 
     /// The kept value of `key`, or a ticket to read it from the database with.
     pub fn get(&self, key: &K) -> Result<V, ReadTicket> {
-        match self.entries.get(key) {
+        let kept = match self.deaf.load(Ordering::Relaxed) {
+            true => None,
+            false => self.entries.get(key),
+        };
+        match kept {
             Some(value) => Ok(value),
             None => {
                 let stripe = self.stripe(key);
@@ -78,7 +96,7 @@ where
     /// Keeps what a read found, unless a write came in since its ticket.
     pub fn keep(&self, ticket: ReadTicket, key: K, value: V) {
         let writes = self.lock();
-        if writes[ticket.stripe] == ticket.writes {
+        if writes[ticket.stripe] == ticket.writes && !self.deaf.load(Ordering::Relaxed) {
             self.entries.insert(key, value);
         }
     }
@@ -100,7 +118,7 @@ where
     /// the database.
     pub fn written(&self, ticket: ReadTicket, key: K, value: V) {
         let mut writes = self.lock();
-        let alone = writes[ticket.stripe] == ticket.writes;
+        let alone = writes[ticket.stripe] == ticket.writes && !self.deaf.load(Ordering::Relaxed);
         writes[ticket.stripe] += 1;
         if alone {
             self.entries.insert(key, value);
@@ -118,10 +136,36 @@ where
         self.entries.remove(key);
     }
 
-    /// Forgets everything (tests that read past memory).
-    #[cfg(test)]
+    /// Forgets everything and voids every read in flight (records were
+    /// written elsewhere, which ones unknown).
     pub fn forget_all(&self) {
+        let mut writes = self.lock();
+        Self::void_all(&mut writes);
         self.entries.clear();
+    }
+
+    /// Forgets everything and keeps nothing until [`Self::hear`]: writes
+    /// made elsewhere may go unheard from now on.
+    pub fn deafen(&self) {
+        let mut writes = self.lock();
+        self.deaf.store(true, Ordering::Relaxed);
+        Self::void_all(&mut writes);
+        self.entries.clear();
+    }
+
+    /// Keeps records again, forgetting whatever was kept before (writes
+    /// made elsewhere are heard of again from now on).
+    pub fn hear(&self) {
+        let mut writes = self.lock();
+        Self::void_all(&mut writes);
+        self.entries.clear();
+        self.deaf.store(false, Ordering::Relaxed);
+    }
+
+    fn void_all(writes: &mut [u64; STRIPES]) {
+        for stripe in writes.iter_mut() {
+            *stripe += 1;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, [u64; STRIPES]> {
@@ -201,5 +245,40 @@ mod tests {
         recent.forget(&same);
         recent.written(writing, 1, "maybe overtaken");
         assert!(recent.get(&1).is_err());
+    }
+
+    #[test]
+    fn forgetting_all_voids_every_read_in_flight() {
+        let recent: Recent<u32, &str> = Recent::new();
+        let ticket = recent.get(&1).unwrap_err();
+        recent.keep(ticket, 1, "kept");
+        let in_flight = recent.get(&2).unwrap_err();
+        recent.forget_all();
+        assert!(recent.get(&1).is_err());
+        recent.keep(in_flight, 2, "read before the writes elsewhere");
+        assert!(recent.get(&2).is_err());
+    }
+
+    #[test]
+    fn nothing_is_kept_while_deaf() {
+        let recent: Recent<u32, &str> = Recent::new();
+        let ticket = recent.get(&1).unwrap_err();
+        recent.keep(ticket, 1, "kept");
+        let in_flight = recent.get(&2).unwrap_err();
+        recent.deafen();
+        assert!(recent.get(&1).is_err());
+        let ticket = recent.get(&1).unwrap_err();
+        recent.keep(ticket, 1, "read while deaf");
+        assert!(recent.get(&1).is_err());
+        let writing = recent.ticket(&3);
+        recent.written(writing, 3, "written while deaf");
+        assert!(recent.get(&3).is_err());
+        recent.hear();
+        // A read begun while deaf may have missed a change: not kept.
+        recent.keep(in_flight, 2, "read before hearing again");
+        assert!(recent.get(&2).is_err());
+        let ticket = recent.get(&1).unwrap_err();
+        recent.keep(ticket, 1, "kept again");
+        assert_eq!(recent.get(&1).ok(), Some("kept again"));
     }
 }

@@ -20,10 +20,11 @@ use super::batch::Batch;
 use super::connections::{Connections, Lease, once_more_if_lost};
 use super::direct_reads::DirectReads;
 use super::group_commit::{Commit, WalSync, WriteQuery as _, WriteTx, Writer};
-use super::recent::Recent;
+use super::recent::{RECENT_TTL, Recent};
 use super::row::Row as ReadRow;
 use super::{Mutation, Retryable, Store, StoreError, StoreResult};
 use crate::domain::*;
+use crate::expiring::Expiring;
 
 /// What differs between the SQL databases the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,8 +158,11 @@ pub struct SqlStore {
     /// through it (see `group_commit`).
     writer: Writer,
     dialect: Dialect,
-    /// Runners read recently (GetRunner is the hottest read).
-    recent_runners: Recent<Uuid, Runner>,
+    /// Runners read recently (GetRunner is the hottest read); shared with
+    /// the task that hears of writes made elsewhere, if any (`sqlite::watch`).
+    recent_runners: Arc<Recent<Uuid, Runner>>,
+    /// That task, which stops with the store.
+    watch: Option<AbortOnDrop>,
     /// Audit events of concurrent calls, written together.
     audit_rows: Batch<AuditRow, Result<Commit, String>>,
     /// Runner records changed by concurrent calls, written together.
@@ -227,6 +231,32 @@ fn in_list(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+/// How many bytes of runner records (about: [`Runner::approximate_size`])
+/// are kept in memory at most: 100,000 runners of a usual size.
+pub const RUNNER_MEMORY: u64 = 128 << 20;
+
+/// The usual memory of a runner record, which sizes the map's table.
+const TYPICAL_RUNNER: u64 = 1 << 10;
+
+/// A map of runner records within [`RUNNER_MEMORY`].
+pub(super) fn runners_in_memory() -> Recent<Uuid, Runner> {
+    Recent::in_map(Expiring::weighted(
+        RUNNER_MEMORY,
+        TYPICAL_RUNNER,
+        RECENT_TTL,
+        |runner| runner.approximate_size() as u64,
+    ))
+}
+
+/// A task that ends when its owner drops this.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl SqlStore {
     /// A store reading on `readers` and writing on `writer`; with `wal`,
     /// every write waits until it is on disk (SQLite group commit).
@@ -241,13 +271,32 @@ impl SqlStore {
             direct: None,
             writer: Writer::new(writer, wal),
             dialect,
-            recent_runners: Recent::new(),
+            // Keeps nothing until the store is given a way to hear of
+            // writes made elsewhere (`keeping_runners_in`).
+            recent_runners: Arc::new({
+                let recent = runners_in_memory();
+                recent.deafen();
+                recent
+            }),
+            watch: None,
             audit_rows: Batch::default(),
             runner_rows: Batch::default(),
             runner_writes: AtomicU64::new(0),
             #[cfg(test)]
             last_page: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Keeps runners in `recent` (built with [`runners_in_memory`]), which
+    /// `watch` tells of writes made elsewhere (none: there is no elsewhere).
+    pub(super) fn keeping_runners_in(
+        mut self,
+        recent: Arc<Recent<Uuid, Runner>>,
+        watch: Option<tokio::task::JoinHandle<()>>,
+    ) -> Self {
+        self.recent_runners = recent;
+        self.watch = watch.map(AbortOnDrop);
+        self
     }
 
     /// Reads the hot reads with `direct` (SQLite) instead of `readers`.
@@ -268,6 +317,9 @@ impl SqlStore {
 
     /// Closes the store: waits for the connections in use, closes them all.
     pub async fn close(&self) {
+        if let Some(watch) = &self.watch {
+            watch.0.abort();
+        }
         if let Some(direct) = &self.direct {
             direct.close();
         }
@@ -278,6 +330,12 @@ impl SqlStore {
     /// A connection to read on.
     async fn reader(&self) -> StoreResult<Lease> {
         self.readers.acquire().await.map_err(internal)
+    }
+
+    /// Whether the runner `id` is kept in memory.
+    #[cfg(test)]
+    pub(crate) fn keeps_runner(&self, id: Uuid) -> bool {
+        self.recent_runners.get(&id).is_ok()
     }
 
     /// The group commit every write waits for (SQLite files committing in full).

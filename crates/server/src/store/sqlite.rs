@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::Context;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+use uuid::Uuid;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyConnection, Connection as _, Executor as _};
@@ -18,7 +22,9 @@ use sqlx::{AnyConnection, Connection as _, Executor as _};
 use super::connections::{Connections, Open};
 use super::direct_reads::DirectReads;
 use super::group_commit::WalSync;
-use super::sql::{Dialect, SqlStore};
+use super::recent::Recent;
+use super::sql::{Dialect, SqlStore, runners_in_memory};
+use crate::domain::Runner;
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -95,7 +101,73 @@ impl SqlStore {
         // Hot reads read the file on the calling thread (`direct_reads`);
         // an in-memory database cannot be opened twice.
         let direct = (!in_memory).then(|| DirectReads::open(file)).flatten();
-        Ok(Self::new(readers, writer, wal, Dialect::Sqlite).with_direct_reads(direct))
+        // Runners are kept in memory until written: by this store, which
+        // forgets them itself, or by another process on the same file,
+        // which the watch hears of (an in-memory database has no other).
+        let recent = Arc::new(runners_in_memory());
+        let watch = match in_memory {
+            true => None,
+            false => {
+                let version = data_version(&writer)
+                    .await
+                    .context("reading the SQLite database")?;
+                Some(tokio::spawn(watch(
+                    writer.clone(),
+                    version,
+                    Arc::downgrade(&recent),
+                )))
+            }
+        };
+        Ok(Self::new(readers, writer, wal, Dialect::Sqlite)
+            .with_direct_reads(direct)
+            .keeping_runners_in(recent, watch))
+    }
+}
+
+/// How often the store asks SQLite whether another process wrote the file:
+/// how stale a kept record can be after `corral admin` (or another server
+/// on the same file) changed it.
+pub const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// SQLite's count of commits made to the file by connections other than
+/// the one asked. Asked of the writer, the store's only connection that
+/// writes, it changes exactly when another process committed.
+async fn data_version(writer: &Connections) -> sqlx::Result<i64> {
+    let mut conn = writer.acquire().await?;
+    sqlx::query_scalar("PRAGMA data_version")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Every [`WATCH_EVERY`], forgets the runners kept in `recent` if another
+/// process committed since `seen` (which records it changed is not known),
+/// or if the question cannot be answered. Ends with the store.
+async fn watch(writer: Connections, mut seen: i64, recent: Weak<Recent<Uuid, Runner>>) {
+    let mut failing = false;
+    let mut every = tokio::time::interval(WATCH_EVERY);
+    every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(recent) = recent.upgrade() else {
+            return;
+        };
+        match data_version(&writer).await {
+            Ok(version) => {
+                if version != seen || failing {
+                    recent.forget_all();
+                }
+                seen = version;
+                failing = false;
+            }
+            Err(err) => {
+                recent.forget_all();
+                if !failing {
+                    tracing::warn!(%err, "cannot tell whether another process wrote the database; \
+                        runners are read from it until it answers again");
+                }
+                failing = true;
+            }
+        }
     }
 }
 
