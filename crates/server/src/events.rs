@@ -182,20 +182,29 @@ async fn relay(
     callers: broadcast::Sender<()>,
 ) {
     loop {
-        match listener.recv().await {
-            Ok(notification) if notification.channel() == CALLERS_CHANNEL => {
+        // `try_recv`, not `recv`: `recv` connects again by itself and never
+        // says that the connection was lost.
+        match listener.try_recv().await {
+            Ok(Some(notification)) if notification.channel() == CALLERS_CHANNEL => {
                 let _ = callers.send(());
             }
-            Ok(notification) => match serde_json::from_str::<ChangeEvent>(notification.payload()) {
-                Ok(event) => {
-                    let _ = local.send(event);
+            Ok(Some(notification)) => {
+                match serde_json::from_str::<ChangeEvent>(notification.payload()) {
+                    Ok(event) => {
+                        let _ = local.send(event);
+                    }
+                    Err(err) => tracing::warn!(%err, "ignoring an unreadable change event"),
                 }
-                Err(err) => tracing::warn!(%err, "ignoring an unreadable change event"),
-            },
-            Err(err) => {
-                // Signals may have been missed while the connection was down.
+            }
+            Ok(None) => {
+                // Lost, and listening again already: signals may have been
+                // missed meanwhile.
                 let _ = callers.send(());
-                // PgListener reconnects by itself on the next recv.
+                tracing::warn!("the change-event listener lost its connection and listens again");
+            }
+            Err(err) => {
+                let _ = callers.send(());
+                // The next try_recv connects again.
                 tracing::warn!(%err, "the change-event listener lost its connection; reconnecting");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -311,6 +320,28 @@ mod tests {
             .unwrap();
         // The signal is not a change event.
         assert!(events_on_b.try_recv().is_err());
+        drop((a, b));
+    }
+
+    /// A replica whose listening connection was lost may have missed that
+    /// callers changed: it forgets its callers, and listens again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
+    async fn a_replica_that_lost_its_listener_forgets_its_callers_and_listens_again() {
+        let (database, a, b) = two_replicas().await;
+        let mut on_b = b.subscribe_callers();
+        let ended = database
+            .end_connections_whose_last_statement_starts("LISTEN")
+            .await;
+        assert_eq!(ended, 2, "the two replicas' listeners");
+        tokio::time::timeout(Duration::from_secs(10), on_b.recv())
+            .await
+            .expect("the signal within 10 s")
+            .unwrap();
+        let (mut events_on_b, _) = b.subscribe();
+        let after = change();
+        a.publish(after.clone()).await;
+        assert_eq!(next(&mut events_on_b).await, after);
         drop((a, b));
     }
 }
