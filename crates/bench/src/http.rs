@@ -141,6 +141,56 @@ impl Sample {
 /// Builds the `n`-th request of a scenario.
 pub type CallFactory = Arc<dyn Fn(u64) -> Call + Send + Sync>;
 
+/// Sends every one of `calls` once, over `connections` keep-alive
+/// connections each sending the next call not yet sent as soon as the
+/// previous answer is in; the rate is all of them over the time all took.
+pub async fn once_each(port: u16, connections: usize, calls: Vec<Call>) -> anyhow::Result<Sample> {
+    let calls = Arc::new(calls);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        clients.push(Http1::connect(port).await?);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut client in clients {
+        let (calls, next) = (calls.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latency = histogram();
+            let (mut requests, mut errors) = (0u64, 0u64);
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(call) = calls.get(n) else {
+                    break;
+                };
+                let sent = Instant::now();
+                match client.send(call).await? {
+                    (StatusCode::OK, _) => {
+                        requests += 1;
+                        latency.saturating_record((sent.elapsed().as_micros() as u64).max(1));
+                    }
+                    _ => errors += 1,
+                }
+            }
+            Ok::<_, anyhow::Error>((requests, errors, latency))
+        }));
+    }
+    let mut sample = Sample {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latency: histogram(),
+    };
+    for task in tasks {
+        let (requests, errors, latency) = task.await??;
+        sample.requests += requests;
+        sample.errors += errors;
+        sample.latency.add(&latency)?;
+    }
+    sample.elapsed = start.elapsed();
+    Ok(sample)
+}
+
 /// `connections` keep-alive connections, each sending the next request as
 /// soon as the previous answer is in, for `warmup` (not counted) and then
 /// `duration`. A non-200 answer counts as an error, not as a request.

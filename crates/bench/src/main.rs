@@ -362,7 +362,12 @@ async fn size(settings: &Settings) -> anyhow::Result<Table> {
          {:.1} s per scenario each, {} connections. The cost ratio compares each call's share of \
          /healthz at the two sizes, so noise between the two servers cancels out. \
          The deep page is page {} of the unfiltered list, reached by following next tokens; \
-         the filters select half (kind), a sixth (provider) and a tenth (creator) of the runners.",
+         the filters select half (kind), a sixth (provider) and a tenth (creator) of the runners. \
+         \"GetRunner, first read of each runner\" reads every runner once, right after loading \
+         and before anything else: each is the server's first read of it, from the database \
+         (one pass, timed as a whole; its share is of the /healthz rate of the rounds). \
+         \"GetRunner\" then cycles through all runners, which the server keeps in memory \
+         until they change (up to 128 MiB of records).",
         settings.sizes[0],
         settings.sizes[1],
         settings.size.rounds,
@@ -376,6 +381,10 @@ async fn size(settings: &Settings) -> anyhow::Result<Table> {
             let server = Server::start(&settings.corral, store, &ServeOptions::default()).await?;
             let data = load::runners(&server, count).await?;
             let token: Arc<str> = server.admin_token.as_str().into();
+            // First, before any page or read brings runners into memory.
+            let first =
+                scenarios::first_reads(server.port, &token, &data, settings.size.connections)
+                    .await?;
             let deep = scenarios::deep_page(server.port, &token, scenarios::DEEP_PAGE).await?;
             let mut mix = vec![
                 scenarios::healthz(),
@@ -388,9 +397,9 @@ async fn size(settings: &Settings) -> anyhow::Result<Table> {
             mix.push(scenarios::get_runner(&token, &data));
             let measured = scenarios::interleaved(server.port, &mix, settings.size).await?;
             server.stop().await;
-            at_size.push(measured);
+            at_size.push((measured, first));
         }
-        let (small, large) = (&at_size[0], &at_size[1]);
+        let ((small, small_first), (large, large_first)) = (&at_size[0], &at_size[1]);
         let (small_healthz, large_healthz) = (small[0].rate(), large[0].rate());
         for (s, l) in small.iter().zip(large).skip(1) {
             let (s_share, l_share) = (
@@ -411,6 +420,23 @@ async fn size(settings: &Settings) -> anyhow::Result<Table> {
                 mark(cost <= 1.5 && l.errors == 0).into(),
             ]);
         }
+        let (s_share, l_share) = (
+            share(small_first.rate(), small_healthz),
+            share(large_first.rate(), large_healthz),
+        );
+        let cost = share(s_share, l_share);
+        table.rows.push(vec![
+            store.name().into(),
+            "GetRunner, first read of each runner".into(),
+            rate(small_first.rate()),
+            percent(s_share),
+            millis(small_first.percentile_ms(0.99)),
+            rate(large_first.rate()),
+            percent(l_share),
+            millis(large_first.percentile_ms(0.99)),
+            times(cost),
+            mark(cost <= 1.5 && large_first.errors == 0).into(),
+        ]);
         table.rows.push(vec![
             store.name().into(),
             "GET /healthz (baseline)".into(),

@@ -40,19 +40,36 @@ fn cycle(calls: Vec<Call>) -> CallFactory {
 pub fn get_runner(token: &Arc<str>, data: &Dataset) -> Scenario {
     Scenario {
         name: "GetRunner",
-        calls: cycle(
-            data.runner_ids
-                .iter()
-                .map(|id| {
-                    Call::connect(
-                        "/gitpod.v1.RunnerService/GetRunner",
-                        token,
-                        json!({"runnerId": id}),
-                    )
-                })
-                .collect(),
-        ),
+        calls: cycle(get_runner_calls(token, data)),
     }
+}
+
+/// A GetRunner of each loaded runner.
+fn get_runner_calls(token: &Arc<str>, data: &Dataset) -> Vec<Call> {
+    data.runner_ids
+        .iter()
+        .map(|id| {
+            Call::connect(
+                "/gitpod.v1.RunnerService/GetRunner",
+                token,
+                json!({"runnerId": id}),
+            )
+        })
+        .collect()
+}
+
+/// GetRunner of every loaded runner once, before anything else read them:
+/// each read is the server's first of that runner since it started, so
+/// each goes to the database (later reads of it are served from memory).
+pub async fn first_reads(
+    port: u16,
+    token: &Arc<str>,
+    data: &Dataset,
+    connections: usize,
+) -> anyhow::Result<Sample> {
+    http::once_each(port, connections, get_runner_calls(token, data))
+        .await
+        .context("GetRunner, first reads")
 }
 
 /// UpdateRunner renaming the loaded runners in turn, each to a name it
