@@ -175,18 +175,7 @@ pub async fn once_each(port: u16, connections: usize, calls: Vec<Call>) -> anyho
             Ok::<_, anyhow::Error>((requests, errors, latency))
         }));
     }
-    let mut sample = Sample {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latency: histogram(),
-    };
-    for task in tasks {
-        let (requests, errors, latency) = task.await??;
-        sample.requests += requests;
-        sample.errors += errors;
-        sample.latency.add(&latency)?;
-    }
+    let mut sample = gather(tasks, Duration::ZERO).await?;
     sample.elapsed = start.elapsed();
     Ok(sample)
 }
@@ -234,10 +223,21 @@ pub async fn closed_loop(
             Ok::<_, anyhow::Error>((requests, errors, latency))
         }));
     }
+    gather(tasks, duration).await
+}
+
+/// What one connection's task counted: requests, errors, latencies.
+type Counted = anyhow::Result<(u64, u64, Histogram<u64>)>;
+
+/// The connections' counts added up, over `elapsed`.
+async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<Counted>>,
+    elapsed: Duration,
+) -> anyhow::Result<Sample> {
     let mut sample = Sample {
         requests: 0,
         errors: 0,
-        elapsed: duration,
+        elapsed,
         latency: histogram(),
     };
     for task in tasks {
