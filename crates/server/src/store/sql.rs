@@ -159,7 +159,8 @@ pub struct SqlStore {
     writer: Writer,
     dialect: Dialect,
     /// Runners read recently (GetRunner is the hottest read); shared with
-    /// the task that hears of writes made elsewhere, if any (`sqlite::watch`).
+    /// the task that hears of writes made elsewhere, if any (`sqlite::watch`,
+    /// `postgres::hear`).
     recent_runners: Arc<Recent<Uuid, Runner>>,
     /// That task, which stops with the store.
     watch: Option<AbortOnDrop>,

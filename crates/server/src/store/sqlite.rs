@@ -140,8 +140,9 @@ async fn data_version(writer: &Connections) -> sqlx::Result<i64> {
 }
 
 /// Every [`WATCH_EVERY`], forgets the runners kept in `recent` if another
-/// process committed since `seen` (which records it changed is not known),
-/// or if the question cannot be answered. Ends with the store.
+/// process committed since `seen` (which records it changed is not known).
+/// While the question cannot be answered, `recent` keeps nothing
+/// (`Recent::deafen`). Ends with the store.
 async fn watch(writer: Connections, mut seen: i64, recent: Weak<Recent<Uuid, Runner>>) {
     let mut failing = false;
     let mut every = tokio::time::interval(WATCH_EVERY);
@@ -152,18 +153,21 @@ async fn watch(writer: Connections, mut seen: i64, recent: Weak<Recent<Uuid, Run
             return;
         };
         match data_version(&writer).await {
-            Ok(version) => {
-                if version != seen || failing {
-                    recent.forget_all();
-                }
-                seen = version;
-                failing = false;
+            Ok(version) if failing => {
+                recent.hear();
+                tracing::info!("can tell again whether another process wrote the database");
+                (seen, failing) = (version, false);
             }
-            Err(err) => {
+            Ok(version) if version != seen => {
                 recent.forget_all();
+                seen = version;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                recent.deafen();
                 if !failing {
                     tracing::warn!(%err, "cannot tell whether another process wrote the database; \
-                        runners are read from it until it answers again");
+                        runners are read from it until it can again");
                 }
                 failing = true;
             }
