@@ -401,42 +401,37 @@ async fn size(settings: &Settings) -> anyhow::Result<Table> {
         }
         let ((small, small_first), (large, large_first)) = (&at_size[0], &at_size[1]);
         let (small_healthz, large_healthz) = (small[0].rate(), large[0].rate());
-        for (s, l) in small.iter().zip(large).skip(1) {
-            let (s_share, l_share) = (
-                share(s.rate(), small_healthz),
-                share(l.rate(), large_healthz),
-            );
+        // (rate, p99 ms, errors) at the two sizes → one row with the cost ratio.
+        let row = |name: &str, (s_rate, s_p99, _): (f64, f64, u64), (l_rate, l_p99, l_errors)| {
+            let (s_share, l_share) = (share(s_rate, small_healthz), share(l_rate, large_healthz));
             let cost = share(s_share, l_share);
-            table.rows.push(vec![
+            vec![
                 store.name().into(),
-                s.name.into(),
-                rate(s.rate()),
+                name.into(),
+                rate(s_rate),
                 percent(s_share),
-                millis(s.p99_ms()),
-                rate(l.rate()),
+                millis(s_p99),
+                rate(l_rate),
                 percent(l_share),
-                millis(l.p99_ms()),
+                millis(l_p99),
                 times(cost),
-                mark(cost <= 1.5 && l.errors == 0).into(),
-            ]);
+                mark(cost <= 1.5 && l_errors == 0).into(),
+            ]
+        };
+        for (s, l) in small.iter().zip(large).skip(1) {
+            table.rows.push(row(
+                s.name,
+                (s.rate(), s.p99_ms(), s.errors),
+                (l.rate(), l.p99_ms(), l.errors),
+            ));
         }
-        let (s_share, l_share) = (
-            share(small_first.rate(), small_healthz),
-            share(large_first.rate(), large_healthz),
-        );
-        let cost = share(s_share, l_share);
-        table.rows.push(vec![
-            store.name().into(),
-            "GetRunner, first read of each runner".into(),
-            rate(small_first.rate()),
-            percent(s_share),
-            millis(small_first.percentile_ms(0.99)),
-            rate(large_first.rate()),
-            percent(l_share),
-            millis(large_first.percentile_ms(0.99)),
-            times(cost),
-            mark(cost <= 1.5 && large_first.errors == 0).into(),
-        ]);
+        let first =
+            |sample: &http::Sample| (sample.rate(), sample.percentile_ms(0.99), sample.errors);
+        table.rows.push(row(
+            "GetRunner, first read of each runner",
+            first(small_first),
+            first(large_first),
+        ));
         table.rows.push(vec![
             store.name().into(),
             "GET /healthz (baseline)".into(),
