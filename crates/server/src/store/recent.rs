@@ -1,6 +1,6 @@
-//! Recently read records, kept briefly so that a hot read (GetRunner, which
-//! every dashboard and SDK poll makes) does not cost a database round trip
-//! each time.
+//! Records read or written, kept in memory until they change so that a hot
+//! read (GetRunner, which every dashboard and SDK poll makes) does not cost a
+//! database round trip each time.
 //!
 //! Correctness rests on two rules. Every write the store makes to a kept
 //! record forgets it before the write returns, so this replica reads its own
@@ -26,9 +26,6 @@ use crate::expiring::Expiring;
 /// heard of, so this only lets records nobody reads go; the bound on memory
 /// does the rest.
 pub const RECENT_TTL: Duration = Duration::from_secs(60);
-
-/// How many records of one kind are kept (unweighted maps: tests).
-const CAPACITY: usize = 20_000;
 
 /// How many stripes the keys' write counts are kept in.
 const STRIPES: usize = 64;
@@ -57,8 +54,11 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    /// An unweighted map of a few entries (the store weighs its records:
+    /// `sql::runners_in_memory`).
+    #[cfg(test)]
     pub fn new() -> Self {
-        Self::in_map(Expiring::new(CAPACITY, RECENT_TTL))
+        Self::in_map(Expiring::new(100, RECENT_TTL))
     }
 
     /// Keeps records in `entries`, which says how many and for how long.
@@ -170,16 +170,6 @@ where
 
     fn lock(&self) -> std::sync::MutexGuard<'_, [u64; STRIPES]> {
         self.writes.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl<K, V> Default for Recent<K, V>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    fn default() -> Self {
-        Self::new()
     }
 }
 
