@@ -10,7 +10,9 @@
 //! publisher included, hands what it hears to its own subscribers, so each
 //! event reaches every watcher once. Notifications are not stored: a watcher
 //! that was not connected, or that fell behind, has missed events and is
-//! told so (its stream ends), and re-reads what it watches.
+//! told so (its stream ends), and re-reads what it watches. So is every
+//! watcher of a replica whose listening connection was lost
+//! ([`Heard::Gap`]): notices sent meanwhile never reach it.
 //!
 //! The hub also carries one signal of its own between replicas: *callers
 //! changed* ([`CALLERS_CHANNEL`]), which tells every replica's
@@ -37,8 +39,18 @@ const PUBLISHERS: u32 = 2;
 /// Events a slow watcher may fall behind by before it is dropped.
 const BUFFER: usize = 4096;
 
+/// What a watcher hears from the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Heard {
+    /// A change on some replica.
+    Change(ChangeEvent),
+    /// Changes may have been missed: this replica's listening connection
+    /// was lost for a while (it listens again already).
+    Gap,
+}
+
 pub struct EventHub {
-    local: broadcast::Sender<ChangeEvent>,
+    local: broadcast::Sender<Heard>,
     /// Callers changed on another replica (the payload-free signal).
     callers: broadcast::Sender<()>,
     /// Set when the server stops: open streams end.
@@ -123,7 +135,7 @@ impl EventHub {
     pub async fn publish(&self, event: ChangeEvent) {
         let Some(pg) = &self.postgres else {
             // No receivers is fine: nobody watches.
-            let _ = self.local.send(event);
+            let _ = self.local.send(Heard::Change(event));
             return;
         };
         let payload = match serde_json::to_string(&event) {
@@ -137,7 +149,7 @@ impl EventHub {
         if let Err(err) = sent {
             // Watchers on this replica at least hear of it.
             tracing::warn!(%err, "could not announce a change to other replicas");
-            let _ = self.local.send(event);
+            let _ = self.local.send(Heard::Change(event));
         }
     }
 
@@ -160,7 +172,7 @@ impl EventHub {
     }
 
     /// A receiver of every event from now on, and a signal that the server stops.
-    pub fn subscribe(&self) -> (broadcast::Receiver<ChangeEvent>, watch::Receiver<bool>) {
+    pub fn subscribe(&self) -> (broadcast::Receiver<Heard>, watch::Receiver<bool>) {
         (self.local.subscribe(), self.closed.subscribe())
     }
 
@@ -178,7 +190,7 @@ impl EventHub {
 /// Hands what PostgreSQL notifies to this replica's subscribers.
 async fn relay(
     mut listener: PgListener,
-    local: broadcast::Sender<ChangeEvent>,
+    local: broadcast::Sender<Heard>,
     callers: broadcast::Sender<()>,
 ) {
     loop {
@@ -191,7 +203,7 @@ async fn relay(
             Ok(Some(notification)) => {
                 match serde_json::from_str::<ChangeEvent>(notification.payload()) {
                     Ok(event) => {
-                        let _ = local.send(event);
+                        let _ = local.send(Heard::Change(event));
                     }
                     Err(err) => tracing::warn!(%err, "ignoring an unreadable change event"),
                 }
@@ -200,10 +212,12 @@ async fn relay(
                 // Lost, and listening again already: signals may have been
                 // missed meanwhile.
                 let _ = callers.send(());
+                let _ = local.send(Heard::Gap);
                 tracing::warn!("the change-event listener lost its connection and listens again");
             }
             Err(err) => {
                 let _ = callers.send(());
+                let _ = local.send(Heard::Gap);
                 // The next try_recv connects again.
                 tracing::warn!(%err, "the change-event listener lost its connection; reconnecting");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -234,11 +248,18 @@ mod tests {
         }
     }
 
-    async fn next(receiver: &mut broadcast::Receiver<ChangeEvent>) -> ChangeEvent {
+    async fn heard(receiver: &mut broadcast::Receiver<Heard>) -> Heard {
         tokio::time::timeout(Duration::from_secs(10), receiver.recv())
             .await
-            .expect("an event within 10 s")
+            .expect("a notice within 10 s")
             .expect("the hub is open")
+    }
+
+    async fn next(receiver: &mut broadcast::Receiver<Heard>) -> ChangeEvent {
+        match heard(receiver).await {
+            Heard::Change(event) => event,
+            Heard::Gap => panic!("a gap where a change was expected"),
+        }
     }
 
     #[tokio::test]
@@ -324,12 +345,14 @@ mod tests {
     }
 
     /// A replica whose listening connection was lost may have missed that
-    /// callers changed: it forgets its callers, and listens again.
+    /// callers changed, and changes: it forgets its callers, tells its
+    /// watchers that they may have missed changes, and listens again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL: run through scripts/test (cargo test -- --include-ignored)"]
     async fn a_replica_that_lost_its_listener_forgets_its_callers_and_listens_again() {
         let (database, a, b) = two_replicas().await;
         let mut on_b = b.subscribe_callers();
+        let (mut watching_b, _) = b.subscribe();
         let ended = database
             .end_connections_whose_last_statement_starts("LISTEN")
             .await;
@@ -338,6 +361,7 @@ mod tests {
             .await
             .expect("the signal within 10 s")
             .unwrap();
+        assert_eq!(heard(&mut watching_b).await, Heard::Gap);
         let (mut events_on_b, _) = b.subscribe();
         let after = change();
         a.publish(after.clone()).await;

@@ -13,6 +13,7 @@ use super::convert::{self, parse_id, parse_ids};
 use crate::authz::{WatchVisibility, access};
 use crate::domain::*;
 use crate::errors::invalid_field;
+use crate::events::Heard;
 use crate::state::SharedState;
 
 pub struct Events {
@@ -98,7 +99,13 @@ impl api::EventService for Events {
                     received = changes.recv() => received,
                 };
                 let event = match event {
-                    Ok(event) => event,
+                    Ok(Heard::Change(event)) => event,
+                    Ok(Heard::Gap) => {
+                        yield Err(ConnectError::unavailable(
+                            "this server lost its connection to the other replicas' change notices for a while, so changes may have been missed; read the current state and watch again",
+                        ));
+                        break;
+                    }
                     Err(RecvError::Lagged(missed)) => {
                         yield Err(ConnectError::unavailable(format!(
                             "this watcher fell {missed} changes behind and was dropped; read the current state and watch again"
