@@ -10,6 +10,7 @@ mod group;
 mod identity;
 mod organization;
 mod runner;
+mod runner_answers;
 mod runner_configuration;
 mod runner_interaction;
 pub mod scm_forwarding;

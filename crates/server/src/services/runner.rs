@@ -5,9 +5,12 @@ use buffa::MessageField;
 use chrono::Utc;
 use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
 use corral_api::gitpod::v1 as api;
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::convert::{self, parse_ids};
+use super::runner_answers::{RunnerAnswer, RunnerJson, RunnerPage};
 use super::runner_interaction::{delete_request, spec_request};
 use super::scm_forwarding::{ScmForwarding, url_host};
 use crate::authz::policy::Action;
@@ -24,11 +27,16 @@ const LOGS_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::minutes(15);
 
 pub struct Runners {
     state: SharedState,
+    /// Runners' JSON, kept for GetRunner's and ListRunners' answers.
+    json: Arc<RunnerJson>,
 }
 
 impl Runners {
     pub fn new(state: SharedState) -> Self {
-        Self { state }
+        Self {
+            state,
+            json: Arc::default(),
+        }
     }
 
     fn scm(&self) -> ScmForwarding<'_> {
@@ -305,12 +313,12 @@ impl api::RunnerService for Runners {
         &self,
         ctx: RequestContext,
         request: ServiceRequest<'_, api::GetRunnerRequest>,
-    ) -> ServiceResult<api::GetRunnerResponse> {
+    ) -> ServiceResult<RunnerAnswer> {
         let id = convert::parse_id("runner_id", request.runner_id)?;
         let runner = access(&ctx)?.runner(id).await?;
-        Response::ok(api::GetRunnerResponse {
-            runner: MessageField::some(convert::runner(&runner)),
-            ..Default::default()
+        Response::ok(RunnerAnswer {
+            runner,
+            json: self.json.clone(),
         })
     }
 
@@ -319,7 +327,7 @@ impl api::RunnerService for Runners {
         &self,
         ctx: RequestContext,
         request: ServiceRequest<'_, api::ListRunnersRequest>,
-    ) -> ServiceResult<api::ListRunnersResponse> {
+    ) -> ServiceResult<RunnerPage> {
         let access = access(&ctx)?;
         let mut req = request.to_owned_message();
         let paging = access.paging(&ctx, req.pagination.take(), &req)?;
@@ -340,10 +348,10 @@ impl api::RunnerService for Runners {
             }
         }
         let runners = access.list_runners(filter, paging.request).await?;
-        Response::ok(api::ListRunnersResponse {
+        Response::ok(RunnerPage {
             pagination: paging.response(runners.next_after),
-            runners: runners.items.iter().map(convert::runner).collect(),
-            ..Default::default()
+            runners: runners.items,
+            json: self.json.clone(),
         })
     }
 
