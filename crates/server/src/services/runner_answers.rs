@@ -29,9 +29,9 @@ use crate::expiring::Expiring;
 const MEMORY: u64 = 192 << 20;
 /// A runner's JSON and its copy, roughly, for sizing the table.
 const TYPICAL: u64 = 1536;
-/// Unread entries go after this long; a changed runner replaces its entry
-/// at once.
-const TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Unread entries go after this long (as kept records do); a changed
+/// runner replaces its entry at once.
+const TTL: std::time::Duration = crate::store::recent::RECENT_TTL;
 
 /// Runners' JSON, by runner id.
 pub struct RunnerJson {

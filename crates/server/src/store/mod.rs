@@ -12,7 +12,7 @@ pub mod connections;
 mod direct_reads;
 pub mod group_commit;
 pub mod postgres;
-mod recent;
+pub(crate) mod recent;
 mod row;
 pub mod sql;
 pub mod sqlite;
