@@ -1,12 +1,12 @@
 //! `gitpod.v1.RunnerService`: runners, their tokens and policies, and the SCM
 //! requests that a connected runner answers.
 
+use std::sync::Arc;
+
 use buffa::MessageField;
 use chrono::Utc;
 use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
 use corral_api::gitpod::v1 as api;
-use std::sync::Arc;
-
 use uuid::Uuid;
 
 use super::convert::{self, parse_ids};
